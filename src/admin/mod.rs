@@ -1,0 +1,119 @@
+//! The admin listener: its own pingora service with one thread, on loopback by default.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok` while the process is alive |
+//! | `GET /readyz` | 200 once every proxy listener is bound, 503 before |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time |
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::reload::ConfigHandle;
+use crate::telemetry::Metrics;
+
+/// Whether the proxy listeners are bound; set once by the server.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the proxy as ready.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// True once every proxy listener is bound.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// The admin application.
+pub struct Admin {
+    config: Arc<ConfigHandle>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+impl Admin {
+    /// An admin app over the gateway's shared state.
+    pub fn new(
+        config: Arc<ConfigHandle>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Self {
+        Admin {
+            config,
+            metrics,
+            readiness,
+        }
+    }
+
+    fn config_json(&self) -> Vec<u8> {
+        let s = self.config.load();
+        let mut body = serde_json::json!({
+            "generation": s.generation,
+            "source": s.source.name(),
+            "sha256": s.source.sha256,
+            "loaded_at": humantime::format_rfc3339_seconds(s.source.loaded_at).to_string(),
+            "routes": s.router.len(),
+            "upstreams": s.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
+        body.push(b'\n');
+        body
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = resp.body().len();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed\n".to_vec(),
+            );
+        }
+        match req.uri.path() {
+            "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.readiness.is_ready() => {
+                reply(StatusCode::OK, "text/plain", b"ready\n".to_vec())
+            }
+            "/readyz" => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"not ready\n".to_vec(),
+            ),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(),
+            ),
+            "/config" => reply(StatusCode::OK, "application/json", self.config_json()),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}

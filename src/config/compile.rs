@@ -1,0 +1,184 @@
+//! Stage 3 of 3: build the immutable [`Snapshot`] the request path reads.
+//!
+//! Everything a request needs is pre-built here — the router, the load balancers, a
+//! peer template per upstream with its timeouts and TLS settings — so that a request
+//! never parses config, resolves names or allocates config-derived state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
+use pingora::listeners::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::router::Router;
+use super::validate::{
+    HttpUpstreamSpec, Problem, Protocol, ServerSettings, UpstreamKindSpec, Validated,
+};
+
+/// Where a snapshot's text came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file path, or `None` for the built-in default config.
+    pub path: Option<PathBuf>,
+    /// SHA-256 of the source text, lowercase hex.
+    pub sha256: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Source {
+    /// The path for messages, or `<built-in>`.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<built-in>".to_string(),
+        }
+    }
+}
+
+/// One config generation, compiled. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Monotonic generation number (1 for the config the process started with).
+    pub generation: u64,
+    /// Where the text came from.
+    pub source: Source,
+    /// `[server]`: listeners and threads are read at start-up only.
+    pub server: ServerSettings,
+    /// The routes.
+    pub router: Router,
+    /// The upstreams, sorted by name; routes refer to them by index.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// A compiled upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its name (metric label, span attribute).
+    pub name: String,
+    /// What it is.
+    pub kind: UpstreamKind,
+}
+
+/// Echo or real peers.
+#[derive(Debug)]
+pub enum UpstreamKind {
+    /// The built-in echo service.
+    Echo,
+    /// Real peers behind a load balancer.
+    Http(Arc<HttpUpstream>),
+}
+
+/// Real peers, their balancer and the peer template.
+pub struct HttpUpstream {
+    /// The validated settings.
+    pub spec: HttpUpstreamSpec,
+    /// Round-robin over the peers, skipping unhealthy ones when health checks run.
+    pub lb: LoadBalancer<RoundRobin>,
+    /// Options shared by every peer; the address is filled in per request.
+    template: HttpPeer,
+}
+
+impl std::fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpUpstream")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpUpstream {
+    /// The next peer to try, or `None` when every peer is unhealthy.
+    pub fn select(&self) -> Option<HttpPeer> {
+        let backend = self.lb.select(b"", 256)?;
+        let mut peer = self.template.clone();
+        peer._address = backend.addr;
+        Some(peer)
+    }
+}
+
+/// Builds a snapshot from validated specs. Validation already checked everything that
+/// can fail in practice; what is left is reported the same way.
+pub fn compile(v: Validated, source: Source, generation: u64) -> Result<Snapshot, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut upstreams = Vec::with_capacity(v.upstreams.len());
+    for u in v.upstreams {
+        let kind = match u.kind {
+            UpstreamKindSpec::Echo => UpstreamKind::Echo,
+            UpstreamKindSpec::Http(spec) => match http_upstream(*spec) {
+                Ok(h) => UpstreamKind::Http(Arc::new(h)),
+                Err(message) => {
+                    problems.push(Problem {
+                        path: format!("upstreams.{}.peers", u.name),
+                        message,
+                        line: None,
+                    });
+                    continue;
+                }
+            },
+        };
+        upstreams.push(Upstream { name: u.name, kind });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Snapshot {
+        generation,
+        source,
+        server: v.server,
+        router: Router::new(&v.routes),
+        upstreams,
+    })
+}
+
+fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
+    // Addresses are already resolved, so this does no DNS.
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(spec.peers.iter().copied())
+        .map_err(|e| format!("cannot build the peer set: {e}"))?;
+    if let Some(hc) = &spec.health_check {
+        let check: Box<dyn HealthCheck + Send + Sync> = match &hc.http {
+            None => {
+                let mut tcp = TcpHealthCheck::new();
+                tcp.consecutive_success = hc.healthy_threshold;
+                tcp.consecutive_failure = hc.unhealthy_threshold;
+                tcp.peer_template.options.connection_timeout = Some(spec.connect_timeout);
+                tcp
+            }
+            Some((path, host)) => {
+                let mut http = HttpHealthCheck::new(host, spec.tls);
+                http.consecutive_success = hc.healthy_threshold;
+                http.consecutive_failure = hc.unhealthy_threshold;
+                http.peer_template.options.connection_timeout = Some(spec.connect_timeout);
+                http.peer_template.options.read_timeout = Some(spec.read_timeout);
+                http.peer_template.options.verify_cert = spec.tls_verify;
+                http.peer_template.options.verify_hostname = spec.tls_verify;
+                if let Ok(uri) = path.parse() {
+                    http.req.set_uri(uri);
+                }
+                Box::new(http)
+            }
+        };
+        lb.set_health_check(check);
+        lb.health_check_frequency = Some(hc.interval);
+    }
+    let first = *spec.peers.first().ok_or("at least one peer is required")?;
+    let mut template = HttpPeer::new(first, spec.tls, spec.sni.clone());
+    let o = &mut template.options;
+    o.connection_timeout = Some(spec.connect_timeout);
+    o.total_connection_timeout = Some(spec.connect_timeout);
+    o.read_timeout = Some(spec.read_timeout);
+    o.write_timeout = Some(spec.write_timeout);
+    o.idle_timeout = Some(spec.idle_timeout);
+    o.verify_cert = spec.tls_verify;
+    o.verify_hostname = spec.tls_verify;
+    o.alpn = match spec.protocol {
+        // Cleartext with a minimum of HTTP/2 is how pingora speaks h2c.
+        Protocol::H2c | Protocol::H2 => ALPN::H2,
+        Protocol::Http1 => ALPN::H1,
+    };
+    Ok(HttpUpstream { spec, lb, template })
+}

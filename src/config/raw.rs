@@ -1,0 +1,196 @@
+//! The config file as written: serde structs mirroring the TOML, nothing checked
+//! beyond types and key names. Every key has a default, so an empty file is a valid
+//! (if useless) config; `validate` decides what is acceptable.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Listeners, threads and process settings.
+    pub server: RawServer,
+    /// Services behind the gateway, by name. ("Upstream" is proxy vocabulary: the service
+    /// the gateway forwards to. Tracing documents often call the *caller* upstream.)
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Routing rules; the most specific match wins (see `router`).
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Plain-TCP listen addresses; each serves HTTP/1.1 and (if `h2c`) HTTP/2 cleartext.
+    pub listen: Vec<String>,
+    /// Accept HTTP/2 with prior knowledge on the plain listeners.
+    pub h2c: bool,
+    /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN).
+    pub tls: Vec<RawTlsListener>,
+    /// The admin listener (health, readiness, metrics, config). Keep it on loopback.
+    pub admin_listen: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// On SIGTERM: how long to keep serving in-flight and new requests before stopping.
+    pub grace_period: String,
+    /// After the grace period: how long to wait for the runtimes to finish.
+    pub shutdown_timeout: String,
+    /// Unix socket over which listening sockets pass to a new process on `--upgrade`.
+    pub upgrade_sock: String,
+    /// Where the process id is written (used by the zero-downtime upgrade recipe).
+    pub pid_file: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: vec!["127.0.0.1:8080".to_string()],
+            h2c: true,
+            tls: Vec::new(),
+            admin_listen: "127.0.0.1:9901".to_string(),
+            threads: 2,
+            grace_period: "10s".to_string(),
+            shutdown_timeout: "5s".to_string(),
+            upgrade_sock: "/tmp/tracebridge_upgrade.sock".to_string(),
+            pid_file: "/tmp/tracebridge.pid".to_string(),
+        }
+    }
+}
+
+/// One `[[server.tls]]` listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTlsListener {
+    /// Listen address, `host:port`.
+    pub listen: String,
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// `"http"` (forward to `peers`) or `"echo"` (built-in: answer with the request as it
+    /// would have been forwarded).
+    pub kind: String,
+    /// `host:port` of each peer; resolved when the config is loaded. Round-robin.
+    pub peers: Vec<String>,
+    /// `"http1"`, `"h2c"` (HTTP/2 cleartext, needed for gRPC without TLS) or `"h2"`
+    /// (HTTP/2 over TLS; implies `tls`).
+    pub protocol: String,
+    /// Connect to the peers over TLS.
+    pub tls: bool,
+    /// TLS server name; defaults to the host part of the peer.
+    pub sni: String,
+    /// Verify the peer's certificate (and host name).
+    pub tls_verify: bool,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: String,
+    /// Timeout for each read from the peer.
+    pub read_timeout: String,
+    /// Timeout for each write to the peer.
+    pub write_timeout: String,
+    /// How long an idle keep-alive connection stays in the pool.
+    pub idle_timeout: String,
+    /// Retry once on another peer when connecting fails (idempotent methods only).
+    pub retry_on_connect_failure: bool,
+    /// Active health checking; absent = every peer is assumed healthy.
+    pub health_check: Option<RawHealthCheck>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            kind: "http".to_string(),
+            peers: Vec::new(),
+            protocol: "http1".to_string(),
+            tls: false,
+            sni: String::new(),
+            tls_verify: true,
+            connect_timeout: "1s".to_string(),
+            read_timeout: "30s".to_string(),
+            write_timeout: "30s".to_string(),
+            idle_timeout: "60s".to_string(),
+            retry_on_connect_failure: true,
+            health_check: None,
+        }
+    }
+}
+
+/// `[upstreams.NAME.health_check]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealthCheck {
+    /// `"tcp"` (connect succeeds) or `"http"` (a GET answers 2xx).
+    pub kind: String,
+    /// Time between checks.
+    pub interval: String,
+    /// For `"http"`: the path to GET.
+    pub path: String,
+    /// For `"http"`: the Host header to send.
+    pub host: String,
+    /// Consecutive successes before a peer counts as healthy again.
+    pub healthy_threshold: usize,
+    /// Consecutive failures before a peer counts as unhealthy.
+    pub unhealthy_threshold: usize,
+}
+
+impl Default for RawHealthCheck {
+    fn default() -> Self {
+        RawHealthCheck {
+            kind: "tcp".to_string(),
+            interval: "5s".to_string(),
+            path: "/".to_string(),
+            host: "localhost".to_string(),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    /// Route name: metric label and span attribute. Defaults to `route<index>`.
+    pub name: String,
+    /// Host to match: exact (`api.example.com`) or a suffix wildcard (`*.example.com`).
+    /// Empty = any host.
+    pub host: String,
+    /// Path prefix to match; the longest matching prefix wins.
+    pub path_prefix: String,
+    /// Methods to match (uppercase); empty = any.
+    pub methods: Vec<String>,
+    /// A request header that must be present (and equal `value`, if set).
+    pub header: Option<RawHeaderMatch>,
+    /// The upstream this route forwards to.
+    pub upstream: String,
+}
+
+impl Default for RawRoute {
+    fn default() -> Self {
+        RawRoute {
+            name: String::new(),
+            host: String::new(),
+            path_prefix: "/".to_string(),
+            methods: Vec::new(),
+            header: None,
+            upstream: String::new(),
+        }
+    }
+}
+
+/// `header = { name = "...", value = "..." }` in a route.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Exact value; absent = the header only has to be present.
+    pub value: Option<String>,
+}

@@ -1,0 +1,280 @@
+//! Route matching, compiled once per config generation.
+//!
+//! Precedence (documented in the README): routes are grouped by host — an exact host
+//! beats a `*.suffix` wildcard (longer suffix first), which beats a route without a
+//! host. Within the first group that has a match, the longest `path_prefix` wins; among
+//! equal prefixes, a route with more conditions (methods, header) wins, then file
+//! order. Prefixes are plain string prefixes, as in Envoy's `prefix` and Traefik's
+//! `PathPrefix` (`/orders` also matches `/orders-old`).
+
+use std::collections::HashMap;
+
+use http::{HeaderMap, HeaderName, Method};
+
+use super::validate::RouteSpec;
+
+/// A compiled route: what to match and where it goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Route name (metric label, span attribute).
+    pub name: String,
+    /// The path prefix as configured (`http.route` on spans).
+    pub path_prefix: String,
+    /// Index of the upstream in the snapshot.
+    pub upstream: usize,
+    methods: Vec<Method>,
+    header: Option<(HeaderName, Option<String>)>,
+}
+
+impl Route {
+    fn conditions(&self) -> usize {
+        usize::from(!self.methods.is_empty()) + usize::from(self.header.is_some())
+    }
+
+    fn matches(&self, path: &str, method: &Method, headers: &HeaderMap) -> bool {
+        if !path.starts_with(self.path_prefix.as_str()) {
+            return false;
+        }
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return false;
+        }
+        match &self.header {
+            None => true,
+            Some((name, None)) => headers.contains_key(name),
+            Some((name, Some(value))) => headers
+                .get_all(name)
+                .iter()
+                .any(|v| v.as_bytes() == value.as_bytes()),
+        }
+    }
+}
+
+/// Indices of one host group's routes, most specific first.
+#[derive(Debug, Clone, Default)]
+struct Group {
+    routes: Vec<usize>,
+}
+
+impl Group {
+    /// Sorts by prefix length, then conditions; the sort is stable, so file order
+    /// breaks ties.
+    fn finish(&mut self, all: &[Route]) {
+        self.routes.sort_by(|&a, &b| {
+            let (a, b) = (&all[a], &all[b]);
+            b.path_prefix
+                .len()
+                .cmp(&a.path_prefix.len())
+                .then(b.conditions().cmp(&a.conditions()))
+        });
+    }
+
+    fn find(
+        &self,
+        all: &[Route],
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<usize> {
+        self.routes
+            .iter()
+            .copied()
+            .find(|&i| all[i].matches(path, method, headers))
+    }
+}
+
+/// All routes of a config generation.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+    exact: HashMap<String, Group>,
+    /// `(".suffix", group)`, longest suffix first.
+    wildcard: Vec<(String, Group)>,
+    any: Group,
+}
+
+impl Router {
+    /// Compiles validated routes.
+    pub fn new(specs: &[RouteSpec]) -> Self {
+        let mut router = Router::default();
+        for (i, spec) in specs.iter().enumerate() {
+            router.routes.push(Route {
+                name: spec.name.clone(),
+                path_prefix: spec.path_prefix.clone(),
+                upstream: spec.upstream,
+                methods: spec.methods.clone(),
+                header: spec.header.clone(),
+            });
+            if spec.host.is_empty() {
+                router.any.routes.push(i);
+            } else if let Some(suffix) = spec.host.strip_prefix('*') {
+                match router.wildcard.iter_mut().find(|(s, _)| s == suffix) {
+                    Some((_, group)) => group.routes.push(i),
+                    None => router
+                        .wildcard
+                        .push((suffix.to_string(), Group { routes: vec![i] })),
+                }
+            } else {
+                router
+                    .exact
+                    .entry(spec.host.clone())
+                    .or_default()
+                    .routes
+                    .push(i);
+            }
+        }
+        let all = &router.routes;
+        router.exact.values_mut().for_each(|g| g.finish(all));
+        router.wildcard.iter_mut().for_each(|(_, g)| g.finish(all));
+        router
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        router.any.finish(all);
+        router
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True when there is no route.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route at `index` (as returned by [`Router::find`]).
+    pub fn route(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
+    }
+
+    /// The index of the route for a request. `host` is the Host header or
+    /// `:authority`, with or without a port, any case.
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<usize> {
+        let all = self.routes.as_slice();
+        if let Some(host) = host.map(strip_port) {
+            let lowered;
+            let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                lowered = host.to_ascii_lowercase();
+                lowered.as_str()
+            } else {
+                host
+            };
+            if let Some(r) = self
+                .exact
+                .get(host)
+                .and_then(|g| g.find(all, path, method, headers))
+            {
+                return Some(r);
+            }
+            for (suffix, group) in &self.wildcard {
+                // `*.example.com` matches `a.example.com`, not `example.com` itself.
+                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                    if let Some(r) = group.find(all, path, method, headers) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        self.any.find(all, path, method, headers)
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            if h.starts_with('[') || !h.contains(':') {
+                h
+            } else {
+                host
+            }
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, host: &str, prefix: &str, upstream: usize) -> RouteSpec {
+        RouteSpec {
+            name: name.into(),
+            host: host.into(),
+            path_prefix: prefix.into(),
+            methods: vec![],
+            header: None,
+            upstream,
+        }
+    }
+
+    fn name(r: &Router, i: Option<usize>) -> Option<&str> {
+        i.and_then(|i| r.route(i)).map(|r| r.name.as_str())
+    }
+
+    fn find<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {
+        name(r, r.find(Some(host), path, &Method::GET, &HeaderMap::new()))
+    }
+
+    #[test]
+    fn host_classes_and_longest_prefix() {
+        let r = Router::new(&[
+            spec("any", "", "/", 0),
+            spec("any-api", "", "/api", 0),
+            spec("wild", "*.example.com", "/", 1),
+            spec("wild-deep", "*.eu.example.com", "/", 1),
+            spec("exact", "api.example.com", "/", 2),
+            spec("exact-orders", "api.example.com", "/orders", 2),
+        ]);
+        assert_eq!(
+            find(&r, "api.example.com", "/orders/1"),
+            Some("exact-orders")
+        );
+        assert_eq!(find(&r, "API.Example.com:443", "/x"), Some("exact"));
+        assert_eq!(find(&r, "shop.example.com", "/"), Some("wild"));
+        assert_eq!(find(&r, "shop.eu.example.com", "/"), Some("wild-deep"));
+        assert_eq!(
+            find(&r, "example.com", "/api/x"),
+            Some("any-api"),
+            "wildcard needs a label"
+        );
+        assert_eq!(find(&r, "other.org", "/"), Some("any"));
+    }
+
+    #[test]
+    fn method_and_header_conditions() {
+        let mut post = spec("post", "", "/", 0);
+        post.methods = vec![Method::POST];
+        let mut canary = spec("canary", "", "/", 1);
+        canary.header = Some((HeaderName::from_static("x-canary"), Some("1".into())));
+        let r = Router::new(&[spec("plain", "", "/", 2), post, canary]);
+        let mut h = HeaderMap::new();
+        assert_eq!(name(&r, r.find(None, "/", &Method::POST, &h)), Some("post"));
+        assert_eq!(name(&r, r.find(None, "/", &Method::GET, &h)), Some("plain"));
+        h.insert("x-canary", "1".parse().unwrap());
+        assert_eq!(
+            name(&r, r.find(None, "/", &Method::GET, &h)),
+            Some("canary")
+        );
+    }
+
+    #[test]
+    fn no_match() {
+        let r = Router::new(&[spec("a", "a.com", "/x", 0)]);
+        assert_eq!(find(&r, "b.com", "/x"), None);
+        assert_eq!(find(&r, "a.com", "/y"), None);
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("a.com"), "a.com");
+    }
+}

@@ -1,0 +1,569 @@
+//! Stage 2 of 3: check a parsed [`RawConfig`] completely and turn it into typed specs.
+//!
+//! Every problem is collected with its key path (`routes[2].upstream: no upstream named
+//! "ordrs"`), so a user fixes a broken file in one pass. Peer names are resolved here,
+//! at load time: an unresolvable peer is a config error, never a panic on a worker
+//! thread when the first request needs it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawServer, RawUpstream};
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `upstreams.orders.peers[1]`; empty for file-level problems.
+    pub path: String,
+    /// What is wrong, a lowercase fragment.
+    pub message: String,
+    /// 1-based line in the file, when the parser knows it.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the config came from (a path, or `<built-in>`).
+    pub source_name: String,
+    /// All problems, in file order as far as it is known.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Validated `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Plain-TCP listen addresses, as written (pingora keys its socket table by them).
+    pub listen: Vec<String>,
+    /// Accept h2c on the plain listeners.
+    pub h2c: bool,
+    /// TLS listeners.
+    pub tls: Vec<TlsListener>,
+    /// Admin listen address.
+    pub admin_listen: String,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Grace period on SIGTERM.
+    pub grace_period: Duration,
+    /// Runtime shutdown timeout after the grace period.
+    pub shutdown_timeout: Duration,
+    /// Upgrade socket path.
+    pub upgrade_sock: String,
+    /// Pid file path.
+    pub pid_file: String,
+}
+
+/// A validated TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    /// Listen address.
+    pub listen: String,
+    /// Certificate chain path (checked readable).
+    pub cert: String,
+    /// Private key path (checked readable).
+    pub key: String,
+}
+
+/// How the gateway talks to an upstream's peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (over TLS if `tls`, with h2 offered by ALPN).
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext.
+    H2c,
+    /// HTTP/2 over TLS.
+    H2,
+}
+
+/// A validated upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    /// Its name.
+    pub name: String,
+    /// What it is.
+    pub kind: UpstreamKindSpec,
+}
+
+/// The two kinds of upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamKindSpec {
+    /// The built-in echo service.
+    Echo,
+    /// Real peers.
+    Http(Box<HttpUpstreamSpec>),
+}
+
+/// A validated `kind = "http"` upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUpstreamSpec {
+    /// Resolved peer addresses, in order (a name that resolves to several adds all).
+    pub peers: Vec<SocketAddr>,
+    /// Peer names as written, for logs and SNI.
+    pub peer_names: Vec<String>,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// TLS on.
+    pub tls: bool,
+    /// SNI (defaults to the host part of the first peer).
+    pub sni: String,
+    /// Verify certificates.
+    pub tls_verify: bool,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout.
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Keep-alive idle timeout.
+    pub idle_timeout: Duration,
+    /// One retry on connect failure for idempotent methods.
+    pub retry_on_connect_failure: bool,
+    /// Active health check.
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// A validated health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    /// HTTP (path, host) or plain TCP.
+    pub http: Option<(String, String)>,
+    /// Interval between checks.
+    pub interval: Duration,
+    /// Successes to become healthy.
+    pub healthy_threshold: usize,
+    /// Failures to become unhealthy.
+    pub unhealthy_threshold: usize,
+}
+
+/// A validated route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Name (unique).
+    pub name: String,
+    /// Host pattern, lowercase; empty = any.
+    pub host: String,
+    /// Path prefix.
+    pub path_prefix: String,
+    /// Methods, uppercase; empty = any.
+    pub methods: Vec<http::Method>,
+    /// Header condition: lowercase name, optional exact value.
+    pub header: Option<(http::HeaderName, Option<String>)>,
+    /// Index into the validated upstream list.
+    pub upstream: usize,
+}
+
+/// The output of validation: everything typed, nothing built yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// Upstreams, sorted by name.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Collects problems while walking the config.
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            line: None,
+        });
+    }
+
+    fn duration(&mut self, path: String, text: &str) -> Duration {
+        match parse_duration(text) {
+            Ok(d) => d,
+            Err(msg) => {
+                self.push(path, msg);
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, path: String, text: &str) -> Duration {
+        let d = self.duration(path.clone(), text);
+        if d.is_zero() && parse_duration(text).is_ok() {
+            self.push(path, "must be greater than zero");
+        }
+        d
+    }
+}
+
+/// Parses a duration written as a string: `"1s"`, `"250ms"`, `"1m 30s"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?} ({e}); write e.g. \"1s\" or \"250ms\""))
+}
+
+/// Validates everything; `Err` carries every problem found.
+pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<Problem>> {
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
+    let server = server(&mut c, &raw.server);
+    let upstreams: Vec<UpstreamSpec> = raw
+        .upstreams
+        .iter()
+        .map(|(name, u)| upstream(&mut c, name, u))
+        .collect();
+    let routes = routes(&mut c, &raw.routes, &upstreams);
+    if c.problems.is_empty() {
+        Ok(Validated {
+            server,
+            upstreams,
+            routes,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn listen_address(c: &mut Collector, path: String, addr: &str) {
+    if addr.parse::<SocketAddr>().is_err() {
+        c.push(
+            path,
+            format!("invalid listen address {addr:?}: expected ip:port, e.g. \"127.0.0.1:8080\""),
+        );
+    }
+}
+
+fn readable_file(c: &mut Collector, path: String, file: &str) {
+    if file.is_empty() {
+        c.push(path, "is required");
+    } else if let Err(e) = std::fs::metadata(file) {
+        c.push(path, format!("cannot read {file:?}: {e}"));
+    }
+}
+
+fn server(c: &mut Collector, s: &RawServer) -> ServerSettings {
+    let mut seen = HashSet::new();
+    if s.listen.is_empty() && s.tls.is_empty() {
+        c.push("server.listen", "no listener: give at least one address");
+    }
+    for (i, addr) in s.listen.iter().enumerate() {
+        listen_address(c, format!("server.listen[{i}]"), addr);
+        if !seen.insert(addr.as_str()) {
+            c.push(
+                format!("server.listen[{i}]"),
+                format!("{addr:?} is listed twice"),
+            );
+        }
+    }
+    let tls = s
+        .tls
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            listen_address(c, format!("server.tls[{i}].listen"), &t.listen);
+            if !seen.insert(t.listen.as_str()) {
+                c.push(
+                    format!("server.tls[{i}].listen"),
+                    format!("{:?} is already used by another listener", t.listen),
+                );
+            }
+            readable_file(c, format!("server.tls[{i}].cert"), &t.cert);
+            readable_file(c, format!("server.tls[{i}].key"), &t.key);
+            TlsListener {
+                listen: t.listen.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            }
+        })
+        .collect();
+    listen_address(c, "server.admin_listen".into(), &s.admin_listen);
+    if seen.contains(s.admin_listen.as_str()) {
+        c.push(
+            "server.admin_listen",
+            format!("{:?} is already used by a proxy listener", s.admin_listen),
+        );
+    }
+    if s.threads == 0 {
+        c.push("server.threads", "must be at least 1");
+    }
+    ServerSettings {
+        listen: s.listen.clone(),
+        h2c: s.h2c,
+        tls,
+        admin_listen: s.admin_listen.clone(),
+        threads: s.threads.max(1),
+        grace_period: c.duration("server.grace_period".into(), &s.grace_period),
+        shutdown_timeout: c.duration("server.shutdown_timeout".into(), &s.shutdown_timeout),
+        upgrade_sock: s.upgrade_sock.clone(),
+        pid_file: s.pid_file.clone(),
+    }
+}
+
+fn upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> UpstreamSpec {
+    let at = |key: &str| format!("upstreams.{name}.{key}");
+    if !is_identifier(name) {
+        c.push(
+            format!("upstreams.{name}"),
+            "name must be letters, digits, '-' or '_'",
+        );
+    }
+    let kind = match u.kind.as_str() {
+        "echo" => {
+            if !u.peers.is_empty() {
+                c.push(at("peers"), "an echo upstream has no peers");
+            }
+            UpstreamKindSpec::Echo
+        }
+        "http" => UpstreamKindSpec::Http(Box::new(http_upstream(c, name, u))),
+        other => {
+            c.push(
+                at("kind"),
+                format!("unknown kind {other:?}: expected \"http\" or \"echo\""),
+            );
+            UpstreamKindSpec::Echo
+        }
+    };
+    UpstreamSpec {
+        name: name.to_string(),
+        kind,
+    }
+}
+
+fn http_upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> HttpUpstreamSpec {
+    let at = |key: &str| format!("upstreams.{name}.{key}");
+    if u.peers.is_empty() {
+        c.push(at("peers"), "at least one peer is required");
+    }
+    let mut peers = Vec::new();
+    for (i, p) in u.peers.iter().enumerate() {
+        match resolve_peer(p) {
+            Ok(addrs) => peers.extend(addrs),
+            Err(msg) => c.push(format!("upstreams.{name}.peers[{i}]"), msg),
+        }
+    }
+    let protocol = match u.protocol.as_str() {
+        "http1" | "http/1.1" => Protocol::Http1,
+        "h2c" => Protocol::H2c,
+        "h2" => Protocol::H2,
+        other => {
+            c.push(
+                at("protocol"),
+                format!("unknown protocol {other:?}: expected \"http1\", \"h2c\" or \"h2\""),
+            );
+            Protocol::Http1
+        }
+    };
+    let tls = u.tls || protocol == Protocol::H2;
+    if protocol == Protocol::H2c && u.tls {
+        c.push(
+            at("protocol"),
+            "\"h2c\" is cleartext HTTP/2: use \"h2\" with tls",
+        );
+    }
+    let sni = if u.sni.is_empty() {
+        u.peers
+            .first()
+            .and_then(|p| {
+                p.rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            })
+            .unwrap_or_default()
+    } else {
+        u.sni.clone()
+    };
+    let health_check = u
+        .health_check
+        .as_ref()
+        .map(|h| health_check(c, &at("health_check"), h));
+    HttpUpstreamSpec {
+        peers,
+        peer_names: u.peers.clone(),
+        protocol,
+        tls,
+        sni,
+        tls_verify: u.tls_verify,
+        connect_timeout: c.positive_duration(at("connect_timeout"), &u.connect_timeout),
+        read_timeout: c.positive_duration(at("read_timeout"), &u.read_timeout),
+        write_timeout: c.positive_duration(at("write_timeout"), &u.write_timeout),
+        idle_timeout: c.duration(at("idle_timeout"), &u.idle_timeout),
+        retry_on_connect_failure: u.retry_on_connect_failure,
+        health_check,
+    }
+}
+
+fn health_check(c: &mut Collector, at: &str, h: &RawHealthCheck) -> HealthCheckSpec {
+    let http = match h.kind.as_str() {
+        "tcp" => None,
+        "http" => {
+            if !h.path.starts_with('/') {
+                c.push(format!("{at}.path"), "must start with '/'");
+            }
+            Some((h.path.clone(), h.host.clone()))
+        }
+        other => {
+            c.push(
+                format!("{at}.kind"),
+                format!("unknown kind {other:?}: expected \"tcp\" or \"http\""),
+            );
+            None
+        }
+    };
+    if h.healthy_threshold == 0 {
+        c.push(format!("{at}.healthy_threshold"), "must be at least 1");
+    }
+    if h.unhealthy_threshold == 0 {
+        c.push(format!("{at}.unhealthy_threshold"), "must be at least 1");
+    }
+    HealthCheckSpec {
+        http,
+        interval: c.positive_duration(format!("{at}.interval"), &h.interval),
+        healthy_threshold: h.healthy_threshold.max(1),
+        unhealthy_threshold: h.unhealthy_threshold.max(1),
+    }
+}
+
+/// Resolves `host:port` now, so that request handling never does DNS or panics on it.
+fn resolve_peer(peer: &str) -> Result<Vec<SocketAddr>, String> {
+    if peer
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(format!("invalid peer {peer:?}: expected host:port"));
+    }
+    match peer.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(format!("peer {peer:?} resolves to no address"))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(format!("cannot resolve peer {peer:?}: {e}")),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn routes(c: &mut Collector, raw: &[RawRoute], upstreams: &[UpstreamSpec]) -> Vec<RouteSpec> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let at = |key: &str| format!("routes[{i}].{key}");
+        let name = if r.name.is_empty() {
+            format!("route{i}")
+        } else {
+            r.name.clone()
+        };
+        if !is_identifier(&name) {
+            c.push(at("name"), "must be letters, digits, '-' or '_'");
+        }
+        if !names.insert(name.clone()) {
+            c.push(at("name"), format!("duplicate route name {name:?}"));
+        }
+        let host = r.host.to_ascii_lowercase();
+        if let Some(suffix) = host.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                c.push(at("host"), format!("invalid host pattern {:?}", r.host));
+            }
+        } else if host.contains('*') {
+            c.push(
+                at("host"),
+                format!(
+                    "invalid host pattern {:?}: only a leading \"*.\" is allowed",
+                    r.host
+                ),
+            );
+        }
+        if !r.path_prefix.starts_with('/') {
+            c.push(at("path_prefix"), "must start with '/'");
+        }
+        let methods = r
+            .methods
+            .iter()
+            .enumerate()
+            .filter_map(|(k, m)| match http::Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    c.push(
+                        format!("routes[{i}].methods[{k}]"),
+                        format!("invalid method {m:?}: expected an uppercase HTTP method"),
+                    );
+                    None
+                }
+            })
+            .collect();
+        let header = r.header.as_ref().and_then(|h| {
+            match http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()) {
+                Ok(name) => Some((name, h.value.clone())),
+                Err(_) => {
+                    c.push(
+                        at("header.name"),
+                        format!("invalid header name {:?}", h.name),
+                    );
+                    None
+                }
+            }
+        });
+        let upstream = if r.upstream.is_empty() {
+            c.push(at("upstream"), "is required");
+            0
+        } else {
+            match upstreams.iter().position(|u| u.name == r.upstream) {
+                Some(idx) => idx,
+                None => {
+                    c.push(
+                        at("upstream"),
+                        format!("no upstream named {:?}", r.upstream),
+                    );
+                    0
+                }
+            }
+        };
+        out.push(RouteSpec {
+            name,
+            host,
+            path_prefix: r.path_prefix.clone(),
+            methods,
+            header,
+            upstream,
+        });
+    }
+    out
+}

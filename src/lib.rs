@@ -1,0 +1,16 @@
+//! tracebridge: an L7 reverse proxy on pingora that reads distributed-tracing context
+//! in any format, emits its own gateway span and writes the context in the formats the
+//! service behind it expects.
+//!
+//! Dependencies point one way, from pure to impure (STYLE.md §1):
+//! `model → codec → mediate → telemetry / config → reload → proxy / admin → main`.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod config;
+pub mod proxy;
+pub mod reload;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,94 @@
+//! The `tracebridge` binary: parses the command line, loads the config and starts the
+//! server. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use tracebridge::config::{self, Snapshot};
+use tracebridge::reload::ConfigHandle;
+use tracebridge::server::{self, StartOptions};
+
+/// Trace-context mediating reverse proxy.
+///
+/// Without --config it runs on ./tracebridge.toml if present, else on the built-in
+/// default config (listen 127.0.0.1:8080, admin 127.0.0.1:9901, everything to the
+/// built-in echo upstream).
+///
+/// Signals: SIGTERM stops gracefully after `server.grace_period`; SIGINT stops at once;
+/// SIGQUIT hands the listening sockets to a new process started with --upgrade
+/// (zero-downtime binary upgrade).
+#[derive(Parser, Debug)]
+#[command(name = "tracebridge", version, about, long_about)]
+struct Cli {
+    /// Config file (TOML).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+
+    /// Take over the listening sockets of a running instance (send it SIGQUIT next).
+    #[arg(short, long)]
+    upgrade: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config file: print every problem, exit 0 when valid, 1 when not.
+    Check,
+}
+
+/// The config file to use, or `None` for the built-in one.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(config::default_path)
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Snapshot, config::ConfigError> {
+    match path {
+        Some(p) => config::load_file(p, 1),
+        None => config::load_str(config::DEFAULT_CONFIG, None, 1),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,tracebridge=info"),
+    )
+    .init();
+    let path = config_path(&cli);
+    let snapshot = match load(path.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid config {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Check) = cli.command {
+        println!("{}: ok", snapshot.source.name());
+        return ExitCode::SUCCESS;
+    }
+    let source = snapshot.source.name();
+    let listen = snapshot.server.listen.join(", ");
+    let admin = snapshot.server.admin_listen.clone();
+    let handle = ConfigHandle::new(snapshot, path);
+    let built = match server::build(
+        handle,
+        StartOptions {
+            upgrade: cli.upgrade,
+        },
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(
+        "tracebridge {} on {listen} (admin {admin}), config {source}",
+        env!("CARGO_PKG_VERSION")
+    );
+    built.server.run_forever()
+}

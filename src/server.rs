@@ -1,0 +1,256 @@
+//! Assembles the pingora server: the proxy service on every listener, the admin
+//! service, and the health checker; binds the listeners up front.
+//!
+//! pingora binds inside a service thread and only panics that thread when a port is
+//! taken, leaving a process that looks alive but serves nothing. So the listeners are
+//! bound here, before the server starts: a taken port is a clear start-up error (exit
+//! code 1 from `main`). The bound sockets are handed to pingora through its listening
+//! socket table — the same table a zero-downtime upgrade (`--upgrade`) fills from the
+//! old process, in which case nothing is bound here.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{ListenFds, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service as ListeningService;
+use pingora::services::Service;
+
+use crate::admin::{Admin, Readiness};
+use crate::config::UpstreamKind;
+use crate::proxy::Gateway;
+use crate::reload::ConfigHandle;
+use crate::telemetry::Metrics;
+
+/// How the process was asked to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Take the listening sockets over from a running instance (pingora's zero-downtime
+    /// upgrade): start the new binary with `--upgrade`, then send SIGQUIT to the old one.
+    pub upgrade: bool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound (in use, no permission, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A TLS listener's certificate or key could not be loaded.
+    #[error("cannot load TLS certificate or key for {addr}: {message}")]
+    Tls {
+        /// The listener address.
+        addr: String,
+        /// What failed.
+        message: String,
+    },
+    /// The metrics registry refused a metric (a programming error).
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A server ready to `run`, with the handles tests and `main` need.
+pub struct Built {
+    /// The pingora server.
+    pub server: Server,
+    /// Set once the proxy listeners are bound.
+    pub readiness: Arc<Readiness>,
+    /// The gateway's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the whole gateway over `config`.
+pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, StartError> {
+    let snapshot = config.load();
+    let settings = &snapshot.server;
+    let metrics = Arc::new(Metrics::new()?);
+    metrics.config_generation.set(snapshot.generation as i64);
+    let readiness = Arc::new(Readiness::default());
+
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(settings.shutdown_timeout.as_secs()),
+        upgrade_sock: settings.upgrade_sock.clone(),
+        pid_file: settings.pid_file.clone(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(config.clone(), metrics.clone()),
+        "tracebridge proxy",
+    );
+    proxy.threads = Some(settings.threads);
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = settings.h2c;
+        app.server_options = Some(options);
+    }
+    let mut proxy_addrs = Vec::new();
+    for addr in &settings.listen {
+        proxy.add_tcp(addr);
+        proxy_addrs.push(addr.clone());
+    }
+    for tls in &settings.tls {
+        let mut tls_settings =
+            TlsSettings::intermediate(&tls.cert, &tls.key).map_err(|e| StartError::Tls {
+                addr: tls.listen.clone(),
+                message: e.to_string(),
+            })?;
+        tls_settings.enable_h2();
+        proxy.add_tls_with_settings(&tls.listen, None, tls_settings);
+        proxy_addrs.push(tls.listen.clone());
+    }
+
+    let mut admin = ListeningService::new(
+        "tracebridge admin".to_string(),
+        Admin::new(config.clone(), metrics.clone(), readiness.clone()),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&settings.admin_listen);
+
+    let bound_proxy = PreBound::new(proxy, &proxy_addrs, opts.upgrade, Some(readiness.clone()))?;
+    let bound_admin = PreBound::new(
+        admin,
+        std::slice::from_ref(&settings.admin_listen),
+        opts.upgrade,
+        None,
+    )?;
+    server.add_service(bound_proxy);
+    server.add_service(bound_admin);
+    server.add_service(background_service(
+        "tracebridge health",
+        HealthChecker { config },
+    ));
+    Ok(Built {
+        server,
+        readiness,
+        metrics,
+    })
+}
+
+/// A listening service whose sockets were bound before the server started.
+struct PreBound<S> {
+    inner: S,
+    bound: Vec<(String, TcpListener)>,
+    readiness: Option<Arc<Readiness>>,
+}
+
+impl<S: Service> PreBound<S> {
+    fn new(
+        inner: S,
+        addrs: &[String],
+        upgrade: bool,
+        readiness: Option<Arc<Readiness>>,
+    ) -> Result<Self, StartError> {
+        let mut bound = Vec::new();
+        // On --upgrade the old process still owns the ports and hands them over.
+        if !upgrade {
+            for addr in addrs {
+                let bind_error = |source| StartError::Bind {
+                    addr: addr.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(addr.as_str()).map_err(bind_error)?;
+                // pingora's runtime polls the socket: it must not block.
+                listener.set_nonblocking(true).map_err(bind_error)?;
+                bound.push((addr.clone(), listener));
+            }
+        }
+        Ok(PreBound {
+            inner,
+            bound,
+            readiness,
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Service> Service for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        if let Some(fds) = &fds {
+            let mut table = fds.lock();
+            for (addr, listener) in self.bound.drain(..) {
+                if table.get(&addr).is_none() {
+                    table.add(addr, listener.into_raw_fd());
+                }
+            }
+        }
+        if let Some(r) = &self.readiness {
+            r.set_ready();
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await;
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
+}
+
+/// Runs the active health checks of the current config's upstreams, each at its own
+/// interval. Reads the snapshot every tick, so reloaded upstreams are picked up.
+struct HealthChecker {
+    config: Arc<ConfigHandle>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Last run per (generation, upstream index).
+        let mut last: HashMap<(u64, usize), Instant> = HashMap::new();
+        loop {
+            let snapshot = self.config.load();
+            last.retain(|(generation, _), _| *generation == snapshot.generation);
+            for (i, upstream) in snapshot.upstreams.iter().enumerate() {
+                let UpstreamKind::Http(up) = &upstream.kind else {
+                    continue;
+                };
+                let Some(interval) = up.spec.health_check.as_ref().map(|h| h.interval) else {
+                    continue;
+                };
+                let key = (snapshot.generation, i);
+                if last.get(&key).is_none_or(|t| t.elapsed() >= interval) {
+                    last.insert(key, Instant::now());
+                    up.lb.backends().run_health_check(true).await;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+}

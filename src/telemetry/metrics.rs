@@ -1,0 +1,96 @@
+//! Every metric the gateway exports, declared in this one file. Counters end in
+//! `_total`; labels come from closed sets (route and upstream names from the config,
+//! status classes, failure kinds), never ids or raw paths.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The gateway's metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `tracebridge_requests_total{route,status_class}`.
+    pub requests: IntCounterVec,
+    /// `tracebridge_request_duration_seconds{route}`.
+    pub request_duration: HistogramVec,
+    /// `tracebridge_upstream_failures_total{upstream,kind}`.
+    pub upstream_failures: IntCounterVec,
+    /// `tracebridge_config_generation`.
+    pub config_generation: IntGauge,
+}
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tracebridge_requests_total",
+                "Requests handled, by route and status class.",
+            ),
+            &["route", "status_class"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tracebridge_request_duration_seconds",
+                "Time from the request header to the end of the response, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )?;
+        let upstream_failures = IntCounterVec::new(
+            Opts::new(
+                "tracebridge_upstream_failures_total",
+                "Failed attempts to reach an upstream, by kind (connect, timeout, no_peer, other).",
+            ),
+            &["upstream", "kind"],
+        )?;
+        let config_generation = IntGauge::new(
+            "tracebridge_config_generation",
+            "Generation number of the config in use.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_failures.clone()))?;
+        registry.register(Box::new(config_generation.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_failures,
+            config_generation,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on invalid metric data, which registration
+        // already rejects; an empty page is the fallback.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// `1xx` … `5xx`, or `other` for anything outside 100..=599 (0 = no response sent).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
