@@ -1,0 +1,247 @@
+//! The `tracebridge` binary: `check`, start-up failures, `--version`, and every file
+//! in `conf/` validating.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+}
+
+fn conf_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            conf_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_file_in_conf_validates() {
+    let mut files = Vec::new();
+    conf_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"),
+        &mut files,
+    );
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let out = bin().arg("check").arg("--config").arg(&f).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+    }
+}
+
+#[test]
+fn builtin_default_is_the_conf_file() {
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tracebridge.toml"),
+    )
+    .unwrap();
+    assert_eq!(file, tracebridge::config::DEFAULT_CONFIG);
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+grace_period = "ten seconds"
+
+[upstreams.orders]
+peers = ["127.0.0.1:9000"]
+connect_timeout = "-1s"
+
+[[routes]]
+name = "orders"
+upstream = "ordrs"
+"#,
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problems"), "{err}");
+    assert!(
+        err.contains("server.grace_period: invalid duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("upstreams.orders.connect_timeout: invalid duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("routes[0].upstream: no upstream named \"ordrs\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_syntax_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nthreads = 2\nlisten = [\"127.0.0.1:1\"\n").unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") || err.contains("line 4"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let out = bin()
+        .args(["check", "--config", "/nonexistent/tracebridge.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+#[test]
+fn port_in_use_exits_1_with_a_clear_message() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let admin = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             [upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n"
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn version_and_help() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tracebridge {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--config") && help.contains("--upgrade") && help.contains("check"));
+}
+
+/// Starts the binary on free ports with `grace_period`, waits until it serves.
+fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.join("gw.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             grace_period = \"{grace}\"\nshutdown_timeout = \"1s\"\n\
+             pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
+             [upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n",
+            pid = dir.join("pid").display(),
+            sock = dir.join("upgrade.sock").display(),
+        ),
+    )
+    .unwrap();
+    let child = bin()
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_waits_the_configured_grace_period_and_sigint_is_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start_gateway(dir.path(), "1s");
+    signal(&child, "-TERM");
+    let took = wait_exit(&mut child, std::time::Duration::from_secs(8));
+    assert!(
+        took >= std::time::Duration::from_millis(900),
+        "grace period honoured: {took:?}"
+    );
+
+    let (mut child, _) = start_gateway(dir.path(), "30s");
+    signal(&child, "-INT");
+    let took = wait_exit(&mut child, std::time::Duration::from_secs(5));
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "fast shutdown: {took:?}"
+    );
+}

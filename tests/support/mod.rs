@@ -1,0 +1,285 @@
+//! Shared helpers for integration tests: the real gateway booted in-process on free
+//! loopback ports, real origin servers, and a blocking HTTP client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::oneshot;
+
+use tracebridge::config;
+use tracebridge::reload::ConfigHandle;
+use tracebridge::server::{self, StartOptions};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Shuts the in-process server down when the test drops the gateway.
+struct TestSignal(std::sync::Mutex<Option<oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for TestSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let rx = self.0.lock().unwrap().take();
+        match rx {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// The real gateway, running in this process on free ports.
+pub struct TestGateway {
+    /// Proxy port (plain TCP).
+    pub port: u16,
+    /// Admin port.
+    pub admin_port: u16,
+    /// The live config.
+    pub handle: Arc<ConfigHandle>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Boots a gateway on `toml`, where `{listen}` and `{admin}` are replaced by free
+    /// loopback addresses. Waits until `/readyz` answers 200.
+    pub fn start(toml: &str) -> TestGateway {
+        let port = free_port();
+        let admin_port = free_port();
+        let text = toml
+            .replace("{listen}", &format!("127.0.0.1:{port}"))
+            .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
+        let snapshot = config::load_str(&text, None, 1).unwrap_or_else(|e| panic!("{e}"));
+        let handle = ConfigHandle::new(snapshot, None);
+        let built = server::build(handle.clone(), StartOptions::default()).expect("build");
+        let (tx, rx) = oneshot::channel();
+        let signal = TestSignal(std::sync::Mutex::new(Some(rx)));
+        let thread = std::thread::spawn(move || {
+            built.server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
+        let gw = TestGateway {
+            port,
+            admin_port,
+            handle,
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = client().get(self.admin_url("/readyz")).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gateway not ready after 10 s");
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The admin URL for `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A blocking client with short timeouts and no proxy.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A real HTTP origin (hyper; HTTP/1.1 and h2c) on a free port that answers every
+/// request with JSON: its own name, the method, path and the headers it received.
+pub struct Origin {
+    /// Its address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Origin {
+    /// Starts an origin named `name`.
+    pub fn start(name: &'static str) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    tokio::select! {
+                        _ = &mut rx => return,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            tokio::spawn(async move {
+                                let service = hyper::service::service_fn(move |req| answer(name, req));
+                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        Origin {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        headers.insert(
+            k.as_str().to_string(),
+            serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        );
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let version = format!("{:?}", req.version());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "origin": name,
+        "method": method,
+        "path": path,
+        "version": version,
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json.to_string())))
+        .expect("response"))
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An origin that accepts connections and never answers (for timeouts). The
+/// connections stay open until the origin is dropped.
+pub struct StallingOrigin {
+    /// Its address.
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    thread: Option<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingOrigin {
+    /// Starts it.
+    pub fn start() -> StallingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let accept = listener.try_clone().expect("clone");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((s, _)) = accept.accept() {
+                    held.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        StallingOrigin {
+            addr,
+            _listener: listener,
+            thread: Some(thread),
+            stop,
+        }
+    }
+}
+
+impl Drop for StallingOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends raw bytes and reads until the peer closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
