@@ -245,3 +245,50 @@ fn sigterm_waits_the_configured_grace_period_and_sigint_is_fast() {
         "fast shutdown: {took:?}"
     );
 }
+
+#[test]
+fn upgrade_hands_the_listening_socket_to_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut old, port) = start_gateway(dir.path(), "1s");
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out.starts_with("HTTP/1.1 200"))
+    };
+    assert_eq!(get(), Some(true));
+    // The new process waits on the upgrade socket for the old one's listeners.
+    let mut new = bin()
+        .arg("--config")
+        .arg(dir.path().join("gw.toml"))
+        .arg("--upgrade")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    signal(&old, "-QUIT");
+    // Requests keep succeeding through the handover: the socket never closes.
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        assert_eq!(
+            get(),
+            Some(true),
+            "request {served} failed during the upgrade"
+        );
+        served += 1;
+    }
+    wait_exit(&mut old, std::time::Duration::from_secs(10));
+    assert_eq!(get(), Some(true), "the new process serves alone");
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new process is running"
+    );
+    signal(&new, "-INT");
+    wait_exit(&mut new, std::time::Duration::from_secs(5));
+}

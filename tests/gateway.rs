@@ -429,3 +429,57 @@ fn websocket_upgrade_passes_through() {
     );
     origin.join().unwrap();
 }
+
+#[test]
+fn grpc_trailers_pass_through_h2c() {
+    use http_body_util::BodyExt;
+    let origin = Origin::start("grpc");
+    let gw = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        [upstreams.grpc]
+        peers = ["{addr}"]
+        protocol = "h2c"
+        [[routes]]
+        upstream = "grpc"
+        "#,
+        addr = origin.addr
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = gw.port;
+    let (status, trailers) = rt.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!(
+            "http://127.0.0.1:{port}/helloworld.Greeter/SayHello"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"\0\0\0\0\0",
+        )))
+        .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let collected = resp.into_body().collect().await.unwrap();
+        (status, collected.trailers().cloned())
+    });
+    assert_eq!(status, 200);
+    let trailers = trailers.expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "ok");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -180,7 +180,33 @@ impl Origin {
     }
 }
 
-async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A response body: one data frame, then optional trailers (gRPC status travels in
+/// trailers).
+pub struct OriginBody {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl hyper::body::Body for OriginBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let frame = if let Some(data) = self.data.take() {
+            Some(Ok(hyper::body::Frame::data(data)))
+        } else {
+            self.trailers
+                .take()
+                .map(|t| Ok(hyper::body::Frame::trailers(t)))
+        };
+        std::task::Poll::Ready(frame)
+    }
+}
+
+async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
         headers.insert(
@@ -188,6 +214,11 @@ async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<Full<Byte
             serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
         );
     }
+    // A gRPC-style request (content type application/grpc) gets trailers at the end.
+    let grpc = req
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let version = format!("{:?}", req.version());
@@ -205,9 +236,25 @@ async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<Full<Byte
         "headers": headers,
         "body_len": body.len(),
     });
+    let trailers = grpc.then(|| {
+        let mut t = http::HeaderMap::new();
+        t.insert("grpc-status", http::HeaderValue::from_static("0"));
+        t.insert("grpc-message", http::HeaderValue::from_static("ok"));
+        t
+    });
     Ok(Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(json.to_string())))
+        .header(
+            "content-type",
+            if grpc {
+                "application/grpc"
+            } else {
+                "application/json"
+            },
+        )
+        .body(OriginBody {
+            data: Some(Bytes::from(json.to_string())),
+            trailers,
+        })
         .expect("response"))
 }
 
