@@ -483,3 +483,84 @@ fn grpc_trailers_pass_through_h2c() {
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "ok");
 }
+
+#[test]
+fn tls_upstream_round_trip() {
+    // Gateway B terminates TLS in front of the echo upstream; gateway A forwards to B
+    // over TLS. The echo answer proves the request crossed the TLS hop.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls_port = free_port();
+    let _b = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        [[server.tls]]
+        listen = "127.0.0.1:{tls_port}"
+        cert = "{cert}"
+        key = "{key}"
+        [upstreams.echo]
+        kind = "echo"
+        [[routes]]
+        upstream = "echo"
+        "#,
+        cert = cert_path.display(),
+        key = key_path.display(),
+    ));
+    let a = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        [upstreams.b]
+        peers = ["127.0.0.1:{tls_port}"]
+        tls = true
+        sni = "localhost"
+        tls_verify = false
+        [[routes]]
+        upstream = "b"
+        "#
+    ));
+    let r = client().get(a.url("/via-tls")).send().expect("request");
+    assert_eq!(r.status(), 200);
+    let v = json(r);
+    assert_eq!(v["path"], "/via-tls");
+    assert_eq!(v["method"], "GET");
+}
+
+#[test]
+fn health_checks_take_a_dead_peer_out_of_rotation() {
+    let dead = free_port();
+    let live = Origin::start("live");
+    let gw = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        [upstreams.pool]
+        peers = ["127.0.0.1:{dead}", "{live}"]
+        retry_on_connect_failure = false
+        [upstreams.pool.health_check]
+        kind = "tcp"
+        interval = "100ms"
+        [[routes]]
+        upstream = "pool"
+        "#,
+        live = live.addr
+    ));
+    // Wait for the first check round to mark the dead peer down.
+    std::thread::sleep(Duration::from_millis(600));
+    let c = client();
+    for i in 0..6 {
+        let r = c.post(gw.url("/")).body("x").send().expect("request");
+        assert_eq!(r.status(), 200, "request {i} went to the dead peer");
+    }
+}
