@@ -107,6 +107,28 @@ impl TestGateway {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The `/metrics` text once it contains every one of `needles` (metrics are
+    /// counted in the logging phase, just after the response is sent), or panics
+    /// after 5 s showing the last page.
+    pub fn metrics_containing(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = client()
+                .get(self.admin_url("/metrics"))
+                .send()
+                .and_then(|r| r.text())
+                .unwrap_or_default();
+            if needles.iter().all(|n| text.contains(n)) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics never showed {needles:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The admin URL for `path`.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
