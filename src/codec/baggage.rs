@@ -1,0 +1,544 @@
+//! W3C Baggage: `baggage` (wire-formats §3; [W3C-BAG] <https://www.w3.org/TR/baggage/>,
+//! `w3c/baggage` `baggage/HTTP_HEADER_FORMAT.md`).
+//!
+//! ```text
+//! baggage-string = list-member 0*179( OWS "," OWS list-member )
+//! list-member    = key OWS "=" OWS value *( OWS ";" OWS property )
+//! property       = key OWS "=" OWS value / key OWS
+//! key            = token                    ; RFC 9110 tchar, case-sensitive
+//! value          = *baggage-octet           ; may be empty; percent-encoded UTF-8
+//! baggage-octet  = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+//! ```
+//!
+//! Choices where the spec leaves room:
+//! * Repeated `baggage` fields are one list, combined in order.
+//! * An invalid member (bad key, a value with SP / DQUOTE / `\` / CTL / non-ASCII, a bad
+//!   property, no `=`) is dropped on its own; the others are kept (the spec allows dropping the
+//!   member or the whole header). Bytes are checked directly, so a field that is not visible ASCII
+//!   loses only its bad members. Empty members (`a=1,,b=2`, a trailing `,`) are skipped silently.
+//! * A header whose members are all invalid is `Err(Malformed)` (present but unusable); a
+//!   header with no member at all (empty, only OWS or commas) counts as absent (`Ok(None)`).
+//! * The value is split from the key on the first `=` (`k=a=b` is `a=b`), percent-decoded
+//!   (invalid UTF-8 becomes U+FFFD). Properties stay percent-encoded, as received, in
+//!   [`BaggageEntry::properties`] without the leading `;`; only OWS around `;` and `=` is removed
+//!   (`p1;k=v`), and empty properties (a trailing `;`) are dropped.
+//! * At most 180 members (the ABNF's cap) are read; later ones are ignored.
+//! * Inject writes members in order while the result stays within 64 members and 8192 bytes;
+//!   a member that does not fit is dropped whole and counted, and later smaller members may
+//!   still fit. Entries whose key is not a token are dropped and counted too; properties that
+//!   are not valid are left off the member. `baggage` is written even when `ctx.trace_id` is
+//!   `None` (baggage is independent of the trace), never as an empty header.
+//! * Extract returns a context with `trace_id: None` and deferred sampling: baggage alone
+//!   carries no trace.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{text, Codec, DecodeError, Format, HeaderSink, Injected};
+use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
+
+const BAGGAGE_NAME: &str = "baggage";
+
+/// `baggage`.
+pub static BAGGAGE: HeaderName = HeaderName::from_static(BAGGAGE_NAME);
+static HEADERS: [HeaderName; 1] = [HeaderName::from_static(BAGGAGE_NAME)];
+
+/// Members a sender must propagate at least; inject sends no more.
+pub const MAX_MEMBERS: usize = 64;
+/// Bytes a sender must propagate at least; inject sends no more.
+pub const MAX_BYTES: usize = 8192;
+/// Members read from one header (the ABNF allows 180).
+const MAX_PARSED: usize = 180;
+
+/// Parses a `baggage` value: the valid members in order. `Err(Malformed)` when there is at least
+/// one member and none is valid.
+pub fn decode(s: &str) -> Result<Baggage, DecodeError> {
+    decode_fields(std::iter::once(s.as_bytes()))
+}
+
+/// Formats entries as a `baggage` value within the W3C limits (see [`encode_members`]).
+pub fn encode(entries: &[BaggageEntry]) -> String {
+    encode_members(entries).0
+}
+
+/// Formats entries as a `baggage` value within [`MAX_MEMBERS`] and [`MAX_BYTES`], returning
+/// the value and how many entries were left out (limits, or a key that is not a token).
+pub fn encode_members(entries: &[BaggageEntry]) -> (String, usize) {
+    let mut out = String::with_capacity(
+        entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + 2)
+            .sum::<usize>()
+            .min(MAX_BYTES),
+    );
+    let (mut kept, mut dropped) = (0, 0);
+    for e in entries {
+        if kept == MAX_MEMBERS || !is_token(e.key.as_bytes()) {
+            dropped += 1;
+            continue;
+        }
+        // Most values need no escaping: skip the allocation then.
+        let value = if e.value.bytes().all(|c| is_baggage_octet(c) && c != b'%') {
+            Cow::Borrowed(e.value.as_str())
+        } else {
+            Cow::Owned(text::percent_encode(&e.value))
+        };
+        let properties = normalize_properties(e.properties.as_bytes()).unwrap_or_default();
+        let sep = usize::from(kept > 0);
+        let props_len = if properties.is_empty() {
+            0
+        } else {
+            1 + properties.len()
+        };
+        let len = e.key.len() + 1 + value.len() + props_len;
+        if out.len() + sep + len > MAX_BYTES {
+            dropped += 1;
+            continue;
+        }
+        if sep == 1 {
+            out.push(',');
+        }
+        out.push_str(&e.key);
+        out.push('=');
+        out.push_str(&value);
+        if !properties.is_empty() {
+            out.push(';');
+            out.push_str(&properties);
+        }
+        kept += 1;
+    }
+    (out, dropped)
+}
+
+/// Parses the fields of a (possibly repeated) `baggage` header as one list.
+fn decode_fields<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Result<Baggage, DecodeError> {
+    let mut out = Baggage::new();
+    let mut invalid = false;
+    for field in fields {
+        for member in field.split(|&b| b == b',') {
+            let member = trim_ows(member);
+            if member.is_empty() {
+                continue;
+            }
+            match parse_member(member) {
+                Some(entry) if out.len() < MAX_PARSED => out.push(entry),
+                Some(_) => {}
+                None => invalid = true,
+            }
+        }
+    }
+    if out.is_empty() && invalid {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(out)
+}
+
+/// One trimmed, non-empty member; `None` when invalid.
+fn parse_member(member: &[u8]) -> Option<BaggageEntry> {
+    let (pair, properties) = match member.iter().position(|&b| b == b';') {
+        Some(i) => (
+            member.get(..i)?,
+            normalize_properties(member.get(i + 1..)?)?,
+        ),
+        None => (member, String::new()),
+    };
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let key = trim_ows(pair.get(..eq)?);
+    let value = trim_ows(pair.get(eq + 1..)?);
+    if !is_token(key) || !value.iter().all(|&b| is_baggage_octet(b)) {
+        return None;
+    }
+    Some(BaggageEntry {
+        key: ascii(key)?.to_owned(),
+        value: text::percent_decode(ascii(value)?),
+        properties,
+    })
+}
+
+/// Properties (the text after the value's `;`) with OWS removed; `None` when one is invalid.
+fn normalize_properties(props: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    for prop in props.split(|&b| b == b';') {
+        let prop = trim_ows(prop);
+        if prop.is_empty() {
+            continue;
+        }
+        let (key, value) = match prop.iter().position(|&b| b == b'=') {
+            Some(i) => (trim_ows(prop.get(..i)?), Some(trim_ows(prop.get(i + 1..)?))),
+            None => (prop, None),
+        };
+        if !is_token(key) {
+            return None;
+        }
+        if !out.is_empty() {
+            out.push(';');
+        }
+        out.push_str(ascii(key)?);
+        if let Some(value) = value {
+            if !value.iter().all(|&b| is_baggage_octet(b)) {
+                return None;
+            }
+            out.push('=');
+            out.push_str(ascii(value)?);
+        }
+    }
+    Some(out)
+}
+
+/// RFC 9110 `token`: one or more `tchar`.
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+fn is_baggage_octet(c: u8) -> bool {
+    matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+/// Bytes already checked to be ASCII as text.
+fn ascii(b: &[u8]) -> Option<&str> {
+    std::str::from_utf8(b).ok()
+}
+
+/// SP / HTAB trimmed from both ends.
+fn trim_ows(b: &[u8]) -> &[u8] {
+    let is_ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = b.iter().position(|c| !is_ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ows(c)).map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
+/// The W3C Baggage codec.
+pub struct BaggageCodec;
+
+impl Codec for BaggageCodec {
+    const FORMAT: Format = Format::Baggage;
+
+    fn headers() -> &'static [HeaderName] {
+        &HEADERS
+    }
+
+    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+        let baggage = decode_fields(headers.get_all(&BAGGAGE).iter().map(HeaderValue::as_bytes))?;
+        if baggage.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TraceContext {
+            baggage,
+            ..TraceContext::default()
+        }))
+    }
+
+    fn inject(ctx: &TraceContext, _hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
+        if ctx.baggage.is_empty() {
+            return Injected::default();
+        }
+        let (value, baggage_dropped) = encode_members(&ctx.baggage);
+        if !value.is_empty() {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                out.set(BAGGAGE.clone(), v);
+            }
+        }
+        Injected { baggage_dropped }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Sampling, SpanId};
+    use proptest::prelude::*;
+
+    fn hop() -> Hop<'static> {
+        Hop {
+            span_id: SpanId::new(1).unwrap(),
+            service: "gw",
+            instance: "gw-0",
+            endpoint: "/",
+            peer_address: "origin:80",
+            call_index: 1,
+        }
+    }
+
+    fn extract(fields: &[&str]) -> Result<Option<TraceContext>, DecodeError> {
+        let mut h = HeaderMap::new();
+        for f in fields {
+            h.append(&BAGGAGE, HeaderValue::from_str(f).unwrap());
+        }
+        BaggageCodec::extract(&h)
+    }
+
+    fn entry(k: &str, v: &str, p: &str) -> BaggageEntry {
+        BaggageEntry {
+            key: k.into(),
+            value: v.into(),
+            properties: p.into(),
+        }
+    }
+
+    /// (id, fields, expected entries as key, value, properties).
+    type Row = (
+        &'static str,
+        &'static [&'static str],
+        &'static [(&'static str, &'static str, &'static str)],
+    );
+
+    const VECTORS: &[Row] = &[
+        (
+            "w3c-baggage-001",
+            &["userId=alice,serverNode=DF%2028,isProduction=false"],
+            &[("userId", "alice", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
+        ),
+        (
+            "w3c-baggage-002",
+            &["userId=Am%C3%A9lie,serverNode=DF%2028,isProduction=false"],
+            &[("userId", "Amélie", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
+        ),
+        (
+            "w3c-baggage-003",
+            &["userId =   alice", "serverNode = DF%2028, isProduction = false"],
+            &[("userId", "alice", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
+        ),
+        (
+            "w3c-baggage-004",
+            &["key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue"],
+            &[
+                ("key1", "value1", "property1;property2"),
+                ("key2", "value2", ""),
+                ("key3", "value3", "propertyKey=propertyValue"),
+            ],
+        ),
+        (
+            "w3c-baggage-005",
+            &["SomeKey=SomeValue;SomeProp,SomeKey2=SomeValue2;ValueProp=PropVal"],
+            &[("SomeKey", "SomeValue", "SomeProp"), ("SomeKey2", "SomeValue2", "ValueProp=PropVal")],
+        ),
+        (
+            "w3c-baggage-006",
+            &["SomeKey \t = \t SomeValue \t ; \t SomeProp \t , \t SomeKey2 \t = \t SomeValue2 \t ; \t ValueProp \t = \t PropVal"],
+            &[("SomeKey", "SomeValue", "SomeProp"), ("SomeKey2", "SomeValue2", "ValueProp=PropVal")],
+        ),
+        (
+            "w3c-baggage-007",
+            &["SomeKey=%09%20%22%27%3B%3Dasdf%21%40%23%24%25%5E%26%2A%28%29"],
+            &[("SomeKey", "\t \"';=asdf!@#$%^&*()", "")],
+        ),
+        ("w3c-baggage-008", &["SomeKey=SomeValue=equals"], &[("SomeKey", "SomeValue=equals", "")]),
+    ];
+
+    #[test]
+    fn vectors() {
+        for (id, fields, want) in VECTORS {
+            let ctx = extract(fields)
+                .unwrap_or_else(|e| panic!("{id}: {e}"))
+                .unwrap();
+            let want: Baggage = want.iter().map(|(k, v, p)| entry(k, v, p)).collect();
+            assert_eq!(ctx.baggage, want, "{id}");
+            assert_eq!(ctx.trace_id, None, "{id}");
+            assert_eq!(ctx.parent_id, None, "{id}");
+            assert_eq!(ctx.sampling, Sampling::Deferred, "{id}");
+            assert!(!ctx.debug, "{id}");
+        }
+    }
+
+    #[test]
+    fn edge_cases() {
+        // (input, kept keys; None = Err(Malformed)), with the reason.
+        let rows: &[(&str, Option<&[&str]>, &str)] = &[
+            (
+                "a=1,b c=2,d=3",
+                Some(&["a", "d"]),
+                "a key with a space is dropped alone",
+            ),
+            (
+                "a=x y,b=2",
+                Some(&["b"]),
+                "a value with a space is dropped alone",
+            ),
+            ("a=\"q\",b=2", Some(&["b"]), "DQUOTE is not a baggage-octet"),
+            (
+                "a=x\\y,b=2",
+                Some(&["b"]),
+                "backslash is not a baggage-octet",
+            ),
+            ("a,b=2", Some(&["b"]), "a member without '=' is invalid"),
+            ("=1,b=2", Some(&["b"]), "empty key"),
+            (
+                "a=1;p q,b=2",
+                Some(&["b"]),
+                "an invalid property invalidates its member",
+            ),
+            (
+                "a=1;p=x y,b=2",
+                Some(&["b"]),
+                "an invalid property value invalidates its member",
+            ),
+            ("a=,b=", Some(&["a", "b"]), "empty values are valid"),
+            ("a=1,,b=2,", Some(&["a", "b"]), "empty members are skipped"),
+            (
+                "Key=1,key=2",
+                Some(&["Key", "key"]),
+                "keys are case-sensitive",
+            ),
+            ("a=1;", Some(&["a"]), "a trailing ';' is dropped"),
+            ("foo", None, "nothing valid"),
+            ("a b=1, =2", None, "nothing valid"),
+        ];
+        for (input, keys, why) in rows {
+            let got = decode(input).map(|b| b.into_iter().map(|e| e.key).collect::<Vec<_>>());
+            let want = keys
+                .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .ok_or(DecodeError::Malformed);
+            assert_eq!(got, want, "{input:?}: {why}");
+        }
+        assert_eq!(
+            extract(&["foo"]),
+            Err(DecodeError::Malformed),
+            "all invalid"
+        );
+        assert_eq!(extract(&[""]), Ok(None), "empty header counts as absent");
+        assert_eq!(extract(&[" , ", ""]), Ok(None), "only separators");
+        assert_eq!(BaggageCodec::extract(&HeaderMap::new()), Ok(None));
+        assert_eq!(
+            decode("k=%zz%C3").unwrap()[0].value,
+            "%zz\u{fffd}",
+            "bad escapes kept, bad UTF-8 replaced"
+        );
+        // A field with non-ASCII loses only its bad members.
+        let mut h = HeaderMap::new();
+        h.append(
+            &BAGGAGE,
+            HeaderValue::from_bytes(b"a=\xc3\xa9,b=2").unwrap(),
+        );
+        let ctx = BaggageCodec::extract(&h).unwrap().unwrap();
+        assert_eq!(ctx.baggage, vec![entry("b", "2", "")]);
+        let many = (0..200)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(decode(&many).unwrap().len(), MAX_PARSED);
+    }
+
+    #[test]
+    fn inject_encodes_and_counts() {
+        let ctx = TraceContext {
+            baggage: vec![
+                entry("userId", "Amélie", ""),
+                entry("bad key", "x", ""),
+                entry("k", "a,b;c d\"e\\f%g", "p1;q=1"),
+                entry("p", "v", "bad prop"),
+            ],
+            ..TraceContext::default()
+        };
+        let mut out = HeaderMap::new();
+        let injected = BaggageCodec::inject(&ctx, &hop(), &mut out);
+        assert_eq!(injected.baggage_dropped, 1);
+        assert_eq!(
+            out[&BAGGAGE],
+            "userId=Am%C3%A9lie,k=a%2Cb%3Bc%20d%22e%5Cf%25g;p1;q=1,p=v"
+        );
+        // Written without a trace id; nothing written for no baggage.
+        assert!(ctx.trace_id.is_none());
+        let mut out = HeaderMap::new();
+        assert_eq!(
+            BaggageCodec::inject(&TraceContext::default(), &hop(), &mut out),
+            Injected::default()
+        );
+        assert!(out.is_empty());
+        // w3c-baggage-007: the reference implementation's own encoding is reproduced.
+        let (s, _) = encode_members(&[entry("SomeKey", "\t \"';=asdf!@#$%^&*()", "")]);
+        assert_eq!(decode(&s).unwrap()[0].value, "\t \"';=asdf!@#$%^&*()");
+    }
+
+    #[test]
+    fn inject_limits() {
+        let many: Baggage = (0..70).map(|i| entry(&format!("k{i}"), "v", "")).collect();
+        let (s, dropped) = encode_members(&many);
+        assert_eq!((decode(&s).unwrap().len(), dropped), (64, 6));
+        // Bytes: a member that would cross 8192 is dropped whole; a later small one still fits.
+        let big = "x".repeat(5000);
+        let list = vec![
+            entry("a", &big, ""),
+            entry("b", &big, ""),
+            entry("c", "1", ""),
+        ];
+        let (s, dropped) = encode_members(&list);
+        assert!(s.len() <= MAX_BYTES);
+        assert_eq!(dropped, 1);
+        let keys: Vec<String> = decode(&s).unwrap().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["a", "c"]);
+        let mut out = HeaderMap::new();
+        let ctx = TraceContext {
+            baggage: list,
+            ..TraceContext::default()
+        };
+        assert_eq!(
+            BaggageCodec::inject(&ctx, &hop(), &mut out).baggage_dropped,
+            1
+        );
+        // Exactly 8192 bytes is allowed.
+        let exact = vec![entry("k", &"y".repeat(MAX_BYTES - 2), "")];
+        assert_eq!(encode_members(&exact).1, 0);
+        let over = vec![entry("k", &"y".repeat(MAX_BYTES - 1), "")];
+        assert_eq!(encode_members(&over), (String::new(), 1));
+        let mut out = HeaderMap::new();
+        let ctx = TraceContext {
+            baggage: over,
+            ..TraceContext::default()
+        };
+        assert_eq!(
+            BaggageCodec::inject(&ctx, &hop(), &mut out).baggage_dropped,
+            1
+        );
+        assert!(out.is_empty(), "never an empty header");
+    }
+
+    fn arb_entry() -> impl Strategy<Value = BaggageEntry> {
+        let key = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}";
+        let props = prop::option::of("[a-z]{1,5}(=[a-z%0-9]{0,5})?(;[A-Z]{1,3})?");
+        (key, any::<String>(), props).prop_map(|(key, value, props)| BaggageEntry {
+            key,
+            value,
+            properties: props.unwrap_or_default(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn decode_encode_round_trip(list in prop::collection::vec(arb_entry(), 0..20)) {
+            let (s, dropped) = encode_members(&list);
+            prop_assume!(dropped == 0);
+            prop_assert_eq!(decode(&s), Ok(list));
+        }
+
+        #[test]
+        fn inject_extract_round_trip(list in prop::collection::vec(arb_entry(), 1..80)) {
+            let ctx = TraceContext { baggage: list.clone(), ..TraceContext::default() };
+            let mut out = HeaderMap::new();
+            let injected = BaggageCodec::inject(&ctx, &hop(), &mut out);
+            let back = BaggageCodec::extract(&out).unwrap().unwrap_or_default();
+            prop_assert!(out.get(&BAGGAGE).map_or(0, |v| v.len()) <= MAX_BYTES);
+            prop_assert!(back.baggage.len() <= MAX_MEMBERS);
+            prop_assert_eq!(back.baggage.len() + injected.baggage_dropped, list.len());
+            prop_assert!(back.baggage.iter().all(|e| list.contains(e)));
+        }
+
+        #[test]
+        fn decode_never_panics(s in "\\PC*") {
+            let _ = decode(&s);
+        }
+
+        #[test]
+        fn extract_never_panics(fields in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3)) {
+            let mut h = HeaderMap::new();
+            for f in fields {
+                if let Ok(v) = HeaderValue::from_bytes(&f) {
+                    h.append(&BAGGAGE, v);
+                }
+            }
+            let _ = BaggageCodec::extract(&h);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Reading headers out of an `http::HeaderMap` the way every codec must
+//! (wire-formats §15.6–15.7), and the sink injection writes into.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::DecodeError;
+
+/// Where injected headers go. Implemented for `http::HeaderMap` here and for pingora's
+/// request header in the proxy (which must keep its case map in sync).
+pub trait HeaderSink {
+    /// Sets `name` to `value`, replacing any previous values.
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl HeaderSink for HeaderMap {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+}
+
+/// What one injection did besides writing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Injected {
+    /// Baggage entries left out because the format's size limits were reached.
+    pub baggage_dropped: usize,
+}
+
+/// Trims the SP / HTAB that HTTP allows around a field value (§15.7).
+pub fn trim_ows(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
+}
+
+/// The value as text, trimmed; `Err(Charset)` unless it is visible ASCII (plus SP/HTAB).
+pub fn value_str(v: &HeaderValue) -> Result<&str, DecodeError> {
+    v.to_str().map(trim_ows).map_err(|_| DecodeError::Charset)
+}
+
+/// First value of a single-valued vendor header (`b3`, `uber-trace-id`, `sw8`, ...):
+/// "first value wins" (§15.6). `Ok(None)` when absent.
+pub fn first<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, DecodeError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => value_str(v).map(Some),
+    }
+}
+
+/// The only value of a header that must not repeat (`traceparent`): a second field is
+/// `Err(Repeated)`.
+pub fn exactly_one<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, DecodeError> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => value_str(v).map(Some),
+        (Some(_), Some(_)) => Err(DecodeError::Repeated),
+    }
+}
+
+/// All values of a list-valued header (`tracestate`, `baggage`) joined with `,` in
+/// order (RFC 9110 field combination). `Ok(None)` when absent.
+pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, DecodeError> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let s = value_str(v)?;
+        match &mut out {
+            None => out = Some(s.to_string()),
+            Some(acc) => {
+                acc.push(',');
+                acc.push_str(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every header whose (lowercase) name starts with `prefix`, as `(suffix, value)` in
+/// map order, for per-item baggage headers (`uberctx-`, `ot-baggage-`). Values that are
+/// not visible ASCII are skipped: one bad item never invalidates the others.
+pub fn with_prefix<'a>(
+    headers: &'a HeaderMap,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    headers.iter().filter_map(move |(name, value)| {
+        let suffix = name.as_str().strip_prefix(prefix)?;
+        let value = value_str(value).ok()?;
+        Some((suffix, value))
+    })
+}
+
+/// A header value from text the codec built itself. Codecs only build visible ASCII,
+/// so this never fails in practice; a value that would be invalid is skipped rather
+/// than sent (returns `None`).
+pub fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}

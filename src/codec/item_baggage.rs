@@ -1,0 +1,292 @@
+//! Baggage carried as one header per item, `{prefix}{key}: {value}`: Jaeger `uberctx-*`
+//! (wire-formats §5) and OpenTracing `ot-baggage-*` (§6). Shared by [`super::jaeger`] and
+//! [`super::ottrace`], which differ only in the prefix and the value encoding.
+//!
+//! Choices:
+//! - Extract: the key is the header-name suffix, so it is lowercase (HTTP names are
+//!   case-insensitive and `HeaderMap` stores them lowercase). A repeated header keeps its
+//!   first value; a header named exactly the prefix, or whose first value is not visible
+//!   ASCII, is skipped: one bad item never invalidates the others or the trace context.
+//!   Extract keeps every item (the proxy's header-size limit bounds them).
+//! - Inject: W3C baggage keys are case-sensitive tokens, header names are not; a key that
+//!   is not a lowercase header-name token (empty, upper case, separators, non-ASCII) would
+//!   come back different or not at all, so it is dropped and counted rather than
+//!   lower-cased. A key already written is dropped and counted too: one header holds one
+//!   value, and the first one is what a reader of the ordered baggage takes. W3C
+//!   properties have no place here and are left out (not counted).
+//! - Limits: the W3C baggage minimums (64 entries, 8192 bytes counted as `key=value` text),
+//!   which OTel Java also applies to Jaeger baggage. Entries are taken in order; one that
+//!   would exceed a limit is dropped and counted, and later, smaller ones may still fit.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{text, value_str, HeaderSink};
+use crate::model::{Baggage, BaggageEntry};
+
+/// Most entries written per request (W3C baggage minimum).
+pub(crate) const MAX_ENTRIES: usize = 64;
+/// Most bytes written per request, counted as `key=value` per entry (W3C baggage minimum).
+pub(crate) const MAX_BYTES: usize = 8192;
+
+/// How item values are written on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Values {
+    /// URL-encoded, as Jaeger clients do with HTTP headers: `%XX` escapes, and `+` for a
+    /// space on input (Go `url.QueryEscape`, Java `URLEncoder`), so a literal `+` is
+    /// always sent as `%2B`.
+    UrlEncoded,
+    /// Verbatim (OpenTracing: go-contrib and OTel Java write `m.Value()` as is); a value
+    /// that cannot be a header value as is (not visible ASCII, or leading/trailing
+    /// whitespace that receivers trim) is dropped and counted on inject.
+    Verbatim,
+}
+
+impl Values {
+    /// The value a header carries, decoded.
+    pub(crate) fn decode(self, raw: &str) -> String {
+        match self {
+            Values::UrlEncoded if raw.contains('+') => text::percent_decode(&raw.replace('+', " ")),
+            Values::UrlEncoded => text::percent_decode(raw),
+            Values::Verbatim => raw.to_string(),
+        }
+    }
+
+    /// The header value for `value`; `None` when this encoding cannot carry it.
+    fn encode(self, value: &str) -> Option<String> {
+        match self {
+            Values::UrlEncoded => {
+                let encoded = text::percent_encode(value);
+                Some(if encoded.contains('+') {
+                    encoded.replace('+', "%2B")
+                } else {
+                    encoded
+                })
+            }
+            Values::Verbatim => is_verbatim_value(value).then(|| value.to_string()),
+        }
+    }
+}
+
+/// Visible ASCII with inner SP/HTAB only: what survives a header hop unchanged.
+fn is_verbatim_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    let ows = |c: &u8| *c == b' ' || *c == b'\t';
+    b.iter().all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))
+        && !b.first().is_some_and(ows)
+        && !b.last().is_some_and(ows)
+}
+
+/// RFC 9110 `tchar` without upper-case letters: a key that survives as a header-name suffix.
+fn is_lowercase_token(key: &str) -> bool {
+    !key.is_empty()
+        && key.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
+        })
+}
+
+/// Appends every `{prefix}{key}` header of `headers` to `out`, in map order.
+pub(crate) fn extract(headers: &HeaderMap, prefix: &str, values: Values, out: &mut Baggage) {
+    for name in headers.keys() {
+        let Some(key) = name.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        if key.is_empty() {
+            continue;
+        }
+        let Some(raw) = headers.get(name).and_then(|v| value_str(v).ok()) else {
+            continue;
+        };
+        out.push(BaggageEntry {
+            key: key.to_string(),
+            value: values.decode(raw),
+            properties: String::new(),
+        });
+    }
+}
+
+/// Writes one `{prefix}{key}` header per entry within the limits; returns how many entries
+/// were dropped.
+pub(crate) fn inject(
+    baggage: &[BaggageEntry],
+    prefix: &str,
+    values: Values,
+    out: &mut dyn HeaderSink,
+) -> usize {
+    let mut written: Vec<&str> = Vec::new();
+    let mut bytes = 0;
+    let mut dropped = 0;
+    for entry in baggage {
+        let header = (written.len() < MAX_ENTRIES && !written.contains(&entry.key.as_str()))
+            .then(|| item(entry, prefix, values))
+            .flatten()
+            .filter(|(_, _, size)| bytes + size <= MAX_BYTES);
+        match header {
+            Some((name, value, size)) => {
+                out.set(name, value);
+                written.push(&entry.key);
+                bytes += size;
+            }
+            None => dropped += 1,
+        }
+    }
+    dropped
+}
+
+/// The header for one entry and its size as `key=value`; `None` when it cannot be sent.
+fn item(
+    entry: &BaggageEntry,
+    prefix: &str,
+    values: Values,
+) -> Option<(HeaderName, HeaderValue, usize)> {
+    if !is_lowercase_token(&entry.key) {
+        return None;
+    }
+    let value = values.encode(&entry.value)?;
+    let size = entry.key.len() + 1 + value.len();
+    let mut name = String::with_capacity(prefix.len() + entry.key.len());
+    name.push_str(prefix);
+    name.push_str(&entry.key);
+    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    Some((name, HeaderValue::try_from(value).ok()?, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::codec::b3::testutil::entry;
+
+    #[test]
+    fn url_encoded_values() {
+        let rows: &[(&str, &str, &str)] = &[
+            ("value%201%20%2F%20blah", "value 1 / blah", "jaeger-011"),
+            ("a+b", "a b", "form encoding: + is a space"),
+            ("a%2Bb", "a+b", "an escaped + stays a +"),
+            ("50%", "50%", "a lone % is kept"),
+            ("Am%C3%A9lie", "Amélie", "UTF-8"),
+            ("%FF", "\u{FFFD}", "invalid UTF-8 becomes U+FFFD"),
+        ];
+        for (raw, want, why) in rows {
+            assert_eq!(Values::UrlEncoded.decode(raw), *want, "{why}");
+        }
+        for value in ["value 1 / blah", "a+b", "50% off", "Amélie", "k=v,x;y", ""] {
+            let enc = Values::UrlEncoded.encode(value).unwrap();
+            assert!(HeaderValue::from_str(&enc).is_ok());
+            assert_eq!(Values::UrlEncoded.decode(&enc), value);
+        }
+    }
+
+    #[test]
+    fn verbatim_values() {
+        assert_eq!(
+            Values::Verbatim.encode("a b=c,d").as_deref(),
+            Some("a b=c,d")
+        );
+        for bad in [" lead", "trail\t", "Amélie", "cr\r\nlf", "nul\0"] {
+            assert_eq!(Values::Verbatim.encode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for good in ["k", "key-1", "a.b_c~!#$%&'*+^`|"] {
+            assert!(is_lowercase_token(good), "{good}");
+        }
+        for bad in ["", "Key", "a b", "a=b", "a:b", "é", "a/b"] {
+            assert!(!is_lowercase_token(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn extract_first_value_and_skips() {
+        let mut h = HeaderMap::new();
+        h.append("uberctx-a", HeaderValue::from_static("1"));
+        h.append("uberctx-a", HeaderValue::from_static("2"));
+        h.append("uberctx-", HeaderValue::from_static("no key"));
+        h.append("uberctx-bad", HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append(
+            HeaderName::from_bytes(b"UBERCTX-B").unwrap(),
+            HeaderValue::from_static("  x  "),
+        );
+        h.append("other", HeaderValue::from_static("y"));
+        let mut out = Baggage::new();
+        extract(&h, "uberctx-", Values::UrlEncoded, &mut out);
+        assert_eq!(out, vec![entry("a", "1"), entry("b", "x")]);
+    }
+
+    #[test]
+    fn inject_limits_and_keys() {
+        let mut baggage = vec![entry("Upper", "x"), entry("", "x"), entry("a b", "x")];
+        baggage.extend((0..70).map(|i| entry(&format!("k{i}"), "v")));
+        let mut h = HeaderMap::new();
+        let dropped = inject(&baggage, "ot-baggage-", Values::Verbatim, &mut h);
+        assert_eq!(h.len(), MAX_ENTRIES);
+        assert_eq!(dropped, 3 + 70 - MAX_ENTRIES);
+        assert_eq!(h.get("ot-baggage-k0").unwrap(), "v");
+        assert!(h.get("ot-baggage-k64").is_none());
+
+        let big = "x".repeat(5000);
+        let baggage = vec![
+            entry("a", &big),
+            entry("b", &big),
+            entry("c", "small"),
+            entry("c", "again"),
+        ];
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h),
+            2,
+            "b does not fit, c is already written"
+        );
+        assert_eq!(
+            h.get("uberctx-c").unwrap(),
+            "small",
+            "the first value of a key"
+        );
+        assert!(
+            h.get("uberctx-a").is_some()
+                && h.get("uberctx-b").is_none()
+                && h.get("uberctx-c").is_some()
+        );
+
+        let exact = vec![entry("k", &"x".repeat(MAX_BYTES - 2))];
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            inject(&exact, "uberctx-", Values::UrlEncoded, &mut h),
+            0,
+            "exactly at the limit"
+        );
+    }
+
+    /// Any characters, short enough that ten entries stay under [`MAX_BYTES`] encoded.
+    fn any_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..40).prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #[test]
+        fn inject_extract_round_trip(items in proptest::collection::btree_map("[a-z0-9_.-]{1,12}", any_text(), 0..10)) {
+            let baggage: Baggage = items.iter().map(|(k, v)| entry(k, v)).collect();
+            let mut h = HeaderMap::new();
+            prop_assert_eq!(inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h), 0);
+            let mut back = Baggage::new();
+            extract(&h, "uberctx-", Values::UrlEncoded, &mut back);
+            back.sort_by(|a, b| a.key.cmp(&b.key));
+            prop_assert_eq!(back, baggage);
+        }
+
+        #[test]
+        fn inject_never_writes_invalid_headers(key in any::<String>(), value in any::<String>()) {
+            for values in [Values::UrlEncoded, Values::Verbatim] {
+                let mut h = HeaderMap::new();
+                let dropped = inject(&[entry(&key, &value)], "ot-baggage-", values, &mut h);
+                prop_assert_eq!(dropped + h.len(), 1);
+                for (name, v) in &h {
+                    prop_assert!(name.as_str().starts_with("ot-baggage-"));
+                    prop_assert!(v.to_str().is_ok());
+                }
+            }
+        }
+    }
+}

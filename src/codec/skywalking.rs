@@ -1,0 +1,1655 @@
+//! Apache SkyWalking: `sw8`, `sw8-correlation`, `sw8-x` (wire-formats §11).
+//!
+//! Spec: Cross Process Propagation Headers Protocol v3 and Cross Process Correlation
+//! Headers Protocol v1 (`apache/skywalking` `docs/en/api/x-process-propagation-headers-v3.md`,
+//! `x-process-correlation-headers-v1.md`).
+//!
+//! ```text
+//! sw8             = sample "-" b64(trace-id) "-" b64(parent-segment-id) "-" parent-span-index
+//!                   "-" b64(parent-service) "-" b64(parent-instance) "-" b64(parent-endpoint)
+//!                   "-" b64(target-address)
+//! sample          = "0" / "1"
+//! parent-span-index = 1*DIGIT                      ; i32, >= 0
+//! sw8-correlation = element *( "," element )
+//! element         = b64(key) ":" b64(value)
+//! sw8-x           = opaque, forwarded verbatim
+//! ```
+//!
+//! Choices where the sources are silent or disagree:
+//! - **Exactly 8 fields** (Rust agent, vectors `sw8-003/004`), not the Java agent's
+//!   `split("-", 8)`, which folds a ninth field into the eighth.
+//! - **Sample must be `0` or `1`** (spec and Rust agent, vector `sw8-005`); the Java agent
+//!   never reads the field. `1` ("sample and report") → `Sampled`, `0` → `NotSampled`.
+//! - **Base64**: standard alphabet. Input may be padded, partially padded or unpadded (the
+//!   Java agent's `java.util.Base64` decoder also takes unpadded input) and non-zero
+//!   trailing bits are ignored: lenient input, canonical output — padded base64, which the
+//!   Rust agent requires. Every field must decode to UTF-8.
+//! - **Trace id and segment id must be non-empty** (`Missing`): the Java agent's
+//!   `isValid()` rejects such carriers and no id can be derived from them. Service,
+//!   instance, endpoint and address may be empty on input (the Rust agent accepts them).
+//! - **Span index**: decimal digits only (no sign, leading zeros tolerated), at most
+//!   `i32::MAX`; anything else is `SpanId`.
+//! - **Size**: a value of 2 KiB or more is `TooLong` (the agents' default limit). Field
+//!   limits (service ≤ 50 chars, ...) are enforced on inject only.
+//! - **Ids** map exactly as the OpenTelemetry Collector's SkyWalking receiver maps them
+//!   (§11.4, `swTraceIDToTraceID` / `segmentIDToSpanID`), so the gateway's W3C ids match
+//!   what an OTel backend shows for SkyWalking data. Where that mapping yields zero (short or
+//!   arbitrary ids such as `1` or `3.4.5`), the deterministic fallback is: trace id = the
+//!   first 16 bytes of SHA-256 of the id string, parent id = the first 8 bytes of SHA-256 of
+//!   `segment "|" span-index` (recommendation of §11.4, not from a source). The collector
+//!   panics on a Java-style id with a single `.`; we treat it as "mapping yields zero".
+//! - **`sw8-correlation`** is read only together with a valid `sw8` (the Java agent
+//!   extracts correlation only from a valid carrier); alone it is ignored. Decoding follows
+//!   the Java agent: elements that are not exactly `b64:b64` with non-empty, valid UTF-8
+//!   key and value are skipped, a repeated key replaces the earlier value, and reading stops
+//!   once 3 keys are held (nginx-lua drops all of them instead). A correlation header that
+//!   is not visible ASCII is ignored; it never invalidates the trace context.
+//! - **`sw8-x`** is kept verbatim (trimmed) when it is visible ASCII and at most 256 bytes,
+//!   and re-emitted with the original trace id.
+//! - **Inject** (§11.5): sample `1` for sampled or deferred, `0` for not sampled; the
+//!   original trace id string when `ctx.originals.skywalking` still maps to `ctx.trace_id`
+//!   (and the value stays under 2 KiB), else the W3C id as 32 lowercase hex; a parent
+//!   segment id built so the collector mapping gives back `hop.span_id` (see
+//!   [`segment_id_for`]); service / instance truncated to 50 chars, endpoint to 149 chars,
+//!   address to 255 bytes (char boundaries), an empty one replaced by `-` because the Java
+//!   agent drops carriers with empty fields. `sw8-correlation`: at most 3 entries with
+//!   non-empty key and value of at most 128 bytes each, first occurrence of a key only;
+//!   the rest is dropped and counted.
+
+use std::borrow::Cow;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+
+use super::{first, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use crate::model::{
+    BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
+};
+
+/// The trace context header.
+pub static SW8: HeaderName = HeaderName::from_static("sw8");
+/// User key/values propagated with the trace (baggage).
+pub static SW8_CORRELATION: HeaderName = HeaderName::from_static("sw8-correlation");
+/// Extension flags (tracing mode, send timestamp), forwarded verbatim.
+pub static SW8_X: HeaderName = HeaderName::from_static("sw8-x");
+
+static HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("sw8"),
+    HeaderName::from_static("sw8-correlation"),
+    HeaderName::from_static("sw8-x"),
+];
+
+/// An `sw8` value must stay below this many bytes.
+pub const MAX_LEN: usize = 2048;
+/// Longest parent service / instance name emitted, in chars.
+pub const MAX_SERVICE_CHARS: usize = 50;
+/// Longest parent endpoint emitted, in chars (the spec says "< 150").
+pub const MAX_ENDPOINT_CHARS: usize = 149;
+/// Longest target address emitted, in bytes (a DNS name plus `:port`).
+pub const MAX_ADDRESS_BYTES: usize = 255;
+/// `sw8-correlation` element limit (Java agent `ELEMENT_MAX_NUMBER`).
+pub const MAX_CORRELATION_ENTRIES: usize = 3;
+/// `sw8-correlation` value limit in bytes (Java agent `VALUE_MAX_LENGTH`, applied to keys too).
+pub const MAX_CORRELATION_VALUE: usize = 128;
+/// Longest `sw8-x` value kept for re-emission.
+pub const MAX_EXTENSION_LEN: usize = 256;
+/// Emitted for an empty service / instance / endpoint / address.
+const PLACEHOLDER: &str = "-";
+
+/// Standard base64, encoding padded. Its decoder settings define what [`b64_decode`]
+/// accepts (a differential test pins the two together).
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// One `sw8` value, fields base64-decoded. Borrowed when built for injection, owned when
+/// decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sw8<'a> {
+    /// Field 1: `1` = sample and report, `0` = most likely ignored.
+    pub sampled: bool,
+    /// Field 2: the literal trace id string, non-empty.
+    pub trace_id: Cow<'a, str>,
+    /// Field 3: the caller's segment id, non-empty.
+    pub segment_id: Cow<'a, str>,
+    /// Field 4: index of the caller's exit span in its segment, ≥ 0.
+    pub span_index: i32,
+    /// Field 5: the caller's service.
+    pub service: Cow<'a, str>,
+    /// Field 6: the caller's service instance.
+    pub instance: Cow<'a, str>,
+    /// Field 7: the caller's first entry endpoint.
+    pub endpoint: Cow<'a, str>,
+    /// Field 8: the address the caller used to reach this hop.
+    pub address: Cow<'a, str>,
+}
+
+/// Parses an `sw8` value (already trimmed of OWS).
+pub fn decode(value: &str) -> Result<Sw8<'static>, DecodeError> {
+    if value.len() >= MAX_LEN {
+        return Err(DecodeError::TooLong);
+    }
+    let mut parts = value.split('-');
+    let mut f = [""; 8];
+    for slot in f.iter_mut() {
+        *slot = parts.next().ok_or(DecodeError::Malformed)?;
+    }
+    if parts.next().is_some() {
+        return Err(DecodeError::Malformed);
+    }
+    let [sample, trace, segment, span, service, instance, endpoint, address] = f;
+    let sampled = match sample {
+        "1" => true,
+        "0" => false,
+        _ => return Err(DecodeError::Sampling),
+    };
+    let trace_id = b64_text(trace)?;
+    let segment_id = b64_text(segment)?;
+    if trace_id.is_empty() || segment_id.is_empty() {
+        return Err(DecodeError::Missing);
+    }
+    let span_index = super::text::dec_u64(span)
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or(DecodeError::SpanId)?;
+    Ok(Sw8 {
+        sampled,
+        trace_id: Cow::Owned(trace_id),
+        segment_id: Cow::Owned(segment_id),
+        span_index,
+        service: Cow::Owned(b64_text(service)?),
+        instance: Cow::Owned(b64_text(instance)?),
+        endpoint: Cow::Owned(b64_text(endpoint)?),
+        address: Cow::Owned(b64_text(address)?),
+    })
+}
+
+/// Serialises `w` with canonical padded base64.
+pub fn encode(w: &Sw8<'_>) -> String {
+    // Base64, digits and `-` only: always UTF-8.
+    String::from_utf8(encode_bytes(w)).unwrap_or_default()
+}
+
+/// [`encode`] as bytes, built in one exact-size allocation.
+fn encode_bytes(w: &Sw8<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(w));
+    out.push(if w.sampled { b'1' } else { b'0' });
+    for f in [&w.trace_id, &w.segment_id] {
+        out.push(b'-');
+        push_b64(&mut out, f.as_bytes());
+    }
+    out.push(b'-');
+    if w.span_index < 0 {
+        out.push(b'-'); // never valid; only for a hand-built wire value
+    }
+    let mut idx = [0u8; 20];
+    out.extend_from_slice(dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).as_bytes());
+    for f in [&w.service, &w.instance, &w.endpoint, &w.address] {
+        out.push(b'-');
+        push_b64(&mut out, f.as_bytes());
+    }
+    out
+}
+
+/// Appends padded base64 of `input` (`Engine::encode_string` zeroes a 1 KiB buffer per
+/// call, which dominated inject).
+fn push_b64(out: &mut Vec<u8>, input: &[u8]) {
+    let start = out.len();
+    out.resize(start + input.len().div_ceil(3) * 4, 0);
+    let written = out
+        .get_mut(start..)
+        .and_then(|dst| B64.encode_slice(input, dst).ok())
+        .unwrap_or(0);
+    out.truncate(start + written);
+}
+
+/// Exact length of [`encode`]'s output.
+fn encoded_len(w: &Sw8<'_>) -> usize {
+    let b64 = |s: &str| s.len().div_ceil(3) * 4;
+    let mut idx = [0u8; 20];
+    let digits = dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).len();
+    1 + 7
+        + usize::from(w.span_index < 0)
+        + digits
+        + b64(&w.trace_id)
+        + b64(&w.segment_id)
+        + b64(&w.service)
+        + b64(&w.instance)
+        + b64(&w.endpoint)
+        + b64(&w.address)
+}
+
+fn b64_text(field: &str) -> Result<String, DecodeError> {
+    let bytes = b64_decode(field.as_bytes()).ok_or(DecodeError::Encoding)?;
+    String::from_utf8(bytes).map_err(|_| DecodeError::Encoding)
+}
+
+/// Decodes what [`B64`] accepts (standard alphabet; padding canonical, partial or absent;
+/// trailing bits ignored). Hand-written because on these short fields the engine's
+/// per-call setup cost more than the decoding (about a quarter of extract's instructions).
+fn b64_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let body_len = input.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    let pad = input.len() - body_len;
+    let body = input.get(..body_len)?;
+    let tail = body_len % 4;
+    let padding_ok = match tail {
+        0 => pad == 0,
+        2 => pad <= 2,
+        3 => pad <= 1,
+        _ => false,
+    };
+    if !padding_ok {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body_len / 4 * 3 + tail.saturating_sub(1));
+    let quads = body.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        let &[a, b, c, d] = q else {
+            return None;
+        };
+        let [a, b, c, d] = [a, b, c, d].map(|c| B64_VALUES[usize::from(c)]);
+        if (a | b | c | d) > 63 {
+            return None;
+        }
+        let v = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+        out.extend_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+    }
+    match *rest {
+        [] => {}
+        [a, b] => out.push((sextet(a)? << 2 | sextet(b)? >> 4) as u8),
+        [a, b, c] => {
+            let v = sextet(a)? << 12 | sextet(b)? << 6 | sextet(c)?;
+            out.extend_from_slice(&[(v >> 10) as u8, (v >> 2) as u8]);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+fn sextet(c: u8) -> Option<u32> {
+    let v = B64_VALUES[usize::from(c)];
+    (v < 64).then_some(u32::from(v))
+}
+
+/// Standard base64 digit values; `0xff` for anything else.
+static B64_VALUES: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Parses an `sw8-correlation` value into baggage (see the module doc for the rules).
+pub fn decode_correlation(value: &str) -> Vec<BaggageEntry> {
+    let mut out = Vec::new();
+    add_correlation(value, &mut out);
+    out
+}
+
+/// Adds the elements of one `sw8-correlation` field to `into`, which may already hold the
+/// elements of earlier fields (repeated headers count as one list).
+fn add_correlation(value: &str, into: &mut Vec<BaggageEntry>) {
+    for element in value.split(',') {
+        if into.len() >= MAX_CORRELATION_ENTRIES {
+            break; // like the Java agent: once full, later elements (repeats too) are ignored
+        }
+        let Some((key, val)) = super::trim_ows(element).split_once(':') else {
+            continue;
+        };
+        if val.contains(':') || key.is_empty() || val.is_empty() {
+            continue;
+        }
+        let (Ok(key), Ok(val)) = (b64_text(key), b64_text(val)) else {
+            continue;
+        };
+        if key.is_empty() || val.is_empty() {
+            continue;
+        }
+        if let Some(existing) = into.iter_mut().find(|e| e.key == key) {
+            existing.value = val;
+        } else {
+            into.push(BaggageEntry {
+                key,
+                value: val,
+                properties: String::new(),
+            });
+        }
+    }
+}
+
+/// Builds an `sw8-correlation` value from `baggage` within the limits; returns it with the
+/// number of entries left out. The value is empty when nothing fits.
+pub fn encode_correlation(baggage: &[BaggageEntry]) -> (String, usize) {
+    let fits = |e: &BaggageEntry| {
+        !e.key.is_empty()
+            && !e.value.is_empty()
+            && e.key.len() <= MAX_CORRELATION_VALUE
+            && e.value.len() <= MAX_CORRELATION_VALUE
+    };
+    let mut kept: [Option<&BaggageEntry>; MAX_CORRELATION_ENTRIES] =
+        [None; MAX_CORRELATION_ENTRIES];
+    let (mut n, mut len) = (0, 0);
+    for e in baggage.iter().filter(|e| fits(e)) {
+        if n == MAX_CORRELATION_ENTRIES {
+            break;
+        }
+        if kept.iter().flatten().any(|k| k.key == e.key) {
+            continue;
+        }
+        if let Some(slot) = kept.get_mut(n) {
+            *slot = Some(e);
+            n += 1;
+            len += e.key.len().div_ceil(3) * 4 + e.value.len().div_ceil(3) * 4 + 2;
+        }
+    }
+    let mut out = Vec::with_capacity(len);
+    for e in kept.iter().flatten() {
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        push_b64(&mut out, e.key.as_bytes());
+        out.push(b':');
+        push_b64(&mut out, e.value.as_bytes());
+    }
+    let out = String::from_utf8(out).unwrap_or_default();
+    (out, baggage.len() - n)
+}
+
+impl Sw8<'_> {
+    /// The neutral context: W3C ids by the collector mapping (or the fallback), the fields
+    /// in `originals.skywalking`. Baggage and `sw8-x` come from the other headers.
+    pub fn into_context(self) -> Result<TraceContext, DecodeError> {
+        let trace_id = trace_id_of(&self.trace_id)?;
+        let parent_id = parent_id_of(&self.segment_id, self.span_index)?;
+        Ok(TraceContext {
+            trace_id: Some(trace_id),
+            parent_id: Some(parent_id),
+            sampling: if self.sampled {
+                Sampling::Sampled
+            } else {
+                Sampling::NotSampled
+            },
+            originals: Originals {
+                skywalking: Some(Box::new(SkyWalking {
+                    trace_id: self.trace_id.into_owned(),
+                    segment_id: self.segment_id.into_owned(),
+                    span_index: self.span_index,
+                    service: self.service.into_owned(),
+                    instance: self.instance.into_owned(),
+                    endpoint: self.endpoint.into_owned(),
+                    address: self.address.into_owned(),
+                    extension: None,
+                })),
+                ..Originals::default()
+            },
+            ..TraceContext::default()
+        })
+    }
+}
+
+/// The W3C trace id of a SkyWalking trace id string: the collector mapping, or the
+/// SHA-256 fallback where that yields zero.
+pub fn trace_id_of(trace_id: &str) -> Result<TraceId, DecodeError> {
+    TraceId::new(collector_trace_id(trace_id))
+        .or_else(|| hashed_trace_id(&[trace_id.as_bytes()]))
+        .ok_or(DecodeError::ZeroId)
+}
+
+/// The W3C parent id of the caller's exit span `(segment, span_index)`: the collector
+/// mapping, or the SHA-256 fallback where that yields zero.
+pub fn parent_id_of(segment_id: &str, span_index: i32) -> Result<SpanId, DecodeError> {
+    if let Some(id) = SpanId::new(collector_span_id(segment_id, span_index)) {
+        return Ok(id);
+    }
+    let mut buf = [0u8; 20];
+    let idx = dec_str(u64::from(span_index.unsigned_abs()), &mut buf);
+    let sign: &[u8] = if span_index < 0 { b"-" } else { b"" };
+    hashed_span_id(&[segment_id.as_bytes(), b"|", sign, idx.as_bytes()]).ok_or(DecodeError::ZeroId)
+}
+
+/// The collector's `swTraceIDToTraceID`: an RFC 4122 parse for ids of up to 36 bytes,
+/// [`uuidish`] for longer ones; 0 where it fails.
+pub fn collector_trace_id(trace_id: &str) -> u128 {
+    let b = trace_id.as_bytes();
+    if b.len() <= 36 {
+        parse_uuid(b).map_or(0, u128::from_be_bytes)
+    } else {
+        uuidish(trace_id, 0)
+    }
+}
+
+/// The collector's `segmentIDToSpanID`: the 16 bytes of [`uuidish`] with the span index
+/// folded to 8 (`u[i] ^ u[i + 8]`); 0 for segments shorter than 32 bytes.
+pub fn collector_span_id(segment_id: &str, span_index: i32) -> u64 {
+    if segment_id.len() < 32 {
+        return 0;
+    }
+    let u = uuidish(segment_id, span_index as u32);
+    (u >> 64) as u64 ^ u as u64
+}
+
+/// The collector's `swStringToUUID`: the first 32 chars as hex (Go `hex.Decode`: either
+/// case; on an invalid digit the bytes decoded so far are returned as they are), the first
+/// 4 bytes XORed with `extra` (little-endian); then for `{hex}.{mid}.{last}` bytes 4..8
+/// XORed with `mid` and 8..16 with `last` ([`go_atoi`], little-endian two's
+/// complement). Any other shape after the 32 hex digits gives all zeros.
+fn uuidish(s: &str, extra: u32) -> u128 {
+    let mut u = [0u8; 16];
+    let Some(head) = s.as_bytes().get(..32) else {
+        return 0;
+    };
+    if !go_hex_decode(&mut u, head) {
+        return u128::from_be_bytes(u);
+    }
+    let v = u128::from_be_bytes(u) ^ (u128::from(extra.swap_bytes()) << 96);
+    // The 32 bytes are hex digits, so 32 is a char boundary.
+    let Some(rest) = s.get(32..) else {
+        return 0;
+    };
+    if rest.is_empty() {
+        return v;
+    }
+    let Some((mid, last)) = rest.strip_prefix('.').and_then(|t| t.rsplit_once('.')) else {
+        return 0; // no `.` at 32, or only one (where the collector would panic on s[33:32])
+    };
+    let (Some(mid), Some(last)) = (go_atoi(mid), go_atoi(last)) else {
+        return 0;
+    };
+    // Little-endian into bytes 4..8 and 8..16 of the big-endian value.
+    v ^ (u128::from((mid as u32).swap_bytes()) << 64) ^ u128::from((last as u64).swap_bytes())
+}
+
+/// `github.com/google/uuid` `Parse` for its two forms of at most 36 chars: dashed
+/// (`8-4-4-4-12`) and 32 hex digits, either case.
+fn parse_uuid(s: &[u8]) -> Option<[u8; 16]> {
+    let mut u = [0u8; 16];
+    match s.len() {
+        32 => go_hex_decode(&mut u, s).then_some(u),
+        36 => {
+            let mut hex = [0u8; 32];
+            let mut n = 0;
+            for (i, &c) in s.iter().enumerate() {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    if c != b'-' {
+                        return None;
+                    }
+                } else {
+                    *hex.get_mut(n)? = c;
+                    n += 1;
+                }
+            }
+            go_hex_decode(&mut u, &hex).then_some(u)
+        }
+        _ => None,
+    }
+}
+
+/// Go's `encoding/hex.Decode` into a fixed buffer: case-insensitive pairs, stops at the
+/// first invalid digit leaving the bytes decoded so far (text.rs's parsers are strict
+/// lowercase and all-or-nothing, which is not what the collector does).
+fn go_hex_decode(dst: &mut [u8], src: &[u8]) -> bool {
+    for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        let &[hi, lo] = pair else {
+            return false;
+        };
+        let (h, l) = (HEX_CI[usize::from(hi)], HEX_CI[usize::from(lo)]);
+        if (h | l) > 0x0f {
+            return false;
+        }
+        *d = (h << 4) | l;
+    }
+    true
+}
+
+/// Case-insensitive hex digit values; `0xff` for anything else.
+static HEX_CI: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Go's `strconv.Atoi` (64-bit `int`): an optional sign, then decimal digits (any number
+/// of leading zeros), within the `i64` range.
+fn go_atoi(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.as_bytes().split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s.as_bytes()),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Not text::dec_u64: Go takes any number of leading zeros. 19 digits cannot overflow.
+    let short = digits.len() <= 19;
+    let mut v: u64 = 0;
+    for &c in digits {
+        let d = u64::from(c.wrapping_sub(b'0'));
+        if d > 9 {
+            return None;
+        }
+        v = if short {
+            v * 10 + d
+        } else {
+            v.checked_mul(10)?.checked_add(d)?
+        };
+    }
+    if negative {
+        0i64.checked_sub_unsigned(v)
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+/// The 32-hex parent segment id that makes the collector mapping give back `span_id` for
+/// exit index `k` (§11.5, vector `sw8-009`): `(X ⊕ B ⊕ (k LE ‖ 0⁴)) ‖ B` with `X` the
+/// span id and `B` the low 8 bytes of the trace id, so one request's calls share the
+/// segment's low half and the id stays deterministic.
+pub fn segment_id_for(trace_id: TraceId, span_id: SpanId, k: u32) -> [u8; 32] {
+    let b = trace_id.low64();
+    let high = span_id.get() ^ b ^ (u64::from(k.swap_bytes()) << 32);
+    let v = (u128::from(high) << 64) | u128::from(b);
+    TraceId::new(v).map_or([b'0'; 32], TraceId::to_hex)
+}
+
+/// Whether `ctx` carries SkyWalking originals that belong to its trace id.
+fn originals_for(ctx: &TraceContext, trace_id: TraceId) -> Option<&SkyWalking> {
+    ctx.originals
+        .skywalking
+        .as_deref()
+        .filter(|sw| trace_id_of(&sw.trace_id).ok() == Some(trace_id))
+}
+
+/// `s`, or the placeholder when empty, cut to `max` chars.
+fn non_empty(s: &str, max_chars: usize) -> &str {
+    if s.is_empty() {
+        PLACEHOLDER
+    } else {
+        truncate_chars(s, max_chars)
+    }
+}
+
+/// Apache SkyWalking `sw8` / `sw8-correlation` / `sw8-x`.
+pub struct SkyWalkingCodec;
+
+impl Codec for SkyWalkingCodec {
+    const FORMAT: Format = Format::SkyWalking;
+
+    fn headers() -> &'static [HeaderName] {
+        &HEADERS
+    }
+
+    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+        let Some(value) = first(headers, &SW8)? else {
+            return Ok(None);
+        };
+        let mut ctx = decode(value)?.into_context()?;
+        for field in headers.get_all(&SW8_CORRELATION) {
+            if let Ok(s) = value_str(field) {
+                add_correlation(s, &mut ctx.baggage);
+            }
+        }
+        if let Some(sw) = ctx.originals.skywalking.as_deref_mut() {
+            sw.extension = first(headers, &SW8_X)
+                .ok()
+                .flatten()
+                .filter(|x| !x.is_empty() && x.len() <= MAX_EXTENSION_LEN)
+                .map(str::to_owned);
+        }
+        Ok(Some(ctx))
+    }
+
+    fn inject(ctx: &TraceContext, hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
+        let Some(trace_id) = ctx.trace_id else {
+            return Injected::default();
+        };
+        let original = originals_for(ctx, trace_id);
+        let k = i32::try_from(hop.call_index).unwrap_or(i32::MAX);
+        let hex_trace = trace_id.to_hex();
+        let segment = segment_id_for(trace_id, hop.span_id, k.unsigned_abs());
+        let (Ok(hex_trace), Ok(segment)) = (
+            std::str::from_utf8(&hex_trace),
+            std::str::from_utf8(&segment),
+        ) else {
+            return Injected::default();
+        };
+        let mut wire = Sw8 {
+            sampled: ctx.sampling != Sampling::NotSampled,
+            trace_id: Cow::Borrowed(original.map_or(hex_trace, |sw| sw.trace_id.as_str())),
+            segment_id: Cow::Borrowed(segment),
+            span_index: k,
+            service: Cow::Borrowed(non_empty(hop.service, MAX_SERVICE_CHARS)),
+            instance: Cow::Borrowed(non_empty(hop.instance, MAX_SERVICE_CHARS)),
+            endpoint: Cow::Borrowed(non_empty(hop.endpoint, MAX_ENDPOINT_CHARS)),
+            address: Cow::Borrowed(if hop.peer_address.is_empty() {
+                PLACEHOLDER
+            } else {
+                truncate_bytes(hop.peer_address, MAX_ADDRESS_BYTES)
+            }),
+        };
+        if encoded_len(&wire) >= MAX_LEN {
+            // Only an oversized original id can get here; the hex id maps to the same trace.
+            wire.trace_id = Cow::Borrowed(hex_trace);
+        }
+        set(out, &SW8, encode_bytes(&wire));
+
+        let (correlation, baggage_dropped) = encode_correlation(&ctx.baggage);
+        if !correlation.is_empty() {
+            set(out, &SW8_CORRELATION, correlation);
+        }
+        if let Some(x) = original.and_then(|sw| sw.extension.as_deref()) {
+            if let Ok(v) = HeaderValue::from_str(x) {
+                out.set(SW8_X.clone(), v);
+            }
+        }
+        Injected { baggage_dropped }
+    }
+}
+
+/// Writes a value the codec built (visible ASCII by construction; skipped otherwise).
+fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Vec<u8>>) {
+    let bytes: Vec<u8> = value.into();
+    if let Ok(v) = HeaderValue::try_from(bytes) {
+        out.set(name.clone(), v);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers shared with eagleeye.rs (candidates for text.rs).
+
+/// First 16 bytes of SHA-256 over the concatenated `parts`: the deterministic trace id
+/// for string ids no mapping covers (`None` in the 2^-128 case of zero).
+pub fn hashed_trace_id(parts: &[&[u8]]) -> Option<TraceId> {
+    let d = sha256(parts);
+    let b: [u8; 16] = d.get(..16)?.try_into().ok()?;
+    TraceId::new(u128::from_be_bytes(b))
+}
+
+/// First 8 bytes of SHA-256 over the concatenated `parts`: a deterministic span id.
+pub fn hashed_span_id(parts: &[&[u8]]) -> Option<SpanId> {
+    let d = sha256(parts);
+    let b: [u8; 8] = d.get(..8)?.try_into().ok()?;
+    SpanId::new(u64::from_be_bytes(b))
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Decimal digits of `v` in `buf`, without allocating.
+pub fn dec_str(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    for (i, slot) in buf.iter_mut().enumerate().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+        start = i;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.get(start..)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .unwrap_or("0")
+}
+
+/// The longest prefix of `s` with at most `max` chars.
+pub fn truncate_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => s.get(..end).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// The longest prefix of `s` with at most `max` bytes that ends on a char boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn hex128(s: &str) -> TraceId {
+        TraceId::new(u128::from_str_radix(s, 16).unwrap()).unwrap()
+    }
+
+    fn hex64(s: &str) -> SpanId {
+        SpanId::new(u64::from_str_radix(s, 16).unwrap()).unwrap()
+    }
+
+    struct Native {
+        trace: &'static str,
+        segment: &'static str,
+        span: i32,
+        service: &'static str,
+        instance: &'static str,
+        endpoint: &'static str,
+        address: &'static str,
+    }
+
+    struct Expect {
+        trace: &'static str,
+        parent: &'static str,
+        sampling: Sampling,
+        baggage: &'static [(&'static str, &'static str)],
+        native: Option<Native>,
+    }
+
+    struct Row {
+        id: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+        expect: Result<Expect, DecodeError>,
+        /// Why the row is invalid, or why it departs from vectors.json.
+        reason: &'static str,
+    }
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                id: "sw8-001",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Ok(Expect {
+                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
+                    parent: "25082377d59eefc4",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: Some(Native {
+                        trace: "1",
+                        segment: "5",
+                        span: 3,
+                        service: "mesh",
+                        instance: "instance",
+                        endpoint: "/api/v1/health",
+                        address: "example.com:8080",
+                    }),
+                }),
+                reason: "vectors.json expects null ids (collector mapping yields zero for `1`); we assert \
+                         the documented fallback: SHA-256(\"1\")[..16] and SHA-256(\"5|3\")[..8]",
+            },
+            Row {
+                id: "sw8-002",
+                headers: &[("sw8", "1-My40LjU=-MS4yLjM=-4-c2VydmljZQ==-aW5zdGFuY2U=-L2FwcA==-MTI3LjAuMC4xOjgwODA=")],
+                expect: Ok(Expect {
+                    trace: "60357c4f0d42324abbbdf950a57ba777",
+                    parent: "34507927d7622640",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: Some(Native {
+                        trace: "3.4.5",
+                        segment: "1.2.3",
+                        span: 4,
+                        service: "service",
+                        instance: "instance",
+                        endpoint: "/app",
+                        address: "127.0.0.1:8080",
+                    }),
+                }),
+                reason: "vectors.json expects null ids (collector mapping yields zero for `3.4.5`); we \
+                         assert the documented fallback: SHA-256(\"3.4.5\")[..16] and SHA-256(\"1.2.3|4\")[..8]",
+            },
+            Row {
+                id: "sw8-003",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=")],
+                expect: Err(DecodeError::Malformed),
+                reason: "7 fields",
+            },
+            Row {
+                id: "sw8-004",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==-hogehoge")],
+                expect: Err(DecodeError::Malformed),
+                reason: "9 fields",
+            },
+            Row {
+                id: "sw8-005",
+                headers: &[("sw8", "3-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Sampling),
+                reason: "sample flag must be 0 or 1 (spec, Rust agent; the Java agent ignores it)",
+            },
+            Row {
+                id: "sw8-006",
+                headers: &[("sw8", "1-NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDE=-NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDI=-1-c3ZjLWE=-aW5zdC0x-R0VUOi9vcmRlcnM=-Z2F0ZXdheTo4MDgw")],
+                expect: Ok(Expect {
+                    trace: "56a5e1c515ae4c7613e51e7cf616977f",
+                    parent: "4740ffb9e3b8db09",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: Some(Native {
+                        trace: "56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430001",
+                        segment: "56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430002",
+                        span: 1,
+                        service: "svc-a",
+                        instance: "inst-1",
+                        endpoint: "GET:/orders",
+                        address: "gateway:8080",
+                    }),
+                }),
+                reason: "Java-agent ids through the collector mapping",
+            },
+            Row {
+                id: "sw8-007",
+                headers: &[("sw8", "0-ZGU1OTgwYjgtZmNlMy00YTM3LWFhYjktYjRhYzNhZjdlZWRk-MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=-2-bmdpbng=-cG9kLTE=-L2FwaQ==-MTAuMC4wLjI6ODA=")],
+                expect: Ok(Expect {
+                    trace: "de5980b8fce34a37aab9b4ac3af7eedd",
+                    parent: "0200000000000000",
+                    sampling: Sampling::NotSampled,
+                    baggage: &[],
+                    native: Some(Native {
+                        trace: "de5980b8-fce3-4a37-aab9-b4ac3af7eedd",
+                        segment: "0123456789abcdef0123456789abcdef",
+                        span: 2,
+                        service: "nginx",
+                        instance: "pod-1",
+                        endpoint: "/api",
+                        address: "10.0.0.2:80",
+                    }),
+                }),
+                reason: "dashed UUID trace id maps losslessly; 32-hex segment XOR index then fold",
+            },
+            Row {
+                id: "sw8-008",
+                headers: &[
+                    ("sw8", "1-NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDE=-NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDI=-1-c3ZjLWE=-aW5zdC0x-R0VUOi9vcmRlcnM=-Z2F0ZXdheTo4MDgw"),
+                    ("sw8-correlation", "dGVzdDE=:dDE=,dGVzdDI=:dDI="),
+                ],
+                expect: Ok(Expect {
+                    trace: "56a5e1c515ae4c7613e51e7cf616977f",
+                    parent: "4740ffb9e3b8db09",
+                    sampling: Sampling::Sampled,
+                    baggage: &[("test1", "t1"), ("test2", "t2")],
+                    native: None,
+                }),
+                reason: "correlation decoded into baggage",
+            },
+            Row {
+                id: "sw8-009",
+                headers: &[("sw8", "1-NGJmOTJmMzU3N2IzNGRhNmEzY2U5MjlkMGUwZTQ3MzY=-YTIzZWY1MzcwNWE3NDU4MWEzY2U5MjlkMGUwZTQ3MzY=-1-Z2F0ZXdheQ==-Z2F0ZXdheS03Zjlj-R0VUOi9hcGkvb3JkZXJz-b3JkZXJzLnN2Yzo4MDgw")],
+                expect: Ok(Expect {
+                    trace: "4bf92f3577b34da6a3ce929d0e0e4736",
+                    parent: "00f067aa0ba902b7",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: Some(Native {
+                        trace: "4bf92f3577b34da6a3ce929d0e0e4736",
+                        segment: "a23ef53705a74581a3ce929d0e0e4736",
+                        span: 1,
+                        service: "gateway",
+                        instance: "gateway-7f9c",
+                        endpoint: "GET:/api/orders",
+                        address: "orders.svc:8080",
+                    }),
+                }),
+                reason: "gateway-built segment id maps back to the gateway span id",
+            },
+            // Edge cases beyond vectors.json (§16 and the module doc).
+            Row {
+                id: "edge-unpadded-base64",
+                headers: &[("sw8", "1-MQ-NQ-3-bWVzaA-aW5zdGFuY2U-L2FwaS92MS9oZWFsdGg-ZXhhbXBsZS5jb206ODA4MA")],
+                expect: Ok(Expect {
+                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
+                    parent: "25082377d59eefc4",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: None,
+                }),
+                reason: "unpadded base64 accepted like the Java agent",
+            },
+            Row {
+                id: "edge-correlation-4-entries",
+                headers: &[
+                    ("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA=="),
+                    ("sw8-correlation", "YQ==:MQ==,Yg==:Mg==,YQ==:Mw==,Yw==:Mw==,ZA==:NA=="),
+                ],
+                expect: Ok(Expect {
+                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
+                    parent: "25082377d59eefc4",
+                    sampling: Sampling::Sampled,
+                    baggage: &[("a", "3"), ("b", "2"), ("c", "3")],
+                    native: None,
+                }),
+                reason: "first 3 distinct keys kept, repeated key replaces (Java agent); nginx-lua would drop all",
+            },
+            Row {
+                id: "edge-correlation-malformed-elements",
+                headers: &[
+                    ("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA=="),
+                    ("sw8-correlation", "YQ==,:MQ==,Yg==:,!!:MQ==,YQ==:MQ==:Mg==, Yw==:Mw== ,/w==:MQ=="),
+                    ("sw8-correlation", "ZA==:NA=="),
+                ],
+                expect: Ok(Expect {
+                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
+                    parent: "25082377d59eefc4",
+                    sampling: Sampling::Sampled,
+                    baggage: &[("c", "3"), ("d", "4")],
+                    native: None,
+                }),
+                reason: "elements without `:`, empty halves, bad base64, extra `:`, non-UTF-8 skipped; \
+                         repeated header fields form one list",
+            },
+            Row {
+                id: "edge-sample-empty",
+                headers: &[("sw8", "-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Sampling),
+                reason: "empty sample flag",
+            },
+            Row {
+                id: "edge-bad-base64",
+                headers: &[("sw8", "1-M!==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Encoding),
+                reason: "trace id is not base64",
+            },
+            Row {
+                id: "edge-not-utf8",
+                headers: &[("sw8", "1-/w==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Encoding),
+                reason: "trace id decodes to 0xff, not UTF-8",
+            },
+            Row {
+                id: "edge-empty-trace",
+                headers: &[("sw8", "1--NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty trace id (Java isValid)",
+            },
+            Row {
+                id: "edge-empty-segment",
+                headers: &[("sw8", "1-MQ==--3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty segment id (Java isValid)",
+            },
+            Row {
+                id: "edge-negative-span",
+                headers: &[("sw8", "1-MQ==-NQ==--1-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Malformed),
+                reason: "a `-` sign splits into 9 fields",
+            },
+            Row {
+                id: "edge-signed-span",
+                headers: &[("sw8", "1-MQ==-NQ==-+3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::SpanId),
+                reason: "sign not allowed",
+            },
+            Row {
+                id: "edge-span-overflow",
+                headers: &[("sw8", "1-MQ==-NQ==-2147483648-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::SpanId),
+                reason: "span index above i32::MAX",
+            },
+            Row {
+                id: "edge-empty-service-fields",
+                headers: &[("sw8", "1-MQ==-NQ==-0----")],
+                expect: Ok(Expect {
+                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
+                    parent: "da5864cfd50f3db6",
+                    sampling: Sampling::Sampled,
+                    baggage: &[],
+                    native: None,
+                }),
+                reason: "empty service/instance/endpoint/address accepted like the Rust agent",
+            },
+        ]
+    }
+
+    #[test]
+    fn vectors() {
+        for row in rows() {
+            let got = SkyWalkingCodec::extract(&headers(row.headers));
+            match (&row.expect, got) {
+                (Err(want), Err(got)) => assert_eq!(*want, got, "{}: {}", row.id, row.reason),
+                (Ok(want), Ok(Some(ctx))) => {
+                    assert_eq!(
+                        ctx.trace_id,
+                        Some(hex128(want.trace)),
+                        "{}: {}",
+                        row.id,
+                        row.reason
+                    );
+                    assert_eq!(
+                        ctx.parent_id,
+                        Some(hex64(want.parent)),
+                        "{}: {}",
+                        row.id,
+                        row.reason
+                    );
+                    assert_eq!(ctx.sampling, want.sampling, "{}", row.id);
+                    assert!(!ctx.debug && !ctx.random, "{}", row.id);
+                    let bag: Vec<(&str, &str)> = ctx
+                        .baggage
+                        .iter()
+                        .map(|e| (e.key.as_str(), e.value.as_str()))
+                        .collect();
+                    assert_eq!(bag, want.baggage, "{}", row.id);
+                    let sw = ctx.originals.skywalking.as_deref().unwrap();
+                    if let Some(n) = &want.native {
+                        let got = (
+                            sw.trace_id.as_str(),
+                            sw.segment_id.as_str(),
+                            sw.span_index,
+                            sw.service.as_str(),
+                            sw.instance.as_str(),
+                            sw.endpoint.as_str(),
+                            sw.address.as_str(),
+                        );
+                        let want = (
+                            n.trace, n.segment, n.span, n.service, n.instance, n.endpoint,
+                            n.address,
+                        );
+                        assert_eq!(got, want, "{}", row.id);
+                    }
+                }
+                (want, got) => panic!("{}: want ok={} got {:?}", row.id, want.is_ok(), got),
+            }
+        }
+    }
+
+    #[test]
+    fn correlation_full_ignores_later_repeats() {
+        // a:1,b:2,c:3,a:9 → the Java agent stops at 3 keys, so a stays 1.
+        let got = decode_correlation("YQ==:MQ==,Yg==:Mg==,Yw==:Mw==,YQ==:OQ==");
+        let got: Vec<_> = got
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "1"), ("b", "2"), ("c", "3")]);
+    }
+
+    #[test]
+    fn absent_headers() {
+        assert_eq!(SkyWalkingCodec::extract(&HeaderMap::new()), Ok(None));
+        let only_side = headers(&[("sw8-correlation", "YQ==:MQ=="), ("sw8-x", "1-")]);
+        assert_eq!(
+            SkyWalkingCodec::extract(&only_side),
+            Ok(None),
+            "correlation alone is ignored"
+        );
+    }
+
+    #[test]
+    fn first_value_wins_and_charset() {
+        let h = headers(&[
+            (
+                "sw8",
+                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
+            ),
+            ("sw8", "garbage"),
+        ]);
+        assert!(SkyWalkingCodec::extract(&h).unwrap().is_some());
+        let mut h = HeaderMap::new();
+        h.insert(&SW8, HeaderValue::from_bytes(b"1-\xff").unwrap());
+        assert_eq!(SkyWalkingCodec::extract(&h), Err(DecodeError::Charset));
+        let long = format!("1-{}-NQ==-3-----", "A".repeat(MAX_LEN));
+        assert_eq!(decode(&long), Err(DecodeError::TooLong));
+    }
+
+    #[test]
+    fn extension_kept_and_bad_correlation_ignored() {
+        let mut h = headers(&[
+            (
+                "sw8",
+                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
+            ),
+            ("sw8-x", " 0- "),
+        ]);
+        h.append(&SW8_CORRELATION, HeaderValue::from_bytes(b"\xff").unwrap());
+        let ctx = SkyWalkingCodec::extract(&h).unwrap().unwrap();
+        assert!(ctx.baggage.is_empty());
+        assert_eq!(
+            ctx.originals.skywalking.unwrap().extension.as_deref(),
+            Some("0-")
+        );
+        let h = headers(&[
+            (
+                "sw8",
+                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
+            ),
+            ("sw8-x", &"1".repeat(MAX_EXTENSION_LEN + 1)),
+        ]);
+        let ctx = SkyWalkingCodec::extract(&h).unwrap().unwrap();
+        assert_eq!(
+            ctx.originals.skywalking.unwrap().extension,
+            None,
+            "oversized sw8-x dropped"
+        );
+    }
+
+    #[test]
+    fn collector_mapping() {
+        let t = |s| format!("{:032x}", collector_trace_id(s));
+        assert_eq!(
+            t("de5980b8-fce3-4a37-aab9-b4ac3af7eedd"),
+            "de5980b8fce34a37aab9b4ac3af7eedd"
+        );
+        assert_eq!(
+            t("DE5980B8-FCE3-4A37-AAB9-B4AC3AF7EEDD"),
+            "de5980b8fce34a37aab9b4ac3af7eedd"
+        );
+        assert_eq!(
+            t("de5980b8fce34a37aab9b4ac3af7eedd"),
+            "de5980b8fce34a37aab9b4ac3af7eedd"
+        );
+        assert_eq!(
+            t("56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430001"),
+            "56a5e1c515ae4c7613e51e7cf616977f"
+        );
+        assert_eq!(collector_trace_id("1"), 0);
+        assert_eq!(
+            collector_trace_id("de5980b8xfce3-4a37-aab9-b4ac3af7eedd"),
+            0,
+            "dash misplaced"
+        );
+        assert_eq!(
+            collector_trace_id("de5980b8-fce3-4a37-aab9-b4ac3af7eedz"),
+            0,
+            "not hex"
+        );
+        assert_eq!(
+            collector_trace_id(&"a".repeat(33)),
+            0,
+            "33 chars is no UUID form"
+        );
+        // > 36 chars: uuidish; partial hex decode keeps the decoded prefix.
+        assert_eq!(
+            t("56a5e1c5zzae4c76a2b8b11d92cead7f.12.16563474296430001"),
+            "56a5e1c5000000000000000000000000"
+        );
+        assert_eq!(
+            collector_trace_id("56a5e1c519ae4c76a2b8b11d92cead7f.1216563474296430001"),
+            0,
+            "one dot"
+        );
+        assert_eq!(
+            collector_trace_id("56a5e1c519ae4c76a2b8b11d92cead7f.x.16563474296430001"),
+            0
+        );
+        assert_eq!(
+            collector_trace_id("56a5e1c519ae4c76a2b8b11d92cead7f_12.16563474296430001"),
+            0
+        );
+        // Go Atoi accepts a sign: -1 is all-ones in two's complement.
+        assert_eq!(
+            t("00000000000000000000000000000000.-1.-1"),
+            "00000000ffffffffffffffffffffffff"
+        );
+
+        let s = |seg, k| format!("{:016x}", collector_span_id(seg, k));
+        assert_eq!(
+            s("56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430002", 1),
+            "4740ffb9e3b8db09"
+        );
+        assert_eq!(s("0123456789abcdef0123456789abcdef", 2), "0200000000000000");
+        // Dashed-UUID segments stop decoding after 4 bytes and ignore the index (collector quirk).
+        assert_eq!(
+            s("de5980b8-fce3-4a37-aab9-b4ac3af7eedd", 1),
+            "de5980b800000000"
+        );
+        assert_eq!(
+            s("de5980b8-fce3-4a37-aab9-b4ac3af7eedd", 7),
+            "de5980b800000000"
+        );
+        assert_eq!(collector_span_id("1.2.3", 4), 0);
+    }
+
+    #[test]
+    fn go_atoi_matches_strconv() {
+        assert_eq!(go_atoi("12"), Some(12));
+        assert_eq!(go_atoi("+12"), Some(12));
+        assert_eq!(go_atoi("-12"), Some(-12));
+        assert_eq!(
+            go_atoi("0000000000000000000000012"),
+            Some(12),
+            "leading zeros"
+        );
+        assert_eq!(go_atoi("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(go_atoi("9223372036854775808"), None);
+        assert_eq!(go_atoi("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(go_atoi("-9223372036854775809"), None);
+        for bad in ["", "+", "-", "1_0", " 1", "1 ", "0x1", "--1", "1.0"] {
+            assert_eq!(go_atoi(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_mapping_falls_back_to_hash() {
+        // All-zero UUID maps to zero: fallback.
+        let id = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(
+            trace_id_of(id),
+            Ok(hashed_trace_id(&[id.as_bytes()]).unwrap())
+        );
+        let zero_seg = "00000000000000000000000000000000";
+        assert_eq!(collector_span_id(zero_seg, 0), 0);
+        assert_eq!(
+            parent_id_of(zero_seg, 0),
+            Ok(hashed_span_id(&[zero_seg.as_bytes(), b"|0"]).unwrap())
+        );
+    }
+
+    #[test]
+    fn segment_construction_matches_sw8_009() {
+        let seg = segment_id_for(
+            hex128("4bf92f3577b34da6a3ce929d0e0e4736"),
+            hex64("00f067aa0ba902b7"),
+            1,
+        );
+        assert_eq!(&seg, b"a23ef53705a74581a3ce929d0e0e4736");
+    }
+
+    fn hop<'a>(span: u64, k: u32) -> Hop<'a> {
+        Hop {
+            span_id: SpanId::new(span).unwrap(),
+            service: "gateway",
+            instance: "gateway-7f9c",
+            endpoint: "GET:/api/orders",
+            peer_address: "orders.svc:8080",
+            call_index: k,
+        }
+    }
+
+    fn ctx_with(trace: TraceId, original: Option<&str>) -> TraceContext {
+        TraceContext {
+            trace_id: Some(trace),
+            parent_id: SpanId::new(7),
+            sampling: Sampling::Sampled,
+            originals: Originals {
+                skywalking: original.map(|t| {
+                    Box::new(SkyWalking {
+                        trace_id: t.to_string(),
+                        segment_id: "seg".into(),
+                        span_index: 1,
+                        extension: Some("1-1656347429643".into()),
+                        ..SkyWalking::default()
+                    })
+                }),
+                ..Originals::default()
+            },
+            ..TraceContext::default()
+        }
+    }
+
+    #[test]
+    fn inject_reproduces_sw8_009() {
+        let ctx = ctx_with(hex128("4bf92f3577b34da6a3ce929d0e0e4736"), None);
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&ctx, &hop(0x00f067aa0ba902b7, 1), &mut out);
+        assert_eq!(
+            out.get(&SW8).unwrap(),
+            "1-NGJmOTJmMzU3N2IzNGRhNmEzY2U5MjlkMGUwZTQ3MzY=-YTIzZWY1MzcwNWE3NDU4MWEzY2U5MjlkMGUwZTQ3MzY=-1-Z2F0ZXdheQ==-Z2F0ZXdheS03Zjlj-R0VUOi9hcGkvb3JkZXJz-b3JkZXJzLnN2Yzo4MDgw"
+        );
+        assert!(out.get(&SW8_X).is_none() && out.get(&SW8_CORRELATION).is_none());
+    }
+
+    #[test]
+    fn inject_extract_round_trip() {
+        let java = "56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430001";
+        let cases = [
+            (hex128("4bf92f3577b34da6a3ce929d0e0e4736"), None),
+            (trace_id_of(java).unwrap(), Some(java)),
+            (trace_id_of("1").unwrap(), Some("1")),
+            (
+                trace_id_of("de5980b8-fce3-4a37-aab9-b4ac3af7eedd").unwrap(),
+                Some("de5980b8-fce3-4a37-aab9-b4ac3af7eedd"),
+            ),
+        ];
+        for (trace, original) in cases {
+            for k in [0, 1, 2, 1000, u32::MAX] {
+                let ctx = ctx_with(trace, original);
+                let mut out = HeaderMap::new();
+                SkyWalkingCodec::inject(&ctx, &hop(0xdeadbeef, k), &mut out);
+                let back = SkyWalkingCodec::extract(&out).unwrap().unwrap();
+                assert_eq!(back.trace_id, Some(trace), "{original:?}");
+                assert_eq!(
+                    back.parent_id,
+                    SpanId::new(0xdeadbeef),
+                    "{original:?} k={k}"
+                );
+                let sw = back.originals.skywalking.unwrap();
+                let hex = trace.to_string();
+                assert_eq!(
+                    sw.trace_id,
+                    original.unwrap_or(&hex),
+                    "original re-emitted verbatim"
+                );
+                assert_eq!(sw.span_index, i32::try_from(k).unwrap_or(i32::MAX));
+                assert_eq!(
+                    sw.extension.as_deref(),
+                    original.map(|_| "1-1656347429643"),
+                    "sw8-x follows the original"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inject_ignores_originals_of_another_trace() {
+        let ctx = ctx_with(hex128("4bf92f3577b34da6a3ce929d0e0e4736"), Some("3.4.5"));
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&ctx, &hop(1, 1), &mut out);
+        let sw = decode(out.get(&SW8).unwrap().to_str().unwrap()).unwrap();
+        assert_eq!(sw.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(out.get(&SW8_X).is_none());
+    }
+
+    #[test]
+    fn inject_sampling() {
+        for (sampling, want) in [
+            (Sampling::Sampled, "1-"),
+            (Sampling::Deferred, "1-"),
+            (Sampling::NotSampled, "0-"),
+        ] {
+            let mut ctx = ctx_with(hex128("1"), None);
+            ctx.sampling = sampling;
+            ctx.debug = true;
+            let mut out = HeaderMap::new();
+            SkyWalkingCodec::inject(&ctx, &hop(1, 1), &mut out);
+            assert!(
+                out.get(&SW8).unwrap().to_str().unwrap().starts_with(want),
+                "{sampling:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inject_without_trace_id_writes_nothing() {
+        let mut ctx = ctx_with(hex128("1"), None);
+        ctx.trace_id = None;
+        ctx.baggage = vec![BaggageEntry {
+            key: "k".into(),
+            value: "v".into(),
+            properties: String::new(),
+        }];
+        let mut out = HeaderMap::new();
+        assert_eq!(
+            SkyWalkingCodec::inject(&ctx, &hop(1, 1), &mut out),
+            Injected::default()
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn inject_field_limits() {
+        let ctx = ctx_with(hex128("1"), None);
+        let long_service = "é".repeat(60);
+        let long_endpoint = "/".repeat(200);
+        let long_addr = format!("{}:80", "h".repeat(300));
+        let h = Hop {
+            span_id: SpanId::new(9).unwrap(),
+            service: &long_service,
+            instance: "",
+            endpoint: &long_endpoint,
+            peer_address: &long_addr,
+            call_index: 3,
+        };
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&ctx, &h, &mut out);
+        let sw = decode(out.get(&SW8).unwrap().to_str().unwrap()).unwrap();
+        assert_eq!(sw.service.chars().count(), MAX_SERVICE_CHARS);
+        assert_eq!(sw.instance, PLACEHOLDER);
+        assert_eq!(sw.endpoint.chars().count(), MAX_ENDPOINT_CHARS);
+        assert_eq!(sw.address.len(), MAX_ADDRESS_BYTES);
+        let empty = Hop {
+            service: "",
+            instance: "",
+            endpoint: "",
+            peer_address: "",
+            ..h
+        };
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&ctx, &empty, &mut out);
+        let sw = decode(out.get(&SW8).unwrap().to_str().unwrap()).unwrap();
+        assert_eq!(
+            [&*sw.service, &*sw.instance, &*sw.endpoint, &*sw.address],
+            [PLACEHOLDER; 4]
+        );
+    }
+
+    #[test]
+    fn inject_oversized_original_uses_hex() {
+        let original = format!("{}.1.2", "a".repeat(32)) + &"0".repeat(1500);
+        let trace = trace_id_of(&original).unwrap();
+        let ctx = ctx_with(trace, Some(&original));
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&ctx, &hop(5, 1), &mut out);
+        let v = out.get(&SW8).unwrap().to_str().unwrap();
+        assert!(v.len() < MAX_LEN);
+        let back = SkyWalkingCodec::extract(&out).unwrap().unwrap();
+        assert_eq!(back.trace_id, Some(trace));
+        assert_eq!(
+            back.originals.skywalking.unwrap().trace_id,
+            trace.to_string()
+        );
+    }
+
+    #[test]
+    fn inject_correlation_limits() {
+        let e = |k: &str, v: &str| BaggageEntry {
+            key: k.into(),
+            value: v.into(),
+            properties: "p".into(),
+        };
+        let mut ctx = ctx_with(hex128("1"), None);
+        ctx.baggage = vec![
+            e("a", "1"),
+            e("", "x"),
+            e("b", ""),
+            e("big", &"v".repeat(MAX_CORRELATION_VALUE + 1)),
+            e("a", "dup"),
+            e("c", &"v".repeat(MAX_CORRELATION_VALUE)),
+            e("d", "4"),
+            e("e", "5"),
+        ];
+        let mut out = HeaderMap::new();
+        let injected = SkyWalkingCodec::inject(&ctx, &hop(1, 1), &mut out);
+        assert_eq!(injected.baggage_dropped, 5);
+        let back = decode_correlation(out.get(&SW8_CORRELATION).unwrap().to_str().unwrap());
+        let keys: Vec<_> = back.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["a", "c", "d"]);
+        assert_eq!(back.first().unwrap().value, "1");
+    }
+
+    #[test]
+    fn helpers() {
+        let mut b = [0u8; 20];
+        assert_eq!(dec_str(0, &mut b), "0");
+        assert_eq!(dec_str(u64::MAX, &mut b), "18446744073709551615");
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
+        assert_eq!(truncate_bytes("hé", 2), "h");
+        assert_eq!(truncate_bytes("hé", 3), "hé");
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(".{0,40}").unwrap()
+    }
+
+    prop_compose! {
+        fn wire()(
+            sampled in any::<bool>(),
+            trace in text().prop_filter("non-empty", |s| !s.is_empty()),
+            segment in text().prop_filter("non-empty", |s| !s.is_empty()),
+            span_index in 0..=i32::MAX,
+            service in text(), instance in text(), endpoint in text(), address in text(),
+        ) -> Sw8<'static> {
+            Sw8 {
+                sampled,
+                trace_id: trace.into(),
+                segment_id: segment.into(),
+                span_index,
+                service: service.into(),
+                instance: instance.into(),
+                endpoint: endpoint.into(),
+                address: address.into(),
+            }
+        }
+    }
+
+    #[test]
+    fn b64_decode_edges() {
+        for (input, want) in [
+            ("", Some(&b""[..])),
+            ("MQ==", Some(b"1")),
+            ("MQ=", Some(b"1")),
+            ("MQ", Some(b"1")),
+            ("MTI", Some(b"12")),
+            ("MTI=", Some(b"12")),
+            ("MTIz", Some(b"123")),
+            ("MR==", Some(b"1")),
+            ("MQ===", None),
+            ("MTIz=", None),
+            ("M", None),
+            ("M===", None),
+            ("====", None),
+            ("M=Q=", None),
+            ("MQ-=", None),
+            ("MTI==", None),
+        ] {
+            assert_eq!(b64_decode(input.as_bytes()).as_deref(), want, "{input:?}");
+            assert_eq!(
+                B64.decode(input).ok().as_deref(),
+                want,
+                "engine on {input:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn b64_decode_matches_engine(s in "[A-Za-z0-9+/=!-]{0,24}") {
+            prop_assert_eq!(b64_decode(s.as_bytes()), B64.decode(&s).ok());
+        }
+
+        #[test]
+        fn b64_decode_matches_engine_on_valid(bytes in proptest::collection::vec(any::<u8>(), 0..40), cut in 0usize..3) {
+            let mut s = B64.encode(&bytes);
+            s.truncate(s.len() - cut.min(s.bytes().rev().take_while(|&c| c == b'=').count()));
+            prop_assert_eq!(b64_decode(s.as_bytes()), Some(bytes));
+        }
+
+        #[test]
+        fn decode_encode_round_trip(w in wire()) {
+            let s = encode(&w);
+            prop_assert_eq!(s.len(), encoded_len(&w));
+            prop_assert_eq!(decode(&s), Ok(w));
+        }
+
+        #[test]
+        fn correlation_round_trip(
+            entries in proptest::collection::vec(("[^\\x00]{1,20}", "[^\\x00]{1,40}"), 0..6)
+        ) {
+            let baggage: Vec<BaggageEntry> = entries
+                .iter()
+                .map(|(k, v)| BaggageEntry { key: k.clone(), value: v.clone(), properties: String::new() })
+                .collect();
+            let (s, dropped) = encode_correlation(&baggage);
+            let back = decode_correlation(&s);
+            prop_assert_eq!(back.len() + dropped, baggage.len());
+            for e in &back {
+                prop_assert!(baggage.iter().any(|b| b.key == e.key && b.value == e.value));
+            }
+        }
+
+        #[test]
+        fn decode_never_panics(s in "\\PC*") {
+            let _ = decode(&s);
+            let _ = decode_correlation(&s);
+            let _ = collector_trace_id(&s);
+            let _ = collector_span_id(&s, 3);
+        }
+
+        #[test]
+        fn decode_never_panics_on_near_valid(
+            parts in proptest::collection::vec("[0-9A-Za-z+/=.\\-]{0,12}", 0..10)
+        ) {
+            let _ = decode(&parts.join("-"));
+            let joined = parts.join(".");
+            let _ = collector_trace_id(&joined);
+            let _ = collector_span_id(&format!("{}{}", "a".repeat(32), joined), 1);
+        }
+
+        #[test]
+        fn extract_never_panics(
+            sw8 in proptest::collection::vec(any::<u8>(), 0..200),
+            corr in proptest::collection::vec(any::<u8>(), 0..100),
+            x in proptest::collection::vec(any::<u8>(), 0..50),
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, bytes) in [(&SW8, sw8), (&SW8_CORRELATION, corr), (&SW8_X, x)] {
+                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                    h.insert(name.clone(), v);
+                }
+            }
+            let _ = SkyWalkingCodec::extract(&h);
+        }
+
+        #[test]
+        fn inject_extract_round_trip_any(
+            trace in 1..=u128::MAX,
+            span in 1..=u64::MAX,
+            k in any::<u32>(),
+            service in text(), instance in text(), endpoint in text(), peer in text(),
+            original in proptest::option::of("[ -~]{1,60}"),
+        ) {
+            let trace = match &original {
+                Some(o) => trace_id_of(o).unwrap(),
+                None => TraceId::new(trace).unwrap(),
+            };
+            let ctx = ctx_with(trace, original.as_deref());
+            let h = Hop {
+                span_id: SpanId::new(span).unwrap(),
+                service: &service, instance: &instance, endpoint: &endpoint, peer_address: &peer,
+                call_index: k,
+            };
+            let mut out = HeaderMap::new();
+            SkyWalkingCodec::inject(&ctx, &h, &mut out);
+            let v = out.get(&SW8).unwrap();
+            prop_assert!(v.len() < MAX_LEN);
+            let back = SkyWalkingCodec::extract(&out).unwrap().unwrap();
+            prop_assert_eq!(back.trace_id, Some(trace));
+            prop_assert_eq!(back.parent_id, Some(h.span_id));
+        }
+    }
+}

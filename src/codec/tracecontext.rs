@@ -1,0 +1,1393 @@
+//! W3C Trace Context: `traceparent` and `tracestate` (wire-formats §1; [W3C-TC]
+//! <https://www.w3.org/TR/trace-context-2/>, `w3c/trace-context` `spec/20-http_request_header_format.md`).
+//!
+//! ```text
+//! traceparent  = version "-" trace-id "-" parent-id "-" trace-flags [ "-" future ]
+//! version      = 2HEXDIGLC               ; "ff" forbidden
+//! trace-id     = 32HEXDIGLC              ; all-zero forbidden
+//! parent-id    = 16HEXDIGLC              ; all-zero forbidden
+//! trace-flags  = 2HEXDIGLC               ; 0x01 sampled, 0x02 random trace id
+//! HEXDIGLC     = DIGIT / "a"-"f"         ; lowercase only
+//!
+//! tracestate   = list-member 0*31( OWS "," OWS list-member )
+//! list-member  = key "=" value / OWS     ; empty members allowed
+//! key          = ( lcalpha / DIGIT ) 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@" )
+//! value        = 0*255( %x20 / nblk-chr ) nblk-chr
+//! nblk-chr     = %x21-2B / %x2D-3C / %x3E-7E
+//! ```
+//!
+//! `traceparent` parsing follows the algorithm of wire-formats §1.1:
+//! * one field only: a repeated `traceparent` is `Err(Repeated)` (the harness expects a restart);
+//! * version `00`: the value must be exactly the four fields (no trailing `-`, nothing after the
+//!   flags); versions `01`–`fe`: the first four fields are read the same way and the flags must be
+//!   followed by the end or by `-`, everything after is ignored; `ff` and anything that is not two
+//!   lowercase hex digits is `Err(Version)`;
+//! * uppercase hex anywhere, a wrong width or an all-zero id is invalid.
+//!
+//! Flags are tested with masks: unknown bits are accepted and dropped. Output is always version
+//! `00` with flags = sampled (`Sampling::Sampled`, or `debug`, which W3C cannot say otherwise) |
+//! random (`ctx.random`); reserved bits are 0. Deferred sampling goes out as not sampled (W3C
+//! cannot defer; mediation decides first). The parent-id sent is the gateway's `hop.span_id`.
+//!
+//! `tracestate` choices (wire-formats §1.2):
+//! * Repeated fields are combined in order. The current key grammar is used (`foo@=1`,
+//!   `foo@@bar=1` are valid, `@foo=1` is not), not the Level-1 `tenant@system` rule.
+//! * Any invalid member, or more than 32 non-empty members, discards the whole header (harness
+//!   STRICT_LEVEL 2). That never invalidates the `traceparent`: the context is still `Ok`, with an
+//!   empty tracestate. Empty members are allowed and not counted.
+//! * Leading spaces inside a value are part of it; SP/HTAB around members are OWS.
+//! * Duplicated keys are kept as received (the harness accepts keeping both).
+//! * A `tracestate` without a valid `traceparent` is never parsed: with no `traceparent`,
+//!   extract returns `Ok(None)` even if `tracestate` is present (`w3c-060`).
+//! * On inject, members that are not valid (the context may have been filled by other code) are
+//!   skipped, so the header sent always parses.
+//!
+//! The gateway's own member, key [`OWN_KEY`] (`tb`, valid under both key grammars), keeps the
+//! originals that non-W3C formats need to re-emit their native ids after a W3C-only hop:
+//!
+//! ```text
+//! tb-value = part *( ";" part )                ; parts in any order, each tag at most once
+//! part     = "sw:" b64 / "ee:" b64 / "rpc:" rpc / tag ":" *tb-chr    ; unknown tags ignored
+//! b64      = 1*( ALPHA / DIGIT / "-" / "_" )   ; base64url, no padding, of a UTF-8 string
+//! rpc      = 1*DIGIT *( "." 1*DIGIT )          ; an EagleEye RpcID
+//! ```
+//!
+//! `sw` is the SkyWalking trace id (`ctx.originals.skywalking.trace_id`), `ee` the EagleEye
+//! TraceID and `rpc` the EagleEye RpcID of *this* outgoing call
+//! ([`EagleEye::child_rpc_id`]`(hop.call_index)`), so the next hop is the server side of it.
+//! * Inject: any `tb` member already in `ctx.tracestate` is dropped; the new one (only when there
+//!   are originals) goes first; the list is cut to 32 members from the right. The member is left
+//!   out if its value would exceed 256 characters, and the `rpc` part is left out if the child
+//!   RpcID is not a valid one ([`eagleeye::check_rpc_id`], e.g. over 256 characters). If the header would exceed 512 characters, members
+//!   longer than 128 characters are dropped first, right-most first (ours is left-most, so it goes
+//!   last among them), then members from the right (spec/20 "tracestate Limits").
+//! * Extract: a `tb` member becomes `ctx.originals.skywalking` (trace id only, other fields
+//!   empty/0) and `ctx.originals.eagleeye` (trace id and RpcID), and is removed from
+//!   `ctx.tracestate`. A malformed one (bad base64, not UTF-8, repeated tag, `rpc` without `ee`,
+//!   empty part, an EagleEye TraceID or RpcID the EagleEye codec would reject) is dropped too,
+//!   without originals. Only the first `tb` member is read. The originals are as trustworthy as
+//!   the caller's `tracestate`: the SkyWalking and EagleEye codecs re-emit an original only while
+//!   it still maps to `ctx.trace_id`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{
+    eagleeye, exactly_one, text, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink,
+    Injected,
+};
+use crate::model::{
+    EagleEye, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId, TraceState,
+};
+
+const TRACEPARENT_NAME: &str = "traceparent";
+const TRACESTATE_NAME: &str = "tracestate";
+
+/// `traceparent`.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_NAME);
+/// `tracestate`.
+pub static TRACESTATE: HeaderName = HeaderName::from_static(TRACESTATE_NAME);
+static HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static(TRACEPARENT_NAME),
+    HeaderName::from_static(TRACESTATE_NAME),
+];
+
+/// Trace-flags bit: the caller may have recorded.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// Trace-flags bit (Level 2): the right-most 7 bytes of the trace id are random.
+pub const FLAG_RANDOM: u8 = 0x02;
+
+/// The gateway's own `tracestate` key.
+pub const OWN_KEY: &str = "tb";
+/// Most `tracestate` members a list may hold.
+pub const MAX_MEMBERS: usize = 32;
+const MAX_KEY_LEN: usize = 256;
+const MAX_VALUE_LEN: usize = 256;
+/// Above this combined length, inject truncates (spec: propagate at least 512 characters).
+const TRUNCATE_ABOVE: usize = 512;
+/// Members longer than this go first when truncating.
+const LONG_MEMBER: usize = 128;
+
+/// One `traceparent` value. `decode(&encode(&w)) == w` for every value (the ids are non-zero by
+/// type; `version` is never `0xff` after decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// `00`, or a future version whose extra fields were ignored.
+    pub version: u8,
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// The caller's span id.
+    pub parent_id: SpanId,
+    /// All eight flag bits as received (test with [`FLAG_SAMPLED`], [`FLAG_RANDOM`]).
+    pub flags: u8,
+}
+
+/// Parses a `traceparent` value (already trimmed of OWS) per wire-formats §1.1.
+///
+/// Positional: every version starts with the same 55-character layout, so the fields are read
+/// at fixed offsets and the separators checked in place (no searching).
+pub fn decode(s: &str) -> Result<TraceParent, DecodeError> {
+    let b = s.as_bytes();
+    let dash_at = |i: usize| b.get(i) == Some(&b'-');
+    if !dash_at(2) {
+        return Err(DecodeError::Version);
+    }
+    let version = s.get(..2).and_then(hex_byte).ok_or(DecodeError::Version)?;
+    if version == 0xff {
+        return Err(DecodeError::Version);
+    }
+    let trace_id = s
+        .get(3..35)
+        .and_then(hex_u128)
+        .filter(|_| dash_at(35))
+        .ok_or(DecodeError::TraceId)?;
+    let trace_id = TraceId::new(trace_id).ok_or(DecodeError::ZeroId)?;
+    let parent_id = s
+        .get(36..52)
+        .and_then(text::hex_exact_u64)
+        .ok_or(DecodeError::SpanId)?;
+    match b.get(52) {
+        None => return Err(DecodeError::Missing),
+        Some(b'-') => {}
+        Some(_) => return Err(DecodeError::SpanId),
+    }
+    let parent_id = SpanId::new(parent_id).ok_or(DecodeError::ZeroId)?;
+    let flags = s
+        .get(53..55)
+        .and_then(hex_byte)
+        .ok_or(DecodeError::Sampling)?;
+    match s.get(55..) {
+        Some("") => {}
+        // Version 00 is exact: a further '-' is an extra (possibly empty) field. Future
+        // versions may append '-'-separated fields, which are ignored.
+        Some(tail) if tail.starts_with('-') => {
+            if version == 0 {
+                return Err(DecodeError::Malformed);
+            }
+        }
+        // Flags longer than two digits (`001`, `01.`) or, in a future version, not followed
+        // by '-'.
+        _ if version == 0 => return Err(DecodeError::Sampling),
+        _ => return Err(DecodeError::Malformed),
+    }
+    Ok(TraceParent {
+        version,
+        trace_id,
+        parent_id,
+        flags,
+    })
+}
+
+/// Formats a `traceparent` value (version as given; inject always uses `00`).
+pub fn encode(tp: &TraceParent) -> String {
+    // The buffer holds only hex digits and '-'.
+    String::from_utf8_lossy(&encode_bytes(tp)).into_owned()
+}
+
+/// The 55 ASCII bytes of [`encode`], for building a header value without a `String`.
+fn encode_bytes(tp: &TraceParent) -> [u8; 55] {
+    // Constant ranges inside a fixed-size array: these slices cannot fail.
+    let mut out = [b'-'; 55];
+    out[..2].copy_from_slice(&hex_digits(tp.version));
+    out[3..35].copy_from_slice(&tp.trace_id.to_hex());
+    out[36..52].copy_from_slice(&tp.parent_id.to_hex());
+    out[53..].copy_from_slice(&hex_digits(tp.flags));
+    out
+}
+
+/// 32 lowercase hex digits, parsed as two halves (64-bit arithmetic is cheaper than 128).
+fn hex_u128(s: &str) -> Option<u128> {
+    let hi = text::hex_exact_u64(s.get(..16)?)?;
+    let lo = text::hex_exact_u64(s.get(16..)?)?;
+    Some(u128::from(hi) << 64 | u128::from(lo))
+}
+
+/// Exactly two lowercase hex digits.
+fn hex_byte(s: &str) -> Option<u8> {
+    if s.len() != 2 {
+        return None;
+    }
+    text::hex_u64(s).map(|v| v as u8)
+}
+
+fn hex_digits(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]
+}
+
+/// Parses one `tracestate` value: the whole list, or `Err` when any member is invalid or there
+/// are more than [`MAX_MEMBERS`] (the caller then drops the whole header).
+pub fn decode_tracestate(s: &str) -> Result<TraceState, DecodeError> {
+    parse_tracestate(std::iter::once(Ok(s)))
+}
+
+/// Formats members as a `tracestate` value, in order, without any check or truncation.
+pub fn encode_tracestate(members: &[(String, String)]) -> String {
+    join_members(members.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// Parses the fields of a (possibly repeated) `tracestate` as one combined list.
+fn parse_tracestate<'a>(
+    fields: impl Iterator<Item = Result<&'a str, DecodeError>>,
+) -> Result<TraceState, DecodeError> {
+    let mut out = TraceState::new();
+    for field in fields {
+        for member in field?.split(',') {
+            let member = trim_ows(member);
+            if member.is_empty() {
+                continue;
+            }
+            let (key, value) = member.split_once('=').ok_or(DecodeError::Malformed)?;
+            if !valid_key(key) || !valid_value(value) {
+                return Err(DecodeError::Malformed);
+            }
+            if out.len() == MAX_MEMBERS {
+                return Err(DecodeError::TooLong);
+            }
+            out.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    match b.split_first() {
+        Some((first, rest)) if b.len() <= MAX_KEY_LEN => {
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest.iter().all(|&c| {
+                    c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+                })
+        }
+        _ => false,
+    }
+}
+
+/// `nblk-chr`: printable ASCII except `,` and `=`.
+fn is_nblk(c: u8) -> bool {
+    matches!(c, 0x21..=0x7e) && c != b',' && c != b'='
+}
+
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    match b.last() {
+        Some(&last) if b.len() <= MAX_VALUE_LEN => {
+            is_nblk(last) && b.iter().all(|&c| c == b' ' || is_nblk(c))
+        }
+        _ => false,
+    }
+}
+
+fn member_len((k, v): (&str, &str)) -> usize {
+    k.len() + 1 + v.len()
+}
+
+fn list_len(members: &[(&str, &str)]) -> usize {
+    members.iter().map(|&m| member_len(m)).sum::<usize>() + members.len().saturating_sub(1)
+}
+
+fn join_members<'a>(members: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> String {
+    let len = members.clone().map(|m| member_len(m) + 1).sum::<usize>();
+    let mut out = String::with_capacity(len);
+    for (k, v) in members {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// The value of the gateway's own member for this hop, `None` when there is nothing to keep or
+/// the value would be invalid.
+fn own_member(originals: &Originals, hop: &Hop<'_>) -> Option<String> {
+    let sw = originals
+        .skywalking
+        .as_deref()
+        .filter(|s| !s.trace_id.is_empty());
+    let ee = originals
+        .eagleeye
+        .as_deref()
+        .filter(|e| !e.trace_id.is_empty());
+    if sw.is_none() && ee.is_none() {
+        return None;
+    }
+    let mut v = String::with_capacity(64);
+    if let Some(sw) = sw {
+        v.push_str("sw:");
+        URL_SAFE_NO_PAD.encode_string(sw.trace_id.as_bytes(), &mut v);
+    }
+    if let Some(ee) = ee {
+        if !v.is_empty() {
+            v.push(';');
+        }
+        v.push_str("ee:");
+        URL_SAFE_NO_PAD.encode_string(ee.trace_id.as_bytes(), &mut v);
+        let rpc = ee.child_rpc_id(hop.call_index);
+        if eagleeye::check_rpc_id(&rpc).is_ok() {
+            v.push_str(";rpc:");
+            v.push_str(&rpc);
+        }
+    }
+    (v.len() <= MAX_VALUE_LEN).then_some(v)
+}
+
+/// Reads a `tb` value back into originals; `None` when malformed.
+fn parse_own_member(value: &str) -> Option<(Option<SkyWalking>, Option<EagleEye>)> {
+    let (mut sw, mut ee, mut rpc) = (None, None, None);
+    for part in value.split(';') {
+        let (tag, body) = part.split_once(':')?;
+        let slot = match tag {
+            "sw" => &mut sw,
+            "ee" => &mut ee,
+            "rpc" => &mut rpc,
+            _ => continue,
+        };
+        if body.is_empty() || slot.is_some() {
+            return None;
+        }
+        *slot = Some(body);
+    }
+    let utf8 =
+        |b64: &str| -> Option<String> { String::from_utf8(URL_SAFE_NO_PAD.decode(b64).ok()?).ok() };
+    let sw = match sw {
+        Some(b64) => Some(SkyWalking {
+            trace_id: utf8(b64)?,
+            ..SkyWalking::default()
+        }),
+        None => None,
+    };
+    let ee = match (ee, rpc) {
+        (Some(b64), rpc) => {
+            let trace_id = utf8(b64)?;
+            eagleeye::check_trace_id(&trace_id).ok()?;
+            if let Some(rpc) = rpc {
+                eagleeye::check_rpc_id(rpc).ok()?;
+            }
+            Some(EagleEye {
+                trace_id,
+                rpc_id: rpc.map(str::to_owned).unwrap_or_default(),
+                sampled: None,
+            })
+        }
+        (None, Some(_)) => return None,
+        (None, None) => None,
+    };
+    Some((sw, ee))
+}
+
+/// Moves the first `tb` member out of `ctx.tracestate` into `ctx.originals`; drops any other.
+fn take_own_member(ctx: &mut TraceContext) {
+    let Some(pos) = ctx.tracestate.iter().position(|(k, _)| k == OWN_KEY) else {
+        return;
+    };
+    let (_, value) = ctx.tracestate.remove(pos);
+    ctx.tracestate.retain(|(k, _)| k != OWN_KEY);
+    if let Some((sw, ee)) = parse_own_member(&value) {
+        ctx.originals.skywalking = sw.map(Box::new);
+        ctx.originals.eagleeye = ee.map(Box::new);
+    }
+}
+
+/// The `tracestate` value to send: own member first, then the caller's valid members, within
+/// the count and size limits. Empty when there is nothing to send.
+fn outgoing_tracestate(ctx: &TraceContext, hop: &Hop<'_>) -> String {
+    let own = own_member(&ctx.originals, hop);
+    if own.is_none() && ctx.tracestate.is_empty() {
+        return String::new();
+    }
+    let mut kept: Vec<(&str, &str)> = Vec::with_capacity(MAX_MEMBERS);
+    if let Some(v) = own.as_deref() {
+        kept.push((OWN_KEY, v));
+    }
+    for (k, v) in &ctx.tracestate {
+        if kept.len() == MAX_MEMBERS {
+            break;
+        }
+        if k != OWN_KEY && valid_key(k) && valid_value(v) {
+            kept.push((k, v));
+        }
+    }
+    while list_len(&kept) > TRUNCATE_ABOVE {
+        match kept.iter().rposition(|&m| member_len(m) > LONG_MEMBER) {
+            Some(i) => {
+                kept.remove(i);
+            }
+            None => {
+                kept.pop();
+            }
+        }
+    }
+    join_members(kept.iter().copied())
+}
+
+fn sampling_of(flags: u8) -> Sampling {
+    if flags & FLAG_SAMPLED != 0 {
+        Sampling::Sampled
+    } else {
+        Sampling::NotSampled
+    }
+}
+
+/// The W3C Trace Context codec.
+pub struct TraceContextCodec;
+
+impl Codec for TraceContextCodec {
+    const FORMAT: Format = Format::TraceContext;
+
+    fn headers() -> &'static [HeaderName] {
+        &HEADERS
+    }
+
+    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+        let Some(value) = exactly_one(headers, &TRACEPARENT)? else {
+            return Ok(None);
+        };
+        let tp = decode(value)?;
+        let mut ctx = TraceContext {
+            trace_id: Some(tp.trace_id),
+            parent_id: Some(tp.parent_id),
+            sampling: sampling_of(tp.flags),
+            random: tp.flags & FLAG_RANDOM != 0,
+            ..TraceContext::default()
+        };
+        // An invalid tracestate is dropped whole; the traceparent stays valid.
+        if let Ok(ts) = parse_tracestate(headers.get_all(&TRACESTATE).iter().map(value_str)) {
+            ctx.tracestate = ts;
+            take_own_member(&mut ctx);
+        }
+        Ok(Some(ctx))
+    }
+
+    fn inject(ctx: &TraceContext, hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
+        let Some(trace_id) = ctx.trace_id else {
+            return Injected::default();
+        };
+        let mut flags = 0;
+        if ctx.sampling == Sampling::Sampled || ctx.debug {
+            flags |= FLAG_SAMPLED;
+        }
+        if ctx.random {
+            flags |= FLAG_RANDOM;
+        }
+        let tp = TraceParent {
+            version: 0,
+            trace_id,
+            parent_id: hop.span_id,
+            flags,
+        };
+        if let Ok(v) = HeaderValue::from_bytes(&encode_bytes(&tp)) {
+            out.set(TRACEPARENT.clone(), v);
+        }
+        let ts = outgoing_tracestate(ctx, hop);
+        if !ts.is_empty() {
+            if let Ok(v) = HeaderValue::try_from(ts) {
+                out.set(TRACESTATE.clone(), v);
+            }
+        }
+        Injected::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
+
+    fn hop(span: u64, call_index: u32) -> Hop<'static> {
+        Hop {
+            span_id: SpanId::new(span).unwrap(),
+            service: "gw",
+            instance: "gw-0",
+            endpoint: "/r",
+            peer_address: "10.0.0.1:80",
+            call_index,
+        }
+    }
+
+    /// Builds a header map; repeated names become repeated fields, in order.
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ts(pairs: &[(&str, &str)]) -> TraceState {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// (id, header name, value, trace id, parent id, sampled, random).
+    type Valid = (
+        &'static str,
+        &'static str,
+        &'static str,
+        u128,
+        u64,
+        bool,
+        bool,
+    );
+
+    #[rustfmt::skip]
+    const VALID: &[Valid] = &[
+        ("w3c-001", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
+        ("w3c-002", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, false, false),
+        ("w3c-003", "TrAcEpArEnT", "00-12345678901234567890123456789012-1234567890123456-01", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
+        ("w3c-009", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
+        ("w3c-010", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
+        ("w3c-029", "traceparent", " \t00-12345678901234567890123456789012-1234567890123456-01 \t", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
+        ("w3c-030", "traceparent", "00-12345678901234567890123456789012-1234567890123456-02", 0x12345678901234567890123456789012, 0x1234567890123456, false, true),
+        ("w3c-031", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
+        ("w3c-032", "traceparent", "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-XYZxsf09", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
+        ("w3c-033", "traceparent", "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-08", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, false, false),
+    ];
+
+    #[test]
+    fn valid_vectors() {
+        for &(id, name, value, trace, parent, sampled, random) in VALID {
+            let ctx = TraceContextCodec::extract(&map(&[(name, value)]))
+                .unwrap_or_else(|e| panic!("{id}: {e}"))
+                .unwrap_or_else(|| panic!("{id}: absent"));
+            assert_eq!(ctx.trace_id, TraceId::new(trace), "{id}");
+            assert_eq!(ctx.parent_id, SpanId::new(parent), "{id}");
+            let sampling = if sampled {
+                Sampling::Sampled
+            } else {
+                Sampling::NotSampled
+            };
+            assert_eq!(ctx.sampling, sampling, "{id}");
+            assert_eq!(ctx.random, random, "{id}");
+            assert!(!ctx.debug, "{id}");
+            assert!(ctx.baggage.is_empty() && ctx.tracestate.is_empty(), "{id}");
+        }
+    }
+
+    /// (id, traceparent value, expected error, why it is invalid).
+    #[rustfmt::skip]
+    const INVALID: &[(&str, &str, DecodeError, &str)] = &[
+        ("w3c-006", "00-12345678901234567890123456789012-1234567890123456-01.", DecodeError::Sampling, "version 00 must be exactly 55 chars"),
+        ("w3c-007", "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", DecodeError::Malformed, "version 00 must not carry extra fields"),
+        ("w3c-008", "00-12345678901234567890123456789012-1234567890123456-01-", DecodeError::Malformed, "a trailing '-' is an extra empty field"),
+        ("w3c-011", "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like", DecodeError::Malformed, "future-version flags must be followed by '-' or the end"),
+        ("w3c-012", "ff-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version ff is forbidden"),
+        ("w3c-013", ".0-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "illegal character in version"),
+        ("w3c-014", "0.-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "illegal character in version"),
+        ("w3c-015", "000-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version longer than 2 hex"),
+        ("w3c-016", "0000-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version longer than 2 hex"),
+        ("w3c-017", "0-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version shorter than 2 hex"),
+        ("w3c-018", "00-00000000000000000000000000000000-1234567890123456-01", DecodeError::ZeroId, "all-zero trace-id"),
+        ("w3c-019", "00-.2345678901234567890123456789012-1234567890123456-01", DecodeError::TraceId, "illegal character in trace-id"),
+        ("w3c-020", "00-123456789012345678901234567890123-1234567890123456-01", DecodeError::TraceId, "trace-id 33 hex chars"),
+        ("w3c-021", "00-1234567890123456789012345678901-1234567890123456-01", DecodeError::TraceId, "trace-id 31 hex chars"),
+        ("w3c-022", "00-12345678901234567890123456789012-0000000000000000-01", DecodeError::ZeroId, "all-zero parent-id"),
+        ("w3c-023", "00-12345678901234567890123456789012-123456789012345.-01", DecodeError::SpanId, "illegal character in parent-id"),
+        ("w3c-024", "00-12345678901234567890123456789012-12345678901234567-01", DecodeError::SpanId, "parent-id 17 hex chars"),
+        ("w3c-025", "00-12345678901234567890123456789012-123456789012345-01", DecodeError::SpanId, "parent-id 15 hex chars"),
+        ("w3c-026", "00-12345678901234567890123456789012-1234567890123456-.0", DecodeError::Sampling, "illegal character in trace-flags"),
+        ("w3c-027", "00-12345678901234567890123456789012-1234567890123456-001", DecodeError::Sampling, "trace-flags 3 chars"),
+        ("w3c-028", "00-12345678901234567890123456789012-1234567890123456-1", DecodeError::Sampling, "trace-flags 1 char"),
+        ("w3c-034", "A0-00000000000000000000000000000000-0000000000000000-01", DecodeError::Version, "upper case version"),
+        ("w3c-035", "00-AB000000000000000000000000000000-cd00000000000000-01", DecodeError::TraceId, "upper case trace-id"),
+        ("w3c-036", "00-ab000000000000000000000000000000-CD00000000000000-01", DecodeError::SpanId, "upper case parent-id"),
+        ("w3c-037", "00-ab000000000000000000000000000000-cd00000000000000-A1", DecodeError::Sampling, "upper case trace-flags"),
+        ("w3c-038", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", DecodeError::Missing, "missing trace-flags"),
+        ("w3c-039", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-", DecodeError::Sampling, "empty trace-flags"),
+        ("w3c-040", "00-ab000000000000000000000000000000-cd00000000000000-0100", DecodeError::Sampling, "trace-flags 4 chars"),
+    ];
+
+    #[test]
+    fn invalid_vectors() {
+        for (id, value, err, why) in INVALID {
+            let got = TraceContextCodec::extract(&map(&[("traceparent", value)]));
+            assert_eq!(got, Err(*err), "{id}: {why}");
+        }
+        let h = map(&[
+            (
+                "traceparent",
+                "00-12345678901234567890123456789011-1234567890123456-01",
+            ),
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-01",
+            ),
+        ]);
+        let got = TraceContextCodec::extract(&h);
+        assert_eq!(
+            got,
+            Err(DecodeError::Repeated),
+            "w3c-005: traceparent sent twice"
+        );
+    }
+
+    #[test]
+    fn absent_vectors() {
+        // w3c-004: a wrong header name is not traceparent at all: the format is absent.
+        let h = map(&[(
+            "trace-parent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        )]);
+        assert_eq!(TraceContextCodec::extract(&h), Ok(None), "w3c-004");
+        // w3c-060: tracestate without traceparent is discarded (never parsed).
+        assert_eq!(
+            TraceContextCodec::extract(&map(&[("tracestate", "foo=1")])),
+            Ok(None),
+            "w3c-060"
+        );
+        assert_eq!(TraceContextCodec::extract(&HeaderMap::new()), Ok(None));
+    }
+
+    /// (id, tracestate fields, members kept; `None` = whole header dropped).
+    type StateRow = (&'static str, Vec<String>, Option<Vec<(String, String)>>);
+
+    fn bars(n: usize) -> Vec<String> {
+        (1..=n)
+            .collect::<Vec<_>>()
+            .chunks(10)
+            .map(|c| {
+                c.iter()
+                    .map(|i| format!("bar{i:02}={i:02}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
+    fn state_rows() -> Vec<StateRow> {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let z256 = "z".repeat(256);
+        let all_value = " !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+        vec![
+            (
+                "w3c-041",
+                s(&["foo=1,bar=2"]),
+                Some(ts(&[("foo", "1"), ("bar", "2")])),
+            ),
+            (
+                "w3c-042",
+                s(&["foo=1,bar=2", "rojo=1,congo=2", "baz=3"]),
+                Some(ts(&[
+                    ("foo", "1"),
+                    ("bar", "2"),
+                    ("rojo", "1"),
+                    ("congo", "2"),
+                    ("baz", "3"),
+                ])),
+            ),
+            ("w3c-043", s(&[""]), Some(vec![])),
+            ("w3c-044", s(&["foo=1", ""]), Some(ts(&[("foo", "1")]))),
+            (
+                "w3c-045",
+                s(&["foo=1 \t , \t bar=2, \t baz=3"]),
+                Some(ts(&[("foo", "1"), ("bar", "2"), ("baz", "3")])),
+            ),
+            ("w3c-046", s(&["\t foo=1 \t"]), Some(ts(&[("foo", "1")]))),
+            ("w3c-047", s(&["foo =1"]), None),
+            ("w3c-048", s(&["FOO=1"]), None),
+            ("w3c-049", s(&["foo.bar=1"]), None),
+            (
+                "w3c-050",
+                s(&["foo@=1,bar=2"]),
+                Some(ts(&[("foo@", "1"), ("bar", "2")])),
+            ),
+            ("w3c-051", s(&["@foo=1,bar=2"]), None),
+            (
+                "w3c-052",
+                s(&["foo@bar@baz=1,bar=2"]),
+                Some(ts(&[("foo@bar@baz", "1"), ("bar", "2")])),
+            ),
+            ("w3c-053", s(&["foo=bar=baz"]), None),
+            ("w3c-054", s(&["foo=,bar=3"]), None),
+            (
+                "w3c-055",
+                bars(32),
+                Some(
+                    (1..=32)
+                        .map(|i| (format!("bar{i:02}"), format!("{i:02}")))
+                        .collect(),
+                ),
+            ),
+            ("w3c-056", bars(33), None),
+            (
+                "w3c-057",
+                vec!["foo=1".into(), format!("{z256}=1")],
+                Some(vec![("foo".into(), "1".into()), (z256.clone(), "1".into())]),
+            ),
+            ("w3c-058", vec!["foo=1".into(), format!("{z256}z=1")], None),
+            (
+                "w3c-059",
+                vec![format!(
+                    "abcdefghijklmnopqrstuvwxyz0123456789_-*/={all_value}"
+                )],
+                Some(ts(&[(
+                    "abcdefghijklmnopqrstuvwxyz0123456789_-*/",
+                    all_value,
+                )])),
+            ),
+        ]
+    }
+
+    #[test]
+    fn tracestate_vectors() {
+        for (id, fields, kept) in state_rows() {
+            let mut h = map(&[("traceparent", TP)]);
+            for f in &fields {
+                h.append(&TRACESTATE, HeaderValue::from_str(f).unwrap());
+            }
+            let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+            // The traceparent stays valid whatever happens to tracestate.
+            assert_eq!(
+                ctx.trace_id,
+                TraceId::new(0x12345678901234567890123456789012),
+                "{id}"
+            );
+            assert_eq!(ctx.tracestate, kept.clone().unwrap_or_default(), "{id}");
+            assert_eq!(
+                decode_tracestate(&fields.join(",")).ok(),
+                kept,
+                "{id} (string level)"
+            );
+        }
+    }
+
+    /// The official harness's header-parsing cases (wire-formats §2.2, `test/test.py` at
+    /// `acab820`), at codec level: "restart" = `Err`, "ignored" = absent, "accepted" = `Ok`.
+    #[test]
+    fn w3c_harness_cases() {
+        let ok = "00-12345678901234567890123456789012-1234567890123456-01";
+        let restart = [
+            ok.replace("-01", "-01."),
+            format!("{ok}-what-the-future-will-be-like"),
+            ok.replacen("00-", "ff-", 1),
+            ok.replacen("00-", ".0-", 1),
+            ok.replacen("00-", "0.-", 1),
+            ok.replacen("00-", "000-", 1),
+            ok.replacen("00-", "0000-", 1),
+            ok.replacen("00-", "0-", 1),
+            "00-00000000000000000000000000000000-1234567890123456-01".into(),
+            "00-.2345678901234567890123456789012-1234567890123456-01".into(),
+            "00-1234567890123456789012345678901.-1234567890123456-01".into(),
+            "00-123456789012345678901234567890123-1234567890123456-01".into(),
+            "00-1234567890123456789012345678901-1234567890123456-01".into(),
+            "00-12345678901234567890123456789012-0000000000000000-01".into(),
+            "00-12345678901234567890123456789012-.234567890123456-01".into(),
+            "00-12345678901234567890123456789012-123456789012345.-01".into(),
+            "00-12345678901234567890123456789012-12345678901234567-01".into(),
+            "00-12345678901234567890123456789012-123456789012345-01".into(),
+            "00-12345678901234567890123456789012-1234567890123456-.0".into(),
+            "00-12345678901234567890123456789012-1234567890123456-0.".into(),
+            "00-12345678901234567890123456789012-1234567890123456-001".into(),
+            "00-12345678901234567890123456789012-1234567890123456-1".into(),
+            "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like"
+                .into(),
+        ];
+        for v in &restart {
+            assert!(
+                TraceContextCodec::extract(&map(&[("traceparent", v)])).is_err(),
+                "restart: {v:?}"
+            );
+        }
+        let accepted = [
+            ("TraceParent", ok.to_string()),
+            ("TrAcEpArEnT", ok.into()),
+            ("TRACEPARENT", ok.into()),
+            ("traceparent", format!(" {ok}")),
+            ("traceparent", format!("\t{ok}")),
+            ("traceparent", format!("{ok} ")),
+            ("traceparent", format!("{ok}\t")),
+            ("traceparent", format!("\t {ok} \t")),
+            ("traceparent", ok.replacen("00-", "cc-", 1)),
+            (
+                "traceparent",
+                format!(
+                    "{}-what-the-future-will-be-like",
+                    ok.replacen("00-", "cc-", 1)
+                ),
+            ),
+        ];
+        for (name, v) in &accepted {
+            let ctx = TraceContextCodec::extract(&map(&[(name, v)]))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                ctx.trace_id,
+                TraceId::new(0x12345678901234567890123456789012),
+                "{name}: {v:?}"
+            );
+        }
+        for name in ["trace-parent", "trace.parent"] {
+            assert_eq!(
+                TraceContextCodec::extract(&map(&[(name, ok)])),
+                Ok(None),
+                "ignored: {name}"
+            );
+        }
+        let dup = map(&[
+            ("traceparent", ok),
+            ("traceparent", &ok.replace("9012-", "9011-")),
+        ]);
+        assert_eq!(TraceContextCodec::extract(&dup), Err(DecodeError::Repeated));
+        assert_eq!(
+            TraceContextCodec::extract(&map(&[("tracestate", "foo=1,bar=2")])),
+            Ok(None)
+        );
+
+        // tracestate: (fields, kept; None = discarded).
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+        let key_at = format!("{key}@a-z0-9_-*/");
+        let value = (0x20u8..=0x7e)
+            .filter(|&c| c != b',' && c != b'=')
+            .map(char::from)
+            .collect::<String>();
+        let (t241, t242, t1) = (
+            format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+            format!("{}@v", "t".repeat(242)),
+            format!("t@{}", "v".repeat(15)),
+        );
+        let z256 = "z".repeat(256);
+        let foo = ("foo".to_string(), "1".to_string());
+        let rows: Vec<(Vec<String>, Option<TraceState>)> = vec![
+            (
+                vec!["foo=1,bar=2".into()],
+                Some(ts(&[("foo", "1"), ("bar", "2")])),
+            ),
+            (vec!["".into()], Some(vec![])),
+            (vec!["foo=1".into(), "".into()], Some(ts(&[("foo", "1")]))),
+            (vec!["".into(), "foo=1".into()], Some(ts(&[("foo", "1")]))),
+            (
+                vec!["foo=1,foo=1".into()],
+                Some(ts(&[("foo", "1"), ("foo", "1")])),
+            ),
+            (
+                vec!["foo=1".into(), "foo=2".into()],
+                Some(ts(&[("foo", "1"), ("foo", "2")])),
+            ),
+            (
+                vec![format!("{key}={value}")],
+                Some(vec![(key.into(), value.clone())]),
+            ),
+            (
+                vec![format!("{key_at}={value}")],
+                Some(vec![(key_at.clone(), value.clone())]),
+            ),
+            (
+                vec!["foo=1\t \t,\t \tbar=2,\t \tbaz=3".into()],
+                Some(ts(&[("foo", "1"), ("bar", "2"), ("baz", "3")])),
+            ),
+            (vec![" foo=1".into()], Some(ts(&[("foo", "1")]))),
+            (vec!["\tfoo=1".into()], Some(ts(&[("foo", "1")]))),
+            (vec!["foo=1 ".into()], Some(ts(&[("foo", "1")]))),
+            (vec!["foo=1\t".into()], Some(ts(&[("foo", "1")]))),
+            (
+                vec!["foo@@bar=1,bar=2".into()],
+                Some(ts(&[("foo@@bar", "1"), ("bar", "2")])),
+            ),
+            (
+                vec!["foo=1".into(), format!("{z256}=1")],
+                Some(vec![foo.clone(), (z256.clone(), "1".into())]),
+            ),
+            (
+                vec!["foo=1".into(), format!("{t241}=1")],
+                Some(vec![foo.clone(), (t241.clone(), "1".into())]),
+            ),
+            (
+                vec!["foo=1".into(), format!("{t242}=1")],
+                Some(vec![foo.clone(), (t242.clone(), "1".into())]),
+            ),
+            (
+                vec!["foo=1".into(), format!("{t1}=1")],
+                Some(vec![foo.clone(), (t1.clone(), "1".into())]),
+            ),
+            (vec!["foo=1".into(), format!("{z256}z=1")], None),
+            (vec!["foo =1".into()], None),
+            (vec!["FOO=1".into()], None),
+            (vec!["foo.bar=1".into()], None),
+            (vec!["@foo=1,bar=2".into()], None),
+            (vec!["foo=bar=baz".into()], None),
+            (vec!["foo=,bar=3".into()], None),
+        ];
+        for (fields, kept) in rows {
+            let mut h = map(&[("traceparent", TP)]);
+            for f in &fields {
+                h.append(&TRACESTATE, HeaderValue::from_str(f).unwrap());
+            }
+            let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+            assert_eq!(ctx.tracestate, kept.unwrap_or_default(), "{fields:?}");
+        }
+        for name in ["TraceState", "TrAcEsTaTe", "TRACESTATE"] {
+            let ctx = TraceContextCodec::extract(&map(&[("traceparent", TP), (name, "foo=1")]))
+                .unwrap()
+                .unwrap();
+            assert_eq!(ctx.tracestate, ts(&[("foo", "1")]), "{name}");
+        }
+        for name in ["trace-state", "trace.state"] {
+            let ctx = TraceContextCodec::extract(&map(&[("traceparent", TP), (name, "foo=1")]))
+                .unwrap()
+                .unwrap();
+            assert!(ctx.tracestate.is_empty(), "{name}");
+        }
+
+        // Output side: version 00, same trace id, the hop's parent id (distinct per call), random
+        // bit kept (TraceContext2Test), tracestate inherited.
+        let h = map(&[
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-02",
+            ),
+            ("tracestate", "foo=1,bar=2"),
+        ]);
+        let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+        let mut outs = std::collections::HashSet::new();
+        for call in 1..=3u32 {
+            let mut out = HeaderMap::new();
+            TraceContextCodec::inject(&ctx, &hop(0xabc0 + u64::from(call), call), &mut out);
+            let tp = out[&TRACEPARENT].to_str().unwrap().to_string();
+            assert!(
+                tp.starts_with("00-12345678901234567890123456789012-") && tp.ends_with("-02"),
+                "{tp}"
+            );
+            assert_eq!(out[&TRACESTATE], "foo=1,bar=2");
+            outs.insert(tp);
+        }
+        assert_eq!(outs.len(), 3, "a new parent-id per outgoing call");
+    }
+
+    #[test]
+    fn repeated_and_non_ascii_tracestate_is_dropped() {
+        let mut h = map(&[("traceparent", TP), ("tracestate", "foo=1")]);
+        h.append(&TRACESTATE, HeaderValue::from_bytes(b"bar=\xff").unwrap());
+        let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+        assert!(ctx.tracestate.is_empty());
+        // Empty members do not count toward the 32.
+        let mut h = map(&[("traceparent", TP)]);
+        for f in bars(32) {
+            h.append(
+                &TRACESTATE,
+                HeaderValue::from_str(&format!(",{f},,")).unwrap(),
+            );
+        }
+        assert_eq!(
+            TraceContextCodec::extract(&h)
+                .unwrap()
+                .unwrap()
+                .tracestate
+                .len(),
+            32
+        );
+    }
+
+    /// wire-formats §16 rows where libraries diverge from the spec.
+    #[test]
+    fn library_divergences() {
+        let tp = |v: &str| TraceContextCodec::extract(&map(&[("traceparent", v)]));
+        let ctx = tp("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")
+            .unwrap()
+            .unwrap();
+        assert!(
+            ctx.sampling == Sampling::Sampled && ctx.random,
+            "-03: sampled + random"
+        );
+        #[rustfmt::skip]
+        let rows = [
+            ("00-+234567890123456789012345678901-1234567890123456-01", DecodeError::TraceId, "signed trace id"),
+            ("00-12345678901234567890123456789012-+234567890123456-01", DecodeError::SpanId, "signed parent id"),
+            ("00-12345678901234567890123456789012-1234567890123456-+1", DecodeError::Sampling, "signed flags"),
+            ("+0-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "signed version"),
+        ];
+        for (v, err, why) in rows {
+            assert_eq!(tp(v), Err(err), "{why}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_traceparent_is_charset() {
+        let mut h = HeaderMap::new();
+        h.insert(&TRACEPARENT, HeaderValue::from_bytes(b"00-\xff").unwrap());
+        assert_eq!(TraceContextCodec::extract(&h), Err(DecodeError::Charset));
+    }
+
+    fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
+        TraceContext {
+            trace_id: TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            parent_id: SpanId::new(1),
+            sampling,
+            debug,
+            random,
+            ..TraceContext::default()
+        }
+    }
+
+    #[test]
+    fn inject_flags() {
+        let rows = [
+            (Sampling::Sampled, false, false, "01"),
+            (Sampling::NotSampled, false, false, "00"),
+            (Sampling::Deferred, false, false, "00"),
+            (Sampling::Deferred, true, false, "01"),
+            (Sampling::NotSampled, true, true, "03"),
+            (Sampling::NotSampled, false, true, "02"),
+        ];
+        for (sampling, debug, random, flags) in rows {
+            let mut out = HeaderMap::new();
+            TraceContextCodec::inject(
+                &ctx_with(sampling, debug, random),
+                &hop(0x00f067aa0ba902b7, 1),
+                &mut out,
+            );
+            assert_eq!(
+                out[&TRACEPARENT],
+                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}").as_str(),
+                "{sampling:?} debug={debug} random={random}"
+            );
+            assert!(out.get(&TRACESTATE).is_none(), "no empty tracestate");
+        }
+    }
+
+    #[test]
+    fn inject_without_trace_id_writes_nothing() {
+        let ctx = TraceContext {
+            tracestate: ts(&[("foo", "1")]),
+            ..TraceContext::default()
+        };
+        let mut out = HeaderMap::new();
+        assert_eq!(
+            TraceContextCodec::inject(&ctx, &hop(1, 1), &mut out),
+            Injected::default()
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn future_version_is_downgraded_on_output() {
+        let h = map(&[(
+            "traceparent",
+            "cc-12345678901234567890123456789012-1234567890123456-ff-xyz",
+        )]);
+        let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+        assert!(ctx.random && ctx.sampling == Sampling::Sampled);
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(2, 1), &mut out);
+        assert_eq!(
+            out[&TRACEPARENT],
+            "00-12345678901234567890123456789012-0000000000000002-03"
+        );
+    }
+
+    fn originals(sw: Option<&str>, ee: Option<(&str, &str)>) -> Originals {
+        Originals {
+            skywalking: sw.map(|t| {
+                Box::new(SkyWalking {
+                    trace_id: t.into(),
+                    segment_id: "seg".into(),
+                    span_index: 3,
+                    ..SkyWalking::default()
+                })
+            }),
+            eagleeye: ee.map(|(t, r)| {
+                Box::new(EagleEye {
+                    trace_id: t.into(),
+                    rpc_id: r.into(),
+                    sampled: Some("1".into()),
+                })
+            }),
+            ..Originals::default()
+        }
+    }
+
+    #[test]
+    fn own_member_round_trip() {
+        let mut ctx = ctx_with(Sampling::Sampled, false, false);
+        ctx.originals = originals(
+            Some("a.b.c"),
+            Some(("0ad1348f1403169275002100356696", "0.1")),
+        );
+        ctx.tracestate = ts(&[("tb", "sw:stale"), ("foo", "1"), ("bar", "2")]);
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 2), &mut out);
+        assert_eq!(
+            out[&TRACESTATE],
+            "tb=sw:YS5iLmM;ee:MGFkMTM0OGYxNDAzMTY5Mjc1MDAyMTAwMzU2Njk2;rpc:0.1.2,foo=1,bar=2"
+        );
+        let back = TraceContextCodec::extract(&out).unwrap().unwrap();
+        assert_eq!(back.tracestate, ts(&[("foo", "1"), ("bar", "2")]));
+        assert_eq!(
+            back.originals,
+            originals_back("a.b.c", "0ad1348f1403169275002100356696", "0.1.2")
+        );
+        // Only the EagleEye part; the rpc of the next call is a child of the one we received.
+        ctx.originals = originals(None, Some(("ee1", "")));
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        assert_eq!(out[&TRACESTATE], "tb=ee:ZWUx;rpc:0.1,foo=1,bar=2");
+        let mut back = TraceContextCodec::extract(&out).unwrap().unwrap();
+        assert_eq!(back.originals.eagleeye.as_ref().unwrap().rpc_id, "0.1");
+        back.parent_id = SpanId::new(9);
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&back, &hop(6, 3), &mut out);
+        assert_eq!(out[&TRACESTATE], "tb=ee:ZWUx;rpc:0.1.3,foo=1,bar=2");
+    }
+
+    /// The point of `tb`: SkyWalking and EagleEye ids come back out natively after a hop that
+    /// carries only W3C headers (gateway A → W3C-only service → gateway B).
+    #[test]
+    fn native_ids_survive_a_w3c_only_hop() {
+        use super::super::eagleeye::{self, EagleEyeCodec};
+        use super::super::skywalking::{SkyWalkingCodec, SW8};
+        // SkyWalking: the sw8 trace id string "1" (sw8-001) is re-emitted two hops later.
+        let sw8 =
+            "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==";
+        let at_a = SkyWalkingCodec::extract(&map(&[("sw8", sw8)]))
+            .unwrap()
+            .unwrap();
+        let mut w3c_only = HeaderMap::new();
+        TraceContextCodec::inject(&at_a, &hop(0xa, 1), &mut w3c_only);
+        let at_b = TraceContextCodec::extract(&w3c_only).unwrap().unwrap();
+        assert_eq!(at_b.trace_id, at_a.trace_id);
+        let mut out = HeaderMap::new();
+        SkyWalkingCodec::inject(&at_b, &hop(0xb, 1), &mut out);
+        let back = SkyWalkingCodec::extract(&out).unwrap().unwrap();
+        assert_eq!(
+            back.originals.skywalking.unwrap().trace_id,
+            "1",
+            "{:?}",
+            out[&SW8]
+        );
+        // EagleEye: TraceID and the RpcID tree continue (A called with 0.1.2; B is its server).
+        let ee = map(&[
+            ("EagleEye-TraceID", "0ad1348f1403169275002100356696"),
+            ("EagleEye-RpcID", "0.1"),
+        ]);
+        let at_a = EagleEyeCodec::extract(&ee).unwrap().unwrap();
+        let mut w3c_only = HeaderMap::new();
+        TraceContextCodec::inject(&at_a, &hop(0xa, 2), &mut w3c_only);
+        let at_b = TraceContextCodec::extract(&w3c_only).unwrap().unwrap();
+        let mut out = HeaderMap::new();
+        EagleEyeCodec::inject(&at_b, &hop(0xb, 1), &mut out);
+        assert_eq!(out[&eagleeye::TRACE_ID], "0ad1348f1403169275002100356696");
+        assert_eq!(out[&eagleeye::RPC_ID], "0.1.2.1");
+    }
+
+    fn originals_back(sw: &str, ee: &str, rpc: &str) -> Originals {
+        Originals {
+            skywalking: Some(Box::new(SkyWalking {
+                trace_id: sw.into(),
+                ..SkyWalking::default()
+            })),
+            eagleeye: Some(Box::new(EagleEye {
+                trace_id: ee.into(),
+                rpc_id: rpc.into(),
+                sampled: None,
+            })),
+            ..Originals::default()
+        }
+    }
+
+    /// (`tb` value, Some((sw trace id, (ee trace id, rpc id))) or None when malformed).
+    type OwnRow = (
+        &'static str,
+        Option<(Option<&'static str>, Option<(&'static str, &'static str)>)>,
+    );
+
+    #[test]
+    fn own_member_parsing() {
+        let rows: &[OwnRow] = &[
+            ("sw:YS5iLmM", Some((Some("a.b.c"), None))),
+            ("rpc:0.1;ee:ZWUx", Some((None, Some(("ee1", "0.1"))))),
+            ("ee:ZWUx", Some((None, Some(("ee1", ""))))),
+            ("sw:YS5iLmM;dd:future", Some((Some("a.b.c"), None))),
+            ("", None),
+            ("sw", None),
+            ("sw:", None),
+            ("sw:YS5iLmM;sw:YS5iLmM", None),
+            ("rpc:0.1", None),
+            ("ee:ZWUx;rpc:0..1", None),
+            ("ee:ZWUx;rpc:x", None),
+            ("ee:YSBi", None), // "a b": not an EagleEye TraceID
+            ("sw:YS5i*mM", None),
+            ("sw:_w", None), // 0xff: not UTF-8
+            ("sw:YS5iLmM=", None),
+        ];
+        for (value, want) in rows {
+            let got = parse_own_member(value)
+                .map(|(sw, ee)| (sw.map(|s| s.trace_id), ee.map(|e| (e.trace_id, e.rpc_id))));
+            let want = want.map(|(sw, ee)| {
+                (
+                    sw.map(String::from),
+                    ee.map(|(t, r)| (t.to_string(), r.to_string())),
+                )
+            });
+            assert_eq!(got, want, "{value:?}");
+        }
+        // A malformed own member is dropped without originals; the rest is kept.
+        let h = map(&[
+            ("traceparent", TP),
+            ("tracestate", "foo=1,tb=sw:*,tb=sw:YS5iLmM,bar=2"),
+        ]);
+        let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
+        assert_eq!(ctx.tracestate, ts(&[("foo", "1"), ("bar", "2")]));
+        assert_eq!(ctx.originals, Originals::default());
+    }
+
+    #[test]
+    fn own_member_limits() {
+        let mut ctx = ctx_with(Sampling::Sampled, false, false);
+        // Too long (> 256 chars): skipped, the others still go out.
+        ctx.originals = originals(Some(&"x".repeat(200)), None);
+        ctx.tracestate = ts(&[("foo", "1")]);
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        assert_eq!(out[&TRACESTATE], "foo=1");
+        // A child RpcID the EagleEye codec would reject (> 256 chars): the rpc part is left out.
+        ctx.originals = originals(None, Some(("e", &format!("1{}", ".1".repeat(127)))));
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        assert_eq!(out[&TRACESTATE], "tb=ee:ZQ,foo=1");
+        // 32 members at most, cut from the right, ours first.
+        ctx.originals = originals(Some("s"), None);
+        ctx.tracestate = (1..=32)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        let sent = decode_tracestate(out[&TRACESTATE].to_str().unwrap()).unwrap();
+        assert_eq!(sent.len(), 32);
+        assert_eq!(sent[0], ("tb".to_string(), "sw:cw".to_string()));
+        assert_eq!(sent[31].0, "k31");
+        // Invalid members in the context are never sent.
+        ctx.originals = Originals::default();
+        ctx.tracestate = ts(&[("Foo", "1"), ("bar", "a,b"), ("ok", "1")]);
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        assert_eq!(out[&TRACESTATE], "ok=1");
+    }
+
+    #[test]
+    fn truncation_drops_long_members_first() {
+        let mut ctx = ctx_with(Sampling::Sampled, false, false);
+        let long = |c: char| c.to_string().repeat(200);
+        // 3 long (~204) + 4 short: 7 members, > 512 chars.
+        ctx.tracestate = vec![
+            ("a".into(), long('a')),
+            ("s1".into(), "1".into()),
+            ("b".into(), long('b')),
+            ("s2".into(), "2".into()),
+            ("c".into(), long('c')),
+            ("s3".into(), "3".into()),
+        ];
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        let sent = decode_tracestate(out[&TRACESTATE].to_str().unwrap()).unwrap();
+        let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["a", "s1", "b", "s2", "s3"],
+            "right-most long member dropped first"
+        );
+        // Only short members: cut from the right down to 512.
+        ctx.tracestate = (0..40)
+            .map(|i| (format!("key{i:02}"), "v".repeat(20)))
+            .collect();
+        let mut out = HeaderMap::new();
+        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        let s = out[&TRACESTATE].to_str().unwrap();
+        assert!(s.len() <= 512, "{}", s.len());
+        assert!(s.starts_with("key00=") && decode_tracestate(s).unwrap().len() == 19);
+    }
+
+    #[test]
+    fn wire_round_trip_examples() {
+        for s in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000001-0000000000000001-ff",
+            "fe-12345678901234567890123456789012-1234567890123456-00",
+        ] {
+            assert_eq!(encode(&decode(s).unwrap()), s);
+        }
+    }
+
+    fn arb_traceparent() -> impl Strategy<Value = TraceParent> {
+        (0u8..0xff, 1u128.., 1u64.., any::<u8>()).prop_map(|(version, t, p, flags)| TraceParent {
+            version,
+            trace_id: TraceId::new(t).unwrap(),
+            parent_id: SpanId::new(p).unwrap(),
+            flags,
+        })
+    }
+
+    fn arb_tracestate() -> impl Strategy<Value = TraceState> {
+        let key = "[a-z0-9][a-z0-9_*/@-]{0,20}";
+        let value = "[ -+\\--<>-~]{0,20}[!-+\\--<>-~]";
+        prop::collection::vec((key, value), 0..=32)
+    }
+
+    proptest! {
+        #[test]
+        fn decode_encode_round_trip(tp in arb_traceparent()) {
+            prop_assert_eq!(decode(&encode(&tp)), Ok(tp));
+        }
+
+        #[test]
+        fn tracestate_round_trip(list in arb_tracestate()) {
+            prop_assert_eq!(decode_tracestate(&encode_tracestate(&list)), Ok(list));
+        }
+
+        #[test]
+        fn inject_extract_round_trip(tp in arb_traceparent(), list in arb_tracestate(), span in 1u64..) {
+            let ctx = TraceContext {
+                trace_id: Some(tp.trace_id),
+                parent_id: Some(tp.parent_id),
+                sampling: sampling_of(tp.flags),
+                random: tp.flags & FLAG_RANDOM != 0,
+                tracestate: list.into_iter().filter(|(k, _)| k != OWN_KEY).collect(),
+                ..TraceContext::default()
+            };
+            let mut out = HeaderMap::new();
+            TraceContextCodec::inject(&ctx, &hop(span, 1), &mut out);
+            let back = TraceContextCodec::extract(&out).unwrap().unwrap();
+            prop_assert_eq!(back.trace_id, ctx.trace_id);
+            prop_assert_eq!(back.parent_id, SpanId::new(span));
+            prop_assert_eq!(back.sampling, ctx.sampling);
+            prop_assert_eq!(back.random, ctx.random);
+            // Short members: nothing is truncated below 32 members of <= 44 chars... unless > 512.
+            let sent = encode_tracestate(&back.tracestate);
+            prop_assert!(sent.len() <= TRUNCATE_ABOVE);
+            prop_assert!(ctx.tracestate.starts_with(&back.tracestate));
+        }
+
+        #[test]
+        fn decode_never_panics(s in "\\PC*") {
+            let _ = decode(&s);
+            let _ = decode_tracestate(&s);
+            let _ = parse_own_member(&s);
+        }
+
+        #[test]
+        fn decode_never_panics_near_valid(s in "[0-9a-fA-F.-]{0,60}") {
+            let _ = decode(&s);
+        }
+
+        #[test]
+        fn extract_never_panics(tp in prop::collection::vec(any::<u8>(), 0..80), st in prop::collection::vec(any::<u8>(), 0..80)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&tp) { h.insert(&TRACEPARENT, v); }
+            if let Ok(v) = HeaderValue::from_bytes(&st) { h.insert(&TRACESTATE, v); }
+            let _ = TraceContextCodec::extract(&h);
+            let mut h2 = map(&[("traceparent", TP)]);
+            if let Ok(v) = HeaderValue::from_bytes(&st) { h2.insert(&TRACESTATE, v); }
+            let _ = TraceContextCodec::extract(&h2);
+        }
+    }
+}
