@@ -9,8 +9,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod codec;
 pub mod config;
+pub mod mediate;
+pub mod model;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod telemetry;
+pub mod translate;

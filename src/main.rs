@@ -38,6 +38,66 @@ struct Cli {
 enum Command {
     /// Validate a config file: print every problem, exit 0 when valid, 1 when not.
     Check,
+    /// Translate trace headers between formats, keeping the incoming parent span id.
+    ///
+    /// Reads `-H 'name: value'` arguments, or `name: value` lines from stdin when no
+    /// -H is given. Prints the translated headers as `name: value` lines (or JSON with
+    /// --json). Exit 1: the headers were invalid; exit 2: no trace context found.
+    Translate {
+        /// A request header, `name: value`; repeatable.
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Formats to read, in precedence order: a comma list of format ids, or `all`.
+        #[arg(long, default_value = "all", value_name = "FORMATS")]
+        from: String,
+        /// Formats to write: a comma list of format ids, or `all`.
+        #[arg(long, default_value = "all", value_name = "FORMATS")]
+        to: String,
+        /// Print `{"extracted": {...}, "headers": {...}}` instead of header lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> ExitCode {
+    use std::io::Read;
+    use tracebridge::translate::{self, TranslateError};
+    let (from, to) = match (translate::parse_formats(from), translate::parse_formats(to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdin = String::new();
+    let parsed = if headers.is_empty() {
+        if let Err(e) = std::io::stdin().read_to_string(&mut stdin) {
+            eprintln!("error: cannot read stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        translate::parse_headers(stdin.lines())
+    } else {
+        translate::parse_headers(headers.iter().map(String::as_str))
+    };
+    let result = parsed.and_then(|input| translate::translate(&input, &from, &to));
+    match result {
+        Ok(t) if as_json => {
+            println!("{:#}", translate::to_json(&t));
+            ExitCode::SUCCESS
+        }
+        Ok(t) => {
+            print!("{}", translate::to_lines(&t.headers));
+            ExitCode::SUCCESS
+        }
+        Err(e @ TranslateError::NotFound) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The config file to use, or `None` for the built-in one.
@@ -54,6 +114,15 @@ fn load(path: Option<&PathBuf>) -> Result<Snapshot, config::ConfigError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Translate {
+        headers,
+        from,
+        to,
+        json,
+    }) = &cli.command
+    {
+        return run_translate(headers, from, to, *json);
+    }
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,tracebridge=info"),
     )

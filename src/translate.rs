@@ -1,0 +1,228 @@
+//! `tracebridge translate`: convert trace headers between formats offline, to debug a
+//! migration. Pure: header lines in, header lines (or JSON) out.
+//!
+//! Extraction is the gateway's own policy ([`crate::mediate::extract`]). No span is
+//! made: the output keeps the incoming parent span id, so the translated headers name
+//! the same caller span. When the input has a trace id but no parent (an X-Ray header
+//! with only `Root=`), the low 64 bits of the trace id stand in for it, so the output
+//! stays deterministic.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{json, Map, Value};
+
+use crate::codec::{DecodeError, Format};
+use crate::mediate::extract::{extract, Extraction};
+use crate::model::{Hop, Sampling, SpanId, TraceContext};
+
+const UNUSED_SPAN: SpanId = match SpanId::new(1) {
+    Some(id) => id,
+    None => panic!("1 is a valid span id"),
+};
+
+/// Why a translation produced no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// A header line is not `name: value`, or not a valid header.
+    #[error("line {line}: {message}")]
+    Input {
+        /// 1-based line (or `-H` argument) number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Headers of some formats were present but invalid, and none was valid.
+    #[error("invalid trace context: {}", list(.0))]
+    Invalid(Vec<(Format, DecodeError)>),
+    /// No trace header of the `--from` formats was present.
+    #[error("no trace context found")]
+    NotFound,
+}
+
+fn list(invalid: &[(Format, DecodeError)]) -> String {
+    invalid
+        .iter()
+        .map(|(f, e)| format!("{f}: {e} ({})", e.as_str()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parses `name: value` lines (blank lines and `#` comments skipped) into a header map,
+/// repeated names appended in order.
+pub fn parse_headers<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<HeaderMap, TranslateError> {
+    let mut map = HeaderMap::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let err = |message: String| TranslateError::Input {
+            line: i + 1,
+            message,
+        };
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| err(format!("expected `name: value`, got {line:?}")))?;
+        let name = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| err(format!("invalid header name {:?}", name.trim())))?;
+        let value = HeaderValue::from_str(value.trim_start())
+            .map_err(|_| err(format!("invalid header value for {name}")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Parses a comma list of format ids; `all` means every format in default order.
+pub fn parse_formats(list: &str) -> Result<Vec<Format>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case("all") {
+            out.extend(Format::ALL);
+        } else {
+            out.push(item.parse::<Format>().map_err(|e| e.to_string())?);
+        }
+    }
+    out.dedup();
+    if out.is_empty() {
+        return Err("empty format list".to_string());
+    }
+    Ok(out)
+}
+
+/// The result of a translation.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    /// Which format the context came from.
+    pub format: Format,
+    /// The extracted context.
+    pub context: TraceContext,
+    /// Valid contexts of other formats with a different trace id.
+    pub links: Vec<(Format, TraceContext)>,
+    /// The headers written, in `--to` order.
+    pub headers: HeaderMap,
+}
+
+/// Extracts with `from`, injects every format of `to`.
+pub fn translate(
+    input: &HeaderMap,
+    from: &[Format],
+    to: &[Format],
+) -> Result<Translation, TranslateError> {
+    let Extraction {
+        primary,
+        links,
+        invalid,
+    } = extract(from, input);
+    let Some((format, context)) = primary else {
+        return Err(if invalid.is_empty() {
+            TranslateError::NotFound
+        } else {
+            TranslateError::Invalid(invalid)
+        });
+    };
+    // Without any id (a decision or baggage only) the codecs write baggage alone, and
+    // the span id is unused.
+    let span_id = context
+        .parent_id
+        .or_else(|| context.trace_id.and_then(|t| SpanId::new(t.low64())))
+        .unwrap_or(UNUSED_SPAN);
+    let hop = Hop {
+        span_id,
+        service: "tracebridge",
+        instance: "translate",
+        endpoint: "translate",
+        peer_address: "-",
+        call_index: 1,
+    };
+    let mut headers = HeaderMap::new();
+    for f in to {
+        f.inject(&context, &hop, &mut headers);
+    }
+    Ok(Translation {
+        format,
+        context,
+        links,
+        headers,
+    })
+}
+
+/// `name: value` lines, one per header value.
+pub fn to_lines(headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    for (name, value) in headers {
+        out.push_str(name.as_str());
+        out.push_str(": ");
+        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        out.push('\n');
+    }
+    out
+}
+
+/// `{"extracted": {...}, "headers": {...}}`.
+pub fn to_json(t: &Translation) -> Value {
+    let c = &t.context;
+    let mut extracted = Map::new();
+    extracted.insert("format".into(), json!(t.format.as_str()));
+    extracted.insert("trace_id".into(), json!(c.trace_id.map(|x| x.to_string())));
+    extracted.insert("span_id".into(), json!(c.parent_id.map(|x| x.to_string())));
+    extracted.insert(
+        "sampled".into(),
+        match c.sampling {
+            Sampling::Sampled => json!(true),
+            Sampling::NotSampled => json!(false),
+            Sampling::Deferred => Value::Null,
+        },
+    );
+    extracted.insert("debug".into(), json!(c.debug));
+    extracted.insert("random".into(), json!(c.random));
+    extracted.insert(
+        "baggage".into(),
+        Value::Object(
+            c.baggage
+                .iter()
+                .map(|b| (b.key.clone(), json!(b.value)))
+                .collect(),
+        ),
+    );
+    if !c.tracestate.is_empty() {
+        extracted.insert(
+            "tracestate".into(),
+            json!(c.tracestate.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(sw) = &c.originals.skywalking {
+        extracted.insert(
+            "skywalking".into(),
+            json!({
+                "trace_id": sw.trace_id, "segment_id": sw.segment_id, "span_index": sw.span_index,
+                "service": sw.service, "instance": sw.instance, "endpoint": sw.endpoint,
+                "address": sw.address,
+            }),
+        );
+    }
+    if let Some(ee) = &c.originals.eagleeye {
+        extracted.insert(
+            "eagleeye".into(),
+            json!({"trace_id": ee.trace_id, "rpc_id": ee.rpc_id}),
+        );
+    }
+    if !t.links.is_empty() {
+        extracted.insert(
+            "links".into(),
+            json!(t
+                .links
+                .iter()
+                .map(|(f, l)| json!({"format": f.as_str(), "trace_id": l.trace_id.map(|x| x.to_string())}))
+                .collect::<Vec<_>>()),
+        );
+    }
+    let mut headers = Map::new();
+    for (name, value) in &t.headers {
+        headers.insert(
+            name.as_str().to_string(),
+            json!(String::from_utf8_lossy(value.as_bytes())),
+        );
+    }
+    json!({ "extracted": extracted, "headers": headers })
+}
