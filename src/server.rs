@@ -23,10 +23,12 @@ use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::UpstreamKind;
+use crate::config::{Exporter, TelemetrySettings, UpstreamKind};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
-use crate::telemetry::Metrics;
+use crate::telemetry::stdout::StdoutExporter;
+use crate::telemetry::{Metrics, Telemetry};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
 
 /// How the process was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,10 +70,46 @@ pub struct Built {
     pub readiness: Arc<Readiness>,
     /// The gateway's metrics.
     pub metrics: Arc<Metrics>,
+    /// The span pipeline: flush it after the server stops.
+    pub telemetry: Arc<Telemetry>,
 }
 
-/// Builds the whole gateway over `config`.
+/// The span pipeline `[telemetry]` asks for. The batch processor runs on its own
+/// thread, so exporting never runs on a request's path.
+pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
+    let exporter = settings.exporter;
+    Telemetry::new(
+        &settings.service_name,
+        &settings.service_instance,
+        settings.max_traces_per_second,
+        |builder| match exporter {
+            Exporter::Stdout => builder.with_span_processor(
+                BatchSpanProcessor::builder(StdoutExporter)
+                    .with_batch_config(
+                        BatchConfigBuilder::default()
+                            .with_scheduled_delay(Duration::from_millis(200))
+                            .build(),
+                    )
+                    .build(),
+            ),
+            Exporter::None => builder,
+        },
+    )
+}
+
+/// Builds the whole gateway over `config`, with the span pipeline of its `[telemetry]`.
 pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, StartError> {
+    let telemetry = Arc::new(telemetry(&config.load().telemetry));
+    build_with_telemetry(config, opts, telemetry)
+}
+
+/// Builds the whole gateway over `config` with a given span pipeline (tests pass an
+/// in-memory exporter).
+pub fn build_with_telemetry(
+    config: Arc<ConfigHandle>,
+    opts: StartOptions,
+    telemetry: Arc<Telemetry>,
+) -> Result<Built, StartError> {
     let snapshot = config.load();
     let settings = &snapshot.server;
     let metrics = Arc::new(Metrics::new()?);
@@ -95,7 +133,7 @@ pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, Sta
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(config.clone(), metrics.clone()),
+        Gateway::new(config.clone(), metrics.clone(), telemetry.clone()),
         "tracebridge proxy",
     );
     proxy.threads = Some(settings.threads);
@@ -144,6 +182,7 @@ pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, Sta
         server,
         readiness,
         metrics,
+        telemetry,
     })
 }
 

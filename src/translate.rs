@@ -113,6 +113,7 @@ pub fn translate(
         primary,
         links,
         invalid,
+        ..
     } = extract(from, input);
     let Some((format, context)) = primary else {
         return Err(if invalid.is_empty() {

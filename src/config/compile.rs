@@ -16,7 +16,8 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::router::Router;
 use super::validate::{
-    HttpUpstreamSpec, Problem, Protocol, ServerSettings, UpstreamKindSpec, Validated,
+    HttpUpstreamSpec, Problem, Protocol, ServerSettings, TelemetrySettings, UpstreamKindSpec,
+    Validated,
 };
 
 /// Where a snapshot's text came from.
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub source: Source,
     /// `[server]`: listeners and threads are read at start-up only.
     pub server: ServerSettings,
+    /// `[telemetry]`: read at start-up only (the span pipeline is built once).
+    pub telemetry: TelemetrySettings,
     /// The routes.
     pub router: Router,
     /// The upstreams, sorted by name; routes refer to them by index.
@@ -130,6 +133,7 @@ pub fn compile(v: Validated, source: Source, generation: u64) -> Result<Snapshot
         generation,
         source,
         server: v.server,
+        telemetry: v.telemetry,
         router: Router::new(&v.routes),
         upstreams,
     })

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use compile::{HttpUpstream, Snapshot, Source, Upstream, UpstreamKind};
 pub use router::{Route, Router};
-pub use validate::{ConfigError, Problem, ServerSettings};
+pub use validate::{ConfigError, Exporter, Problem, ServerSettings, TelemetrySettings};
 
 /// The built-in default config: the same text as `conf/tracebridge.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../conf/tracebridge.toml");

@@ -17,6 +17,136 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     /// Routing rules; the most specific match wins (see `router`).
     pub routes: Vec<RawRoute>,
+    /// The gateway's own identity and where its spans go.
+    pub telemetry: RawTelemetry,
+    /// Sampling of the gateway span (and so of the trace, for new roots).
+    pub sampling: RawSampling,
+    /// Trace-context propagation defaults; upstreams and routes override any key.
+    pub propagation: RawPropagation,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    /// `service.name` of the gateway's spans; also the SkyWalking parent service and the
+    /// EagleEye `pAppName` it writes.
+    pub service_name: String,
+    /// `service.instance.id`; also the SkyWalking parent instance. Empty = the host name.
+    pub service_instance: String,
+    /// `"stdout"` (one JSON object per span per line) or `"none"`.
+    pub exporter: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            service_name: "tracebridge".to_string(),
+            service_instance: String::new(),
+            exporter: "stdout".to_string(),
+        }
+    }
+}
+
+/// `[sampling]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSampling {
+    /// `"parent"` (honour the incoming decision; `ratio` for new roots), `"always"`,
+    /// `"never"` or `"ratio"` (`ratio` for every trace, by trace id).
+    pub strategy: String,
+    /// Probability of sampling a new root (or every trace with `"ratio"`), 0.0 to 1.0.
+    pub ratio: f64,
+    /// Cap on new sampled roots per second, process-wide; 0 = no cap.
+    pub max_traces_per_second: f64,
+}
+
+impl Default for RawSampling {
+    fn default() -> Self {
+        RawSampling {
+            strategy: "parent".to_string(),
+            ratio: 1.0,
+            max_traces_per_second: 0.0,
+        }
+    }
+}
+
+/// A partial `sampling` table on an upstream or a route.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSamplingOverride {
+    /// Overrides `[sampling].strategy`.
+    pub strategy: Option<String>,
+    /// Overrides `[sampling].ratio`.
+    pub ratio: Option<f64>,
+}
+
+/// `[propagation]`: the defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPropagation {
+    /// Formats to read, in precedence order: the first valid context wins.
+    pub extract: Vec<String>,
+    /// Formats to write; `"preserve"` adds the format(s) that arrived.
+    pub inject: Vec<String>,
+    /// Remove every known trace header that is not re-injected.
+    pub strip_unlisted: bool,
+    /// `"continue"`, `"restart"` (new trace, incoming context kept as a link) or
+    /// `"continue_unsampled"` (keep the ids, ignore the incoming sampled/debug flags).
+    pub trust: String,
+    /// Make a gateway span; `false` = propagation only (the incoming parent passes through).
+    pub span: bool,
+    /// Add a W3C `traceresponse` header to responses.
+    pub response_header: bool,
+}
+
+impl Default for RawPropagation {
+    fn default() -> Self {
+        RawPropagation {
+            extract: [
+                "tracecontext",
+                "b3",
+                "b3multi",
+                "jaeger",
+                "skywalking",
+                "datadog",
+                "xray",
+                "gcp",
+                "grpc-trace-bin",
+                "ottrace",
+                "eagleeye",
+                "instana",
+                "baggage",
+            ]
+            .map(String::from)
+            .to_vec(),
+            inject: ["preserve", "tracecontext", "baggage"]
+                .map(String::from)
+                .to_vec(),
+            strip_unlisted: true,
+            trust: "continue".to_string(),
+            span: true,
+            response_header: false,
+        }
+    }
+}
+
+/// A partial `propagation` table on an upstream or a route: every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPropagationOverride {
+    /// Overrides `extract`.
+    pub extract: Option<Vec<String>>,
+    /// Overrides `inject`.
+    pub inject: Option<Vec<String>>,
+    /// Overrides `strip_unlisted`.
+    pub strip_unlisted: Option<bool>,
+    /// Overrides `trust`.
+    pub trust: Option<String>,
+    /// Overrides `span`.
+    pub span: Option<bool>,
+    /// Overrides `response_header`.
+    pub response_header: Option<bool>,
 }
 
 /// `[server]`.
@@ -101,6 +231,10 @@ pub struct RawUpstream {
     pub retry_on_connect_failure: bool,
     /// Active health checking; absent = every peer is assumed healthy.
     pub health_check: Option<RawHealthCheck>,
+    /// Propagation overrides for every route to this upstream.
+    pub propagation: RawPropagationOverride,
+    /// Sampling overrides for every route to this upstream.
+    pub sampling: RawSamplingOverride,
 }
 
 impl Default for RawUpstream {
@@ -118,6 +252,8 @@ impl Default for RawUpstream {
             idle_timeout: "60s".to_string(),
             retry_on_connect_failure: true,
             health_check: None,
+            propagation: RawPropagationOverride::default(),
+            sampling: RawSamplingOverride::default(),
         }
     }
 }
@@ -170,6 +306,10 @@ pub struct RawRoute {
     pub header: Option<RawHeaderMatch>,
     /// The upstream this route forwards to.
     pub upstream: String,
+    /// Propagation overrides for this route (over the upstream's, over the defaults).
+    pub propagation: RawPropagationOverride,
+    /// Sampling overrides for this route.
+    pub sampling: RawSamplingOverride,
 }
 
 impl Default for RawRoute {
@@ -181,6 +321,8 @@ impl Default for RawRoute {
             methods: Vec::new(),
             header: None,
             upstream: String::new(),
+            propagation: RawPropagationOverride::default(),
+            sampling: RawSamplingOverride::default(),
         }
     }
 }

@@ -9,9 +9,12 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName, Method};
 
 use super::validate::RouteSpec;
+use crate::mediate::Policy;
 
 /// A compiled route: what to match and where it goes.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub struct Route {
     pub path_prefix: String,
     /// Index of the upstream in the snapshot.
     pub upstream: usize,
+    /// The effective propagation policy.
+    pub policy: Arc<Policy>,
     methods: Vec<Method>,
     header: Option<(HeaderName, Option<String>)>,
 }
@@ -101,6 +106,7 @@ impl Router {
                 name: spec.name.clone(),
                 path_prefix: spec.path_prefix.clone(),
                 upstream: spec.upstream,
+                policy: Arc::new(spec.policy.clone()),
                 methods: spec.methods.clone(),
                 header: spec.header.clone(),
             });
@@ -211,6 +217,7 @@ mod tests {
             methods: vec![],
             header: None,
             upstream,
+            policy: Policy::default(),
         }
     }
 

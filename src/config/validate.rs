@@ -10,7 +10,12 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawServer, RawUpstream};
+use super::raw::{
+    RawConfig, RawHealthCheck, RawPropagation, RawPropagationOverride, RawRoute, RawSampling,
+    RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
+};
+use crate::codec::Format;
+use crate::mediate::{Policy, PolicyOverride, Strategy, Trust};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +112,36 @@ pub enum Protocol {
 }
 
 /// A validated upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
     /// Its name.
     pub name: String,
     /// What it is.
     pub kind: UpstreamKindSpec,
+    /// Its propagation and sampling overrides.
+    pub policy: PolicyOverride,
+}
+
+/// Where spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exporter {
+    /// JSON lines on standard output.
+    Stdout,
+    /// Nowhere (spans are still made, so ids and sampling behave the same).
+    None,
+}
+
+/// Validated `[telemetry]` and the process-wide part of `[sampling]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// `service.name`.
+    pub service_name: String,
+    /// `service.instance.id` (the host name when not configured).
+    pub service_instance: String,
+    /// The exporter.
+    pub exporter: Exporter,
+    /// Sampled new roots per second; 0 = no cap.
+    pub max_traces_per_second: f64,
 }
 
 /// The two kinds of upstream.
@@ -167,7 +196,7 @@ pub struct HealthCheckSpec {
 }
 
 /// A validated route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     /// Name (unique).
     pub name: String,
@@ -181,13 +210,17 @@ pub struct RouteSpec {
     pub header: Option<(http::HeaderName, Option<String>)>,
     /// Index into the validated upstream list.
     pub upstream: usize,
+    /// The effective propagation policy (route over upstream over defaults).
+    pub policy: Policy,
 }
 
 /// The output of validation: everything typed, nothing built yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
     /// `[server]`.
     pub server: ServerSettings,
+    /// `[telemetry]`.
+    pub telemetry: TelemetrySettings,
     /// Upstreams, sorted by name.
     pub upstreams: Vec<UpstreamSpec>,
     /// Routes, in file order.
@@ -239,15 +272,18 @@ pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<Problem>> {
         problems: Vec::new(),
     };
     let server = server(&mut c, &raw.server);
+    let telemetry = telemetry(&mut c, &raw.telemetry, &raw.sampling);
+    let defaults = default_policy(&mut c, &raw.propagation, &raw.sampling);
     let upstreams: Vec<UpstreamSpec> = raw
         .upstreams
         .iter()
         .map(|(name, u)| upstream(&mut c, name, u))
         .collect();
-    let routes = routes(&mut c, &raw.routes, &upstreams);
+    let routes = routes(&mut c, &raw.routes, &upstreams, &defaults);
     if c.problems.is_empty() {
         Ok(Validated {
             server,
+            telemetry,
             upstreams,
             routes,
         })
@@ -358,6 +394,157 @@ fn upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> UpstreamSpec {
     UpstreamSpec {
         name: name.to_string(),
         kind,
+        policy: policy_override(c, &format!("upstreams.{name}"), &u.propagation, &u.sampling),
+    }
+}
+
+fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetrySettings {
+    if t.service_name.is_empty() {
+        c.push("telemetry.service_name", "must not be empty");
+    }
+    let exporter = match t.exporter.as_str() {
+        "stdout" => Exporter::Stdout,
+        "none" => Exporter::None,
+        other => {
+            c.push(
+                "telemetry.exporter",
+                format!("unknown exporter {other:?}: expected \"stdout\" or \"none\""),
+            );
+            Exporter::None
+        }
+    };
+    if !(s.max_traces_per_second >= 0.0 && s.max_traces_per_second.is_finite()) {
+        c.push("sampling.max_traces_per_second", "must be a number ≥ 0");
+    }
+    let service_instance = if t.service_instance.is_empty() {
+        host_name()
+    } else {
+        t.service_instance.clone()
+    };
+    TelemetrySettings {
+        service_name: t.service_name.clone(),
+        service_instance,
+        exporter,
+        max_traces_per_second: s.max_traces_per_second.max(0.0),
+    }
+}
+
+/// The machine's host name (Linux), for `service.instance.id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn formats(
+    c: &mut Collector,
+    at: &str,
+    list: &[String],
+    allow_preserve: bool,
+) -> (Vec<Format>, bool) {
+    let mut out = Vec::new();
+    let mut preserve = false;
+    for (i, item) in list.iter().enumerate() {
+        if allow_preserve && item == "preserve" {
+            preserve = true;
+            continue;
+        }
+        match item.parse::<Format>() {
+            Ok(f) if out.contains(&f) => {
+                c.push(format!("{at}[{i}]"), format!("{item:?} is listed twice"))
+            }
+            Ok(f) => out.push(f),
+            Err(_) => c.push(
+                format!("{at}[{i}]"),
+                format!(
+                    "unknown format {item:?}: expected one of {}{}",
+                    Format::ALL.map(Format::as_str).join(", "),
+                    if allow_preserve { ", preserve" } else { "" }
+                ),
+            ),
+        }
+    }
+    (out, preserve)
+}
+
+fn trust(c: &mut Collector, at: &str, s: &str) -> Trust {
+    Trust::parse(s).unwrap_or_else(|| {
+        c.push(
+            at,
+            format!(
+                "unknown trust {s:?}: expected \"continue\", \"restart\" or \"continue_unsampled\""
+            ),
+        );
+        Trust::Continue
+    })
+}
+
+fn strategy(c: &mut Collector, at: &str, s: &str) -> Strategy {
+    Strategy::parse(s).unwrap_or_else(|| {
+        c.push(
+            at,
+            format!(
+                "unknown strategy {s:?}: expected \"parent\", \"always\", \"never\" or \"ratio\""
+            ),
+        );
+        Strategy::Parent
+    })
+}
+
+fn ratio(c: &mut Collector, at: &str, r: f64) -> f64 {
+    if !(0.0..=1.0).contains(&r) {
+        c.push(at, format!("must be between 0.0 and 1.0, got {r}"));
+    }
+    r.clamp(0.0, 1.0)
+}
+
+fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Policy {
+    let (extract, _) = formats(c, "propagation.extract", &p.extract, false);
+    let (inject, preserve) = formats(c, "propagation.inject", &p.inject, true);
+    Policy {
+        extract,
+        inject,
+        preserve,
+        strip_unlisted: p.strip_unlisted,
+        trust: trust(c, "propagation.trust", &p.trust),
+        span: p.span,
+        response_header: p.response_header,
+        strategy: strategy(c, "sampling.strategy", &s.strategy),
+        ratio: ratio(c, "sampling.ratio", s.ratio),
+    }
+}
+
+fn policy_override(
+    c: &mut Collector,
+    at: &str,
+    p: &RawPropagationOverride,
+    s: &RawSamplingOverride,
+) -> PolicyOverride {
+    PolicyOverride {
+        extract: p
+            .extract
+            .as_ref()
+            .map(|l| formats(c, &format!("{at}.propagation.extract"), l, false).0),
+        inject: p
+            .inject
+            .as_ref()
+            .map(|l| formats(c, &format!("{at}.propagation.inject"), l, true)),
+        strip_unlisted: p.strip_unlisted,
+        trust: p
+            .trust
+            .as_ref()
+            .map(|t| trust(c, &format!("{at}.propagation.trust"), t)),
+        span: p.span,
+        response_header: p.response_header,
+        strategy: s
+            .strategy
+            .as_ref()
+            .map(|t| strategy(c, &format!("{at}.sampling.strategy"), t)),
+        ratio: s
+            .ratio
+            .map(|r| ratio(c, &format!("{at}.sampling.ratio"), r)),
     }
 }
 
@@ -481,7 +668,12 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn routes(c: &mut Collector, raw: &[RawRoute], upstreams: &[UpstreamSpec]) -> Vec<RouteSpec> {
+fn routes(
+    c: &mut Collector,
+    raw: &[RawRoute],
+    upstreams: &[UpstreamSpec],
+    defaults: &Policy,
+) -> Vec<RouteSpec> {
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
@@ -556,6 +748,11 @@ fn routes(c: &mut Collector, raw: &[RawRoute], upstreams: &[UpstreamSpec]) -> Ve
                 }
             }
         };
+        let route_override =
+            policy_override(c, &format!("routes[{i}]"), &r.propagation, &r.sampling);
+        let base = upstreams
+            .get(upstream)
+            .map_or_else(|| defaults.clone(), |u| u.policy.apply(defaults));
         out.push(RouteSpec {
             name,
             host,
@@ -563,6 +760,7 @@ fn routes(c: &mut Collector, raw: &[RawRoute], upstreams: &[UpstreamSpec]) -> Ve
             methods,
             header,
             upstream,
+            policy: route_override.apply(&base),
         });
     }
     out

@@ -23,6 +23,9 @@ pub struct Extraction {
     pub links: Vec<(Format, TraceContext)>,
     /// Formats whose headers were present but invalid, with the reason.
     pub invalid: Vec<(Format, DecodeError)>,
+    /// Every format that yielded a valid context agreeing with the primary (what
+    /// `preserve` re-injects), in extraction order.
+    pub arrived: Vec<Format>,
 }
 
 /// Runs `formats` in order over `headers`.
@@ -46,18 +49,27 @@ pub fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
                     merge_baggage(&mut ctx, early.baggage);
                 }
                 out.primary = Some((format, ctx));
+                out.arrived.push(format);
             }
             (Some((_, primary)), Some(trace_id)) => {
                 if primary.trace_id == Some(trace_id) {
                     merge_baggage(primary, ctx.baggage);
+                    out.arrived.push(format);
                 } else {
                     out.links.push((format, ctx));
                 }
             }
-            (Some((_, primary)), None) => merge_baggage(primary, ctx.baggage),
+            (Some((_, primary)), None) => {
+                merge_baggage(primary, ctx.baggage);
+                out.arrived.push(format);
+            }
             (None, None) => match &mut idless {
-                None => idless = Some((format, ctx)),
+                None => {
+                    idless = Some((format, ctx));
+                    out.arrived.push(format);
+                }
                 Some((_, first)) => {
+                    out.arrived.push(format);
                     if first.sampling == Sampling::Deferred {
                         first.sampling = ctx.sampling;
                         first.debug |= ctx.debug;

@@ -5,6 +5,7 @@
 //! its context to the end: one generation per request.
 
 mod echo;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,17 +22,28 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
+use crate::telemetry::Telemetry;
+use trace::{RequestFacts, RequestTrace};
 
 /// The gateway's proxy logic, shared by every worker thread.
 pub struct Gateway {
     config: Arc<ConfigHandle>,
     metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Gateway {
     /// A gateway reading its config from `config`.
-    pub fn new(config: Arc<ConfigHandle>, metrics: Arc<Metrics>) -> Self {
-        Gateway { config, metrics }
+    pub fn new(
+        config: Arc<ConfigHandle>,
+        metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Gateway {
+            config,
+            metrics,
+            telemetry,
+        }
     }
 }
 
@@ -47,6 +59,12 @@ pub struct RequestCtx {
     retries: u8,
     /// When the request header was read.
     started: Instant,
+    /// Trace context in and out, and the gateway span.
+    trace: Option<RequestTrace>,
+    /// The peer of the current attempt, as dialled (`host:port`).
+    peer_address: Option<String>,
+    /// Why the request failed, for the span's `error.type`.
+    error: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -64,11 +82,45 @@ impl RequestCtx {
     }
 }
 
-/// The request header as it leaves the gateway. Real upstreams get it in
-/// `upstream_request_filter`; the echo upstream describes exactly this, so what it
-/// shows is what a real upstream would have received.
-fn prepare_upstream_request(_req: &mut RequestHeader, _ctx: &RequestCtx) {
-    // Trace-context mediation (extract → span → inject) plugs in here.
+/// The request facts the gateway span records.
+fn facts<'a>(
+    session: &'a Session,
+    route: &'a crate::config::Route,
+    upstream: &'a str,
+) -> RequestFacts<'a> {
+    let req = session.req_header();
+    let host = req
+        .uri
+        .host()
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    RequestFacts {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        scheme: if tls { "https" } else { "http" },
+        server_address: host,
+        server_port: session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port()),
+        client_address: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string()),
+        protocol_version: if session.is_http2() { "2" } else { "1.1" },
+        user_agent: req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        route: &route.name,
+        route_template: &route.path_prefix,
+        upstream,
+    }
 }
 
 /// Sends a complete short response from the gateway itself.
@@ -120,6 +172,9 @@ impl ProxyHttp for Gateway {
             upstream: None,
             retries: 0,
             started: Instant::now(),
+            trace: None,
+            peer_address: None,
+            error: None,
         }
     }
 
@@ -148,15 +203,31 @@ impl ProxyHttp for Gateway {
             .await?;
             return Ok(true);
         };
-        let upstream_index = route.upstream;
-        match ctx.snapshot.upstreams.get(upstream_index).map(|u| &u.kind) {
+        let Some(upstream) = ctx.snapshot.upstreams.get(route.upstream) else {
+            return Error::e_explain(ErrorType::InternalError, "route names a missing upstream");
+        };
+        let trace = RequestTrace::begin(
+            route.policy.clone(),
+            &session.req_header().headers,
+            &facts(session, route, &upstream.name),
+            &self.telemetry,
+            &self.metrics,
+        );
+        let snapshot = ctx.snapshot.clone();
+        let kind = snapshot.upstreams.get(route.upstream).map(|u| &u.kind);
+        ctx.trace = Some(trace);
+        match kind {
             Some(UpstreamKind::Http(up)) => {
                 ctx.upstream = Some(up.clone());
                 Ok(false)
             }
             Some(UpstreamKind::Echo) => {
+                // Exactly what a real upstream would receive after every filter.
                 let mut forwarded = session.req_header().clone();
-                prepare_upstream_request(&mut forwarded, ctx);
+                ctx.peer_address = Some("echo".to_string());
+                if let Some(trace) = &mut ctx.trace {
+                    trace.inject(&mut forwarded, &self.telemetry, "echo", &self.metrics);
+                }
                 let body = echo::describe(&forwarded);
                 // The echo upstream does not read the request body; close the
                 // connection rather than leave an unread body in it.
@@ -179,7 +250,10 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };
         match upstream.select() {
-            Some(peer) => Ok(Box::new(peer)),
+            Some(peer) => {
+                ctx.peer_address = Some(peer._address.to_string());
+                Ok(Box::new(peer))
+            }
             None => {
                 self.metrics
                     .upstream_failures
@@ -223,7 +297,22 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        prepare_upstream_request(upstream_request, ctx);
+        let peer = ctx.peer_address.as_deref().unwrap_or("-");
+        if let Some(trace) = &mut ctx.trace {
+            trace.inject(upstream_request, &self.telemetry, peer, &self.metrics);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(value) = ctx.trace.as_ref().and_then(RequestTrace::response_header) {
+            upstream_response.insert_header("traceresponse", value)?;
+        }
         Ok(())
     }
 
@@ -239,6 +328,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let (status, body, kind) = classify(e);
+        ctx.error = Some(kind);
         // Connect-phase failures were counted per attempt in fail_to_connect, and
         // HTTPStatus errors are the gateway's own answers.
         let connect_phase = kind == "connect" || matches!(e.etype(), ErrorType::ConnectTimedout);
@@ -289,6 +379,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(trace) = &mut ctx.trace {
+            trace.finish(status, ctx.error, ctx.peer_address.as_deref());
+        }
         let route = ctx.route_name();
         self.metrics
             .requests

@@ -3,7 +3,8 @@
 //! status classes, failure kinds), never ids or raw paths.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The gateway's metrics, registered in their own registry.
@@ -17,6 +18,20 @@ pub struct Metrics {
     pub upstream_failures: IntCounterVec,
     /// `tracebridge_config_generation`.
     pub config_generation: IntGauge,
+    /// `tracebridge_propagation_extracted_total{format}`: requests continued from a format.
+    pub extracted: IntCounterVec,
+    /// `tracebridge_propagation_missing_total{route}`: requests with no usable context.
+    pub missing: IntCounterVec,
+    /// `tracebridge_propagation_invalid_total{format,reason}`.
+    pub invalid: IntCounterVec,
+    /// `tracebridge_propagation_injected_total{format}`: outgoing requests per format written.
+    pub injected: IntCounterVec,
+    /// `tracebridge_propagation_conflicts_total`: other formats carrying another trace.
+    pub conflicts: IntCounter,
+    /// `tracebridge_propagation_baggage_dropped_total`: entries over a format's limits.
+    pub baggage_dropped: IntCounter,
+    /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
+    pub spans_started: IntCounter,
 }
 
 /// Route label for requests that matched no route.
@@ -55,6 +70,47 @@ impl Metrics {
             "tracebridge_config_generation",
             "Generation number of the config in use.",
         )?;
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let extracted = counter_vec(
+            "tracebridge_propagation_extracted_total",
+            "Requests whose trace was continued from this format.",
+            &["format"],
+        )?;
+        let missing = counter_vec(
+            "tracebridge_propagation_missing_total",
+            "Requests that arrived without a usable trace context (blind spots).",
+            &["route"],
+        )?;
+        let invalid = counter_vec(
+            "tracebridge_propagation_invalid_total",
+            "Trace headers present but invalid, treated as absent.",
+            &["format", "reason"],
+        )?;
+        let injected = counter_vec(
+            "tracebridge_propagation_injected_total",
+            "Outgoing requests that carried this format.",
+            &["format"],
+        )?;
+        let conflicts = IntCounter::new(
+            "tracebridge_propagation_conflicts_total",
+            "Valid contexts of another format carrying a different trace (kept as span links).",
+        )?;
+        let baggage_dropped = IntCounter::new(
+            "tracebridge_propagation_baggage_dropped_total",
+            "Baggage entries left out because a format's size limits were reached.",
+        )?;
+        let spans_started = IntCounter::new(
+            "tracebridge_spans_started_total",
+            "Gateway spans started, sampled or not.",
+        )?;
+        for c in [&extracted, &missing, &invalid, &injected] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        for c in [&conflicts, &baggage_dropped, &spans_started] {
+            registry.register(Box::new(c.clone()))?;
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_failures.clone()))?;
@@ -65,6 +121,13 @@ impl Metrics {
             request_duration,
             upstream_failures,
             config_generation,
+            extracted,
+            missing,
+            invalid,
+            injected,
+            conflicts,
+            baggage_dropped,
+            spans_started,
         })
     }
 

@@ -1,5 +1,8 @@
-//! Telemetry: metrics now; spans, exporters and the access log plug in here.
+//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, and metrics.
 
 pub mod metrics;
+pub mod stdout;
+pub mod tracer;
 
 pub use metrics::Metrics;
+pub use tracer::Telemetry;

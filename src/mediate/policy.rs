@@ -1,0 +1,138 @@
+//! The compiled propagation policy of one route: the effective values of
+//! `[propagation]` and `[sampling]` after route-over-upstream-over-global overrides.
+
+use crate::codec::Format;
+
+/// What to do with an incoming context at this route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Continue the incoming trace and honour its sampling and debug flags.
+    Continue,
+    /// Start a new trace; the incoming context is kept only as a span link and its
+    /// `tracestate` and originals are dropped (the W3C "restart" mutation).
+    Restart,
+    /// Continue the incoming ids but make our own sampling decision: a client cannot
+    /// force sampling with a sampled or debug flag.
+    ContinueUnsampled,
+}
+
+impl Trust {
+    /// Parses the config value.
+    pub fn parse(s: &str) -> Option<Trust> {
+        match s {
+            "continue" => Some(Trust::Continue),
+            "restart" => Some(Trust::Restart),
+            "continue_unsampled" => Some(Trust::ContinueUnsampled),
+            _ => None,
+        }
+    }
+}
+
+/// How the sampling decision is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Honour the incoming decision; new roots and deferred decisions use the ratio.
+    Parent,
+    /// Sample every request.
+    Always,
+    /// Sample no request (context still propagates, marked not sampled).
+    Never,
+    /// Sample by trace id with the ratio, whatever the incoming decision.
+    Ratio,
+}
+
+impl Strategy {
+    /// Parses the config value.
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "parent" => Some(Strategy::Parent),
+            "always" => Some(Strategy::Always),
+            "never" => Some(Strategy::Never),
+            "ratio" => Some(Strategy::Ratio),
+            _ => None,
+        }
+    }
+}
+
+/// The effective policy of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Formats to read, in precedence order.
+    pub extract: Vec<Format>,
+    /// Formats to write (without `preserve`), in order, no duplicates.
+    pub inject: Vec<Format>,
+    /// Also write the format(s) that arrived.
+    pub preserve: bool,
+    /// Remove every known trace header that is not written.
+    pub strip_unlisted: bool,
+    /// Trust in the incoming context.
+    pub trust: Trust,
+    /// Make a gateway span (false = propagation only).
+    pub span: bool,
+    /// Add `traceresponse` to responses.
+    pub response_header: bool,
+    /// Sampling strategy.
+    pub strategy: Strategy,
+    /// Ratio for new roots (or every trace with [`Strategy::Ratio`]).
+    pub ratio: f64,
+}
+
+impl Default for Policy {
+    /// The documented defaults of `[propagation]` and `[sampling]`.
+    fn default() -> Self {
+        Policy {
+            extract: Format::ALL.to_vec(),
+            inject: vec![Format::TraceContext, Format::Baggage],
+            preserve: true,
+            strip_unlisted: true,
+            trust: Trust::Continue,
+            span: true,
+            response_header: false,
+            strategy: Strategy::Parent,
+            ratio: 1.0,
+        }
+    }
+}
+
+/// A partial policy from an upstream's or a route's tables: `None` keeps the value
+/// underneath.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyOverride {
+    /// `extract`.
+    pub extract: Option<Vec<Format>>,
+    /// `inject` as (formats, preserve).
+    pub inject: Option<(Vec<Format>, bool)>,
+    /// `strip_unlisted`.
+    pub strip_unlisted: Option<bool>,
+    /// `trust`.
+    pub trust: Option<Trust>,
+    /// `span`.
+    pub span: Option<bool>,
+    /// `response_header`.
+    pub response_header: Option<bool>,
+    /// `sampling.strategy`.
+    pub strategy: Option<Strategy>,
+    /// `sampling.ratio`.
+    pub ratio: Option<f64>,
+}
+
+impl PolicyOverride {
+    /// `base` with this override's keys replaced.
+    pub fn apply(&self, base: &Policy) -> Policy {
+        let (inject, preserve) = match &self.inject {
+            Some((formats, preserve)) => (formats.clone(), *preserve),
+            None => (base.inject.clone(), base.preserve),
+        };
+        Policy {
+            extract: self.extract.clone().unwrap_or_else(|| base.extract.clone()),
+            inject,
+            preserve,
+            strip_unlisted: self.strip_unlisted.unwrap_or(base.strip_unlisted),
+            trust: self.trust.unwrap_or(base.trust),
+            span: self.span.unwrap_or(base.span),
+            response_header: self.response_header.unwrap_or(base.response_header),
+            strategy: self.strategy.unwrap_or(base.strategy),
+            ratio: self.ratio.unwrap_or(base.ratio),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The trace side of one request: mediation applied to pingora's request, the gateway
+//! span started and ended, and the headers written into each outgoing request.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::trace::{Link, Span as _, SpanKind, Status};
+use opentelemetry::{KeyValue, StringValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use pingora::http::RequestHeader;
+
+use crate::codec::{Format, HeaderSink};
+use crate::mediate::{self, HeaderEdit, Plan, Policy};
+use crate::model::{Hop, SpanId, TraceContext, TraceId};
+use crate::telemetry::tracer::parent_context;
+use crate::telemetry::{Metrics, Telemetry};
+
+/// Attribute names of our own, all under one prefix.
+mod attr {
+    pub const ROUTE: &str = "tracebridge.route";
+    pub const UPSTREAM: &str = "tracebridge.upstream";
+    pub const UPSTREAM_ADDRESS: &str = "tracebridge.upstream.address";
+    pub const EXTRACTED_FORMAT: &str = "tracebridge.extracted_format";
+    pub const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
+    pub const LINK_FORMAT: &str = "tracebridge.link.format";
+    pub const LINK_REASON: &str = "tracebridge.link.reason";
+    pub const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
+}
+
+/// The request facts the span describes.
+pub struct RequestFacts<'a> {
+    /// Method.
+    pub method: &'a str,
+    /// Path (no query).
+    pub path: &'a str,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Host the client addressed, without port.
+    pub server_address: Option<&'a str>,
+    /// Port of the listener.
+    pub server_port: Option<u16>,
+    /// Client IP.
+    pub client_address: Option<String>,
+    /// `1.1` or `2`.
+    pub protocol_version: &'static str,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// Route name.
+    pub route: &'a str,
+    /// Route path prefix (`http.route`).
+    pub route_template: &'a str,
+    /// Upstream name.
+    pub upstream: &'a str,
+}
+
+/// Per-request trace state, from the first filter to the span's end.
+pub struct RequestTrace {
+    policy: Arc<Policy>,
+    /// The context every injected format carries.
+    pub outgoing: TraceContext,
+    /// The formats written into each outgoing request.
+    pub formats: Vec<Format>,
+    /// The id the upstream sees as its parent: the gateway span's, or the incoming
+    /// parent on propagation-only routes.
+    pub span_id: SpanId,
+    /// The trace id carried.
+    pub trace_id: TraceId,
+    /// The one sampling decision.
+    pub sampled: bool,
+    /// The endpoint named in SkyWalking / EagleEye headers (the request path).
+    endpoint: String,
+    /// Outgoing calls made so far (retries count).
+    calls: u32,
+    span: Option<opentelemetry_sdk::trace::Span>,
+}
+
+fn sw_attributes(ctx: &TraceContext, out: &mut Vec<KeyValue>) {
+    if let Some(sw) = &ctx.originals.skywalking {
+        // The names the OpenTelemetry Collector's SkyWalking receiver uses.
+        out.push(KeyValue::new("sw8.trace_id", sw.trace_id.clone()));
+        out.push(KeyValue::new(
+            "sw8.parent_segment_id",
+            sw.segment_id.clone(),
+        ));
+        out.push(KeyValue::new(
+            "sw8.parent_span_id",
+            i64::from(sw.span_index),
+        ));
+        out.push(KeyValue::new("parent.service", sw.service.clone()));
+        out.push(KeyValue::new(
+            "parent.service.instance",
+            sw.instance.clone(),
+        ));
+        out.push(KeyValue::new("parent.endpoint", sw.endpoint.clone()));
+        out.push(KeyValue::new(
+            "network.AddressUsedAtPeer",
+            sw.address.clone(),
+        ));
+    }
+    if let Some(ee) = &ctx.originals.eagleeye {
+        out.push(KeyValue::new("eagleeye.trace_id", ee.trace_id.clone()));
+        out.push(KeyValue::new("eagleeye.rpc_id", ee.rpc_id.clone()));
+    }
+    if let Some(id) = &ctx.originals.jaeger_debug_id {
+        out.push(KeyValue::new(attr::JAEGER_DEBUG_ID, id.clone()));
+    }
+}
+
+fn otel_trace_id(t: TraceId) -> opentelemetry::trace::TraceId {
+    opentelemetry::trace::TraceId::from_bytes(t.to_bytes())
+}
+
+fn link(format: Format, ctx: &TraceContext, reason: &'static str) -> Option<Link> {
+    let trace = ctx.trace_id?;
+    let span = ctx
+        .parent_id
+        .map_or(opentelemetry::trace::SpanId::INVALID, |s| {
+            opentelemetry::trace::SpanId::from_bytes(s.to_bytes())
+        });
+    let sc = opentelemetry::trace::SpanContext::new(
+        otel_trace_id(trace),
+        span,
+        opentelemetry::trace::TraceFlags::default(),
+        true,
+        Default::default(),
+    );
+    Some(Link::new(
+        sc,
+        vec![
+            KeyValue::new(attr::LINK_FORMAT, format.as_str()),
+            KeyValue::new(attr::LINK_REASON, reason),
+        ],
+        0,
+    ))
+}
+
+impl RequestTrace {
+    /// Extracts, applies trust and sampling, and starts the gateway span.
+    pub fn begin(
+        policy: Arc<Policy>,
+        headers: &HeaderMap,
+        facts: &RequestFacts<'_>,
+        telemetry: &Telemetry,
+        metrics: &Metrics,
+    ) -> RequestTrace {
+        let plan = mediate::plan(&policy, headers);
+        count_extraction(&plan, facts.route, metrics);
+        let formats = mediate::formats_to_inject(&policy, &plan);
+        let parent = plan.parent.as_ref().and_then(|p| {
+            p.trace_id
+                .map(|t| (t, p.parent_id, p.sampling.decision() == Some(true)))
+        });
+        let (trace_id, span_id, sampled, span) = if policy.span {
+            let span = start_span(&plan, parent, facts, telemetry);
+            metrics.spans_started.inc();
+            let sc = span.span_context();
+            let trace_id = TraceId::new(u128::from_be_bytes(sc.trace_id().to_bytes()));
+            let span_id = SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes()));
+            match (trace_id, span_id) {
+                (Some(t), Some(s)) => (t, s, sc.is_sampled(), Some(span)),
+                // The SDK never hands out zero ids; fall back to fresh ones regardless.
+                _ => (
+                    telemetry.new_trace_id(),
+                    telemetry.new_span_id(),
+                    sc.is_sampled(),
+                    Some(span),
+                ),
+            }
+        } else {
+            // Propagation only: no span; the upstream's parent is the incoming parent.
+            let trace_id = parent.map_or_else(|| telemetry.new_trace_id(), |(t, _, _)| t);
+            let span_id = parent
+                .and_then(|(_, s, _)| s)
+                .unwrap_or_else(|| telemetry.new_span_id());
+            (
+                trace_id,
+                span_id,
+                telemetry.decide(plan.directive, trace_id),
+                None,
+            )
+        };
+        let new_trace = plan.parent.as_ref().and_then(|p| p.trace_id) != Some(trace_id);
+        RequestTrace {
+            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace),
+            formats,
+            span_id,
+            trace_id,
+            sampled,
+            endpoint: facts.path.to_string(),
+            calls: 0,
+            span,
+            policy,
+        }
+    }
+
+    /// Writes the context into one outgoing request (every attempt is a new call).
+    pub fn inject(
+        &mut self,
+        req: &mut RequestHeader,
+        telemetry: &Telemetry,
+        peer_address: &str,
+        metrics: &Metrics,
+    ) {
+        self.calls += 1;
+        if self.calls > 1 {
+            if let Some(span) = &mut self.span {
+                span.add_event(
+                    "retry",
+                    vec![KeyValue::new("tracebridge.attempt", i64::from(self.calls))],
+                );
+            }
+        }
+        let hop = Hop {
+            span_id: self.span_id,
+            service: &telemetry.service_name,
+            instance: &telemetry.service_instance,
+            endpoint: &self.endpoint,
+            peer_address,
+            call_index: self.calls,
+        };
+        let report = mediate::inject(
+            &self.formats,
+            self.policy.strip_unlisted,
+            &self.outgoing,
+            &hop,
+            &mut UpstreamHeaders(req),
+        );
+        for f in &report.formats {
+            metrics.injected.with_label_values(&[f.as_str()]).inc();
+        }
+        metrics
+            .baggage_dropped
+            .inc_by(report.baggage_dropped as u64);
+    }
+
+    /// `traceresponse` for the response, when the route asks for it.
+    pub fn response_header(&self) -> Option<HeaderValue> {
+        self.policy
+            .response_header
+            .then(|| mediate::traceresponse(self.trace_id, self.span_id, self.sampled))
+    }
+
+    /// Ends the span with the outcome.
+    pub fn finish(&mut self, status: u16, error: Option<&str>, upstream_address: Option<&str>) {
+        let Some(mut span) = self.span.take() else {
+            return;
+        };
+        if status > 0 {
+            span.set_attribute(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(status),
+            ));
+        }
+        let injected: Vec<StringValue> = self.formats.iter().map(|f| f.as_str().into()).collect();
+        span.set_attribute(KeyValue::new(
+            attr::INJECTED_FORMATS,
+            Value::Array(injected.into()),
+        ));
+        if let Some(addr) = upstream_address {
+            span.set_attribute(KeyValue::new(attr::UPSTREAM_ADDRESS, addr.to_string()));
+        }
+        match error {
+            Some(e) => {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.to_string()));
+                span.set_status(Status::error(e.to_string()));
+            }
+            None if status >= 500 => {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
+                span.set_status(Status::error(format!("HTTP {status}")));
+            }
+            None => {}
+        }
+        span.end();
+    }
+}
+
+fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
+    for (format, reason) in &plan.invalid {
+        metrics
+            .invalid
+            .with_label_values(&[format.as_str(), reason.as_str()])
+            .inc();
+    }
+    match plan.format {
+        Some(f) => metrics.extracted.with_label_values(&[f.as_str()]).inc(),
+        None => metrics.missing.with_label_values(&[route]).inc(),
+    }
+    metrics.conflicts.inc_by(plan.conflicts as u64);
+}
+
+fn start_span(
+    plan: &Plan,
+    parent: Option<(TraceId, Option<SpanId>, bool)>,
+    facts: &RequestFacts<'_>,
+    telemetry: &Telemetry,
+) -> opentelemetry_sdk::trace::Span {
+    let mut attributes = vec![
+        KeyValue::new(semconv::HTTP_REQUEST_METHOD, facts.method.to_string()),
+        KeyValue::new(semconv::URL_PATH, facts.path.to_string()),
+        KeyValue::new(semconv::URL_SCHEME, facts.scheme),
+        KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, facts.protocol_version),
+        KeyValue::new(semconv::HTTP_ROUTE, facts.route_template.to_string()),
+        KeyValue::new(attr::ROUTE, facts.route.to_string()),
+        KeyValue::new(attr::UPSTREAM, facts.upstream.to_string()),
+    ];
+    if let Some(host) = facts.server_address {
+        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_string()));
+    }
+    if let Some(port) = facts.server_port {
+        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+    }
+    if let Some(client) = &facts.client_address {
+        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.clone()));
+    }
+    if let Some(ua) = facts.user_agent {
+        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_string()));
+    }
+    if let Some(f) = plan.format {
+        attributes.push(KeyValue::new(attr::EXTRACTED_FORMAT, f.as_str()));
+    }
+    sw_attributes(&plan.carried, &mut attributes);
+    // On restart the incoming context comes first, then the conflicts.
+    let restarted = plan.links.len() - plan.conflicts;
+    let links: Vec<Link> = plan
+        .links
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (f, ctx))| {
+            link(*f, ctx, if i < restarted { "restart" } else { "conflict" })
+        })
+        .collect();
+    let builder =
+        opentelemetry::trace::SpanBuilder::from_name(format!("{} {}", facts.method, facts.route))
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .with_links(links);
+    let parent_cx = parent_context(parent, plan.directive);
+    telemetry.start(builder, &parent_cx, parent.map(|(t, _, _)| t))
+}
+
+/// pingora's request header as a mediation target: edits go through its own methods so
+/// its header-case map stays in sync.
+struct UpstreamHeaders<'a>(&'a mut RequestHeader);
+
+impl HeaderSink for UpstreamHeaders<'_> {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        // insert_header only fails on invalid names or values; codecs build valid ones.
+        let _ = self.0.insert_header(name, value);
+    }
+}
+
+impl HeaderEdit for UpstreamHeaders<'_> {
+    fn headers(&self) -> &HeaderMap {
+        &self.0.headers
+    }
+
+    fn remove(&mut self, name: &HeaderName) {
+        self.0.remove_header(name);
+    }
+}
