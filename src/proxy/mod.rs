@@ -246,6 +246,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
+        if let Some(trace) = &mut ctx.trace {
+            trace.attempt();
+        }
         let Some(upstream) = &ctx.upstream else {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };

@@ -71,6 +71,8 @@ pub struct RequestTrace {
     endpoint: String,
     /// Outgoing calls made so far (retries count).
     calls: u32,
+    /// Peer selections so far: each one after the first is a retry.
+    attempts: u32,
     span: Option<opentelemetry_sdk::trace::Span>,
 }
 
@@ -188,6 +190,7 @@ impl RequestTrace {
             sampled,
             endpoint: facts.path.to_string(),
             calls: 0,
+            attempts: 0,
             span,
             policy,
         }
@@ -231,6 +234,23 @@ impl RequestTrace {
         metrics
             .baggage_dropped
             .inc_by(report.baggage_dropped as u64);
+    }
+
+    /// Records that a peer is being picked; every pick after the first is a retry and
+    /// gets an event on the span.
+    pub fn attempt(&mut self) {
+        self.attempts += 1;
+        if self.attempts > 1 {
+            if let Some(span) = &mut self.span {
+                span.add_event(
+                    "retry",
+                    vec![KeyValue::new(
+                        "tracebridge.attempt",
+                        i64::from(self.attempts),
+                    )],
+                );
+            }
+        }
     }
 
     /// `traceresponse` for the response, when the route asks for it.

@@ -18,9 +18,48 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use tokio::sync::oneshot;
 
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracebridge::config;
 use tracebridge::reload::ConfigHandle;
 use tracebridge::server::{self, StartOptions};
+use tracebridge::telemetry::Telemetry;
+
+/// Spans the gateway exported, collected in memory (the test side of the exporter).
+#[derive(Debug, Clone, Default)]
+pub struct Spans(Arc<std::sync::Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Spans {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+impl Spans {
+    /// Every span exported so far.
+    pub fn all(&self) -> Vec<SpanData> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` spans were exported (spans end in the logging phase,
+    /// just after the response), then returns them all.
+    pub fn wait_for(&self, n: usize) -> Vec<SpanData> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let all = self.all();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} spans exported",
+                all.len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -55,6 +94,8 @@ pub struct TestGateway {
     pub admin_port: u16,
     /// The live config.
     pub handle: Arc<ConfigHandle>,
+    /// Spans the gateway exported.
+    pub spans: Spans,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,8 +110,22 @@ impl TestGateway {
             .replace("{listen}", &format!("127.0.0.1:{port}"))
             .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
         let snapshot = config::load_str(&text, None, 1).unwrap_or_else(|e| panic!("{e}"));
+        let spans = Spans::default();
+        let settings = snapshot.telemetry.clone();
         let handle = ConfigHandle::new(snapshot, None);
-        let built = server::build(handle.clone(), StartOptions::default()).expect("build");
+        let exporter = spans.clone();
+        let telemetry = Telemetry::new(
+            &settings.service_name,
+            &settings.service_instance,
+            settings.max_traces_per_second,
+            |b| b.with_simple_exporter(exporter),
+        );
+        let built = server::build_with_telemetry(
+            handle.clone(),
+            StartOptions::default(),
+            Arc::new(telemetry),
+        )
+        .expect("build");
         let (tx, rx) = oneshot::channel();
         let signal = TestSignal(std::sync::Mutex::new(Some(rx)));
         let thread = std::thread::spawn(move || {
@@ -82,6 +137,7 @@ impl TestGateway {
             port,
             admin_port,
             handle,
+            spans,
             stop: Some(tx),
             thread: Some(thread),
         };
