@@ -5,7 +5,7 @@
 //! its context to the end: one generation per request.
 
 mod echo;
-mod trace;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +23,7 @@ use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
 use crate::telemetry::Telemetry;
-use trace::{RequestFacts, RequestTrace};
+use trace::{RequestFacts, RequestTrace, UpstreamHeaders};
 
 /// The gateway's proxy logic, shared by every worker thread.
 pub struct Gateway {
@@ -226,7 +226,8 @@ impl ProxyHttp for Gateway {
                 let mut forwarded = session.req_header().clone();
                 ctx.peer_address = Some("echo".to_string());
                 if let Some(trace) = &mut ctx.trace {
-                    trace.inject(&mut forwarded, &self.telemetry, "echo", &self.metrics);
+                    let mut target = UpstreamHeaders(&mut forwarded);
+                    trace.inject(&mut target, &self.telemetry, "echo", &self.metrics);
                 }
                 let body = echo::describe(&forwarded);
                 // The echo upstream does not read the request body; close the
@@ -302,7 +303,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let peer = ctx.peer_address.as_deref().unwrap_or("-");
         if let Some(trace) = &mut ctx.trace {
-            trace.inject(upstream_request, &self.telemetry, peer, &self.metrics);
+            trace.inject(
+                &mut UpstreamHeaders(upstream_request),
+                &self.telemetry,
+                peer,
+                &self.metrics,
+            );
         }
         Ok(())
     }

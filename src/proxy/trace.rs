@@ -199,7 +199,7 @@ impl RequestTrace {
     /// Writes the context into one outgoing request (every attempt is a new call).
     pub fn inject(
         &mut self,
-        req: &mut RequestHeader,
+        req: &mut dyn HeaderEdit,
         telemetry: &Telemetry,
         peer_address: &str,
         metrics: &Metrics,
@@ -226,7 +226,7 @@ impl RequestTrace {
             self.policy.strip_unlisted,
             &self.outgoing,
             &hop,
-            &mut UpstreamHeaders(req),
+            req,
         );
         for f in &report.formats {
             metrics.injected.with_label_values(&[f.as_str()]).inc();
@@ -360,7 +360,7 @@ fn start_span(
 
 /// pingora's request header as a mediation target: edits go through its own methods so
 /// its header-case map stays in sync.
-struct UpstreamHeaders<'a>(&'a mut RequestHeader);
+pub struct UpstreamHeaders<'a>(pub &'a mut RequestHeader);
 
 impl HeaderSink for UpstreamHeaders<'_> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {

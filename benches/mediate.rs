@@ -1,0 +1,155 @@
+//! The mediation step alone, in-process, no network: extract (b3 in), start the
+//! gateway span (100% sampled, batch processor into a discarding exporter), inject
+//! three formats (tracecontext, b3multi, jaeger) into a request header map, end the
+//! span. Target: ≤ 2 µs per request. Also counts heap allocations per request with a
+//! counting global allocator and prints them.
+//!
+//! Run: `cargo bench --bench mediate`
+//! Machine and baseline: see the README's performance section.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanExporter};
+use tracebridge::codec::Format;
+use tracebridge::mediate::Policy;
+use tracebridge::proxy::trace::{RequestFacts, RequestTrace};
+use tracebridge::telemetry::{Metrics, Telemetry};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn request_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("api.example.com"));
+    h.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+    h.insert("accept", HeaderValue::from_static("*/*"));
+    h.insert(
+        "b3",
+        HeaderValue::from_static("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+    );
+    h
+}
+
+fn bench(c: &mut Criterion) {
+    let telemetry = Telemetry::new("tracebridge", "bench", 0.0, |b| {
+        b.with_span_processor(BatchSpanProcessor::builder(Discard).build())
+    });
+    let metrics = Metrics::new().expect("metrics");
+    let policy = Arc::new(Policy {
+        inject: vec![Format::TraceContext, Format::B3Multi, Format::Jaeger],
+        preserve: false,
+        ..Policy::default()
+    });
+    let incoming = request_headers();
+    let facts = RequestFacts {
+        method: "GET",
+        path: "/orders/42",
+        scheme: "http",
+        server_address: Some("api.example.com"),
+        server_port: Some(8080),
+        client_address: Some("127.0.0.1".to_string()),
+        protocol_version: "1.1",
+        user_agent: Some("bench/1.0"),
+        route: "orders",
+        route_template: "/orders",
+        upstream: "orders",
+    };
+    let once = |out: &mut HeaderMap| {
+        let mut trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+        trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics);
+        trace.finish(200, None, Some("10.0.0.7:8080"));
+    };
+
+    // Allocations of one request, outside the timing loop.
+    let mut out = request_headers();
+    once(&mut out);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let rounds = 1000;
+    for _ in 0..rounds {
+        let mut out = request_headers();
+        let base = ALLOCATIONS.load(Ordering::Relaxed);
+        once(&mut out);
+        black_box(&out);
+        // Exclude the header map clone itself.
+        let _ = base;
+    }
+    let total = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let header_map_allocs = {
+        let b = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..rounds {
+            black_box(request_headers());
+        }
+        ALLOCATIONS.load(Ordering::Relaxed) - b
+    };
+    println!(
+        "allocations per mediated request: {:.1} (excluding the request header map itself)",
+        (total - header_map_allocs) as f64 / rounds as f64
+    );
+
+    c.bench_function("mediate: b3 in, span, tracecontext+b3multi+jaeger out", |b| {
+        b.iter_batched_ref(
+            request_headers,
+            |out| once(out),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // The parts, to see where the time goes.
+    c.bench_function("part: extract + plan", |b| {
+        b.iter(|| black_box(tracebridge::mediate::plan(&policy, &incoming)))
+    });
+    let trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+    c.bench_function("part: inject 3 formats + strip", |b| {
+        let mut trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+        b.iter_batched_ref(
+            request_headers,
+            |out| trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    drop(trace);
+    c.bench_function("part: begin (plan + span start) + finish", |b| {
+        b.iter(|| {
+            let mut trace =
+                RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+            trace.finish(200, None, Some("10.0.0.7:8080"));
+        })
+    });
+    telemetry.shutdown();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
