@@ -89,7 +89,8 @@ fn bench(c: &mut Criterion) {
         upstream: "orders",
     };
     let once = |out: &mut HeaderMap| {
-        let mut trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+        let mut trace =
+            RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
         trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics);
         trace.finish(200, None, Some("10.0.0.7:8080"));
     };
@@ -120,20 +121,24 @@ fn bench(c: &mut Criterion) {
         (total - header_map_allocs) as f64 / rounds as f64
     );
 
-    c.bench_function("mediate: b3 in, span, tracecontext+b3multi+jaeger out", |b| {
-        b.iter_batched_ref(
-            request_headers,
-            |out| once(out),
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    c.bench_function(
+        "mediate: b3 in, span, tracecontext+b3multi+jaeger out",
+        |b| {
+            b.iter_batched_ref(
+                request_headers,
+                |out| once(out),
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
     // The parts, to see where the time goes.
     c.bench_function("part: extract + plan", |b| {
         b.iter(|| black_box(tracebridge::mediate::plan(&policy, &incoming)))
     });
     let trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
     c.bench_function("part: inject 3 formats + strip", |b| {
-        let mut trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+        let mut trace =
+            RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
         b.iter_batched_ref(
             request_headers,
             |out| trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics),

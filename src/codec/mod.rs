@@ -31,6 +31,8 @@ pub use carrier::{
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};
 
+use std::sync::OnceLock;
+
 use http::{HeaderMap, HeaderName};
 
 use crate::model::{Hop, TraceContext};
@@ -114,5 +116,90 @@ impl Format {
     /// See [`Codec::PREFIXES`].
     pub fn prefixes(self) -> &'static [&'static str] {
         dispatch!(self, C => C::PREFIXES)
+    }
+}
+
+impl Format {
+    /// Number of formats.
+    pub const COUNT: usize = Format::ALL.len();
+
+    /// A dense index in `0..COUNT` (declaration order), for per-format tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A set of formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FormatSet(u16);
+
+impl FormatSet {
+    /// Adds `f`.
+    pub fn insert(&mut self, f: Format) {
+        self.0 |= 1 << f.index();
+    }
+
+    /// True when `f` is in the set.
+    pub fn contains(self, f: Format) -> bool {
+        self.0 & (1 << f.index()) != 0
+    }
+
+    /// True when no format is in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Which formats have at least one of their headers in `headers`, in one pass over the
+/// map: extraction and stripping then touch only those formats, instead of looking up
+/// every known header name of all 13 formats on every request.
+pub fn present(headers: &HeaderMap) -> FormatSet {
+    static OWNERS: OnceLock<HeaderMap<Format>> = OnceLock::new();
+    let owners = OWNERS.get_or_init(|| {
+        let mut map = HeaderMap::with_capacity(48);
+        for f in Format::ALL {
+            for name in f.headers() {
+                map.insert(name.clone(), f);
+            }
+        }
+        map
+    });
+    let mut set = FormatSet::default();
+    for name in headers.keys() {
+        if let Some(f) = owners.get(name) {
+            set.insert(*f);
+        } else {
+            for f in Format::ALL {
+                if f.prefixes().iter().any(|p| name.as_str().starts_with(p)) {
+                    set.insert(f);
+                }
+            }
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    #[test]
+    fn every_owned_header_and_prefix_is_detected() {
+        for f in Format::ALL {
+            for name in f.headers() {
+                let mut h = HeaderMap::new();
+                h.insert(name.clone(), http::HeaderValue::from_static("x"));
+                assert!(present(&h).contains(f), "{name} → {f}");
+            }
+            for prefix in f.prefixes() {
+                let mut h = HeaderMap::new();
+                let name = HeaderName::from_bytes(format!("{prefix}key").as_bytes()).unwrap();
+                h.insert(name, http::HeaderValue::from_static("x"));
+                assert!(present(&h).contains(f), "{prefix}* → {f}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert("host", http::HeaderValue::from_static("x"));
+        assert!(present(&h).is_empty());
     }
 }

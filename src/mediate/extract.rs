@@ -33,7 +33,11 @@ pub fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
     let mut out = Extraction::default();
     // Contexts without ids, kept until we know whether any format has ids.
     let mut idless: Option<(Format, TraceContext)> = None;
+    let present = crate::codec::present(headers);
     for &format in formats {
+        if !present.contains(format) {
+            continue;
+        }
         let ctx = match format.extract(headers) {
             Ok(Some(ctx)) => ctx,
             Ok(None) => continue,

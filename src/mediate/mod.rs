@@ -202,8 +202,9 @@ pub fn inject(
     hop: &Hop<'_>,
     req: &mut dyn HeaderEdit,
 ) -> InjectReport {
+    let present = crate::codec::present(req.headers());
     for format in Format::ALL {
-        if strip_unlisted || formats.contains(&format) {
+        if present.contains(format) && (strip_unlisted || formats.contains(&format)) {
             strip(format, req);
         }
     }

@@ -229,7 +229,7 @@ impl RequestTrace {
             req,
         );
         for f in &report.formats {
-            metrics.injected.with_label_values(&[f.as_str()]).inc();
+            metrics.injected_for(*f).inc();
         }
         metrics
             .baggage_dropped
@@ -302,7 +302,7 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
             .inc();
     }
     match plan.format {
-        Some(f) => metrics.extracted.with_label_values(&[f.as_str()]).inc(),
+        Some(f) => metrics.extracted_for(f).inc(),
         None => metrics.missing.with_label_values(&[route]).inc(),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);

@@ -2,6 +2,7 @@
 //! `_total`; labels come from closed sets (route and upstream names from the config,
 //! status classes, failure kinds), never ids or raw paths.
 
+use crate::codec::Format;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -32,6 +33,10 @@ pub struct Metrics {
     pub baggage_dropped: IntCounter,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
+    /// `injected` and `extracted` resolved per format once, so the request path does
+    /// not hash label values.
+    injected_by_format: Vec<IntCounter>,
+    extracted_by_format: Vec<IntCounter>,
 }
 
 /// Route label for requests that matched no route.
@@ -115,7 +120,19 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_failures.clone()))?;
         registry.register(Box::new(config_generation.clone()))?;
+        let per_format = |vec: &IntCounterVec| {
+            let mut by_index: Vec<(usize, IntCounter)> = Format::ALL
+                .iter()
+                .map(|f| (f.index(), vec.with_label_values(&[f.as_str()])))
+                .collect();
+            by_index.sort_by_key(|(i, _)| *i);
+            by_index.into_iter().map(|(_, c)| c).collect::<Vec<_>>()
+        };
+        let injected_by_format = per_format(&injected);
+        let extracted_by_format = per_format(&extracted);
         Ok(Metrics {
+            injected_by_format,
+            extracted_by_format,
             registry,
             requests,
             request_duration,
@@ -129,6 +146,16 @@ impl Metrics {
             baggage_dropped,
             spans_started,
         })
+    }
+
+    /// `tracebridge_propagation_injected_total{format}` for `f`.
+    pub fn injected_for(&self, f: Format) -> &IntCounter {
+        &self.injected_by_format[f.index()]
+    }
+
+    /// `tracebridge_propagation_extracted_total{format}` for `f`.
+    pub fn extracted_for(&self, f: Format) -> &IntCounter {
+        &self.extracted_by_format[f.index()]
     }
 
     /// The Prometheus text exposition of every metric.
