@@ -1,5 +1,6 @@
 //! The mediation step alone, in-process, no network: extract (b3 in), start the
-//! gateway span (100% sampled, batch processor into a discarding exporter), inject
+//! gateway span (100% sampled, the gateway's own export queue into a discarding
+//! exporter), inject
 //! three formats (tracecontext, b3multi, jaeger) into a request header map, end the
 //! span. Target: ≤ 2 µs per request. Also counts heap allocations per request with a
 //! counting global allocator and prints them.
@@ -15,10 +16,12 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracebridge::codec::Format;
 use tracebridge::mediate::Policy;
 use tracebridge::proxy::trace::{RequestFacts, RequestTrace};
+use tracebridge::telemetry::pipeline::{QueueProcessor, QueueSettings};
+use tracebridge::telemetry::tracer::{DegradationSettings, Identity};
 use tracebridge::telemetry::{Metrics, Telemetry};
 
 struct Counting;
@@ -65,9 +68,25 @@ fn request_headers() -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    let telemetry = Telemetry::new("tracebridge", "bench", 0.0, |b| {
-        b.with_span_processor(BatchSpanProcessor::builder(Discard).build())
-    });
+    let identity = Identity {
+        service_name: "tracebridge".into(),
+        service_instance: "bench".into(),
+        host_name: "bench".into(),
+        extra: vec![],
+    };
+    let queue = QueueSettings {
+        queue_size: 2048,
+        batch_size: 512,
+        batch_delay: std::time::Duration::from_millis(100),
+    };
+    let telemetry = Telemetry::new(
+        &identity,
+        0.0,
+        DegradationSettings::default(),
+        |b, _, stats| {
+            b.with_span_processor(QueueProcessor::start(queue, stats, false, || Some(Discard)))
+        },
+    );
     let metrics = Metrics::new().expect("metrics");
     let policy = Arc::new(Policy {
         inject: vec![Format::TraceContext, Format::B3Multi, Format::Jaeger],

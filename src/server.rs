@@ -23,12 +23,15 @@ use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service;
 
 use crate::admin::{Admin, Readiness};
+use crate::config::validate::host_name;
 use crate::config::{Exporter, TelemetrySettings, UpstreamKind};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
+use crate::telemetry::otlp;
+use crate::telemetry::pipeline::QueueProcessor;
 use crate::telemetry::stdout::StdoutExporter;
 use crate::telemetry::{Metrics, Telemetry};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+use opentelemetry_sdk::trace::SpanExporter as _;
 
 /// How the process was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,24 +77,44 @@ pub struct Built {
     pub telemetry: Arc<Telemetry>,
 }
 
-/// The span pipeline `[telemetry]` asks for. The batch processor runs on its own
-/// thread, so exporting never runs on a request's path.
+/// The span pipeline `[telemetry]` asks for, with the standard OpenTelemetry
+/// environment variables applied over the file. Spans leave through a bounded queue
+/// and an exporter thread, so exporting never runs on a request's path.
 pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
-    let exporter = settings.exporter;
-    Telemetry::new(
+    let env = |name: &str| std::env::var(name).ok();
+    let identity = otlp::identity(
         &settings.service_name,
         &settings.service_instance,
+        &host_name(),
+        &env,
+    );
+    let exporter = settings.exporter.clone();
+    let queue = settings.queue;
+    Telemetry::new(
+        &identity,
         settings.max_traces_per_second,
-        |builder| match exporter {
-            Exporter::Stdout => builder.with_span_processor(
-                BatchSpanProcessor::builder(StdoutExporter)
-                    .with_batch_config(
-                        BatchConfigBuilder::default()
-                            .with_scheduled_delay(Duration::from_millis(200))
-                            .build(),
-                    )
-                    .build(),
-            ),
+        settings.degradation,
+        move |builder, resource, stats| match exporter {
+            Exporter::Otlp(file) => {
+                let resolved = otlp::resolve(&file, &env);
+                log::info!(
+                    "exporting spans over OTLP ({:?}) to {}",
+                    resolved.protocol,
+                    resolved.endpoint
+                );
+                let resource = resource.clone();
+                let grpc = resolved.protocol == otlp::OtlpProtocol::Grpc;
+                builder.with_span_processor(QueueProcessor::start(queue, stats, grpc, move || {
+                    let mut exporter = otlp::build_exporter(&resolved)?;
+                    exporter.set_resource(&resource);
+                    Some(exporter)
+                }))
+            }
+            Exporter::Stdout => {
+                builder.with_span_processor(QueueProcessor::start(queue, stats, false, || {
+                    Some(StdoutExporter)
+                }))
+            }
             Exporter::None => builder,
         },
     )
@@ -160,7 +183,12 @@ pub fn build_with_telemetry(
 
     let mut admin = ListeningService::new(
         "tracebridge admin".to_string(),
-        Admin::new(config.clone(), metrics.clone(), readiness.clone()),
+        Admin::new(
+            config.clone(),
+            metrics.clone(),
+            telemetry.clone(),
+            readiness.clone(),
+        ),
     );
     admin.threads = Some(1);
     admin.add_tcp(&settings.admin_listen);

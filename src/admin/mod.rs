@@ -16,7 +16,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::reload::ConfigHandle;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Telemetry};
 
 /// Whether the proxy listeners are bound; set once by the server.
 #[derive(Debug, Default)]
@@ -40,6 +40,7 @@ impl Readiness {
 pub struct Admin {
     config: Arc<ConfigHandle>,
     metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
 }
 
@@ -48,11 +49,13 @@ impl Admin {
     pub fn new(
         config: Arc<ConfigHandle>,
         metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
         readiness: Arc<Readiness>,
     ) -> Self {
         Admin {
             config,
             metrics,
+            telemetry,
             readiness,
         }
     }
@@ -107,11 +110,15 @@ impl ServeHttp for Admin {
                 "text/plain",
                 b"not ready\n".to_vec(),
             ),
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                self.metrics
+                    .sync_pipeline(&self.telemetry.stats, self.telemetry.degraded());
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
+            }
             "/config" => reply(StatusCode::OK, "application/json", self.config_json()),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }

@@ -34,8 +34,34 @@ pub struct RawTelemetry {
     pub service_name: String,
     /// `service.instance.id`; also the SkyWalking parent instance. Empty = the host name.
     pub service_instance: String,
-    /// `"stdout"` (one JSON object per span per line) or `"none"`.
+    /// `"otlp"`, `"stdout"` (one JSON object per span per line) or `"none"`.
     pub exporter: String,
+    /// OTLP transport: `"http/protobuf"` or `"grpc"`.
+    pub protocol: String,
+    /// OTLP base URL (`http://collector:4318`); empty = `http://localhost:4318` for
+    /// HTTP, `http://localhost:4317` for gRPC. `/v1/traces` is appended for HTTP.
+    pub endpoint: String,
+    /// Extra OTLP request headers (authentication, tenant).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Timeout of one export call.
+    pub timeout: String,
+    /// `"none"` or `"gzip"`.
+    pub compression: String,
+    /// Spans the export queue holds; when full, new spans are dropped and counted.
+    pub queue_size: usize,
+    /// Spans per export call at most.
+    pub batch_size: usize,
+    /// Longest a span waits in the queue before its batch is sent.
+    pub batch_delay: String,
+    /// Dynamic degradation: stop making spans (propagation only) when the export
+    /// queue stays above this share of its size for `degrade_after`.
+    pub degrade_high_water: f64,
+    /// Recover when the queue stays below this share for `degrade_after`.
+    pub degrade_low_water: f64,
+    /// Also degrade when more spans than this start per second; 0 = no limit.
+    pub degrade_max_spans_per_second: f64,
+    /// How long a condition must hold before switching either way.
+    pub degrade_after: String,
 }
 
 impl Default for RawTelemetry {
@@ -44,6 +70,18 @@ impl Default for RawTelemetry {
             service_name: "tracebridge".to_string(),
             service_instance: String::new(),
             exporter: "stdout".to_string(),
+            protocol: "http/protobuf".to_string(),
+            endpoint: String::new(),
+            headers: Default::default(),
+            timeout: "10s".to_string(),
+            compression: "none".to_string(),
+            queue_size: 2048,
+            batch_size: 512,
+            batch_delay: "1s".to_string(),
+            degrade_high_water: 0.8,
+            degrade_low_water: 0.2,
+            degrade_max_spans_per_second: 0.0,
+            degrade_after: "1s".to_string(),
         }
     }
 }

@@ -16,6 +16,9 @@ use super::raw::{
 };
 use crate::codec::Format;
 use crate::mediate::{Policy, PolicyOverride, Strategy, Trust};
+use crate::telemetry::otlp::{OtlpFileSettings, OtlpProtocol};
+use crate::telemetry::pipeline::QueueSettings;
+use crate::telemetry::tracer::DegradationSettings;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,8 +126,10 @@ pub struct UpstreamSpec {
 }
 
 /// Where spans go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Exporter {
+    /// OTLP to a collector (environment variables override these file values).
+    Otlp(OtlpFileSettings),
     /// JSON lines on standard output.
     Stdout,
     /// Nowhere (spans are still made, so ids and sampling behave the same).
@@ -142,6 +147,10 @@ pub struct TelemetrySettings {
     pub exporter: Exporter,
     /// Sampled new roots per second; 0 = no cap.
     pub max_traces_per_second: f64,
+    /// The export queue.
+    pub queue: QueueSettings,
+    /// Dynamic degradation.
+    pub degradation: DegradationSettings,
 }
 
 /// The two kinds of upstream.
@@ -403,15 +412,47 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
         c.push("telemetry.service_name", "must not be empty");
     }
     let exporter = match t.exporter.as_str() {
+        "otlp" => Exporter::Otlp(otlp(c, t)),
         "stdout" => Exporter::Stdout,
         "none" => Exporter::None,
         other => {
             c.push(
                 "telemetry.exporter",
-                format!("unknown exporter {other:?}: expected \"stdout\" or \"none\""),
+                format!("unknown exporter {other:?}: expected \"otlp\", \"stdout\" or \"none\""),
             );
             Exporter::None
         }
+    };
+    if t.queue_size == 0 {
+        c.push("telemetry.queue_size", "must be at least 1");
+    }
+    if t.batch_size == 0 {
+        c.push("telemetry.batch_size", "must be at least 1");
+    }
+    for (key, v) in [
+        ("telemetry.degrade_high_water", t.degrade_high_water),
+        ("telemetry.degrade_low_water", t.degrade_low_water),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            c.push(key, format!("must be between 0.0 and 1.0, got {v}"));
+        }
+    }
+    if t.degrade_low_water > t.degrade_high_water {
+        c.push(
+            "telemetry.degrade_low_water",
+            "must not exceed degrade_high_water",
+        );
+    }
+    let queue = QueueSettings {
+        queue_size: t.queue_size.max(1),
+        batch_size: t.batch_size.max(1),
+        batch_delay: c.positive_duration("telemetry.batch_delay".into(), &t.batch_delay),
+    };
+    let degradation = DegradationSettings {
+        high_water: t.degrade_high_water,
+        low_water: t.degrade_low_water,
+        max_spans_per_second: t.degrade_max_spans_per_second.max(0.0),
+        hold: c.duration("telemetry.degrade_after".into(), &t.degrade_after),
     };
     if !(s.max_traces_per_second >= 0.0 && s.max_traces_per_second.is_finite()) {
         c.push("sampling.max_traces_per_second", "must be a number ≥ 0");
@@ -426,11 +467,48 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
         service_instance,
         exporter,
         max_traces_per_second: s.max_traces_per_second.max(0.0),
+        queue,
+        degradation,
     }
 }
 
-/// The machine's host name (Linux), for `service.instance.id`.
-fn host_name() -> String {
+fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
+    let protocol = OtlpProtocol::parse(&t.protocol).unwrap_or_else(|| {
+        c.push(
+            "telemetry.protocol",
+            format!(
+                "unknown protocol {:?}: expected \"http/protobuf\" or \"grpc\"",
+                t.protocol
+            ),
+        );
+        OtlpProtocol::HttpProtobuf
+    });
+    let url_ok = t.endpoint.starts_with("http://") || t.endpoint.starts_with("https://");
+    if !t.endpoint.is_empty() && !url_ok {
+        c.push("telemetry.endpoint", "must be an http:// or https:// URL");
+    }
+    let gzip = match t.compression.as_str() {
+        "none" | "" => false,
+        "gzip" => true,
+        other => {
+            c.push(
+                "telemetry.compression",
+                format!("unknown compression {other:?}: expected \"none\" or \"gzip\""),
+            );
+            false
+        }
+    };
+    OtlpFileSettings {
+        protocol,
+        endpoint: t.endpoint.clone(),
+        headers: t.headers.clone(),
+        timeout: c.positive_duration("telemetry.timeout".into(), &t.timeout),
+        gzip,
+    }
+}
+
+/// The machine's host name (Linux), for `service.instance.id` and `host.name`.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -337,7 +337,6 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let (status, body, kind) = classify(e);
-        ctx.error = Some(kind);
         // Connect-phase failures were counted per attempt in fail_to_connect, and
         // HTTPStatus errors are the gateway's own answers.
         let connect_phase = kind == "connect" || matches!(e.etype(), ErrorType::ConnectTimedout);
@@ -359,6 +358,10 @@ impl ProxyHttp for Gateway {
         } else {
             status
         };
+        // A client that went away after its response is not a failed request.
+        if code > 0 {
+            ctx.error = Some(kind);
+        }
         warn!(
             "{} {} route={} upstream={} status={} error=\"{}\"",
             session.req_header().method,

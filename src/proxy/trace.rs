@@ -152,9 +152,11 @@ impl RequestTrace {
             p.trace_id
                 .map(|t| (t, p.parent_id, p.sampling.decision() == Some(true)))
         });
-        let (trace_id, span_id, sampled, span) = if policy.span {
+        // Degraded (the span pipeline cannot keep up): propagation only, by itself.
+        let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.degraded() {
             let span = start_span(&plan, parent, facts, telemetry);
             metrics.spans_started.inc();
+            telemetry.span_started();
             let sc = span.span_context();
             let trace_id = TraceId::new(u128::from_be_bytes(sc.trace_id().to_bytes()));
             let span_id = SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes()));

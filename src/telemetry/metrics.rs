@@ -2,6 +2,9 @@
 //! `_total`; labels come from closed sets (route and upstream names from the config,
 //! status classes, failure kinds), never ids or raw paths.
 
+use std::sync::atomic::Ordering;
+
+use super::pipeline::PipelineStats;
 use crate::codec::Format;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -33,6 +36,14 @@ pub struct Metrics {
     pub baggage_dropped: IntCounter,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
+    /// `tracebridge_spans_exported_total`.
+    pub spans_exported: IntCounter,
+    /// `tracebridge_spans_dropped_total{reason}`: `queue_full`, `export_failed`, `shutdown`.
+    pub spans_dropped: IntCounterVec,
+    /// `tracebridge_degraded`: 1 while the gateway makes no spans (propagation only).
+    pub degraded: IntGauge,
+    /// `tracebridge_span_queue_depth`: spans waiting for export.
+    pub span_queue_depth: IntGauge,
     /// `injected` and `extracted` resolved per format once, so the request path does
     /// not hash label values.
     injected_by_format: Vec<IntCounter>,
@@ -113,9 +124,34 @@ impl Metrics {
         for c in [&extracted, &missing, &invalid, &injected] {
             registry.register(Box::new(c.clone()))?;
         }
-        for c in [&conflicts, &baggage_dropped, &spans_started] {
+        let spans_exported = IntCounter::new(
+            "tracebridge_spans_exported_total",
+            "Spans handed to the exporter successfully.",
+        )?;
+        let spans_dropped = counter_vec(
+            "tracebridge_spans_dropped_total",
+            "Spans dropped: export queue full, export failed (collector down, 5xx, 429, timeout), shut down.",
+            &["reason"],
+        )?;
+        let degraded = IntGauge::new(
+            "tracebridge_degraded",
+            "Whether the span pipeline is overloaded and the gateway only propagates context (0 or 1).",
+        )?;
+        let span_queue_depth = IntGauge::new(
+            "tracebridge_span_queue_depth",
+            "Spans waiting in the export queue.",
+        )?;
+        for c in [
+            &conflicts,
+            &baggage_dropped,
+            &spans_started,
+            &spans_exported,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
+        registry.register(Box::new(spans_dropped.clone()))?;
+        registry.register(Box::new(degraded.clone()))?;
+        registry.register(Box::new(span_queue_depth.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_failures.clone()))?;
@@ -131,6 +167,10 @@ impl Metrics {
         let injected_by_format = per_format(&injected);
         let extracted_by_format = per_format(&extracted);
         Ok(Metrics {
+            spans_exported,
+            spans_dropped,
+            degraded,
+            span_queue_depth,
             injected_by_format,
             extracted_by_format,
             registry,
@@ -156,6 +196,29 @@ impl Metrics {
     /// `tracebridge_propagation_extracted_total{format}` for `f`.
     pub fn extracted_for(&self, f: Format) -> &IntCounter {
         &self.extracted_by_format[f.index()]
+    }
+
+    /// Copies the span pipeline's own counters into the exported metrics (they are
+    /// kept as atomics on the export path and read here, at scrape time).
+    pub fn sync_pipeline(&self, stats: &PipelineStats, degraded: bool) {
+        let set = |c: &IntCounter, v: u64| {
+            c.reset();
+            c.inc_by(v);
+        };
+        set(&self.spans_exported, stats.exported.load(Ordering::Relaxed));
+        for (reason, v) in [
+            ("queue_full", &stats.dropped_queue_full),
+            ("export_failed", &stats.dropped_export_failed),
+            ("shutdown", &stats.dropped_shutdown),
+        ] {
+            set(
+                &self.spans_dropped.with_label_values(&[reason]),
+                v.load(Ordering::Relaxed),
+            );
+        }
+        self.degraded.set(i64::from(degraded));
+        self.span_queue_depth
+            .set(stats.depth.load(Ordering::Relaxed) as i64);
     }
 
     /// The Prometheus text exposition of every metric.

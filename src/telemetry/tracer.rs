@@ -5,8 +5,11 @@
 //! travels in that context. The same [`Telemetry::decide`] serves propagation-only
 //! routes, which make no span, so both paths agree.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use super::pipeline::PipelineStats;
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceState};
 use opentelemetry::{Context, KeyValue};
@@ -135,6 +138,62 @@ impl IdGenerator for GatewayIds {
     }
 }
 
+/// Who the gateway is, for the span resource and the per-hop facts it writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// `service.name`.
+    pub service_name: String,
+    /// `service.instance.id`.
+    pub service_instance: String,
+    /// `host.name`.
+    pub host_name: String,
+    /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Identity {
+    /// The OpenTelemetry resource of the gateway's spans.
+    pub fn resource(&self) -> Resource {
+        use opentelemetry_semantic_conventions::attribute as a;
+        let mut attrs: Vec<KeyValue> = self
+            .extra
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        attrs.extend([
+            KeyValue::new(a::SERVICE_NAME, self.service_name.clone()),
+            KeyValue::new(a::SERVICE_INSTANCE_ID, self.service_instance.clone()),
+            KeyValue::new(a::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
+            KeyValue::new(a::HOST_NAME, self.host_name.clone()),
+        ]);
+        Resource::builder_empty().with_attributes(attrs).build()
+    }
+}
+
+/// When to stop making spans (propagation only) and when to start again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DegradationSettings {
+    /// Degrade when the export queue stays above this share of its capacity.
+    pub high_water: f64,
+    /// Recover when it stays below this share.
+    pub low_water: f64,
+    /// Degrade when more spans than this start per second (0 = no limit).
+    pub max_spans_per_second: f64,
+    /// How long a condition must hold before switching either way.
+    pub hold: std::time::Duration,
+}
+
+impl Default for DegradationSettings {
+    fn default() -> Self {
+        DegradationSettings {
+            high_water: 0.8,
+            low_water: 0.2,
+            max_spans_per_second: 0.0,
+            hold: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
 /// The gateway's tracer and everything it shares across requests.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -142,6 +201,11 @@ pub struct Telemetry {
     tracer: SdkTracer,
     limiter: Arc<RateLimiter>,
     ids: RandomIdGenerator,
+    /// Export queue statistics (empty when spans go to a processor without a queue).
+    pub stats: Arc<PipelineStats>,
+    degraded: Arc<AtomicBool>,
+    spans_started: Arc<AtomicU64>,
+    monitor_stop: Arc<AtomicBool>,
     /// `service.name`.
     pub service_name: String,
     /// `service.instance.id`.
@@ -149,49 +213,109 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A provider whose spans go to `configure` (which adds processors / exporters to
-    /// the builder it receives).
+    /// A provider whose spans go where `configure` says: it receives the builder, the
+    /// resource and the statistics block a [`QueueProcessor`](super::pipeline::QueueProcessor) should fill.
     pub fn new(
-        service_name: &str,
-        service_instance: &str,
+        identity: &Identity,
         max_traces_per_second: f64,
+        degradation: DegradationSettings,
         configure: impl FnOnce(
             opentelemetry_sdk::trace::TracerProviderBuilder,
+            &Resource,
+            Arc<PipelineStats>,
         ) -> opentelemetry_sdk::trace::TracerProviderBuilder,
     ) -> Telemetry {
         use opentelemetry::trace::TracerProvider as _;
         let limiter = Arc::new(RateLimiter::new(max_traces_per_second));
-        let resource = Resource::builder_empty()
-            .with_attributes([
-                KeyValue::new(
-                    opentelemetry_semantic_conventions::attribute::SERVICE_NAME,
-                    service_name.to_string(),
-                ),
-                KeyValue::new(
-                    opentelemetry_semantic_conventions::attribute::SERVICE_INSTANCE_ID,
-                    service_instance.to_string(),
-                ),
-                KeyValue::new(
-                    opentelemetry_semantic_conventions::attribute::SERVICE_VERSION,
-                    env!("CARGO_PKG_VERSION"),
-                ),
-            ])
-            .build();
+        let resource = identity.resource();
+        let stats = Arc::new(PipelineStats::default());
         let builder = SdkTracerProvider::builder()
             .with_sampler(GatewaySampler {
                 limiter: limiter.clone(),
             })
             .with_id_generator(GatewayIds::default())
-            .with_resource(resource);
-        let provider = configure(builder).build();
+            .with_resource(resource.clone());
+        let provider = configure(builder, &resource, stats.clone()).build();
         let tracer = provider.tracer("tracebridge");
-        Telemetry {
+        let telemetry = Telemetry {
             provider,
             tracer,
             limiter,
             ids: RandomIdGenerator::default(),
-            service_name: service_name.to_string(),
-            service_instance: service_instance.to_string(),
+            stats,
+            degraded: Arc::new(AtomicBool::new(false)),
+            spans_started: Arc::new(AtomicU64::new(0)),
+            monitor_stop: Arc::new(AtomicBool::new(false)),
+            service_name: identity.service_name.clone(),
+            service_instance: identity.service_instance.clone(),
+        };
+        telemetry.start_monitor(degradation);
+        telemetry
+    }
+
+    /// True while the gateway is degraded to propagation only.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Counts a started span (for the started-spans rate of degradation).
+    pub fn span_started(&self) {
+        self.spans_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Watches the export queue and the span rate every 100 ms and switches
+    /// degradation on and off with hysteresis: a condition must hold for `hold`.
+    fn start_monitor(&self, d: DegradationSettings) {
+        let (stats, degraded, started, stop) = (
+            self.stats.clone(),
+            self.degraded.clone(),
+            self.spans_started.clone(),
+            self.monitor_stop.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("tracebridge-degrade".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(100);
+                let mut since: Option<Instant> = None;
+                let mut last_started = started.load(Ordering::Relaxed);
+                let mut last_tick = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    let capacity = stats.capacity.load(Ordering::Relaxed).max(1) as f64;
+                    let fill = stats.depth.load(Ordering::Relaxed) as f64 / capacity;
+                    let now_started = started.load(Ordering::Relaxed);
+                    let rate = (now_started - last_started) as f64
+                        / last_tick.elapsed().as_secs_f64().max(1e-3);
+                    last_started = now_started;
+                    last_tick = Instant::now();
+                    let overloaded = fill > d.high_water
+                        || (d.max_spans_per_second > 0.0 && rate > d.max_spans_per_second);
+                    let calm = fill < d.low_water
+                        && (d.max_spans_per_second <= 0.0 || rate < d.max_spans_per_second * 0.5);
+                    let is_degraded = degraded.load(Ordering::Relaxed);
+                    let wants_switch = if is_degraded { calm } else { overloaded };
+                    if !wants_switch {
+                        since = None;
+                        continue;
+                    }
+                    let start = *since.get_or_insert_with(Instant::now);
+                    if start.elapsed() >= d.hold {
+                        degraded.store(!is_degraded, Ordering::Relaxed);
+                        since = None;
+                        if is_degraded {
+                            log::warn!("span pipeline recovered: gateway spans are made again");
+                        } else {
+                            log::warn!(
+                                "span pipeline overloaded (queue {:.0}% full, {rate:.0} spans/s): \
+                                 propagation only until it recovers",
+                                fill * 100.0
+                            );
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the degradation monitor: {e}");
         }
     }
 
@@ -242,6 +366,7 @@ impl Telemetry {
 
     /// Flushes and stops the span pipeline (graceful shutdown).
     pub fn shutdown(&self) {
+        self.monitor_stop.store(true, Ordering::Relaxed);
         if let Err(e) = self.provider.shutdown() {
             log::warn!("span pipeline shutdown: {e}");
         }
@@ -250,6 +375,12 @@ impl Telemetry {
     /// Exports everything pending now.
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.monitor_stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,260 @@
+//! The span pipeline against a real OTLP/HTTP receiver: spans and resource arrive;
+//! environment variables override the file; a collector that is down, answers 500 or
+//! hangs costs no request; the queue stays bounded; degradation switches on and off.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{client, otlp_attr, CollectorMode, Origin, OtlpReceiver, TestGateway};
+use tracebridge::codec::Format;
+
+fn config(origin: &Origin, endpoint: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 2
+        [telemetry]
+        service_name = "edge-gateway"
+        service_instance = "gw-1"
+        exporter = "otlp"
+        endpoint = "{endpoint}"
+        batch_delay = "50ms"
+        {extra}
+        [upstreams.origin]
+        peers = ["{origin}"]
+        [[routes]]
+        name = "main"
+        upstream = "origin"
+        "#,
+        origin = origin.addr
+    )
+}
+
+fn get(gw: &TestGateway, headers: &[(&str, &str)]) -> (u16, Duration, serde_json::Value) {
+    let started = Instant::now();
+    let mut req = client().get(gw.url("/"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let body = serde_json::from_str(&resp.text().unwrap()).unwrap_or_default();
+    (status, started.elapsed(), body)
+}
+
+#[test]
+fn spans_arrive_over_otlp_http_with_attributes_and_resource() {
+    let origin = Origin::start("origin");
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let gw = TestGateway::start(&config(&origin, &format!("http://{}", rx.addr), ""));
+    for _ in 0..5 {
+        let (status, _, _) = get(
+            &gw,
+            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+        );
+        assert_eq!(status, 200);
+    }
+    let spans = rx.wait_for(5);
+    assert_eq!(spans.len(), 5);
+    let (resource, span) = &spans[0];
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.name").as_deref(),
+        Some("edge-gateway")
+    );
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.instance.id").as_deref(),
+        Some("gw-1")
+    );
+    assert!(otlp_attr(&resource.attributes, "host.name").is_some());
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(span.name, "GET main");
+    assert_eq!(hex(&span.trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
+    assert_eq!(hex(&span.parent_span_id), "e457b5a2e4d86bd1");
+    assert_eq!(
+        otlp_attr(&span.attributes, "tracebridge.extracted_format").as_deref(),
+        Some("b3")
+    );
+    assert_eq!(
+        otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    gw.metrics_containing(&["tracebridge_spans_exported_total 5"]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let origin = Origin::start("origin");
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let dead = support::free_port();
+    let port = support::free_port();
+    let admin = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let text = config(&origin, &format!("http://127.0.0.1:{dead}"), "")
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{admin}", &format!("127.0.0.1:{admin}"));
+    std::fs::write(&path, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+        .arg("--config")
+        .arg(&path)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", rx.addr))
+        .env("OTEL_SERVICE_NAME", "from-env")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = format!("http://127.0.0.1:{port}/");
+    while client().get(&url).send().is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spans = rx.wait_for(1);
+    let _ = child.kill();
+    let _ = child.wait();
+    let resource = &spans[0].0;
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.name").as_deref(),
+        Some("from-env")
+    );
+    assert_eq!(
+        otlp_attr(&resource.attributes, "deployment.environment").as_deref(),
+        Some("test")
+    );
+}
+
+/// Requests keep succeeding fast whatever the collector does; what cannot be
+/// exported is dropped and counted, and the queue never grows past its size.
+fn collector_trouble(mode: Option<CollectorMode>) {
+    let origin = Origin::start("origin");
+    let rx = mode.map(OtlpReceiver::start);
+    let endpoint = match &rx {
+        Some(rx) => format!("http://{}", rx.addr),
+        None => format!("http://127.0.0.1:{}", support::free_port()),
+    };
+    let gw = TestGateway::start(&config(
+        &origin,
+        &endpoint,
+        "queue_size = 16\nbatch_size = 4\ntimeout = \"300ms\"",
+    ));
+    let mut slowest = Duration::ZERO;
+    for i in 0..200 {
+        let (status, took, _) = get(&gw, &[]);
+        assert_eq!(status, 200, "request {i}");
+        slowest = slowest.max(took);
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest request {slowest:?}"
+    );
+    let metrics = gw.metrics_containing(&["tracebridge_spans_dropped_total"]);
+    let dropped: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tracebridge_spans_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let depth: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tracebridge_span_queue_depth "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(depth <= 16, "queue bounded: {depth}");
+    assert!(
+        dropped > 0,
+        "spans that could not be exported are counted:\n{metrics}"
+    );
+}
+
+#[test]
+fn a_dead_collector_costs_no_request() {
+    collector_trouble(None);
+}
+
+#[test]
+fn a_failing_collector_costs_no_request() {
+    collector_trouble(Some(CollectorMode::Fail));
+}
+
+#[test]
+fn a_hanging_collector_costs_no_request() {
+    collector_trouble(Some(CollectorMode::Hang));
+}
+
+#[test]
+fn degradation_switches_to_propagation_only_and_back() {
+    let origin = Origin::start("origin");
+    let rx = OtlpReceiver::start(CollectorMode::Hang);
+    let gw = TestGateway::start(&config(
+        &origin,
+        &format!("http://{}", rx.addr),
+        "queue_size = 8\nbatch_size = 2\ntimeout = \"2s\"\ndegrade_high_water = 0.5\n\
+         degrade_low_water = 0.2\ndegrade_after = \"200ms\"",
+    ));
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Fill the queue while the collector hangs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        get(&gw, &[("traceparent", tp)]);
+        let m = client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if m.lines().any(|l| l == "tracebridge_degraded 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded:\n{m}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Degraded: no new span, the context still goes out with the incoming parent.
+    let (status, _, body) = get(&gw, &[("traceparent", tp)]);
+    assert_eq!(status, 200);
+    let mut h = http::HeaderMap::new();
+    for (k, v) in body["headers"].as_object().unwrap() {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.as_str().unwrap().parse().unwrap(),
+        );
+    }
+    let out = Format::TraceContext.extract(&h).unwrap().unwrap();
+    assert_eq!(
+        out.trace_id.unwrap().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(
+        out.parent_id.unwrap().to_string(),
+        "00f067aa0ba902b7",
+        "incoming parent passes"
+    );
+    // The collector comes back: the queue drains and the gateway recovers by itself.
+    rx.set_mode(CollectorMode::Ok);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if m.lines().any(|l| l == "tracebridge_degraded 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered:\n{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = rx.spans().len();
+    get(&gw, &[("traceparent", tp)]);
+    rx.wait_for(before + 1);
+}
