@@ -1,5 +1,5 @@
 //! The `tracebridge` binary: `check`, start-up failures, `--version`, and every file
-//! in `conf/` validating.
+//! in `conf/` (and the W3C conformance config in `tests/w3c/`) validating.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -38,6 +38,19 @@ fn every_file_in_conf_validates() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
     }
+}
+
+#[test]
+fn w3c_conformance_config_validates() {
+    // tests/w3c/run.sh runs a copy of it with other ports; the file itself must stay valid.
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/w3c/tracebridge.toml");
+    let out = bin().arg("check").arg("--config").arg(&f).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        f.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
