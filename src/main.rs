@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use tracebridge::config::{self, Snapshot};
-use tracebridge::reload::ConfigHandle;
+use tracebridge::reload::{self, ConfigHandle};
 use tracebridge::server::{self, StartOptions};
 
 /// Trace-context mediating reverse proxy.
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     let admin = snapshot.server.admin_listen.clone();
     let handle = ConfigHandle::new(snapshot, path);
     let built = match server::build(
-        handle,
+        handle.clone(),
         StartOptions {
             upgrade: cli.upgrade,
         },
@@ -155,6 +155,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Config file changes reload live (the built-in config has no file).
+    let _watcher = handle.path().map(|_| {
+        reload::watch(handle.clone(), std::time::Duration::from_millis(200))
+            .map_err(|e| log::error!("not watching the config file: {e}"))
+    });
     log::info!(
         "tracebridge {} on {listen} (admin {admin}), config {source}",
         env!("CARGO_PKG_VERSION")

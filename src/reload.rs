@@ -1,22 +1,54 @@
-//! The one place the live config lives: a single `ArcSwap<Snapshot>`.
+//! The one place the live config lives — a single `ArcSwap<Snapshot>` — and the ways
+//! it is replaced: a change of the config file, SIGHUP, or the admin `POST /reload`.
 //!
 //! A request loads the snapshot once, at its first filter, and keeps that `Arc` to its
 //! end, so it sees one config generation from start to finish however many reloads
-//! happen meanwhile.
+//! happen meanwhile. A reload reads, parses, validates and compiles the file; any
+//! problem leaves the old snapshot serving and is kept as the last error (shown by the
+//! admin `/config`). Upstreams whose settings did not change keep their balancer (and
+//! so their health state); listeners and thread counts are read at start-up only: a
+//! change there is logged as needing a restart or `--upgrade`, the rest still applies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigError, Snapshot};
+
+/// The outcome of the last failed reload.
+#[derive(Debug, Clone)]
+pub struct ReloadError {
+    /// When it failed.
+    pub at: SystemTime,
+    /// Every problem, one per line.
+    pub message: String,
+}
 
 /// The live config and where it is reloaded from.
 pub struct ConfigHandle {
     current: ArcSwap<Snapshot>,
     path: Option<PathBuf>,
     last_generation: AtomicU64,
+    /// Reloads run one at a time (file watcher, SIGHUP and admin may race).
+    reloading: Mutex<()>,
+    last_error: Mutex<Option<ReloadError>>,
+    /// Successful reloads.
+    pub reloads_ok: AtomicU64,
+    /// Rejected reloads.
+    pub reloads_failed: AtomicU64,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new generation is serving.
+    Swapped(u64),
+    /// The file is byte-for-byte what is already serving: nothing to do.
+    Unchanged(u64),
 }
 
 impl ConfigHandle {
@@ -28,6 +60,10 @@ impl ConfigHandle {
             current: ArcSwap::from_pointee(initial),
             path,
             last_generation: AtomicU64::new(generation),
+            reloading: Mutex::new(()),
+            last_error: Mutex::new(None),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
         })
     }
 
@@ -41,16 +77,146 @@ impl ConfigHandle {
         self.path.as_ref()
     }
 
-    /// Reads, validates and compiles the file again and swaps it in; on any problem the
-    /// old snapshot keeps serving and the error is returned.
-    pub fn reload(&self) -> Result<u64, ConfigError> {
-        let generation = self.last_generation.load(Ordering::Relaxed) + 1;
-        let snapshot = match &self.path {
-            Some(path) => config::load_file(path, generation)?,
-            None => config::load_str(config::DEFAULT_CONFIG, None, generation)?,
-        };
-        self.last_generation.store(generation, Ordering::Relaxed);
-        self.current.store(Arc::new(snapshot));
-        Ok(generation)
+    /// The last rejected reload, if the newest attempt failed.
+    pub fn last_error(&self) -> Option<ReloadError> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
     }
+
+    /// Reads, validates and compiles the file again and swaps it in; on any problem the
+    /// old snapshot keeps serving and the error is returned (and kept for `/config`).
+    pub fn reload(&self) -> Result<Reloaded, ConfigError> {
+        let _one_at_a_time = self.reloading.lock();
+        let old = self.load();
+        let result = self.build_next(&old);
+        match &result {
+            Ok(Reloaded::Swapped(generation)) => {
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                log::info!("config reloaded: generation {generation}");
+                self.set_error(None);
+            }
+            Ok(Reloaded::Unchanged(_)) => self.set_error(None),
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "config reload rejected, generation {} keeps serving: {e}",
+                    old.generation
+                );
+                self.set_error(Some(ReloadError {
+                    at: SystemTime::now(),
+                    message: e.to_string(),
+                }));
+            }
+        }
+        result
+    }
+
+    fn set_error(&self, e: Option<ReloadError>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = e;
+        }
+    }
+
+    fn build_next(&self, old: &Snapshot) -> Result<Reloaded, ConfigError> {
+        let (text, path) = match &self.path {
+            Some(path) => (read(path)?, Some(path.as_path())),
+            None => (config::DEFAULT_CONFIG.to_string(), None),
+        };
+        if config::sha256_hex(&text) == old.source.sha256 {
+            return Ok(Reloaded::Unchanged(old.generation));
+        }
+        let generation = self.last_generation.load(Ordering::Relaxed) + 1;
+        let next = config::load_str_reusing(&text, path, generation, Some(old))?;
+        warn_about_restart_only_changes(old, &next);
+        self.last_generation.store(generation, Ordering::Relaxed);
+        self.current.store(Arc::new(next));
+        Ok(Reloaded::Swapped(generation))
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: path.display().to_string(),
+        problems: vec![config::Problem {
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+            line: None,
+        }],
+    })
+}
+
+/// Listeners, threads and the span pipeline are built once at start-up.
+fn warn_about_restart_only_changes(old: &Snapshot, new: &Snapshot) {
+    let (o, n) = (&old.server, &new.server);
+    if o.listen != n.listen || o.tls != n.tls || o.admin_listen != n.admin_listen {
+        log::warn!(
+            "listener changes need a restart or `--upgrade`; the rest of the config applies"
+        );
+    }
+    if o.threads != n.threads {
+        log::warn!("a thread count change needs a restart or `--upgrade`");
+    }
+    if old.telemetry != new.telemetry {
+        log::warn!("[telemetry] changes need a restart or `--upgrade`");
+    }
+}
+
+/// Watches the config file's directory and reloads on a change.
+///
+/// Editors write a temporary file and rename it over the config; Kubernetes swaps a
+/// `..data` symlink in a ConfigMap volume. Both are seen as events in the directory,
+/// not on the file itself, so the directory is watched. Access events are ignored (the
+/// reload's own read would otherwise trigger the next reload) and events are debounced
+/// for `debounce`; a file that did not really change is not reloaded (same SHA-256).
+/// The returned watcher stops when dropped.
+pub fn watch(
+    handle: Arc<ConfigHandle>,
+    debounce: Duration,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let Some(path) = handle.path().cloned() else {
+        return Err(notify::Error::generic(
+            "the built-in config has no file to watch",
+        ));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let (tx, rx) = channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == name.as_os_str() || f.to_string_lossy().starts_with(".."))
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    std::thread::Builder::new()
+        .name("tracebridge-reload".into())
+        .spawn(move || {
+            // One reload per burst: wait for `debounce` without events.
+            while rx.recv().is_ok() {
+                loop {
+                    match rx.recv_timeout(debounce) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                // The outcome is logged and kept by `reload` itself.
+                let _ = handle.reload();
+            }
+        })
+        .map_err(|e| notify::Error::generic(&format!("cannot start the reload thread: {e}")))?;
+    Ok(watcher)
 }

@@ -204,7 +204,13 @@ pub fn build_with_telemetry(
     server.add_service(bound_admin);
     server.add_service(background_service(
         "tracebridge health",
-        HealthChecker { config },
+        HealthChecker {
+            config: config.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "tracebridge sighup",
+        ReloadOnHangup { config },
     ));
     Ok(Built {
         server,
@@ -284,6 +290,39 @@ impl<S: Service> Service for PreBound<S> {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         self.inner.listen_addresses()
+    }
+}
+
+/// Reloads the config on SIGHUP.
+struct ReloadOnHangup {
+    config: Arc<ConfigHandle>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    log::info!("SIGHUP: reloading the config");
+                    // A file read and compile: off the async worker.
+                    let config = self.config.clone();
+                    let _ = tokio::task::spawn_blocking(move || config.reload()).await;
+                }
+            }
+        }
     }
 }
 

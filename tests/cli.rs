@@ -205,13 +205,27 @@ fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+    // Listening sockets are bound before the server runs; wait for an HTTP answer and
+    // a moment more, so the signal handlers are installed before the test signals.
+    let ready = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.starts_with("HTTP/1.1 200").then_some(())
+    };
+    while ready().is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "gateway did not start"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     (child, port)
 }
 

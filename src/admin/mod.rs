@@ -5,7 +5,8 @@
 //! | `GET /healthz` | 200 `ok` while the process is alive |
 //! | `GET /readyz` | 200 once every proxy listener is bound, 503 before |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time |
+//! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time, last reload error |
+//! | `POST /reload` | reload the config file now (bearer token when `server.admin_token` is set) |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,6 +63,12 @@ impl Admin {
 
     fn config_json(&self) -> Vec<u8> {
         let s = self.config.load();
+        let last_error = self.config.last_error().map(|e| {
+            serde_json::json!({
+                "at": humantime::format_rfc3339_seconds(e.at).to_string(),
+                "message": e.message,
+            })
+        });
         let mut body = serde_json::json!({
             "generation": s.generation,
             "source": s.source.name(),
@@ -69,11 +76,63 @@ impl Admin {
             "loaded_at": humantime::format_rfc3339_seconds(s.source.loaded_at).to_string(),
             "routes": s.router.len(),
             "upstreams": s.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            "reloads": {
+                "ok": self.config.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
+                "error": self.config.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
+            },
+            "last_reload_error": last_error,
         })
         .to_string()
         .into_bytes();
         body.push(b'\n');
         body
+    }
+}
+
+impl Admin {
+    /// `POST /reload`: 200 with the serving generation, 400 with every problem (the old
+    /// config keeps serving), 401 without the configured bearer token.
+    fn reload(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
+        let token = self.config.load().server.admin_token.clone();
+        if !token.is_empty() {
+            let presented = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if presented != Some(token.as_str()) {
+                return reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    b"missing or wrong bearer token\n".to_vec(),
+                );
+            }
+        }
+        let json = |v: serde_json::Value| {
+            let mut body = v.to_string().into_bytes();
+            body.push(b'\n');
+            body
+        };
+        match self.config.reload() {
+            Ok(crate::reload::Reloaded::Swapped(g)) => reply(
+                StatusCode::OK,
+                "application/json",
+                json(serde_json::json!({"generation": g, "changed": true})),
+            ),
+            Ok(crate::reload::Reloaded::Unchanged(g)) => reply(
+                StatusCode::OK,
+                "application/json",
+                json(serde_json::json!({"generation": g, "changed": false})),
+            ),
+            Err(e) => reply(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                json(serde_json::json!({
+                    "error": "config rejected; the previous config keeps serving",
+                    "problems": e.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })),
+            ),
+        }
     }
 }
 
@@ -93,6 +152,9 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if req.method == http::Method::POST && req.uri.path() == "/reload" {
+            return self.reload(req);
+        }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -113,6 +175,15 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 self.metrics
                     .sync_pipeline(&self.telemetry.stats, self.telemetry.degraded());
+                self.metrics.sync_config(
+                    self.config.load().generation,
+                    self.config
+                        .reloads_ok
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    self.config
+                        .reloads_failed
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
                 reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

@@ -106,22 +106,40 @@ impl HttpUpstream {
 
 /// Builds a snapshot from validated specs. Validation already checked everything that
 /// can fail in practice; what is left is reported the same way.
-pub fn compile(v: Validated, source: Source, generation: u64) -> Result<Snapshot, Vec<Problem>> {
+pub fn compile(
+    v: Validated,
+    source: Source,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut upstreams = Vec::with_capacity(v.upstreams.len());
     for u in v.upstreams {
+        let unchanged = |spec: &HttpUpstreamSpec| {
+            previous?
+                .upstreams
+                .iter()
+                .find(|p| p.name == u.name)
+                .and_then(|p| match &p.kind {
+                    UpstreamKind::Http(h) if h.spec == *spec => Some(h.clone()),
+                    _ => None,
+                })
+        };
         let kind = match u.kind {
             UpstreamKindSpec::Echo => UpstreamKind::Echo,
-            UpstreamKindSpec::Http(spec) => match http_upstream(*spec) {
-                Ok(h) => UpstreamKind::Http(Arc::new(h)),
-                Err(message) => {
-                    problems.push(Problem {
-                        path: format!("upstreams.{}.peers", u.name),
-                        message,
-                        line: None,
-                    });
-                    continue;
-                }
+            UpstreamKindSpec::Http(spec) => match unchanged(&spec) {
+                Some(kept) => UpstreamKind::Http(kept),
+                None => match http_upstream(*spec) {
+                    Ok(h) => UpstreamKind::Http(Arc::new(h)),
+                    Err(message) => {
+                        problems.push(Problem {
+                            path: format!("upstreams.{}.peers", u.name),
+                            message,
+                            line: None,
+                        });
+                        continue;
+                    }
+                },
             },
         };
         upstreams.push(Upstream { name: u.name, kind });

@@ -41,6 +41,17 @@ pub fn parse(text: &str) -> Result<raw::RawConfig, Vec<Problem>> {
 
 /// All three stages over `text`; `path` is `None` for the built-in config.
 pub fn load_str(text: &str, path: Option<&Path>, generation: u64) -> Result<Snapshot, ConfigError> {
+    load_str_reusing(text, path, generation, None)
+}
+
+/// [`load_str`] for a reload: upstreams whose settings equal those in `previous` keep
+/// their compiled balancer (and its health state).
+pub fn load_str_reusing(
+    text: &str,
+    path: Option<&Path>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ConfigError> {
     let source = Source {
         path: path.map(Path::to_path_buf),
         sha256: sha256_hex(text),
@@ -52,7 +63,7 @@ pub fn load_str(text: &str, path: Option<&Path>, generation: u64) -> Result<Snap
     };
     let raw = parse(text).map_err(error)?;
     let validated = validate::validate(&raw).map_err(error)?;
-    compile::compile(validated, source.clone(), generation).map_err(error)
+    compile::compile(validated, source.clone(), generation, previous).map_err(error)
 }
 
 /// Reads `path` and loads it.
@@ -77,7 +88,8 @@ pub fn default_path() -> Option<PathBuf> {
     local.is_file().then_some(local)
 }
 
-fn sha256_hex(text: &str) -> String {
+/// SHA-256 of a config text, lowercase hex (shown by `/config`, compared on reload).
+pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -199,6 +199,9 @@ pub struct RawServer {
     pub tls: Vec<RawTlsListener>,
     /// The admin listener (health, readiness, metrics, config). Keep it on loopback.
     pub admin_listen: String,
+    /// Bearer token required by `POST /reload` when set (set it when the admin
+    /// listener is exposed beyond loopback).
+    pub admin_token: String,
     /// Worker threads of the proxy service.
     pub threads: usize,
     /// On SIGTERM: how long to keep serving in-flight and new requests before stopping.
@@ -218,6 +221,7 @@ impl Default for RawServer {
             h2c: true,
             tls: Vec::new(),
             admin_listen: "127.0.0.1:9901".to_string(),
+            admin_token: String::new(),
             threads: 2,
             grace_period: "10s".to_string(),
             shutdown_timeout: "5s".to_string(),

@@ -80,6 +80,8 @@ pub struct ServerSettings {
     pub tls: Vec<TlsListener>,
     /// Admin listen address.
     pub admin_listen: String,
+    /// Bearer token for `POST /reload` (empty = none).
+    pub admin_token: String,
     /// Proxy worker threads.
     pub threads: usize,
     /// Grace period on SIGTERM.
@@ -368,6 +370,7 @@ fn server(c: &mut Collector, s: &RawServer) -> ServerSettings {
         h2c: s.h2c,
         tls,
         admin_listen: s.admin_listen.clone(),
+        admin_token: s.admin_token.clone(),
         threads: s.threads.max(1),
         grace_period: c.duration("server.grace_period".into(), &s.grace_period),
         shutdown_timeout: c.duration("server.shutdown_timeout".into(), &s.shutdown_timeout),

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub baggage_dropped: IntCounter,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
+    /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
+    pub config_reloads: IntCounterVec,
     /// `tracebridge_spans_exported_total`.
     pub spans_exported: IntCounter,
     /// `tracebridge_spans_dropped_total{reason}`: `queue_full`, `export_failed`, `shutdown`.
@@ -124,6 +126,12 @@ impl Metrics {
         for c in [&extracted, &missing, &invalid, &injected] {
             registry.register(Box::new(c.clone()))?;
         }
+        let config_reloads = counter_vec(
+            "tracebridge_config_reloads_total",
+            "Config reloads, by result (ok or error: the old config kept serving).",
+            &["result"],
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
         let spans_exported = IntCounter::new(
             "tracebridge_spans_exported_total",
             "Spans handed to the exporter successfully.",
@@ -167,6 +175,7 @@ impl Metrics {
         let injected_by_format = per_format(&injected);
         let extracted_by_format = per_format(&extracted);
         Ok(Metrics {
+            config_reloads,
             spans_exported,
             spans_dropped,
             degraded,
@@ -219,6 +228,17 @@ impl Metrics {
         self.degraded.set(i64::from(degraded));
         self.span_queue_depth
             .set(stats.depth.load(Ordering::Relaxed) as i64);
+    }
+
+    /// Copies the reload counters and the serving generation (kept by the config
+    /// handle) into the exported metrics, at scrape time.
+    pub fn sync_config(&self, generation: u64, ok: u64, failed: u64) {
+        self.config_generation.set(generation as i64);
+        for (result, v) in [("ok", ok), ("error", failed)] {
+            let c = self.config_reloads.with_label_values(&[result]);
+            c.reset();
+            c.inc_by(v);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -70,6 +70,18 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// `{listen}` / `{admin}` replaced, and the in-memory span exporter unless the
+/// config names its own `[telemetry]`.
+fn render(template: &str, port: u16, admin_port: u16) -> String {
+    let mut text = template
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
+    if !text.contains("[telemetry]") {
+        text.push_str("\n[telemetry]\nexporter = \"none\"\n");
+    }
+    text
+}
+
 /// Shuts the in-process server down when the test drops the gateway.
 struct TestSignal(std::sync::Mutex<Option<oneshot::Receiver<()>>>);
 
@@ -97,6 +109,8 @@ pub struct TestGateway {
     pub handle: Arc<ConfigHandle>,
     /// Spans the gateway exported.
     pub spans: Spans,
+    /// The config file watcher, for gateways started from a file.
+    _watcher: Option<notify::RecommendedWatcher>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -107,18 +121,35 @@ impl TestGateway {
     /// `spans` unless the config names a real exporter (then `[telemetry] exporter`
     /// must be given explicitly: the default for tests is in-memory).
     pub fn start(toml: &str) -> TestGateway {
+        Self::boot(toml, None)
+    }
+
+    /// Like [`TestGateway::start`], but the config lives in the file `path` (written
+    /// with the placeholders replaced) and the file is watched for live reloads.
+    /// Returns the gateway and the text with the placeholders replaced, for edits.
+    pub fn start_file(path: &std::path::Path, toml: &str) -> TestGateway {
+        Self::boot(toml, Some(path))
+    }
+
+    /// `template` with this gateway's addresses (and the in-memory exporter default).
+    pub fn render(&self, template: &str) -> String {
+        render(template, self.port, self.admin_port)
+    }
+
+    fn boot(toml: &str, file: Option<&std::path::Path>) -> TestGateway {
         let port = free_port();
         let admin_port = free_port();
-        let mut text = toml
-            .replace("{listen}", &format!("127.0.0.1:{port}"))
-            .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
-        if !text.contains("[telemetry]") {
-            text.push_str("\n[telemetry]\nexporter = \"none\"\n");
+        let text = render(toml, port, admin_port);
+        if let Some(path) = file {
+            std::fs::write(path, &text).expect("write config");
         }
-        let snapshot = config::load_str(&text, None, 1).unwrap_or_else(|e| panic!("{e}"));
+        let snapshot = config::load_str(&text, file, 1).unwrap_or_else(|e| panic!("{e}"));
         let spans = Spans::default();
         let settings = snapshot.telemetry.clone();
-        let handle = ConfigHandle::new(snapshot, None);
+        let handle = ConfigHandle::new(snapshot, file.map(|p| p.to_path_buf()));
+        let watcher = file.map(|_| {
+            tracebridge::reload::watch(handle.clone(), Duration::from_millis(200)).expect("watch")
+        });
         let exporter = spans.clone();
         // Tests that exercise the real pipeline (OTLP, stdout) configure an exporter;
         // the rest collect spans in memory.
@@ -154,6 +185,7 @@ impl TestGateway {
             admin_port,
             handle,
             spans,
+            _watcher: watcher,
             stop: Some(tx),
             thread: Some(thread),
         };
