@@ -54,23 +54,39 @@ impl Route {
     }
 }
 
-/// Indices of one host group's routes, most specific first.
+/// One host group's routes, indexed by path prefix.
+///
+/// Longest-prefix match without scanning every route: the distinct prefix lengths are
+/// kept longest first, and each candidate prefix of the request path is one hash
+/// lookup. The cost depends on how many distinct prefix *lengths* a host has, not on
+/// how many routes it has (1,000 routes route as fast as 1; see `benches/reload.rs`).
 #[derive(Debug, Clone, Default)]
 struct Group {
-    routes: Vec<usize>,
+    /// Distinct prefix lengths, longest first.
+    lengths: Vec<usize>,
+    /// Routes by exact prefix, most conditions first, then file order.
+    by_prefix: HashMap<String, Vec<usize>>,
 }
 
 impl Group {
-    /// Sorts by prefix length, then conditions; the sort is stable, so file order
-    /// breaks ties.
+    fn push(&mut self, all: &[Route], index: usize) {
+        let prefix = &all[index].path_prefix;
+        self.by_prefix
+            .entry(prefix.clone())
+            .or_default()
+            .push(index);
+        if !self.lengths.contains(&prefix.len()) {
+            self.lengths.push(prefix.len());
+        }
+    }
+
+    /// Orders lengths longest first and each prefix's routes by conditions; the sort
+    /// is stable, so file order breaks ties.
     fn finish(&mut self, all: &[Route]) {
-        self.routes.sort_by(|&a, &b| {
-            let (a, b) = (&all[a], &all[b]);
-            b.path_prefix
-                .len()
-                .cmp(&a.path_prefix.len())
-                .then(b.conditions().cmp(&a.conditions()))
-        });
+        self.lengths.sort_unstable_by(|a, b| b.cmp(a));
+        for routes in self.by_prefix.values_mut() {
+            routes.sort_by_key(|&i| std::cmp::Reverse(all[i].conditions()));
+        }
     }
 
     fn find(
@@ -80,9 +96,11 @@ impl Group {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<usize> {
-        self.routes
+        self.lengths
             .iter()
-            .copied()
+            .filter_map(|&len| path.get(..len))
+            .filter_map(|prefix| self.by_prefix.get(prefix))
+            .flat_map(|routes| routes.iter().copied())
             .find(|&i| all[i].matches(path, method, headers))
     }
 }
@@ -110,22 +128,24 @@ impl Router {
                 methods: spec.methods.clone(),
                 header: spec.header.clone(),
             });
+            let all = &router.routes;
             if spec.host.is_empty() {
-                router.any.routes.push(i);
+                router.any.push(all, i);
             } else if let Some(suffix) = spec.host.strip_prefix('*') {
-                match router.wildcard.iter_mut().find(|(s, _)| s == suffix) {
-                    Some((_, group)) => group.routes.push(i),
-                    None => router
-                        .wildcard
-                        .push((suffix.to_string(), Group { routes: vec![i] })),
-                }
+                let slot = match router.wildcard.iter().position(|(s, _)| s == suffix) {
+                    Some(p) => p,
+                    None => {
+                        router.wildcard.push((suffix.to_string(), Group::default()));
+                        router.wildcard.len() - 1
+                    }
+                };
+                router.wildcard[slot].1.push(all, i);
             } else {
                 router
                     .exact
                     .entry(spec.host.clone())
                     .or_default()
-                    .routes
-                    .push(i);
+                    .push(all, i);
             }
         }
         let all = &router.routes;
