@@ -46,13 +46,16 @@ fn bench(c: &mut Criterion) {
     let handle = ConfigHandle::new(snapshot, Some(path.clone()));
     let (a, b) = (big_config(1), big_config(2));
     let mut flip = false;
-    c.bench_function("reload: 1000 routes, 200 upstreams (read to swap)", |bench| {
-        bench.iter(|| {
-            flip = !flip;
-            std::fs::write(&path, if flip { &a } else { &b }).expect("write");
-            black_box(handle.reload().expect("reload"))
-        })
-    });
+    c.bench_function(
+        "reload: 1000 routes, 200 upstreams (read to swap)",
+        |bench| {
+            bench.iter(|| {
+                flip = !flip;
+                std::fs::write(&path, if flip { &a } else { &b }).expect("write");
+                black_box(handle.reload().expect("reload"))
+            })
+        },
+    );
 
     let headers = HeaderMap::new();
     let big = handle.load();
