@@ -125,6 +125,17 @@ mod tests {
     }
 
     #[test]
+    fn route_name_none_is_reserved() {
+        let text =
+            "[upstreams.u]\nkind = \"echo\"\n[[routes]]\nname = \"none\"\nupstream = \"u\"\n";
+        let err = load_str(text, None, 1).unwrap_err();
+        assert_eq!(
+            err.problems[0].to_string(),
+            "routes[0].name: \"none\" is reserved for requests that match no route"
+        );
+    }
+
+    #[test]
     fn unresolvable_peer_is_a_config_error() {
         let text = "[upstreams.x]\npeers = [\"no-such-host.invalid:80\"]\n";
         let err = load_str(text, None, 1).unwrap_err();

@@ -685,6 +685,12 @@ fn routes(
         };
         if !is_identifier(&name) {
             c.push(at("name"), "must be letters, digits, '-' or '_'");
+        } else if name == "none" {
+            // The label of requests that match no route, in metrics and /coverage.
+            c.push(
+                at("name"),
+                "\"none\" is reserved for requests that match no route",
+            );
         }
         if !names.insert(name.clone()) {
             c.push(at("name"), format!("duplicate route name {name:?}"));

@@ -21,6 +21,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
+use crate::telemetry::coverage::Observation;
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
 use crate::telemetry::Telemetry;
 use trace::{RequestFacts, RequestTrace, UpstreamHeaders};
@@ -65,6 +66,8 @@ pub struct RequestCtx {
     peer_address: Option<String>,
     /// Why the request failed, for the span's `error.type`.
     error: Option<&'static str>,
+    /// For a request that matched no route: what it brought (coverage view).
+    unrouted: Observation,
 }
 
 impl RequestCtx {
@@ -175,6 +178,7 @@ impl ProxyHttp for Gateway {
             trace: None,
             peer_address: None,
             error: None,
+            unrouted: Observation::default(),
         }
     }
 
@@ -194,6 +198,7 @@ impl ProxyHttp for Gateway {
             .router
             .find(host, req.uri.path(), &req.method, &req.headers);
         let Some(route) = ctx.route.and_then(|i| ctx.snapshot.router.route(i)) else {
+            ctx.unrouted = trace::observe_unrouted(&req.headers);
             respond(
                 session,
                 404,
@@ -396,9 +401,15 @@ impl ProxyHttp for Gateway {
             .requests
             .with_label_values(&[route, status_class(status)])
             .inc();
+        let elapsed = ctx.started.elapsed();
         self.metrics
             .request_duration
             .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        let trace = ctx.trace.as_ref();
+        let observation = trace.map_or(ctx.unrouted, |t| t.observation);
+        self.metrics
+            .coverage
+            .record(&ctx.snapshot, ctx.route, &observation);
     }
 }

@@ -3,6 +3,7 @@
 //! status classes, failure kinds), never ids or raw paths.
 
 use crate::codec::Format;
+use crate::telemetry::coverage::Coverage;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -33,6 +34,9 @@ pub struct Metrics {
     pub baggage_dropped: IntCounter,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
+    /// The per-route coverage view (`GET /coverage`): counters of the same request
+    /// path, kept per route name rather than exported to Prometheus.
+    pub coverage: Coverage,
     /// `injected` and `extracted` resolved per format once, so the request path does
     /// not hash label values.
     injected_by_format: Vec<IntCounter>,
@@ -145,6 +149,7 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             spans_started,
+            coverage: Coverage::new(),
         })
     }
 

@@ -1,5 +1,7 @@
-//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, and metrics.
+//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, metrics and the
+//! coverage view.
 
+pub mod coverage;
 pub mod metrics;
 pub mod stdout;
 pub mod tracer;
