@@ -1,9 +1,11 @@
 //! Self-monitoring through the real gateway: the coverage view (`GET /coverage` and
-//! `tracebridge coverage`).
+//! `tracebridge coverage`) and the JSON access log.
 
 mod support;
 
-use std::process::Command;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -212,4 +214,249 @@ fn coverage_command_with_an_unreachable_admin_exits_1() {
         "{err}"
     );
     assert!(err.to_lowercase().contains("refused"), "{err}");
+}
+
+/// The lines of `path` once there are `n`, or panics after 5 s.
+fn lines_when(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            assert!(text.ends_with('\n'), "{text}");
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "only got:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_rfc3339_millis(s: &str) -> bool {
+    // 2025-01-31T09:12:03.517Z
+    let b = s.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && b[20..23].iter().all(u8::is_ascii_digit)
+}
+
+#[test]
+fn access_log_writes_one_json_line_per_request_with_its_trace_ids() {
+    let origin = Origin::start("origin");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let gw = TestGateway::start(&config(
+        &origin,
+        &format!(
+            "[access_log]\nenabled = true\npath = \"{}\"",
+            path.display()
+        ),
+    ));
+    let continued = get(&gw, "/api/continued", &[("traceparent", TRACEPARENT)])
+        .bytes()
+        .unwrap();
+    let continued_len = continued.len();
+    let continued: Value = serde_json::from_slice(&continued).unwrap();
+    let root: Value = get(&gw, "/api/root", &[]).json().unwrap();
+    assert_eq!(get(&gw, "/nope", &[]).status(), 404);
+
+    let lines = lines_when(&path, 3);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let by_path = |p: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"] == p)
+            .unwrap_or_else(|| panic!("no line for {p}: {lines:#?}"))
+    };
+    let spans = gw.spans.wait_for(2);
+    let span_of = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s.span_context.trace_id().to_string() == trace)
+            .unwrap_or_else(|| panic!("no span of trace {trace}"))
+    };
+
+    // Continued: the incoming trace, the gateway span, the parent that arrived.
+    let line = by_path("/api/continued");
+    let span = span_of("4bf92f3577b34da6a3ce929d0e0e4736");
+    let forwarded = continued["headers"]["traceparent"].as_str().unwrap();
+    assert_eq!(
+        forwarded,
+        format!(
+            "00-{}-{}-01",
+            line["trace_id"].as_str().unwrap(),
+            line["span_id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["span_id"], span.span_context.span_id().to_string());
+    assert_eq!(line["parent_id"], "00f067aa0ba902b7");
+    assert_eq!(line["sampled"], true);
+    assert_eq!(line["extracted_format"], "tracecontext");
+    assert_eq!(line["injected_formats"], json!(["tracecontext", "b3multi"]));
+    assert_eq!(line["route"], "main");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["upstream_address"], origin.addr.to_string());
+    assert_eq!(line["bytes_sent"], continued_len);
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(
+        is_rfc3339_millis(line["time"].as_str().unwrap()),
+        "{}",
+        line["time"]
+    );
+
+    // A new root: the ids the gateway made, no incoming parent.
+    let line = by_path("/api/root");
+    let trace = line["trace_id"].as_str().unwrap();
+    let span = span_of(trace);
+    assert_eq!(line["span_id"], span.span_context.span_id().to_string());
+    // (A new root sets the W3C level 2 random flag too: `-03`.)
+    let forwarded = root["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        forwarded.starts_with(&format!(
+            "00-{trace}-{}-",
+            line["span_id"].as_str().unwrap()
+        )),
+        "{forwarded}"
+    );
+    assert_eq!(line["parent_id"], Value::Null);
+    assert_eq!(line["extracted_format"], Value::Null);
+
+    // No route: logged all the same, without ids.
+    let line = by_path("/nope");
+    assert_eq!(line["route"], "none");
+    assert_eq!(line["status"], 404);
+    assert_eq!(line["trace_id"], Value::Null);
+    assert_eq!(line["upstream_address"], Value::Null);
+    assert_eq!(line["injected_formats"], json!([]));
+}
+
+/// The binary on a config file, with its stdout captured; killed on drop.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Running {
+    fn start(dir: &Path, origin: &Origin, access_log: &str) -> Running {
+        let port = free_port();
+        let admin = free_port();
+        let file = dir.join("tracebridge.toml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{admin}"
+threads = 1
+upgrade_sock = "{dir}/upgrade.sock"
+pid_file = "{dir}/tracebridge.pid"
+[telemetry]
+exporter = "none"
+{access_log}
+[upstreams.origin]
+peers = ["{origin}"]
+[[routes]]
+upstream = "origin"
+"#,
+                dir = dir.display(),
+                origin = origin.addr
+            ),
+        )
+        .unwrap();
+        let child = bin()
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let running = Running { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = format!("http://127.0.0.1:{admin}/readyz");
+        while !client().get(&ready).send().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "the gateway did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        running
+    }
+
+    fn get(&self, path: &str) {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("traceparent", TRACEPARENT)
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), 200);
+    }
+
+    /// Stops the process and returns everything it wrote to stdout.
+    fn stdout(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits a little for lines that would be written after the responses.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn access_log_to_stdout_when_no_path_is_given() {
+    let origin = Origin::start("origin");
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Running::start(dir.path(), &origin, "[access_log]\nenabled = true");
+    gw.get("/one");
+    gw.get("/two");
+    settle();
+    let out = gw.stdout();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, path) in lines.iter().zip(["/one", "/two"]) {
+        assert_eq!(line["path"], path);
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+}
+
+#[test]
+fn access_log_disabled_writes_nothing() {
+    let origin = Origin::start("origin");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Running::start(
+        dir.path(),
+        &origin,
+        &format!(
+            "[access_log]\nenabled = false\npath = \"{}\"",
+            log.display()
+        ),
+    );
+    gw.get("/one");
+    gw.get("/two");
+    settle();
+    assert_eq!(gw.stdout(), "");
+    assert!(!log.exists(), "a disabled access log opens no file");
 }

@@ -68,8 +68,10 @@ pub struct RequestTrace {
     pub trace_id: TraceId,
     /// The one sampling decision.
     pub sampled: bool,
-    /// What arrived and what was written, for the coverage view.
+    /// What arrived and what was written, for the coverage view and the access log.
     pub observation: Observation,
+    /// The span id of the incoming context (continued or, on `restart`, linked).
+    pub incoming_parent: Option<SpanId>,
     /// The endpoint named in SkyWalking / EagleEye headers (the request path).
     endpoint: String,
     /// Outgoing calls made so far (retries count).
@@ -198,6 +200,7 @@ impl RequestTrace {
             trace_id,
             sampled,
             observation,
+            incoming_parent: plan.incoming.and_then(|(_, parent)| parent),
             endpoint: facts.path.to_string(),
             calls: 0,
             attempts: 0,

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub baggage_dropped: IntCounter,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
+    /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
+    pub access_log_errors: IntCounter,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
     pub coverage: Coverage,
@@ -117,7 +119,16 @@ impl Metrics {
         for c in [&extracted, &missing, &invalid, &injected] {
             registry.register(Box::new(c.clone()))?;
         }
-        for c in [&conflicts, &baggage_dropped, &spans_started] {
+        let access_log_errors = IntCounter::new(
+            "tracebridge_access_log_errors_total",
+            "Access log lines that could not be written (the request is not affected).",
+        )?;
+        for c in [
+            &conflicts,
+            &baggage_dropped,
+            &spans_started,
+            &access_log_errors,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(requests.clone()))?;
@@ -149,6 +160,7 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             spans_started,
+            access_log_errors,
             coverage: Coverage::new(),
         })
     }

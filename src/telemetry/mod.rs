@@ -1,6 +1,7 @@
-//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, metrics and the
-//! coverage view.
+//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, metrics, the
+//! coverage view and the access log.
 
+pub mod access_log;
 pub mod coverage;
 pub mod metrics;
 pub mod stdout;
