@@ -57,6 +57,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the coverage table of a running gateway: per route, the formats that
+    /// arrive, how many requests carry no trace context, invalid headers, conflicts and
+    /// the formats injected (the admin listener's `GET /coverage`).
+    ///
+    /// Exit 1 when the admin listener cannot be reached or answers with an error.
+    Coverage {
+        /// The admin listener's URL.
+        #[arg(long, default_value = "http://127.0.0.1:9901", value_name = "URL")]
+        admin: String,
+    },
+}
+
+fn run_coverage(admin: &str) -> ExitCode {
+    use tracebridge::admin::client;
+    match client::get(
+        admin,
+        "/coverage",
+        "text/plain",
+        std::time::Duration::from_secs(5),
+    ) {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> ExitCode {
@@ -122,6 +151,9 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return run_translate(headers, from, to, *json);
+    }
+    if let Some(Command::Coverage { admin }) = &cli.command {
+        return run_coverage(admin);
     }
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,tracebridge=info"),

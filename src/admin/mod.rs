@@ -7,6 +7,9 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time, last reload error |
 //! | `POST /reload` | reload the config file now (bearer token when `server.admin_token` is set) |
+//! | `GET /coverage` | per route: formats that arrive, requests without context, invalid headers, conflicts, formats injected; JSON, or an aligned table with `Accept: text/plain` |
+
+pub mod client;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -136,6 +139,20 @@ impl Admin {
     }
 }
 
+/// True when `Accept` names `text/plain` (the table) — JSON is the default.
+fn wants_text(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain"))
+        })
+}
+
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -191,6 +208,18 @@ impl ServeHttp for Admin {
                 )
             }
             "/config" => reply(StatusCode::OK, "application/json", self.config_json()),
+            "/coverage" => {
+                let report = self.metrics.coverage.report();
+                if wants_text(&req.headers) {
+                    reply(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        report.to_table().into_bytes(),
+                    )
+                } else {
+                    reply(StatusCode::OK, "application/json", report.to_json())
+                }
+            }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }

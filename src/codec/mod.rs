@@ -148,6 +148,11 @@ impl FormatSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// The formats in the set, in the default precedence order ([`Format::ALL`]).
+    pub fn iter(self) -> impl Iterator<Item = Format> {
+        Format::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
 }
 
 /// Which formats have at least one of their headers in `headers`, in one pass over the

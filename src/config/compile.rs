@@ -14,6 +14,7 @@ use pingora::lb::LoadBalancer;
 use pingora::listeners::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
+use super::log_sink::LogSink;
 use super::router::Router;
 use super::validate::{
     HttpUpstreamSpec, Problem, Protocol, ServerSettings, TelemetrySettings, UpstreamKindSpec,
@@ -56,6 +57,9 @@ pub struct Snapshot {
     pub router: Router,
     /// The upstreams, sorted by name; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
+    /// The access log, opened; `None` when disabled. Each generation opens its own, so
+    /// a reload reopens the file (log rotation).
+    pub access_log: Option<LogSink>,
 }
 
 /// A compiled upstream.
@@ -144,6 +148,21 @@ pub fn compile(
         };
         upstreams.push(Upstream { name: u.name, kind });
     }
+    let access_log = match (&v.access_log.enabled, &v.access_log.path) {
+        (false, _) => None,
+        (true, None) => Some(LogSink::stdout()),
+        (true, Some(path)) => match LogSink::append(path) {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                problems.push(Problem {
+                    path: "access_log.path".to_string(),
+                    message: format!("cannot open {} for appending: {e}", path.display()),
+                    line: None,
+                });
+                None
+            }
+        },
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -154,6 +173,7 @@ pub fn compile(
         telemetry: v.telemetry,
         router: Router::new(&v.routes),
         upstreams,
+        access_log,
     })
 }
 

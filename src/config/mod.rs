@@ -8,6 +8,7 @@
 //!    balancers, peer templates), so a request never touches config text.
 
 pub mod compile;
+pub mod log_sink;
 pub mod raw;
 pub mod router;
 pub mod validate;
@@ -18,8 +19,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 pub use compile::{HttpUpstream, Snapshot, Source, Upstream, UpstreamKind};
+pub use log_sink::LogSink;
 pub use router::{Route, Router};
-pub use validate::{ConfigError, Exporter, Problem, ServerSettings, TelemetrySettings};
+pub use validate::{
+    AccessLogSettings, ConfigError, Exporter, Problem, ServerSettings, TelemetrySettings,
+};
 
 /// The built-in default config: the same text as `conf/tracebridge.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../conf/tracebridge.toml");
@@ -134,6 +138,64 @@ mod tests {
         assert!(msgs[0].starts_with("server.grace_period: invalid duration"));
         assert!(msgs[1].starts_with("upstreams.orders.peers[0]: invalid peer"));
         assert_eq!(msgs[2], "routes[0].upstream: no upstream named \"ordrs\"");
+    }
+
+    #[test]
+    fn access_log_is_off_by_default() {
+        assert!(load_str(DEFAULT_CONFIG, None, 1)
+            .unwrap()
+            .access_log
+            .is_none());
+        // Disabled: the path is not looked at.
+        let text = "[access_log]\npath = \"/nonexistent-dir/x.log\"\n";
+        assert!(load_str(text, None, 1).unwrap().access_log.is_none());
+    }
+
+    #[test]
+    fn access_log_directory_must_exist() {
+        let text = "[access_log]\nenabled = true\npath = \"/nonexistent-dir/x.log\"\n";
+        let err = load_str(text, None, 1).unwrap_err();
+        assert_eq!(
+            err.problems[0].to_string(),
+            "access_log.path: directory /nonexistent-dir does not exist"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[access_log]\nenabled = true\npath = \"{}\"\n",
+            dir.path().display()
+        );
+        let err = load_str(&text, None, 1).unwrap_err();
+        assert!(err.problems[0].message.ends_with("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn access_log_file_is_created_or_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let text = format!(
+            "[access_log]\nenabled = true\npath = \"{}\"\n",
+            path.display()
+        );
+        let sink = load_str(&text, None, 1).unwrap().access_log.unwrap();
+        assert!(path.is_file(), "created when the config is compiled");
+        sink.write_line(b"one\n").unwrap();
+        // A reload opens it again and appends.
+        let again = load_str(&text, None, 2).unwrap().access_log.unwrap();
+        again.write_line(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        let stdout = load_str("[access_log]\nenabled = true\n", None, 1).unwrap();
+        assert_eq!(stdout.access_log.unwrap().name(), "stdout");
+    }
+
+    #[test]
+    fn route_name_none_is_reserved() {
+        let text =
+            "[upstreams.u]\nkind = \"echo\"\n[[routes]]\nname = \"none\"\nupstream = \"u\"\n";
+        let err = load_str(text, None, 1).unwrap_err();
+        assert_eq!(
+            err.problems[0].to_string(),
+            "routes[0].name: \"none\" is reserved for requests that match no route"
+        );
     }
 
     #[test]

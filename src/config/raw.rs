@@ -23,6 +23,22 @@ pub struct RawConfig {
     pub sampling: RawSampling,
     /// Trace-context propagation defaults; upstreams and routes override any key.
     pub propagation: RawPropagation,
+    /// One JSON line per request, with its trace ids.
+    pub access_log: RawAccessLog,
+}
+
+/// `[access_log]`: off by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccessLog {
+    /// Write one JSON line per request when it ends: time, route, method, path, status,
+    /// duration, upstream address, bytes sent, trace / span / incoming parent ids,
+    /// extracted and injected formats.
+    pub enabled: bool,
+    /// File to append the lines to; empty = standard output. Its directory must exist;
+    /// the file is created if missing and opened again on every reload (rotate by
+    /// renaming the file, then reloading).
+    pub path: String,
 }
 
 /// `[telemetry]`.

@@ -8,11 +8,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    RawConfig, RawHealthCheck, RawPropagation, RawPropagationOverride, RawRoute, RawSampling,
-    RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
+    RawAccessLog, RawConfig, RawHealthCheck, RawPropagation, RawPropagationOverride, RawRoute,
+    RawSampling, RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
 };
 use crate::codec::Format;
 use crate::mediate::{Policy, PolicyOverride, Strategy, Trust};
@@ -225,6 +226,15 @@ pub struct RouteSpec {
     pub policy: Policy,
 }
 
+/// Validated `[access_log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessLogSettings {
+    /// Write one line per request.
+    pub enabled: bool,
+    /// The file to append to; `None` = standard output.
+    pub path: Option<PathBuf>,
+}
+
 /// The output of validation: everything typed, nothing built yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
@@ -236,6 +246,8 @@ pub struct Validated {
     pub upstreams: Vec<UpstreamSpec>,
     /// Routes, in file order.
     pub routes: Vec<RouteSpec>,
+    /// `[access_log]`.
+    pub access_log: AccessLogSettings,
 }
 
 /// Collects problems while walking the config.
@@ -291,12 +303,14 @@ pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<Problem>> {
         .map(|(name, u)| upstream(&mut c, name, u))
         .collect();
     let routes = routes(&mut c, &raw.routes, &upstreams, &defaults);
+    let access_log = access_log(&mut c, &raw.access_log);
     if c.problems.is_empty() {
         Ok(Validated {
             server,
             telemetry,
             upstreams,
             routes,
+            access_log,
         })
     } else {
         Err(c.problems)
@@ -472,6 +486,32 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
         max_traces_per_second: s.max_traces_per_second.max(0.0),
         queue,
         degradation,
+    }
+}
+
+fn access_log(c: &mut Collector, a: &RawAccessLog) -> AccessLogSettings {
+    let path = (!a.path.is_empty()).then(|| PathBuf::from(&a.path));
+    if let (true, Some(file)) = (a.enabled, &path) {
+        // `log` alone has the empty parent: the working directory.
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            c.push(
+                "access_log.path",
+                format!("directory {} does not exist", dir.display()),
+            );
+        } else if file.is_dir() {
+            c.push(
+                "access_log.path",
+                format!("{} is a directory", file.display()),
+            );
+        }
+    }
+    AccessLogSettings {
+        enabled: a.enabled,
+        path,
     }
 }
 
@@ -766,6 +806,12 @@ fn routes(
         };
         if !is_identifier(&name) {
             c.push(at("name"), "must be letters, digits, '-' or '_'");
+        } else if name == "none" {
+            // The label of requests that match no route, in metrics and /coverage.
+            c.push(
+                at("name"),
+                "\"none\" is reserved for requests that match no route",
+            );
         }
         if !names.insert(name.clone()) {
             c.push(at("name"), format!("duplicate route name {name:?}"));

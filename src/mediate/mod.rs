@@ -16,7 +16,7 @@ pub mod policy;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::codec::{DecodeError, Format, HeaderSink, Injected};
-use crate::model::{Hop, Sampling, TraceContext, TraceId};
+use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
 pub use policy::{Policy, PolicyOverride, Strategy, Trust};
@@ -38,6 +38,10 @@ pub enum SamplingDirective {
 pub struct Plan {
     /// The format the continued context came from (`None` for a new root).
     pub format: Option<Format>,
+    /// The context that arrived with a trace id, whatever trust made of it (continued,
+    /// or under `restart` only linked): its format and the parent span id it named.
+    /// `None` when no format carried a trace id (the request is a blind spot).
+    pub incoming: Option<(Format, Option<SpanId>)>,
     /// The remote parent to continue: has a trace id; `None` = new root.
     pub parent: Option<TraceContext>,
     /// What carries over into the new context whatever happens to the ids: baggage,
@@ -80,6 +84,10 @@ pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
     };
     // The decision the incoming headers ask for, if they may.
     let mut asked: Option<bool> = None;
+    plan.incoming = primary
+        .as_ref()
+        .filter(|(_, ctx)| ctx.trace_id.is_some())
+        .map(|(format, ctx)| (*format, ctx.parent_id));
     match primary {
         None => {}
         Some((format, ctx)) if policy.trust == Trust::Restart => {
@@ -251,4 +259,51 @@ pub fn traceresponse(
     v.extend_from_slice(if sampled { b"-01" } else { b"-00" });
     // Hex digits and dashes only: always a valid header value.
     HeaderValue::from_bytes(&v).unwrap_or_else(|_| HeaderValue::from_static("00"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn incoming_names_what_arrived_whatever_trust_does_with_it() {
+        let h = headers(&[("traceparent", TRACEPARENT)]);
+        let parent = SpanId::new(0x00f0_67aa_0ba9_02b7);
+        for trust in [Trust::Continue, Trust::ContinueUnsampled, Trust::Restart] {
+            let policy = Policy {
+                trust,
+                ..Policy::default()
+            };
+            let plan = plan(&policy, &h);
+            assert_eq!(
+                plan.incoming,
+                Some((Format::TraceContext, parent)),
+                "{trust:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_incoming_without_a_trace_id() {
+        let policy = Policy::default();
+        // Baggage alone, a bare sampling decision, an invalid header: no trace arrived.
+        for pairs in [
+            &[("baggage", "k=v")][..],
+            &[("b3", "1")][..],
+            &[("traceparent", "00-zz")][..],
+            &[][..],
+        ] {
+            assert_eq!(plan(&policy, &headers(pairs)).incoming, None, "{pairs:?}");
+        }
+    }
 }

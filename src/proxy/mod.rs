@@ -8,7 +8,7 @@ mod echo;
 pub mod trace;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +21,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
+use crate::telemetry::access_log::{self, Entry};
+use crate::telemetry::coverage::Observation;
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
 use crate::telemetry::Telemetry;
 use trace::{RequestFacts, RequestTrace, UpstreamHeaders};
@@ -65,6 +67,8 @@ pub struct RequestCtx {
     peer_address: Option<String>,
     /// Why the request failed, for the span's `error.type`.
     error: Option<&'static str>,
+    /// For a request that matched no route: what it brought (coverage view).
+    unrouted: Observation,
 }
 
 impl RequestCtx {
@@ -175,6 +179,7 @@ impl ProxyHttp for Gateway {
             trace: None,
             peer_address: None,
             error: None,
+            unrouted: Observation::default(),
         }
     }
 
@@ -194,6 +199,7 @@ impl ProxyHttp for Gateway {
             .router
             .find(host, req.uri.path(), &req.method, &req.headers);
         let Some(route) = ctx.route.and_then(|i| ctx.snapshot.router.route(i)) else {
+            ctx.unrouted = trace::observe_unrouted(&req.headers);
             respond(
                 session,
                 404,
@@ -399,9 +405,39 @@ impl ProxyHttp for Gateway {
             .requests
             .with_label_values(&[route, status_class(status)])
             .inc();
+        let elapsed = ctx.started.elapsed();
         self.metrics
             .request_duration
             .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        let trace = ctx.trace.as_ref();
+        let observation = trace.map_or(ctx.unrouted, |t| t.observation);
+        self.metrics
+            .coverage
+            .record(&ctx.snapshot, ctx.route, &observation);
+        if let Some(sink) = &ctx.snapshot.access_log {
+            let req = session.req_header();
+            let now = SystemTime::now();
+            let entry = Entry {
+                time: now.checked_sub(elapsed).unwrap_or(now),
+                route,
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status,
+                duration_ms: elapsed,
+                upstream_address: ctx.peer_address.as_deref(),
+                bytes_sent: session.body_bytes_sent(),
+                trace_id: trace.map(|t| t.trace_id),
+                span_id: trace.map(|t| t.span_id),
+                parent_id: trace.and_then(|t| t.incoming_parent),
+                sampled: trace.map(|t| t.sampled),
+                extracted_format: observation.incoming.map(|f| f.as_str()),
+                injected_formats: trace
+                    .filter(|t| !t.observation.injected.is_empty())
+                    .map(|t| t.formats.iter().map(|f| f.as_str()).collect())
+                    .unwrap_or_default(),
+            };
+            access_log::write(sink, &entry, &self.metrics);
+        }
     }
 }

@@ -9,9 +9,10 @@ use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use pingora::http::RequestHeader;
 
-use crate::codec::{Format, HeaderSink};
+use crate::codec::{Format, FormatSet, HeaderSink};
 use crate::mediate::{self, HeaderEdit, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
+use crate::telemetry::coverage::Observation;
 use crate::telemetry::tracer::parent_context;
 use crate::telemetry::{Metrics, Telemetry};
 
@@ -67,6 +68,10 @@ pub struct RequestTrace {
     pub trace_id: TraceId,
     /// The one sampling decision.
     pub sampled: bool,
+    /// What arrived and what was written, for the coverage view and the access log.
+    pub observation: Observation,
+    /// The span id of the incoming context (continued or, on `restart`, linked).
+    pub incoming_parent: Option<SpanId>,
     /// The endpoint named in SkyWalking / EagleEye headers (the request path).
     endpoint: String,
     /// Outgoing calls made so far (retries count).
@@ -147,6 +152,12 @@ impl RequestTrace {
     ) -> RequestTrace {
         let plan = mediate::plan(&policy, headers);
         count_extraction(&plan, facts.route, metrics);
+        let observation = Observation {
+            incoming: plan.incoming.map(|(f, _)| f),
+            invalid: formats_of(&plan.invalid),
+            conflicts: u32::try_from(plan.conflicts).unwrap_or(u32::MAX),
+            injected: FormatSet::default(),
+        };
         let formats = mediate::formats_to_inject(&policy, &plan);
         let parent = plan.parent.as_ref().and_then(|p| {
             p.trace_id
@@ -190,6 +201,8 @@ impl RequestTrace {
             span_id,
             trace_id,
             sampled,
+            observation,
+            incoming_parent: plan.incoming.and_then(|(_, parent)| parent),
             endpoint: facts.path.to_string(),
             calls: 0,
             attempts: 0,
@@ -232,6 +245,7 @@ impl RequestTrace {
         );
         for f in &report.formats {
             metrics.injected_for(*f).inc();
+            self.observation.injected.insert(*f);
         }
         metrics
             .baggage_dropped
@@ -294,6 +308,31 @@ impl RequestTrace {
         }
         span.end();
     }
+}
+
+/// What a request that matched no route brought, for the coverage view: extraction
+/// over every format in the default precedence (no route, so no route policy), nothing
+/// counted in the propagation metrics.
+pub fn observe_unrouted(headers: &HeaderMap) -> Observation {
+    let found = mediate::extract::extract(&Format::ALL, headers);
+    Observation {
+        incoming: found
+            .primary
+            .filter(|(_, ctx)| ctx.trace_id.is_some())
+            .map(|(f, _)| f),
+        invalid: formats_of(&found.invalid),
+        conflicts: u32::try_from(found.links.len()).unwrap_or(u32::MAX),
+        injected: FormatSet::default(),
+    }
+}
+
+/// The formats named in `list`.
+fn formats_of<T>(list: &[(Format, T)]) -> FormatSet {
+    let mut set = FormatSet::default();
+    for (f, _) in list {
+        set.insert(*f);
+    }
+    set
 }
 
 fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {

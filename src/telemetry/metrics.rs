@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::pipeline::PipelineStats;
 use crate::codec::Format;
+use crate::telemetry::coverage::Coverage;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -46,6 +47,11 @@ pub struct Metrics {
     pub degraded: IntGauge,
     /// `tracebridge_span_queue_depth`: spans waiting for export.
     pub span_queue_depth: IntGauge,
+    /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
+    pub access_log_errors: IntCounter,
+    /// The per-route coverage view (`GET /coverage`): counters of the same request
+    /// path, kept per route name rather than exported to Prometheus.
+    pub coverage: Coverage,
     /// `injected` and `extracted` resolved per format once, so the request path does
     /// not hash label values.
     injected_by_format: Vec<IntCounter>,
@@ -149,11 +155,16 @@ impl Metrics {
             "tracebridge_span_queue_depth",
             "Spans waiting in the export queue.",
         )?;
+        let access_log_errors = IntCounter::new(
+            "tracebridge_access_log_errors_total",
+            "Access log lines that could not be written (the request is not affected).",
+        )?;
         for c in [
             &conflicts,
             &baggage_dropped,
             &spans_started,
             &spans_exported,
+            &access_log_errors,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -194,6 +205,8 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             spans_started,
+            access_log_errors,
+            coverage: Coverage::new(),
         })
     }
 

@@ -1,5 +1,8 @@
-//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, and metrics.
+//! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, metrics, the
+//! coverage view and the access log.
 
+pub mod access_log;
+pub mod coverage;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
