@@ -73,17 +73,23 @@ pub fn parse_headers<'a>(
     Ok(map)
 }
 
-/// Parses a comma list of format ids; `all` means every format in default order.
+/// Parses a comma list of format ids; `all` means every format in default order. A
+/// format named twice keeps its first position (`b3,all` = b3 first, then the rest), so
+/// it is extracted once and reported once.
 pub fn parse_formats(list: &str) -> Result<Vec<Format>, String> {
-    let mut out = Vec::new();
+    let mut out: Vec<Format> = Vec::new();
+    let mut add = |f: Format| {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    };
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item.eq_ignore_ascii_case("all") {
-            out.extend(Format::ALL);
+            Format::ALL.into_iter().for_each(&mut add);
         } else {
-            out.push(item.parse::<Format>().map_err(|e| e.to_string())?);
+            add(item.parse::<Format>().map_err(|e| e.to_string())?);
         }
     }
-    out.dedup();
     if out.is_empty() {
         return Err("empty format list".to_string());
     }
@@ -177,15 +183,15 @@ pub fn to_json(t: &Translation) -> Value {
     );
     extracted.insert("debug".into(), json!(c.debug));
     extracted.insert("random".into(), json!(c.random));
-    extracted.insert(
-        "baggage".into(),
-        Value::Object(
-            c.baggage
-                .iter()
-                .map(|b| (b.key.clone(), json!(b.value)))
-                .collect(),
-        ),
-    );
+    // Baggage is an ordered multimap (`uberctx-k` and `jaeger-baggage: k=...` both
+    // kept); one-value-per-key formats send the first value, so that is the one shown.
+    let mut baggage = Map::new();
+    for b in &c.baggage {
+        if !baggage.contains_key(&b.key) {
+            baggage.insert(b.key.clone(), json!(b.value));
+        }
+    }
+    extracted.insert("baggage".into(), Value::Object(baggage));
     if !c.tracestate.is_empty() {
         extracted.insert(
             "tracestate".into(),
@@ -226,4 +232,26 @@ pub fn to_json(t: &Translation) -> Value {
         );
     }
     json!({ "extracted": extracted, "headers": headers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_formats_keeps_the_first_of_repeated_formats() {
+        // Regression: `dedup` only removed adjacent repeats, so `b3,all` extracted b3
+        // twice and reported an invalid `b3` twice.
+        let got = parse_formats("b3,all").unwrap();
+        assert_eq!(got.len(), Format::ALL.len());
+        assert_eq!(got[0], Format::B3);
+        assert_eq!(got.iter().filter(|&&f| f == Format::B3).count(), 1);
+        assert_eq!(parse_formats("all,all").unwrap(), Format::ALL.to_vec());
+        assert_eq!(
+            parse_formats("w3c, tracecontext ,b3,W3C").unwrap(),
+            vec![Format::TraceContext, Format::B3]
+        );
+        assert!(parse_formats(" , ").is_err());
+        assert!(parse_formats("b3,nope").is_err());
+    }
 }
