@@ -1,35 +1,113 @@
 //! Strict number and id parsers shared by the codecs: byte-level, no allocation, no
 //! `from_str_radix` (which accepts a sign and any width; wire-formats §1.4).
 
-/// Value of one lowercase hex digit.
+/// Marks a byte that is not a digit in the hex tables.
+const NOT_HEX: u8 = 0xff;
+
+/// Value of each byte as a lowercase hex digit, [`NOT_HEX`] otherwise.
+static HEX_LOWER: [u8; 256] = hex_table(false);
+
+const fn hex_table(upper: bool) -> [u8; 256] {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        if upper {
+            t[b'A' as usize + i] = 10 + i as u8;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// 1 to 16 digits through `table` (one lookup per digit, one check at the end).
 #[inline]
-fn hex_lc(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+fn hex_digits(b: &[u8], table: &[u8; 256]) -> Option<u64> {
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (mut v, mut seen) = (0u64, 0u8);
+    for &c in b {
+        let d = table[usize::from(c)];
+        seen |= d;
+        v = (v << 4) | u64::from(d & 0x0f);
+    }
+    // A bad digit is NOT_HEX, whose high bits survive the OR.
+    (seen & 0xf0 == 0).then_some(v)
+}
+
+/// 1 to 16 lowercase digits: the leading `len % 8` through the table, then 8 at a time.
+#[inline]
+fn hex_lower(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (head, blocks) = b.split_at(b.len() % 8);
+    let mut v = if head.is_empty() {
+        0
+    } else {
+        hex_digits(head, &HEX_LOWER)?
+    };
+    for block in blocks.chunks_exact(8) {
+        v = (v << 32) | u64::from(hex8_lower(block.try_into().ok()?)?);
+    }
+    Some(v)
+}
+
+/// Eight lowercase hex digits, all at once in one u64 (SWAR): each byte is checked to be
+/// in `0-9` or `a-f` with carry-free additions, turned into its nibble, and the nibbles
+/// are packed big-endian.
+#[inline]
+fn hex8_lower(block: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(block);
+    // For a byte b < 0x80, b + (0x80 - lo) has its high bit set iff b >= lo, and
+    // b + (0x7f - hi) iff b > hi; neither sum carries into the next byte.
+    let at_least = |lo: u64| x.wrapping_add(ONES * (0x80 - lo));
+    let above = |hi: u64| x.wrapping_add(ONES * (0x7f - hi));
+    let digit = at_least(0x30) & !above(0x39);
+    let letter = at_least(0x61) & !above(0x66);
+    if x & HIGH != 0 || (digit | letter) & HIGH != HIGH {
+        return None;
+    }
+    // `0`-`9` are 0x30-0x39 and `a`-`f` 0x61-0x66: the low nibble, plus 9 for a letter
+    // (bit 6 set).
+    let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // First digit in the high byte, then fold pairs of nibbles, bytes, half-words.
+    let v = nibbles.swap_bytes();
+    let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+    let v = (v | (v >> 16)) & 0x0000_0000_ffff_ffff;
+    u32::try_from(v).ok()
+}
+
+/// 1 to 32 digits, as two 64-bit halves (cheaper than 128-bit shifts).
+#[inline]
+fn hex_halves(b: &[u8], half: impl Fn(&[u8]) -> Option<u64>) -> Option<u128> {
+    match b.len().checked_sub(16) {
+        None | Some(0) => half(b).map(u128::from),
+        Some(split) if split <= 16 => {
+            let (hi, lo) = b.split_at(split);
+            Some(u128::from(half(hi)?) << 64 | u128::from(half(lo)?))
+        }
+        Some(_) => None,
     }
 }
 
 /// Lowercase hex of 1 to 32 digits as u128. Uppercase, empty, too long → `None`.
 pub fn hex_u128(s: &str) -> Option<u128> {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > 32 {
-        return None;
-    }
-    let mut v: u128 = 0;
-    for &c in b {
-        v = (v << 4) | hex_lc(c)? as u128;
-    }
-    Some(v)
+    hex_halves(s.as_bytes(), hex_lower)
 }
 
 /// Lowercase hex of 1 to 16 digits as u64.
 pub fn hex_u64(s: &str) -> Option<u64> {
-    if s.len() > 16 {
-        return None;
-    }
-    hex_u128(s).map(|v| v as u64)
+    hex_lower(s.as_bytes())
 }
 
 /// Lowercase hex of exactly `width` digits as u128 (`width` ≤ 32).
@@ -94,7 +172,42 @@ pub fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The table-driven parsers agree with `from_str_radix` on the strict grammar
+        /// (1 to 32 lowercase digits) and reject everything else.
+        #[test]
+        fn hex_matches_reference(s in "[0-9a-fA-F+ g-]{0,34}") {
+            let strict = !s.is_empty()
+                && s.len() <= 32
+                && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
+            prop_assert_eq!(hex_u128(&s), reference);
+            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
+            prop_assert_eq!(hex_u64(&s), reference64);
+        }
+
+        /// The same near valid ids: one char of a lowercase hex string replaced.
+        #[test]
+        fn hex_matches_reference_near_misses(
+            s in "[0-9a-f]{1,32}",
+            at in any::<prop::sample::Index>(),
+            c in any::<char>(),
+        ) {
+            let mut chars: Vec<char> = s.chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = c;
+            let s: String = chars.into_iter().collect();
+            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
+            prop_assert_eq!(hex_u128(&s), reference);
+            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
+            prop_assert_eq!(hex_u64(&s), reference64);
+        }
+    }
 
     #[test]
     fn hex_is_strict() {

@@ -139,7 +139,7 @@ pub fn decode(s: &str) -> Result<TraceParent, DecodeError> {
     }
     let trace_id = s
         .get(3..35)
-        .and_then(hex_u128)
+        .and_then(|t| text::hex_exact_u128(t, 32))
         .filter(|_| dash_at(35))
         .ok_or(DecodeError::TraceId)?;
     let trace_id = TraceId::new(trace_id).ok_or(DecodeError::ZeroId)?;
@@ -194,13 +194,6 @@ fn encode_bytes(tp: &TraceParent) -> [u8; 55] {
     out[36..52].copy_from_slice(&tp.parent_id.to_hex());
     out[53..].copy_from_slice(&hex_digits(tp.flags));
     out
-}
-
-/// 32 lowercase hex digits, parsed as two halves (64-bit arithmetic is cheaper than 128).
-fn hex_u128(s: &str) -> Option<u128> {
-    let hi = text::hex_exact_u64(s.get(..16)?)?;
-    let lo = text::hex_exact_u64(s.get(16..)?)?;
-    Some(u128::from(hi) << 64 | u128::from(lo))
 }
 
 /// Exactly two lowercase hex digits.
