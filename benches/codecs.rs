@@ -31,8 +31,10 @@
 //!
 //! Profiling: `CODECS_PROFILE="extract/skywalking 2000" valgrind --tool=callgrind
 //! --toggle-collect='*profile_*' target/release/deps/codecs-<hash>` runs one row's tracebridge
-//! side that many times and nothing else; `Ir` below is instructions per call measured
-//! that way, which does not move with the machine's load.
+//! side that many times and nothing else (`extract/xray/otel 2000`: the OpenTelemetry
+//! side); `Ir` below is instructions per call measured that way, which does not move with
+//! the machine's load. `perf stat -e task-clock` over the same mode gives CPU time per
+//! call, which does not count the time other processes hold the cores (wall time does).
 //!
 //! Baseline, before the optimisations: median ns of one run with the load average at ~5
 //! on the 2 cores (other builds running), Ir, and ratio = OpenTelemetry ns / ours:
@@ -293,24 +295,32 @@ fn bench(c: &mut Criterion) {
 }
 
 /// `CODECS_PROFILE="inject/skywalking 100000"` runs that many iterations of one row's
-/// tracebridge side and nothing else, for `valgrind --tool=callgrind
-/// --toggle-collect='codecs::profile_*'`: instruction counts divided by the iterations
-/// are stable on a noisy machine where times are not.
+/// tracebridge side and nothing else (`extract/tracecontext/otel 100000`: the
+/// OpenTelemetry side), for `valgrind --tool=callgrind --toggle-collect='*profile_*'`
+/// (instruction counts divided by the iterations are stable on a noisy machine where
+/// times are not) or `perf stat -e task-clock` (CPU time, which unlike wall time does not
+/// count the time other processes hold the cores).
 fn profile(spec: &str) {
     let (row, n) = spec
         .split_once(' ')
-        .expect("\"<direction>/<format> <iterations>\"");
+        .expect("\"<direction>/<format>[/otel] <iterations>\"");
     let n: u64 = n.trim().parse().expect("iterations");
-    let (direction, format) = row.split_once('/').expect("<direction>/<format>");
+    let mut parts = row.split('/');
+    let (Some(direction), Some(format)) = (parts.next(), parts.next()) else {
+        panic!("<direction>/<format>[/otel]");
+    };
+    let side = parts.next().unwrap_or("tracebridge");
     let format: Format = format.parse().expect("format");
     let case = cases()
         .into_iter()
         .find(|c| c.format == format)
         .expect("a row for that format");
-    match direction {
-        "extract" => profile_extract(&case, n),
-        "inject" => profile_inject(&case, n),
-        other => panic!("direction {other}: extract or inject"),
+    match (direction, side) {
+        ("extract", "tracebridge") => profile_extract(&case, n),
+        ("inject", "tracebridge") => profile_inject(&case, n),
+        ("extract", "otel") => profile_otel_extract(&case, n),
+        ("inject", "otel") => profile_otel_inject(&case, n),
+        other => panic!("{other:?}: extract or inject, tracebridge or otel"),
     }
 }
 
@@ -330,6 +340,24 @@ fn profile_inject(case: &Case, n: u64) {
             case.format
                 .inject(black_box(&case.ctx), black_box(&HOP), &mut out),
         );
+    }
+}
+
+#[inline(never)]
+fn profile_otel_extract(case: &Case, n: u64) {
+    let (p, _) = case.otel.as_ref().expect("an OpenTelemetry propagator");
+    for _ in 0..n {
+        black_box(p.extract(&Extract(black_box(&case.headers))));
+    }
+}
+
+#[inline(never)]
+fn profile_otel_inject(case: &Case, n: u64) {
+    let (p, cx) = case.otel.as_ref().expect("an OpenTelemetry propagator");
+    let mut out = HeaderMap::with_capacity(32);
+    for _ in 0..n {
+        out.clear();
+        p.inject_context(black_box(cx), &mut Inject(&mut out));
     }
 }
 
