@@ -30,13 +30,13 @@
 //!   decision), and never a ParentSpanId (go-contrib does the same; the next hop's parent
 //!   is our span id, which the second field already says).
 //!
-//! The id and `sampled` parsers and the state ⇄ model mapping here are shared with
-//! [`super::b3multi`], the id and `sampled` parsers also with [`super::ottrace`] (same rules).
+//! The state ⇄ model mapping here is shared with [`super::b3multi`]; the id and `sampled`
+//! parsers, shared with [`super::ottrace`] too (same rules), live in [`super::text`].
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::text::{parse_span_id, parse_trace_id, push_ascii};
 use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
-use crate::codec::text::{hex_exact_u128, hex_exact_u64};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// The single B3 header.
@@ -72,35 +72,6 @@ pub enum B3Single {
         /// out when `state` is `None`.
         parent_span_id: Option<SpanId>,
     },
-}
-
-/// A B3 TraceId: 16 or 32 lowercase hex, non-zero. Shared by `b3`, `x-b3-traceid` and
-/// `ot-tracer-traceid`, which have the same rule.
-pub(crate) fn parse_trace_id(s: &str) -> Result<TraceId, DecodeError> {
-    let v = match s.len() {
-        16 | 32 => hex_exact_u128(s, s.len()).ok_or(DecodeError::TraceId)?,
-        _ => return Err(DecodeError::TraceId),
-    };
-    TraceId::new(v).ok_or(DecodeError::ZeroId)
-}
-
-/// A 64-bit span id as 16 lowercase hex, non-zero (B3 SpanId / ParentSpanId,
-/// `ot-tracer-spanid`).
-pub(crate) fn parse_span_id(s: &str) -> Result<SpanId, DecodeError> {
-    let v = hex_exact_u64(s).ok_or(DecodeError::SpanId)?;
-    SpanId::new(v).ok_or(DecodeError::ZeroId)
-}
-
-/// `1` / `0`, or the legacy `true` / `false` in any case (`x-b3-sampled`,
-/// `ot-tracer-sampled`); anything else, the empty value included, is invalid.
-pub(crate) fn parse_sampled(s: &str) -> Result<bool, DecodeError> {
-    match s {
-        "1" => Ok(true),
-        "0" => Ok(false),
-        _ if s.eq_ignore_ascii_case("true") => Ok(true),
-        _ if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(DecodeError::Sampling),
-    }
 }
 
 fn parse_state(s: &str) -> Result<State, DecodeError> {
@@ -167,12 +138,6 @@ pub fn encode(b3: &B3Single) -> String {
             out
         }
     }
-}
-
-/// Appends hex digits produced by the model's `to_hex` (ASCII by construction). Shared with
-/// `jaeger.rs`; a candidate for `text.rs`.
-pub(crate) fn push_ascii(out: &mut String, digits: &[u8]) {
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// The model's sampling and debug flag for a B3 state (shared with `x-b3-*`).
@@ -258,113 +223,14 @@ impl Codec for B3Codec {
     }
 }
 
-/// Helpers the B3, Jaeger and OT tests share: vector rows and what a context is compared on.
-#[cfg(test)]
-pub(crate) mod testutil {
-    use http::{HeaderMap, HeaderName, HeaderValue};
-
-    use crate::model::{BaggageEntry, Hop, SpanId, TraceContext, TraceId};
-
-    /// The hop every inject test continues: span id `1122334455667788`.
-    pub fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(0x1122334455667788).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/",
-            peer_address: "origin:80",
-            call_index: 1,
-        }
-    }
-
-    /// A baggage entry without properties.
-    pub fn entry(key: &str, value: &str) -> BaggageEntry {
-        BaggageEntry {
-            key: key.into(),
-            value: value.into(),
-            properties: String::new(),
-        }
-    }
-
-    /// The expected outcome of a valid vector, in the vocabulary of vectors.json.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Expect {
-        pub trace: Option<&'static str>,
-        pub span: Option<&'static str>,
-        pub sampled: Option<bool>,
-        pub debug: bool,
-        pub baggage: &'static [(&'static str, &'static str)],
-    }
-
-    /// One vector: `Ok(expect)` when valid, `Err(reason)` when it must be rejected.
-    pub struct Row {
-        pub id: &'static str,
-        pub headers: &'static [(&'static str, &'static str)],
-        pub expect: Result<Expect, &'static str>,
-    }
-
-    pub const fn ok(
-        trace: Option<&'static str>,
-        span: Option<&'static str>,
-        sampled: Option<bool>,
-        debug: bool,
-    ) -> Result<Expect, &'static str> {
-        Ok(Expect {
-            trace,
-            span,
-            sampled,
-            debug,
-            baggage: &[],
-        })
-    }
-
-    pub fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn hex<T: std::fmt::Display>(v: Option<T>) -> Option<String> {
-        v.map(|v| v.to_string())
-    }
-
-    /// Asserts that `ctx` is what `expect` describes.
-    pub fn check(id: &str, ctx: &TraceContext, expect: &Expect) {
-        assert_eq!(
-            hex::<TraceId>(ctx.trace_id).as_deref(),
-            expect.trace,
-            "{id}: trace id"
-        );
-        assert_eq!(
-            hex::<SpanId>(ctx.parent_id).as_deref(),
-            expect.span,
-            "{id}: parent id"
-        );
-        assert_eq!(ctx.sampling.decision(), expect.sampled, "{id}: sampled");
-        assert_eq!(ctx.debug, expect.debug, "{id}: debug");
-        assert!(!ctx.random, "{id}: random is W3C-only");
-        let baggage: Vec<(&str, &str)> = ctx
-            .baggage
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .collect();
-        assert_eq!(baggage, expect.baggage, "{id}: baggage");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::HeaderMap;
     use proptest::prelude::*;
 
-    use super::testutil::{check, hop, map, ok, Row};
     use super::*;
     use crate::codec::b3multi::B3MultiCodec;
+    use crate::codec::testutil::{check, hop, map, ok, raw_map, Row};
 
     const T128: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
@@ -958,11 +824,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
-            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                let mut h = HeaderMap::new();
-                h.insert(&B3, v);
-                let _ = B3Codec::extract(&h);
-            }
+            let _ = B3Codec::extract(&raw_map([(&B3, bytes)]));
         }
     }
 }

@@ -28,11 +28,12 @@
 //!   (go-contrib does the same); mediation strips a stale inbound one since it is listed in
 //!   [`Codec::headers`].
 //!
-//! Id and state rules are shared with [`super::b3`].
+//! Id and state rules are shared with [`super::b3`] (the id parsers live in [`super::text`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::{parse_sampled, parse_span_id, parse_trace_id, to_context, State};
+use super::b3::{to_context, State};
+use super::text::{parse_sampled, parse_span_id, parse_trace_id};
 use super::{b3, first, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
@@ -242,7 +243,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::{hop, map};
+    use crate::codec::testutil::{hop, map, raw_map};
     use crate::model::Sampling;
 
     // The `b3-*` vectors run in `b3::tests::vectors`, through both codecs in precedence order.
@@ -529,13 +530,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 5)) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name, v);
-                }
-            }
-            let _ = B3MultiCodec::extract(&h);
+            let _ = B3MultiCodec::extract(&raw_map(HEADERS.iter().zip(&values)));
         }
     }
 }

@@ -248,26 +248,14 @@ impl Codec for BaggageCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Sampling, SpanId};
+    use crate::codec::testutil::{hop, map, raw_map};
+    use crate::model::Sampling;
     use proptest::prelude::*;
 
-    fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(1).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/",
-            peer_address: "origin:80",
-            call_index: 1,
-        }
-    }
-
+    /// Extracts from one `baggage` field per element.
     fn extract(fields: &[&str]) -> Result<Option<TraceContext>, DecodeError> {
-        let mut h = HeaderMap::new();
-        for f in fields {
-            h.append(&BAGGAGE, HeaderValue::from_str(f).unwrap());
-        }
-        BaggageCodec::extract(&h)
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|f| (BAGGAGE_NAME, *f)).collect();
+        BaggageCodec::extract(&map(&pairs))
     }
 
     fn entry(k: &str, v: &str, p: &str) -> BaggageEntry {
@@ -532,13 +520,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(fields in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3)) {
-            let mut h = HeaderMap::new();
-            for f in fields {
-                if let Ok(v) = HeaderValue::from_bytes(&f) {
-                    h.append(&BAGGAGE, v);
-                }
-            }
-            let _ = BaggageCodec::extract(&h);
+            let _ = BaggageCodec::extract(&raw_map(fields.iter().map(|f| (&BAGGAGE, f))));
         }
     }
 }

@@ -50,7 +50,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::{dec_u64, hex_exact_u64};
+use super::text::{dec_i64, dec_u64, hex_exact_u64};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Datadog, Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -174,7 +174,7 @@ pub fn decode(f: &Fields<'_>) -> Result<Option<DatadogHeaders>, DecodeError> {
         parent_id,
         sampling_priority: f
             .sampling_priority
-            .and_then(parse_int)
+            .and_then(dec_i64)
             .and_then(|p| i32::try_from(p).ok()),
         origin: f.origin.filter(|o| !o.is_empty()).map(str::to_string),
         tags: f.tags.map(decode_tags).unwrap_or_default(),
@@ -261,17 +261,7 @@ fn valid_tag(key: &str, value: &str) -> bool {
 }
 
 fn valid_decision_maker(v: &str) -> bool {
-    matches!(parse_int(v), Some(m) if (-128..=0).contains(&m))
-}
-
-/// `["-"] 1*20DIGIT` as i64; `None` when it does not fit.
-fn parse_int(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s),
-    };
-    let v = i64::try_from(dec_u64(digits)?).ok()?;
-    Some(if negative { -v } else { v })
+    matches!(dec_i64(v), Some(m) if (-128..=0).contains(&m))
 }
 
 /// Wire → model.
@@ -401,32 +391,12 @@ impl Codec for DatadogCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{get, hop_at, map, raw_map};
     use proptest::prelude::*;
 
+    /// The gateway span is 5678, so `x-datadog-parent-id: 5678` on inject.
     fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(5678).unwrap(),
-            service: "gw",
-            instance: "gw-1",
-            endpoint: "/",
-            peer_address: "127.0.0.1:8080",
-            call_index: 1,
-        }
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-        h.get(name).map(|v| v.to_str().unwrap())
+        hop_at(5678, 1)
     }
 
     type Expect = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
@@ -970,13 +940,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 5)) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = DatadogCodec::extract(&h);
+            let _ = DatadogCodec::extract(&raw_map(HEADERS.iter().zip(&values)));
         }
     }
 }

@@ -53,8 +53,9 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::skywalking::{dec_str, hashed_span_id, hashed_trace_id, truncate_bytes};
-use super::text::{dec_u64, hex_u128, percent_decode};
+use super::text::{
+    dec_str, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, percent_decode, truncate_bytes,
+};
 use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
     BaggageEntry, EagleEye, Hop, Originals, Sampling, SpanId, TraceContext, TraceId,
@@ -426,26 +427,8 @@ impl Codec for EagleEyeCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{get, hex128, hex64, hop_at, map, pairs, raw_map};
     use proptest::prelude::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn hex128(s: &str) -> TraceId {
-        TraceId::new(u128::from_str_radix(s, 16).unwrap()).unwrap()
-    }
-
-    fn hex64(s: &str) -> SpanId {
-        SpanId::new(u64::from_str_radix(s, 16).unwrap()).unwrap()
-    }
 
     struct Expect {
         trace: &'static str,
@@ -631,7 +614,7 @@ mod tests {
     #[test]
     fn vectors() {
         for row in rows() {
-            let got = EagleEyeCodec::extract(&headers(row.headers));
+            let got = EagleEyeCodec::extract(&map(row.headers));
             match (&row.expect, got) {
                 (Err(want), Err(got)) => assert_eq!(*want, got, "{}: {}", row.id, row.reason),
                 (Ok(None), Ok(None)) => {}
@@ -652,12 +635,7 @@ mod tests {
                     );
                     assert_eq!(ctx.sampling, want.sampling, "{}", row.id);
                     assert!(!ctx.debug && !ctx.random, "{}", row.id);
-                    let bag: Vec<(&str, &str)> = ctx
-                        .baggage
-                        .iter()
-                        .map(|e| (e.key.as_str(), e.value.as_str()))
-                        .collect();
-                    assert_eq!(bag, want.baggage, "{}", row.id);
+                    assert_eq!(pairs(&ctx.baggage), want.baggage, "{}", row.id);
                     let ee = ctx.originals.eagleeye.as_deref().unwrap();
                     assert_eq!(
                         (
@@ -680,10 +658,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&TRACE_ID, HeaderValue::from_bytes(b"ea\xff").unwrap());
         assert_eq!(EagleEyeCodec::extract(&h), Err(DecodeError::Charset));
-        let h = headers(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
+        let h = map(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();
         assert_eq!(ctx.trace_id, Some(hex128(ARMS)));
-        let mut h = headers(&[("EagleEye-TraceID", ARMS)]);
+        let mut h = map(&[("EagleEye-TraceID", ARMS)]);
         h.insert(&USER_DATA, HeaderValue::from_bytes(b"k=\xff").unwrap());
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();
         assert!(ctx.baggage.is_empty(), "unreadable UserData ignored");
@@ -695,14 +673,12 @@ mod tests {
         assert_eq!(decode_user_data(&s.join("&")).len(), MAX_USER_DATA_ENTRIES);
     }
 
+    /// pAppName and pRpc come from the service and the endpoint.
     fn hop<'a>(span: u64, k: u32) -> Hop<'a> {
         Hop {
-            span_id: SpanId::new(span).unwrap(),
             service: "gateway",
-            instance: "gw-1",
             endpoint: "GET /api/orders",
-            peer_address: "orders:8080",
-            call_index: k,
+            ..hop_at(span, k)
         }
     }
 
@@ -723,10 +699,6 @@ mod tests {
             },
             ..TraceContext::default()
         }
-    }
-
-    fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-        h.get(name).map(|v| v.to_str().unwrap())
     }
 
     #[test]
@@ -969,13 +941,7 @@ mod tests {
         fn extract_never_panics(
             values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 8)
         ) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(values) {
-                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = EagleEyeCodec::extract(&h);
+            let _ = EagleEyeCodec::extract(&raw_map(HEADERS.iter().zip(values)));
         }
 
         #[test]

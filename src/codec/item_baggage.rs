@@ -155,7 +155,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::entry;
+    use crate::codec::testutil::entry;
 
     #[test]
     fn url_encoded_values() {

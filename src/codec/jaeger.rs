@@ -48,9 +48,8 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::push_ascii;
 use super::item_baggage::{self, Values};
-use super::text::{hex_u128, hex_u64, percent_decode};
+use super::text::{hex_u128, hex_u64, percent_decode, push_ascii};
 use super::{first, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -254,7 +253,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::{check, entry, hop, map, ok, Expect, Row};
+    use crate::codec::testutil::{check, entry, hop, map, ok, pairs, raw_map, Expect, Row};
 
     const T: &str = "a1ce929d0e0e4736a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
@@ -564,11 +563,7 @@ mod tests {
             HeaderValue::from_bytes(b"z=\xff").unwrap(),
         );
         let ctx = JaegerCodec::extract(&h).unwrap().unwrap();
-        let got: Vec<(&str, &str)> = ctx
-            .baggage
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .collect();
+        let got = pairs(&ctx.baggage);
         assert_eq!(
             got,
             [
@@ -729,13 +724,7 @@ mod tests {
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 4)) {
             let names = [&UBER_TRACE_ID, &JAEGER_DEBUG_ID, &JAEGER_BAGGAGE, &HeaderName::from_static("uberctx-k")];
-            let mut h = HeaderMap::new();
-            for (name, bytes) in names.into_iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = JaegerCodec::extract(&h);
+            let _ = JaegerCodec::extract(&raw_map(names.into_iter().zip(&values)));
         }
     }
 }

@@ -1,11 +1,20 @@
-//! Strict number and id parsers shared by the codecs: byte-level, no allocation, no
-//! `from_str_radix` (which accepts a sign and any width; wire-formats §1.4).
+//! Strict number and id parsers and formatters shared by the codecs: byte-level, no
+//! allocation, no `from_str_radix` (which accepts a sign and any width; wire-formats §1.4).
+//! One implementation of each: the codecs call these rather than keep their own.
+
+use sha2::{Digest, Sha256};
+
+use super::DecodeError;
+use crate::model::{SpanId, TraceId};
 
 /// Marks a byte that is not a digit in the hex tables.
 const NOT_HEX: u8 = 0xff;
 
 /// Value of each byte as a lowercase hex digit, [`NOT_HEX`] otherwise.
 static HEX_LOWER: [u8; 256] = hex_table(false);
+
+/// Value of each byte as a hex digit of either case, [`NOT_HEX`] otherwise.
+static HEX_ANY_CASE: [u8; 256] = hex_table(true);
 
 const fn hex_table(upper: bool) -> [u8; 256] {
     let mut t = [NOT_HEX; 256];
@@ -126,6 +135,50 @@ pub fn hex_exact_u64(s: &str) -> Option<u64> {
     hex_u64(s)
 }
 
+/// 1 to `max` hex digits of either case (`max` ≤ 32) as u128 (Instana ids).
+pub fn hex_any_case(s: &str, max: usize) -> Option<u128> {
+    if s.len() > max {
+        return None;
+    }
+    hex_halves(s.as_bytes(), |half| hex_digits(half, &HEX_ANY_CASE))
+}
+
+/// The value of one hex digit of either case (Go's `hex.Decode`, for the SkyWalking
+/// collector mapping, which stops at the first bad digit).
+pub fn hex_digit_any_case(c: u8) -> Option<u8> {
+    let d = HEX_ANY_CASE[usize::from(c)];
+    (d != NOT_HEX).then_some(d)
+}
+
+/// A B3-style trace id: 16 or 32 lowercase hex, non-zero (`b3`, `x-b3-traceid`,
+/// `ot-tracer-traceid` share the rule).
+pub fn parse_trace_id(s: &str) -> Result<TraceId, DecodeError> {
+    let v = match s.len() {
+        16 | 32 => hex_u128(s).ok_or(DecodeError::TraceId)?,
+        _ => return Err(DecodeError::TraceId),
+    };
+    TraceId::new(v).ok_or(DecodeError::ZeroId)
+}
+
+/// A 64-bit span id as 16 lowercase hex, non-zero (B3 SpanId / ParentSpanId,
+/// `ot-tracer-spanid`).
+pub fn parse_span_id(s: &str) -> Result<SpanId, DecodeError> {
+    let v = hex_exact_u64(s).ok_or(DecodeError::SpanId)?;
+    SpanId::new(v).ok_or(DecodeError::ZeroId)
+}
+
+/// `1` / `0`, or the legacy `true` / `false` in any case (`x-b3-sampled`,
+/// `ot-tracer-sampled`); anything else, the empty value included, is invalid.
+pub fn parse_sampled(s: &str) -> Result<bool, DecodeError> {
+    match s {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ if s.eq_ignore_ascii_case("true") => Ok(true),
+        _ if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(DecodeError::Sampling),
+    }
+}
+
 /// Unsigned decimal u64: digits only (no sign, no spaces), at most 20, no overflow.
 pub fn dec_u64(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -140,6 +193,89 @@ pub fn dec_u64(s: &str) -> Option<u64> {
         v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
     }
     Some(v)
+}
+
+/// `["-"] 1*20DIGIT` as i64; `None` when it does not fit (Datadog priorities and tags).
+pub fn dec_i64(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let v = i64::try_from(dec_u64(digits)?).ok()?;
+    Some(if negative { -v } else { v })
+}
+
+/// Decimal digits of `v` in `buf`, without allocating.
+pub fn dec_str(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    for (i, slot) in buf.iter_mut().enumerate().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+        start = i;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.get(start..)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .unwrap_or("0")
+}
+
+/// Appends `v` in decimal without going through `fmt`.
+pub fn push_decimal(out: &mut String, v: u64) {
+    out.push_str(dec_str(v, &mut [0; 20]));
+}
+
+/// Appends digits produced by the model's `to_hex` (ASCII by construction).
+pub fn push_ascii(out: &mut String, digits: &[u8]) {
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+}
+
+/// The longest prefix of `s` with at most `max` chars.
+pub fn truncate_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => s.get(..end).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// The longest prefix of `s` with at most `max` bytes that ends on a char boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// First 16 bytes of SHA-256 over the concatenated `parts`: the deterministic trace id
+/// for string ids no mapping covers (SkyWalking, EagleEye; `None` in the 2^-128 case of
+/// zero).
+pub fn hashed_trace_id(parts: &[&[u8]]) -> Option<TraceId> {
+    let d = sha256(parts);
+    let b: [u8; 16] = d.get(..16)?.try_into().ok()?;
+    TraceId::new(u128::from_be_bytes(b))
+}
+
+/// First 8 bytes of SHA-256 over the concatenated `parts`: a deterministic span id.
+pub fn hashed_span_id(parts: &[&[u8]]) -> Option<SpanId> {
+    let d = sha256(parts);
+    let b: [u8; 8] = d.get(..8)?.try_into().ok()?;
+    SpanId::new(u64::from_be_bytes(b))
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
 }
 
 /// Lowercase hex of `v`, `width` digits, zero-padded on the left.
@@ -226,6 +362,61 @@ mod tests {
             None,
             "31 digits"
         );
+    }
+
+    #[test]
+    fn ids_and_flags() {
+        use DecodeError as E;
+        assert_eq!(
+            parse_trace_id("a3ce929d0e0e4736").map(TraceId::get),
+            Ok(0xa3ce929d0e0e4736)
+        );
+        assert_eq!(
+            parse_trace_id("a3ce929d0e0e473"),
+            Err(E::TraceId),
+            "15 digits"
+        );
+        assert_eq!(parse_trace_id(&"0".repeat(32)), Err(E::ZeroId));
+        assert_eq!(
+            parse_span_id("00f067aa0ba902B7"),
+            Err(E::SpanId),
+            "uppercase"
+        );
+        assert_eq!(parse_span_id("0000000000000000"), Err(E::ZeroId));
+        assert_eq!(parse_sampled("TRUE"), Ok(true));
+        assert_eq!(parse_sampled("0"), Ok(false));
+        assert_eq!(parse_sampled(""), Err(E::Sampling));
+        assert_eq!(
+            hex_any_case("E457b5a2E4D86BD1", 16),
+            Some(0xe457b5a2e4d86bd1)
+        );
+        assert_eq!(hex_any_case("10000000000001314", 16), None, "over max");
+        assert_eq!(hex_any_case("", 16), None);
+        assert_eq!(hex_digit_any_case(b'F'), Some(15));
+        assert_eq!(hex_digit_any_case(b'g'), None);
+    }
+
+    #[test]
+    fn helpers() {
+        let mut b = [0u8; 20];
+        assert_eq!(dec_str(0, &mut b), "0");
+        assert_eq!(dec_str(u64::MAX, &mut b), "18446744073709551615");
+        assert_eq!(dec_i64("-128"), Some(-128));
+        assert_eq!(dec_i64("9223372036854775808"), None, "over i64::MAX");
+        assert_eq!(dec_i64("+1"), None);
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
+        assert_eq!(truncate_bytes("hé", 2), "h");
+        assert_eq!(truncate_bytes("hé", 3), "hé");
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_matches_std(v in any::<u64>()) {
+            let mut s = String::new();
+            push_decimal(&mut s, v);
+            prop_assert_eq!(s, v.to_string());
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::{hex_exact_u128, hex_exact_u64, hex_u128};
+use super::text::{hex_exact_u128, hex_exact_u64, hex_u128, push_ascii};
 use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId, XRay};
 
@@ -172,11 +172,6 @@ fn write_value<'a>(
         out.push('=');
         out.push_str(value);
     }
-}
-
-/// Appends hex digits produced by the id types (always ASCII).
-fn push_ascii(out: &mut String, digits: &[u8]) {
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
@@ -330,25 +325,17 @@ impl Codec for XRayCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{hop_at, raw_map};
     use proptest::prelude::*;
 
     const HOP_SPAN: u64 = 0x00f0_67aa_0ba9_02b7;
 
     fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(HOP_SPAN).unwrap(),
-            service: "gw",
-            instance: "gw-1",
-            endpoint: "/",
-            peer_address: "127.0.0.1:8080",
-            call_index: 1,
-        }
+        hop_at(HOP_SPAN, 1)
     }
 
     fn map(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("X-Amzn-Trace-Id", HeaderValue::from_str(value).unwrap());
-        h
+        crate::codec::testutil::map(&[("X-Amzn-Trace-Id", value)])
     }
 
     fn hex_id(ctx: &TraceContext) -> (String, Option<String>) {
@@ -715,11 +702,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
-            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                let mut h = HeaderMap::new();
-                h.insert("x-amzn-trace-id", v);
-                let _ = XRayCodec::extract(&h);
-            }
+            let _ = XRayCodec::extract(&raw_map([(&X_AMZN_TRACE_ID, bytes)]));
         }
     }
 }
