@@ -33,10 +33,10 @@
 //! The state ⇄ model mapping here is shared with [`super::b3multi`]; the id and `sampled`
 //! parsers, shared with [`super::ottrace`] too (same rules), live in [`super::text`].
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
-use super::text::{parse_span_id, parse_trace_id, push_ascii};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::{into_string, parse_span_id, parse_trace_id};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// The single B3 header.
@@ -105,34 +105,47 @@ pub fn decode(s: &str) -> Result<B3Single, DecodeError> {
     })
 }
 
-fn state_char(state: State) -> char {
+fn state_char(state: State) -> u8 {
     match state {
-        State::Deny => '0',
-        State::Accept => '1',
-        State::Debug => 'd',
+        State::Deny => b'0',
+        State::Accept => b'1',
+        State::Debug => b'd',
     }
 }
 
 /// Formats one `b3` value; the TraceId always as 32 hex.
 pub fn encode(b3: &B3Single) -> String {
+    into_string(encode_bytes(b3))
+}
+
+/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
+/// without a copy).
+fn encode_bytes(b3: &B3Single) -> Vec<u8> {
     match *b3 {
-        B3Single::Decision(state) => state_char(state).to_string(),
+        B3Single::Decision(state) => vec![state_char(state)],
         B3Single::Context {
             trace_id,
             span_id,
             state,
             parent_span_id,
         } => {
-            let mut out = String::with_capacity(32 + 1 + 16 + 2 + 17);
-            push_ascii(&mut out, &trace_id.to_hex());
-            out.push('-');
-            push_ascii(&mut out, &span_id.to_hex());
+            let len = 32
+                + 1
+                + 16
+                + match (state, parent_span_id) {
+                    (None, _) => 0,
+                    (Some(_), None) => 2,
+                    (Some(_), Some(_)) => 2 + 17,
+                };
+            let mut out = Vec::with_capacity(len);
+            out.extend_from_slice(&trace_id.to_hex());
+            out.push(b'-');
+            out.extend_from_slice(&span_id.to_hex());
             if let Some(state) = state {
-                out.push('-');
-                out.push(state_char(state));
+                out.extend_from_slice(&[b'-', state_char(state)]);
                 if let Some(parent) = parent_span_id {
-                    out.push('-');
-                    push_ascii(&mut out, &parent.to_hex());
+                    out.push(b'-');
+                    out.extend_from_slice(&parent.to_hex());
                 }
             }
             out
@@ -216,7 +229,7 @@ impl Codec for B3Codec {
             state: from_sampling(ctx),
             parent_span_id: None,
         };
-        if let Ok(v) = HeaderValue::try_from(encode(&wire)) {
+        if let Some(v) = header_value(encode_bytes(&wire)) {
             out.set(B3.clone(), v);
         }
         Injected::default()
@@ -231,6 +244,7 @@ mod tests {
     use super::*;
     use crate::codec::b3multi::B3MultiCodec;
     use crate::codec::testutil::{check, hop, map, ok, raw_map, Row};
+    use http::HeaderValue;
 
     const T128: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";

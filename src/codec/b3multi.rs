@@ -34,7 +34,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::b3::{to_context, State};
 use super::text::{parse_sampled, parse_span_id, parse_trace_id};
-use super::{b3, first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{b3, first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// `X-B3-TraceId`.
@@ -229,8 +229,21 @@ impl Codec for B3MultiCodec {
             debug: state == Some(State::Debug),
         };
         let encoded = encode(&wire);
-        for (name, value) in encoded.fields().pairs() {
-            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        let ids = [
+            (&X_B3_TRACEID, encoded.trace_id.as_ref().map(|b| &b[..])),
+            (&X_B3_SPANID, encoded.span_id.as_ref().map(|b| &b[..])),
+        ];
+        for (name, digits) in ids {
+            if let Some(v) = digits.and_then(|b| HeaderValue::from_bytes(b).ok()) {
+                out.set(name.clone(), v);
+            }
+        }
+        // `1` / `0`: static values, no allocation.
+        for (name, flag) in [
+            (&X_B3_SAMPLED, encoded.sampled),
+            (&X_B3_FLAGS, encoded.flags),
+        ] {
+            if let Some(v) = flag.and_then(header_value) {
                 out.set(name.clone(), v);
             }
         }

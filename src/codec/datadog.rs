@@ -50,7 +50,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::{dec_i64, dec_u64, hex_exact_u64};
+use super::text::{dec_bytes, dec_i64, dec_u64, hex_exact_u64};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Datadog, Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -350,14 +350,17 @@ impl Codec for DatadogCodec {
         let priority = priority(ctx, original);
         let keeps_original = priority.is_some() && priority == original;
 
-        out.set(
-            X_DATADOG_TRACE_ID.clone(),
-            HeaderValue::from(trace_id.low64()),
-        );
-        out.set(
-            X_DATADOG_PARENT_ID.clone(),
-            HeaderValue::from(hop.span_id.get()),
-        );
+        // `HeaderValue::from(u64)` formats into a 20-byte `BytesMut`, which `Bytes` then
+        // wraps with a second allocation; a copy of the digits is one.
+        let mut digits = [0u8; 20];
+        for (name, id) in [
+            (&X_DATADOG_TRACE_ID, trace_id.low64()),
+            (&X_DATADOG_PARENT_ID, hop.span_id.get()),
+        ] {
+            if let Ok(v) = HeaderValue::from_bytes(dec_bytes(id, &mut digits)) {
+                out.set(name.clone(), v);
+            }
+        }
         if let Some(p) = priority {
             out.set(X_DATADOG_SAMPLING_PRIORITY.clone(), priority_value(p));
         }
@@ -365,7 +368,7 @@ impl Codec for DatadogCodec {
             .and_then(|d| d.origin.as_deref())
             .filter(|o| !o.is_empty())
         {
-            if let Some(v) = header_value(origin) {
+            if let Ok(v) = HeaderValue::from_str(origin) {
                 out.set(X_DATADOG_ORIGIN.clone(), v);
             }
         }
@@ -381,7 +384,7 @@ impl Codec for DatadogCodec {
             .filter(|(k, _)| k != TID && (keeps_original || k != DECISION_MAKER))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain(tid.map(|t| (TID, t)));
-        if let Some(v) = encode_tags(tags).and_then(|s| HeaderValue::try_from(s).ok()) {
+        if let Some(v) = encode_tags(tags).and_then(header_value) {
             out.set(X_DATADOG_TAGS.clone(), v);
         }
         Injected::default()

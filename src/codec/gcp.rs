@@ -24,10 +24,10 @@
 //!   "deferred" (§14). An OTel propagator downstream reads that as not sampled, which is
 //!   the fallback the codec contract asks for anyway.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
-use super::text::{dec_u64, hex_exact_u128, push_ascii, push_decimal};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::{dec_bytes, dec_u64, hex_exact_u128, into_string};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const HEADER: &str = "x-cloud-trace-context";
@@ -36,9 +36,6 @@ const HEADER: &str = "x-cloud-trace-context";
 pub static X_CLOUD_TRACE_CONTEXT: HeaderName = HeaderName::from_static(HEADER);
 
 static HEADERS: [HeaderName; 1] = [HeaderName::from_static(HEADER)];
-
-/// 32 hex + `/` + up to 20 digits + `;o=` + 1 digit.
-const MAX_LEN: usize = 32 + 1 + 20 + 4;
 
 /// One `X-Cloud-Trace-Context` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +78,21 @@ pub fn decode(s: &str) -> Result<CloudTraceContext, DecodeError> {
 
 /// Writes the header value.
 pub fn encode(c: &CloudTraceContext) -> String {
-    let mut out = String::with_capacity(MAX_LEN);
-    push_ascii(&mut out, &c.trace_id.to_hex());
-    out.push('/');
-    push_decimal(&mut out, c.span_id.get());
+    into_string(encode_bytes(c))
+}
+
+/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
+/// without a copy).
+fn encode_bytes(c: &CloudTraceContext) -> Vec<u8> {
+    let mut digits = [0u8; 20];
+    let span = dec_bytes(c.span_id.get(), &mut digits);
+    let options = if c.options.is_some() { 4 } else { 0 };
+    let mut out = Vec::with_capacity(32 + 1 + span.len() + options);
+    out.extend_from_slice(&c.trace_id.to_hex());
+    out.push(b'/');
+    out.extend_from_slice(span);
     if let Some(d) = c.options {
-        out.push_str(";o=");
-        out.push(char::from(b'0' + d % 10));
+        out.extend_from_slice(&[b';', b'o', b'=', b'0' + d % 10]);
     }
     out
 }
@@ -136,7 +141,7 @@ impl Codec for GcpCodec {
                 Sampling::Deferred => None,
             },
         };
-        if let Ok(v) = HeaderValue::try_from(encode(&wire)) {
+        if let Some(v) = header_value(encode_bytes(&wire)) {
             out.set(X_CLOUD_TRACE_CONTEXT.clone(), v);
         }
         Injected::default()

@@ -35,7 +35,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::item_baggage::{self, Values};
 use super::text::{parse_sampled, parse_span_id, parse_trace_id};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `ot-tracer-traceid`.
@@ -120,15 +120,19 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// The header values.
-    pub fn fields(&self) -> Fields<'_> {
-        let trace = if self.wide {
+    /// The digits of `ot-tracer-traceid`: 16 when the trace id fits in 64 bits.
+    fn trace_digits(&self) -> &[u8] {
+        if self.wide {
             &self.trace_id[..]
         } else {
             &self.trace_id[16..]
-        };
+        }
+    }
+
+    /// The header values.
+    pub fn fields(&self) -> Fields<'_> {
         Fields {
-            trace_id: std::str::from_utf8(trace).ok(),
+            trace_id: std::str::from_utf8(self.trace_digits()).ok(),
             span_id: std::str::from_utf8(&self.span_id).ok(),
             sampled: self.sampled,
         }
@@ -195,10 +199,17 @@ impl Codec for OtTraceCodec {
                 },
             };
             let encoded = encode(&wire);
-            for (name, value) in encoded.fields().pairs() {
-                if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            for (name, digits) in [
+                (&OT_TRACER_TRACEID, encoded.trace_digits()),
+                (&OT_TRACER_SPANID, &encoded.span_id[..]),
+            ] {
+                if let Ok(v) = HeaderValue::from_bytes(digits) {
                     out.set(name.clone(), v);
                 }
+            }
+            // `true` / `false`: static values, no allocation.
+            if let Some(v) = encoded.sampled.and_then(header_value) {
+                out.set(OT_TRACER_SAMPLED.clone(), v);
             }
         }
         Injected {

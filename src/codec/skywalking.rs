@@ -59,9 +59,10 @@
 use std::borrow::Cow;
 
 use super::text::{
-    dec_str, hashed_span_id, hashed_trace_id, hex_digit_any_case, truncate_bytes, truncate_chars,
+    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_digit_any_case, truncate_bytes,
+    truncate_chars,
 };
-use super::{first, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
     BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
 };
@@ -69,6 +70,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The trace context header.
@@ -191,7 +193,7 @@ fn encode_bytes(w: &Sw8<'_>) -> Vec<u8> {
         out.push(b'-'); // never valid; only for a hand-built wire value
     }
     let mut idx = [0u8; 20];
-    out.extend_from_slice(dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).as_bytes());
+    out.extend_from_slice(dec_bytes(u64::from(w.span_index.unsigned_abs()), &mut idx));
     for f in [&w.service, &w.instance, &w.endpoint, &w.address] {
         out.push(b'-');
         push_b64(&mut out, f.as_bytes());
@@ -215,7 +217,7 @@ fn push_b64(out: &mut Vec<u8>, input: &[u8]) {
 fn encoded_len(w: &Sw8<'_>) -> usize {
     let b64 = |s: &str| s.len().div_ceil(3) * 4;
     let mut idx = [0u8; 20];
-    let digits = dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).len();
+    let digits = dec_bytes(u64::from(w.span_index.unsigned_abs()), &mut idx).len();
     1 + 7
         + usize::from(w.span_index < 0)
         + digits
@@ -355,7 +357,9 @@ pub fn encode_correlation(baggage: &[BaggageEntry]) -> (String, usize) {
             len += e.key.len().div_ceil(3) * 4 + e.value.len().div_ceil(3) * 4 + 2;
         }
     }
-    let mut out = Vec::with_capacity(len);
+    // `key:value` pairs joined by `,`: exactly the length, so the header value takes the
+    // buffer without a copy.
+    let mut out = Vec::with_capacity(len.saturating_sub(1));
     for e in kept.iter().flatten() {
         if !out.is_empty() {
             out.push(b',');
@@ -651,9 +655,9 @@ impl Codec for SkyWalkingCodec {
 }
 
 /// Writes a value the codec built (visible ASCII by construction; skipped otherwise).
-fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Vec<u8>>) {
-    let bytes: Vec<u8> = value.into();
-    if let Ok(v) = HeaderValue::try_from(bytes) {
+/// The buffers are built at their exact length, so the value takes them without a copy.
+fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Bytes>) {
+    if let Some(v) = header_value(value) {
         out.set(name.clone(), v);
     }
 }

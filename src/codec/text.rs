@@ -205,30 +205,57 @@ pub fn dec_i64(s: &str) -> Option<i64> {
     Some(if negative { -v } else { v })
 }
 
-/// Decimal digits of `v` in `buf`, without allocating.
-pub fn dec_str(mut v: u64, buf: &mut [u8; 20]) -> &str {
+/// `"00"`, `"01"`, ... `"99"`: decimal digits two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Decimal digits of `v` in `buf`, without allocating (two digits per division).
+pub fn dec_bytes(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut start = buf.len();
-    for (i, slot) in buf.iter_mut().enumerate().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-        start = i;
-        if v == 0 {
-            break;
+    let mut put_pair = |start: usize, n: u64| {
+        let pair = n as usize * 2;
+        if let (Some(dst), Some(src)) = (
+            buf.get_mut(start..start + 2),
+            DIGIT_PAIRS.get(pair..pair + 2),
+        ) {
+            dst.copy_from_slice(src);
+        }
+    };
+    // u64::MAX has 20 digits: `start` never goes below 0.
+    while v >= 100 {
+        start -= 2;
+        put_pair(start, v % 100);
+        v /= 100;
+    }
+    if v >= 10 {
+        start -= 2;
+        put_pair(start, v);
+    } else {
+        start -= 1;
+        if let Some(slot) = buf.get_mut(start) {
+            *slot = b'0' + v as u8;
         }
     }
-    buf.get(start..)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .unwrap_or("0")
+    buf.get(start..).unwrap_or_default()
+}
+
+/// [`dec_bytes`] as text.
+pub fn dec_str(v: u64, buf: &mut [u8; 20]) -> &str {
+    std::str::from_utf8(dec_bytes(v, buf)).unwrap_or("0")
 }
 
 /// Appends `v` in decimal without going through `fmt`.
-pub fn push_decimal(out: &mut String, v: u64) {
-    out.push_str(dec_str(v, &mut [0; 20]));
+pub fn push_decimal(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(dec_bytes(v, &mut [0; 20]));
 }
 
-/// Appends digits produced by the model's `to_hex` (ASCII by construction).
-pub fn push_ascii(out: &mut String, digits: &[u8]) {
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+/// Text the codecs built as bytes (ASCII, or UTF-8 copied from strings): one validation
+/// at the end instead of one per piece.
+pub fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The longest prefix of `s` with at most `max` chars.
@@ -283,20 +310,53 @@ pub fn to_hex(v: u128, width: usize) -> String {
     format!("{v:0width$x}")
 }
 
-/// Characters a W3C baggage value may carry unencoded are `baggage-octet`
-/// (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E); everything else, and `%` itself,
-/// is percent-encoded. Jaeger `uberctx-*` values use the same (URL) encoding.
-const BAGGAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b',')
-    .add(b';')
-    .add(b'\\')
-    .add(b'%');
+/// W3C `baggage-octet` (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E): what a baggage
+/// value may hold unencoded.
+pub fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+/// Whether a W3C baggage value carries byte `b` percent-encoded: anything but
+/// `baggage-octet`, and `%` itself. Jaeger `uberctx-*` values use the same (URL) encoding.
+pub fn baggage_escaped(b: u8) -> bool {
+    !is_baggage_octet(b) || b == b'%'
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Length of `s` percent-encoded: `%XX` for every byte `escaped` names and every byte
+/// outside ASCII, the others as they are.
+pub fn percent_encoded_len(s: &str, escaped: impl Fn(u8) -> bool) -> usize {
+    s.len() + 2 * s.bytes().filter(|&b| !b.is_ascii() || escaped(b)).count()
+}
+
+/// Appends `s` percent-encoded (see [`percent_encoded_len`]; uppercase hex, as the
+/// `percent-encoding` crate writes it).
+pub fn push_percent_encoded(out: &mut Vec<u8>, s: &str, escaped: impl Fn(u8) -> bool) {
+    for b in s.bytes() {
+        if !b.is_ascii() || escaped(b) {
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0x0f)],
+            ]);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// `s` percent-encoded with `escaped`, in a string of exactly its length (so a header
+/// value can take it without a copy).
+pub fn percent_encoded(s: &str, escaped: impl Fn(u8) -> bool + Copy) -> String {
+    let mut out = Vec::with_capacity(percent_encoded_len(s, escaped));
+    push_percent_encoded(&mut out, s, escaped);
+    into_string(out)
+}
 
 /// Percent-encodes `s` for a baggage value (UTF-8 bytes outside ASCII are encoded too).
 pub fn percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, BAGGAGE_ENCODE).to_string()
+    percent_encoded(s, baggage_escaped)
 }
 
 /// Percent-decodes `s`; invalid UTF-8 after decoding becomes U+FFFD (W3C baggage rule).
@@ -411,11 +471,31 @@ mod tests {
     }
 
     proptest! {
+        /// The hand-written encoder writes what the `percent-encoding` crate writes with
+        /// the equivalent set, at exactly the computed length.
         #[test]
-        fn decimal_matches_std(v in any::<u64>()) {
-            let mut s = String::new();
-            push_decimal(&mut s, v);
-            prop_assert_eq!(s, v.to_string());
+        fn percent_encoding_matches_the_crate(s in any::<String>()) {
+            const BAGGAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+                .add(b' ')
+                .add(b'"')
+                .add(b',')
+                .add(b';')
+                .add(b'\\')
+                .add(b'%');
+            let want = percent_encoding::utf8_percent_encode(&s, BAGGAGE_ENCODE).to_string();
+            let got = percent_encode(&s);
+            prop_assert_eq!(got.len(), percent_encoded_len(&s, baggage_escaped));
+            prop_assert_eq!(got.capacity(), got.len());
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn decimal_matches_std(v in any::<u64>(), small in 0u64..1000) {
+            for v in [v, small] {
+                let mut s = Vec::new();
+                push_decimal(&mut s, v);
+                prop_assert_eq!(into_string(s), v.to_string());
+            }
         }
     }
 

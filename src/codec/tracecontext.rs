@@ -74,8 +74,8 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
-    eagleeye, exactly_one, text, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink,
-    Injected,
+    eagleeye, exactly_one, header_value, text, trim_ows, value_str, Codec, DecodeError, Format,
+    HeaderSink, Injected,
 };
 use crate::model::{
     EagleEye, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId, TraceState,
@@ -479,7 +479,7 @@ impl Codec for TraceContextCodec {
         }
         let ts = outgoing_tracestate(ctx, hop);
         if !ts.is_empty() {
-            if let Ok(v) = HeaderValue::try_from(ts) {
+            if let Some(v) = header_value(ts) {
                 out.set(TRACESTATE.clone(), v);
             }
         }
