@@ -30,13 +30,13 @@
 //!   decision), and never a ParentSpanId (go-contrib does the same; the next hop's parent
 //!   is our span id, which the second field already says).
 //!
-//! The id and `sampled` parsers and the state ⇄ model mapping here are shared with
-//! [`super::b3multi`], the id and `sampled` parsers also with [`super::ottrace`] (same rules).
+//! The state ⇄ model mapping here is shared with [`super::b3multi`]; the id and `sampled`
+//! parsers, shared with [`super::ottrace`] too (same rules), live in [`super::text`].
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
-use crate::codec::text::{hex_exact_u128, hex_exact_u64};
+use super::text::{into_string, parse_span_id, parse_trace_id};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// The single B3 header.
@@ -74,35 +74,6 @@ pub enum B3Single {
     },
 }
 
-/// A B3 TraceId: 16 or 32 lowercase hex, non-zero. Shared by `b3`, `x-b3-traceid` and
-/// `ot-tracer-traceid`, which have the same rule.
-pub(crate) fn parse_trace_id(s: &str) -> Result<TraceId, DecodeError> {
-    let v = match s.len() {
-        16 | 32 => hex_exact_u128(s, s.len()).ok_or(DecodeError::TraceId)?,
-        _ => return Err(DecodeError::TraceId),
-    };
-    TraceId::new(v).ok_or(DecodeError::ZeroId)
-}
-
-/// A 64-bit span id as 16 lowercase hex, non-zero (B3 SpanId / ParentSpanId,
-/// `ot-tracer-spanid`).
-pub(crate) fn parse_span_id(s: &str) -> Result<SpanId, DecodeError> {
-    let v = hex_exact_u64(s).ok_or(DecodeError::SpanId)?;
-    SpanId::new(v).ok_or(DecodeError::ZeroId)
-}
-
-/// `1` / `0`, or the legacy `true` / `false` in any case (`x-b3-sampled`,
-/// `ot-tracer-sampled`); anything else, the empty value included, is invalid.
-pub(crate) fn parse_sampled(s: &str) -> Result<bool, DecodeError> {
-    match s {
-        "1" => Ok(true),
-        "0" => Ok(false),
-        _ if s.eq_ignore_ascii_case("true") => Ok(true),
-        _ if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(DecodeError::Sampling),
-    }
-}
-
 fn parse_state(s: &str) -> Result<State, DecodeError> {
     match s {
         "0" => Ok(State::Deny),
@@ -134,45 +105,52 @@ pub fn decode(s: &str) -> Result<B3Single, DecodeError> {
     })
 }
 
-fn state_char(state: State) -> char {
+fn state_char(state: State) -> u8 {
     match state {
-        State::Deny => '0',
-        State::Accept => '1',
-        State::Debug => 'd',
+        State::Deny => b'0',
+        State::Accept => b'1',
+        State::Debug => b'd',
     }
 }
 
 /// Formats one `b3` value; the TraceId always as 32 hex.
 pub fn encode(b3: &B3Single) -> String {
+    into_string(encode_bytes(b3))
+}
+
+/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
+/// without a copy).
+fn encode_bytes(b3: &B3Single) -> Vec<u8> {
     match *b3 {
-        B3Single::Decision(state) => state_char(state).to_string(),
+        B3Single::Decision(state) => vec![state_char(state)],
         B3Single::Context {
             trace_id,
             span_id,
             state,
             parent_span_id,
         } => {
-            let mut out = String::with_capacity(32 + 1 + 16 + 2 + 17);
-            push_ascii(&mut out, &trace_id.to_hex());
-            out.push('-');
-            push_ascii(&mut out, &span_id.to_hex());
+            let len = 32
+                + 1
+                + 16
+                + match (state, parent_span_id) {
+                    (None, _) => 0,
+                    (Some(_), None) => 2,
+                    (Some(_), Some(_)) => 2 + 17,
+                };
+            let mut out = Vec::with_capacity(len);
+            out.extend_from_slice(&trace_id.to_hex());
+            out.push(b'-');
+            out.extend_from_slice(&span_id.to_hex());
             if let Some(state) = state {
-                out.push('-');
-                out.push(state_char(state));
+                out.extend_from_slice(&[b'-', state_char(state)]);
                 if let Some(parent) = parent_span_id {
-                    out.push('-');
-                    push_ascii(&mut out, &parent.to_hex());
+                    out.push(b'-');
+                    out.extend_from_slice(&parent.to_hex());
                 }
             }
             out
         }
     }
-}
-
-/// Appends hex digits produced by the model's `to_hex` (ASCII by construction). Shared with
-/// `jaeger.rs`; a candidate for `text.rs`.
-pub(crate) fn push_ascii(out: &mut String, digits: &[u8]) {
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// The model's sampling and debug flag for a B3 state (shared with `x-b3-*`).
@@ -251,109 +229,10 @@ impl Codec for B3Codec {
             state: from_sampling(ctx),
             parent_span_id: None,
         };
-        if let Ok(v) = HeaderValue::try_from(encode(&wire)) {
+        if let Some(v) = header_value(encode_bytes(&wire)) {
             out.set(B3.clone(), v);
         }
         Injected::default()
-    }
-}
-
-/// Helpers the B3, Jaeger and OT tests share: vector rows and what a context is compared on.
-#[cfg(test)]
-pub(crate) mod testutil {
-    use http::{HeaderMap, HeaderName, HeaderValue};
-
-    use crate::model::{BaggageEntry, Hop, SpanId, TraceContext, TraceId};
-
-    /// The hop every inject test continues: span id `1122334455667788`.
-    pub fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(0x1122334455667788).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/",
-            peer_address: "origin:80",
-            call_index: 1,
-        }
-    }
-
-    /// A baggage entry without properties.
-    pub fn entry(key: &str, value: &str) -> BaggageEntry {
-        BaggageEntry {
-            key: key.into(),
-            value: value.into(),
-            properties: String::new(),
-        }
-    }
-
-    /// The expected outcome of a valid vector, in the vocabulary of vectors.json.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Expect {
-        pub trace: Option<&'static str>,
-        pub span: Option<&'static str>,
-        pub sampled: Option<bool>,
-        pub debug: bool,
-        pub baggage: &'static [(&'static str, &'static str)],
-    }
-
-    /// One vector: `Ok(expect)` when valid, `Err(reason)` when it must be rejected.
-    pub struct Row {
-        pub id: &'static str,
-        pub headers: &'static [(&'static str, &'static str)],
-        pub expect: Result<Expect, &'static str>,
-    }
-
-    pub const fn ok(
-        trace: Option<&'static str>,
-        span: Option<&'static str>,
-        sampled: Option<bool>,
-        debug: bool,
-    ) -> Result<Expect, &'static str> {
-        Ok(Expect {
-            trace,
-            span,
-            sampled,
-            debug,
-            baggage: &[],
-        })
-    }
-
-    pub fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn hex<T: std::fmt::Display>(v: Option<T>) -> Option<String> {
-        v.map(|v| v.to_string())
-    }
-
-    /// Asserts that `ctx` is what `expect` describes.
-    pub fn check(id: &str, ctx: &TraceContext, expect: &Expect) {
-        assert_eq!(
-            hex::<TraceId>(ctx.trace_id).as_deref(),
-            expect.trace,
-            "{id}: trace id"
-        );
-        assert_eq!(
-            hex::<SpanId>(ctx.parent_id).as_deref(),
-            expect.span,
-            "{id}: parent id"
-        );
-        assert_eq!(ctx.sampling.decision(), expect.sampled, "{id}: sampled");
-        assert_eq!(ctx.debug, expect.debug, "{id}: debug");
-        assert!(!ctx.random, "{id}: random is W3C-only");
-        let baggage: Vec<(&str, &str)> = ctx
-            .baggage
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .collect();
-        assert_eq!(baggage, expect.baggage, "{id}: baggage");
     }
 }
 
@@ -362,9 +241,10 @@ mod tests {
     use http::HeaderMap;
     use proptest::prelude::*;
 
-    use super::testutil::{check, hop, map, ok, Row};
     use super::*;
     use crate::codec::b3multi::B3MultiCodec;
+    use crate::codec::testutil::{check, hop, map, ok, raw_map, Row};
+    use http::HeaderValue;
 
     const T128: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
@@ -958,11 +838,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
-            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                let mut h = HeaderMap::new();
-                h.insert(&B3, v);
-                let _ = B3Codec::extract(&h);
-            }
+            let _ = B3Codec::extract(&raw_map([(&B3, bytes)]));
         }
     }
 }

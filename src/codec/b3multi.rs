@@ -28,12 +28,13 @@
 //!   (go-contrib does the same); mediation strips a stale inbound one since it is listed in
 //!   [`Codec::headers`].
 //!
-//! Id and state rules are shared with [`super::b3`].
+//! Id and state rules are shared with [`super::b3`] (the id parsers live in [`super::text`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::{parse_sampled, parse_span_id, parse_trace_id, to_context, State};
-use super::{b3, first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::b3::{to_context, State};
+use super::text::{parse_sampled, parse_span_id, parse_trace_id};
+use super::{b3, first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// `X-B3-TraceId`.
@@ -228,8 +229,21 @@ impl Codec for B3MultiCodec {
             debug: state == Some(State::Debug),
         };
         let encoded = encode(&wire);
-        for (name, value) in encoded.fields().pairs() {
-            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        let ids = [
+            (&X_B3_TRACEID, encoded.trace_id.as_ref().map(|b| &b[..])),
+            (&X_B3_SPANID, encoded.span_id.as_ref().map(|b| &b[..])),
+        ];
+        for (name, digits) in ids {
+            if let Some(v) = digits.and_then(|b| HeaderValue::from_bytes(b).ok()) {
+                out.set(name.clone(), v);
+            }
+        }
+        // `1` / `0`: static values, no allocation.
+        for (name, flag) in [
+            (&X_B3_SAMPLED, encoded.sampled),
+            (&X_B3_FLAGS, encoded.flags),
+        ] {
+            if let Some(v) = flag.and_then(header_value) {
                 out.set(name.clone(), v);
             }
         }
@@ -242,7 +256,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::{hop, map};
+    use crate::codec::testutil::{hop, map, raw_map};
     use crate::model::Sampling;
 
     // The `b3-*` vectors run in `b3::tests::vectors`, through both codecs in precedence order.
@@ -529,13 +543,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 5)) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name, v);
-                }
-            }
-            let _ = B3MultiCodec::extract(&h);
+            let _ = B3MultiCodec::extract(&raw_map(HEADERS.iter().zip(&values)));
         }
     }
 }

@@ -31,11 +31,10 @@
 //! * Extract returns a context with `trace_id: None` and deferred sampling: baggage alone
 //!   carries no trace.
 
-use std::borrow::Cow;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{text, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::is_baggage_octet;
+use super::{header_value, text, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
 
 const BAGGAGE_NAME: &str = "baggage";
@@ -64,26 +63,35 @@ pub fn encode(entries: &[BaggageEntry]) -> String {
 
 /// Formats entries as a `baggage` value within [`MAX_MEMBERS`] and [`MAX_BYTES`], returning
 /// the value and how many entries were left out (limits, or a key that is not a token).
+///
+/// The value is written straight into a string sized for every entry (values
+/// percent-encoded in place), which is its exact length unless something is left out or
+/// properties lose OWS: the common case becomes a header value without a copy.
 pub fn encode_members(entries: &[BaggageEntry]) -> (String, usize) {
-    let mut out = String::with_capacity(
-        entries
-            .iter()
-            .map(|e| e.key.len() + e.value.len() + 2)
-            .sum::<usize>()
-            .min(MAX_BYTES),
-    );
+    let (value, dropped) = encode_bytes(entries);
+    (text::into_string(value), dropped)
+}
+
+/// [`encode_members`] as bytes.
+fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
+    let value_len = |e: &BaggageEntry| text::percent_encoded_len(&e.value, text::baggage_escaped);
+    let props_len = |e: &BaggageEntry| match e.properties.len() {
+        0 => 0,
+        n => 1 + n,
+    };
+    let capacity = entries
+        .iter()
+        .map(|e| e.key.len() + 1 + value_len(e) + props_len(e) + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
+        .min(MAX_BYTES);
+    let mut out = Vec::with_capacity(capacity);
     let (mut kept, mut dropped) = (0, 0);
     for e in entries {
         if kept == MAX_MEMBERS || !is_token(e.key.as_bytes()) {
             dropped += 1;
             continue;
         }
-        // Most values need no escaping: skip the allocation then.
-        let value = if e.value.bytes().all(|c| is_baggage_octet(c) && c != b'%') {
-            Cow::Borrowed(e.value.as_str())
-        } else {
-            Cow::Owned(text::percent_encode(&e.value))
-        };
         let properties = normalize_properties(e.properties.as_bytes()).unwrap_or_default();
         let sep = usize::from(kept > 0);
         let props_len = if properties.is_empty() {
@@ -91,20 +99,20 @@ pub fn encode_members(entries: &[BaggageEntry]) -> (String, usize) {
         } else {
             1 + properties.len()
         };
-        let len = e.key.len() + 1 + value.len() + props_len;
+        let len = e.key.len() + 1 + value_len(e) + props_len;
         if out.len() + sep + len > MAX_BYTES {
             dropped += 1;
             continue;
         }
         if sep == 1 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&e.key);
-        out.push('=');
-        out.push_str(&value);
+        out.extend_from_slice(e.key.as_bytes());
+        out.push(b'=');
+        text::push_percent_encoded(&mut out, &e.value, text::baggage_escaped);
         if !properties.is_empty() {
-            out.push(';');
-            out.push_str(&properties);
+            out.push(b';');
+            out.extend_from_slice(properties.as_bytes());
         }
         kept += 1;
     }
@@ -193,10 +201,6 @@ fn is_token(s: &[u8]) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
-fn is_baggage_octet(c: u8) -> bool {
-    matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
-}
-
 /// Bytes already checked to be ASCII as text.
 fn ascii(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(b).ok()
@@ -235,9 +239,9 @@ impl Codec for BaggageCodec {
         if ctx.baggage.is_empty() {
             return Injected::default();
         }
-        let (value, baggage_dropped) = encode_members(&ctx.baggage);
+        let (value, baggage_dropped) = encode_bytes(&ctx.baggage);
         if !value.is_empty() {
-            if let Ok(v) = HeaderValue::try_from(value) {
+            if let Some(v) = header_value(value) {
                 out.set(BAGGAGE.clone(), v);
             }
         }
@@ -248,26 +252,14 @@ impl Codec for BaggageCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Sampling, SpanId};
+    use crate::codec::testutil::{hop, map, raw_map};
+    use crate::model::Sampling;
     use proptest::prelude::*;
 
-    fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(1).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/",
-            peer_address: "origin:80",
-            call_index: 1,
-        }
-    }
-
+    /// Extracts from one `baggage` field per element.
     fn extract(fields: &[&str]) -> Result<Option<TraceContext>, DecodeError> {
-        let mut h = HeaderMap::new();
-        for f in fields {
-            h.append(&BAGGAGE, HeaderValue::from_str(f).unwrap());
-        }
-        BaggageCodec::extract(&h)
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|f| (BAGGAGE_NAME, *f)).collect();
+        BaggageCodec::extract(&map(&pairs))
     }
 
     fn entry(k: &str, v: &str, p: &str) -> BaggageEntry {
@@ -532,13 +524,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(fields in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3)) {
-            let mut h = HeaderMap::new();
-            for f in fields {
-                if let Ok(v) = HeaderValue::from_bytes(&f) {
-                    h.append(&BAGGAGE, v);
-                }
-            }
-            let _ = BaggageCodec::extract(&h);
+            let _ = BaggageCodec::extract(&raw_map(fields.iter().map(|f| (&BAGGAGE, f))));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reading headers out of an `http::HeaderMap` the way every codec must
 //! (wire-formats §15.6–15.7), and the sink injection writes into.
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::DecodeError;
@@ -92,9 +93,14 @@ pub fn with_prefix<'a>(
     })
 }
 
-/// A header value from text the codec built itself. Codecs only build visible ASCII,
-/// so this never fails in practice; a value that would be invalid is skipped rather
-/// than sent (returns `None`).
-pub fn header_value(s: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(s).ok()
+/// A header value from bytes the codec built itself, taken over without a copy: a
+/// `String` or `Vec<u8>` whose capacity is its length becomes the value's buffer as it
+/// is (one with spare capacity costs `Bytes` a second allocation, so codecs size their
+/// buffers exactly), a `&'static str` allocates nothing. Text borrowed from elsewhere
+/// goes through `HeaderValue::from_str` / `from_bytes` instead, which copy.
+///
+/// Codecs only build visible ASCII, so this never fails in practice; a value that would be
+/// invalid is skipped rather than sent (returns `None`).
+pub fn header_value(bytes: impl Into<Bytes>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes.into()).ok()
 }

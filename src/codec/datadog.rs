@@ -50,7 +50,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::{dec_u64, hex_exact_u64};
+use super::text::{dec_bytes, dec_i64, dec_u64, hex_exact_u64};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Datadog, Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -174,7 +174,7 @@ pub fn decode(f: &Fields<'_>) -> Result<Option<DatadogHeaders>, DecodeError> {
         parent_id,
         sampling_priority: f
             .sampling_priority
-            .and_then(parse_int)
+            .and_then(dec_i64)
             .and_then(|p| i32::try_from(p).ok()),
         origin: f.origin.filter(|o| !o.is_empty()).map(str::to_string),
         tags: f.tags.map(decode_tags).unwrap_or_default(),
@@ -261,17 +261,7 @@ fn valid_tag(key: &str, value: &str) -> bool {
 }
 
 fn valid_decision_maker(v: &str) -> bool {
-    matches!(parse_int(v), Some(m) if (-128..=0).contains(&m))
-}
-
-/// `["-"] 1*20DIGIT` as i64; `None` when it does not fit.
-fn parse_int(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s),
-    };
-    let v = i64::try_from(dec_u64(digits)?).ok()?;
-    Some(if negative { -v } else { v })
+    matches!(dec_i64(v), Some(m) if (-128..=0).contains(&m))
 }
 
 /// Wire → model.
@@ -360,14 +350,17 @@ impl Codec for DatadogCodec {
         let priority = priority(ctx, original);
         let keeps_original = priority.is_some() && priority == original;
 
-        out.set(
-            X_DATADOG_TRACE_ID.clone(),
-            HeaderValue::from(trace_id.low64()),
-        );
-        out.set(
-            X_DATADOG_PARENT_ID.clone(),
-            HeaderValue::from(hop.span_id.get()),
-        );
+        // `HeaderValue::from(u64)` formats into a 20-byte `BytesMut`, which `Bytes` then
+        // wraps with a second allocation; a copy of the digits is one.
+        let mut digits = [0u8; 20];
+        for (name, id) in [
+            (&X_DATADOG_TRACE_ID, trace_id.low64()),
+            (&X_DATADOG_PARENT_ID, hop.span_id.get()),
+        ] {
+            if let Ok(v) = HeaderValue::from_bytes(dec_bytes(id, &mut digits)) {
+                out.set(name.clone(), v);
+            }
+        }
         if let Some(p) = priority {
             out.set(X_DATADOG_SAMPLING_PRIORITY.clone(), priority_value(p));
         }
@@ -375,7 +368,7 @@ impl Codec for DatadogCodec {
             .and_then(|d| d.origin.as_deref())
             .filter(|o| !o.is_empty())
         {
-            if let Some(v) = header_value(origin) {
+            if let Ok(v) = HeaderValue::from_str(origin) {
                 out.set(X_DATADOG_ORIGIN.clone(), v);
             }
         }
@@ -391,7 +384,7 @@ impl Codec for DatadogCodec {
             .filter(|(k, _)| k != TID && (keeps_original || k != DECISION_MAKER))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain(tid.map(|t| (TID, t)));
-        if let Some(v) = encode_tags(tags).and_then(|s| HeaderValue::try_from(s).ok()) {
+        if let Some(v) = encode_tags(tags).and_then(header_value) {
             out.set(X_DATADOG_TAGS.clone(), v);
         }
         Injected::default()
@@ -401,32 +394,12 @@ impl Codec for DatadogCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{get, hop_at, map, raw_map};
     use proptest::prelude::*;
 
+    /// The gateway span is 5678, so `x-datadog-parent-id: 5678` on inject.
     fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(5678).unwrap(),
-            service: "gw",
-            instance: "gw-1",
-            endpoint: "/",
-            peer_address: "127.0.0.1:8080",
-            call_index: 1,
-        }
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-        h.get(name).map(|v| v.to_str().unwrap())
+        hop_at(5678, 1)
     }
 
     type Expect = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
@@ -970,13 +943,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 5)) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = DatadogCodec::extract(&h);
+            let _ = DatadogCodec::extract(&raw_map(HEADERS.iter().zip(&values)));
         }
     }
 }

@@ -51,11 +51,12 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::skywalking::{dec_str, hashed_span_id, hashed_trace_id, truncate_bytes};
-use super::text::{dec_u64, hex_u128, percent_decode};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::{
+    dec_bytes, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, into_string, percent_decode,
+    percent_encoded, percent_encoded_len, push_percent_encoded, truncate_bytes,
+};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
     BaggageEntry, EagleEye, Hop, Originals, Sampling, SpanId, TraceContext, TraceId,
 };
@@ -101,18 +102,21 @@ pub const MAX_USER_DATA_LEN: usize = 512;
 /// Most `UserData` entries read.
 pub const MAX_USER_DATA_ENTRIES: usize = 64;
 
-/// Escaped in `UserData` keys and values: what W3C baggage escapes plus the pair and
-/// list separators, and `+` so a form decoder on the other side cannot read it as space.
-const USER_DATA_ENCODE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'%')
-    .add(b'&')
-    .add(b'+')
-    .add(b',')
-    .add(b';')
-    .add(b'=')
-    .add(b'\\');
+/// Escaped in `UserData` keys and values (besides everything outside ASCII): controls,
+/// what W3C baggage escapes, the pair and list separators, and `+` so a form decoder on
+/// the other side cannot read it as space.
+fn user_data_escaped(b: u8) -> bool {
+    control(b)
+        || matches!(
+            b,
+            b' ' | b'"' | b'%' | b'&' | b'+' | b',' | b';' | b'=' | b'\\'
+        )
+}
+
+/// ASCII controls: escaped in `pAppName` / `pRpc` (besides everything outside ASCII).
+fn control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
 
 /// Originals of a context that did not come from EagleEye: the gateway is the root `0`.
 static ROOT: EagleEye = EagleEye {
@@ -202,28 +206,33 @@ fn read(
 }
 
 /// Writes every present field of `w`. Values that are not valid header text are skipped.
-pub fn encode(w: &EagleEyeHeaders<'_>, out: &mut dyn HeaderSink) {
-    let mut put = |name: &HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.set(name.clone(), v);
-        }
+///
+/// Takes `w` by value: owned fields (the child RpcID, `UserData`) become header values
+/// without a copy; borrowed ones are copied once; `0` and `1` are static.
+pub fn encode(w: EagleEyeHeaders<'_>, out: &mut dyn HeaderSink) {
+    let text = |value: Cow<'_, str>| match value {
+        Cow::Borrowed("0") => Some(HeaderValue::from_static("0")),
+        Cow::Borrowed("1") => Some(HeaderValue::from_static("1")),
+        Cow::Borrowed(s) => HeaderValue::from_str(s).ok(),
+        Cow::Owned(s) => header_value(s),
     };
-    put(&TRACE_ID, &w.trace_id);
     let mut buf = [0u8; 20];
-    for (name, id) in [(&SPAN_ID, w.span_id), (&PARENT_SPAN_ID, w.parent_span_id)] {
-        if let Some(id) = id {
-            put(name, dec_str(id.get(), &mut buf));
-        }
-    }
-    for (name, value) in [
-        (&RPC_ID, &w.rpc_id),
-        (&SAMPLED, &w.sampled),
-        (&PARENT_APP, &w.parent_app),
-        (&PARENT_RPC, &w.parent_rpc),
-        (&USER_DATA, &w.user_data),
-    ] {
+    let mut id = |id: Option<SpanId>| {
+        id.and_then(|id| HeaderValue::from_bytes(dec_bytes(id.get(), &mut buf)).ok())
+    };
+    let values = [
+        (&TRACE_ID, text(w.trace_id)),
+        (&SPAN_ID, id(w.span_id)),
+        (&PARENT_SPAN_ID, id(w.parent_span_id)),
+        (&RPC_ID, w.rpc_id.and_then(text)),
+        (&SAMPLED, w.sampled.and_then(text)),
+        (&PARENT_APP, w.parent_app.and_then(text)),
+        (&PARENT_RPC, w.parent_rpc.and_then(text)),
+        (&USER_DATA, w.user_data.and_then(text)),
+    ];
+    for (name, value) in values {
         if let Some(v) = value {
-            put(name, v);
+            out.set(name.clone(), v);
         }
     }
 }
@@ -285,8 +294,19 @@ pub fn decode_user_data(s: &str) -> Vec<BaggageEntry> {
 
 /// Builds `UserData` from `baggage` within [`MAX_USER_DATA_LEN`]; returns it with the
 /// number of entries left out. Empty when nothing fits.
+///
+/// The string is sized for every entry, which is its exact length unless entries are
+/// left out: the common case becomes a header value without a copy.
 pub fn encode_user_data(baggage: &[BaggageEntry]) -> (String, usize) {
-    let mut out = String::new();
+    let encoded_len = |s: &str| percent_encoded_len(s, user_data_escaped);
+    let capacity = baggage
+        .iter()
+        .filter(|e| !e.key.is_empty())
+        .map(|e| encoded_len(&e.key) + 1 + encoded_len(&e.value) + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
+        .min(MAX_USER_DATA_LEN);
+    let mut out = Vec::with_capacity(capacity);
     let mut dropped = 0;
     for e in baggage {
         if e.key.is_empty() {
@@ -295,17 +315,17 @@ pub fn encode_user_data(baggage: &[BaggageEntry]) -> (String, usize) {
         }
         let mark = out.len();
         if !out.is_empty() {
-            out.push('&');
+            out.push(b'&');
         }
-        out.extend(utf8_percent_encode(&e.key, USER_DATA_ENCODE));
-        out.push('=');
-        out.extend(utf8_percent_encode(&e.value, USER_DATA_ENCODE));
+        push_percent_encoded(&mut out, &e.key, user_data_escaped);
+        out.push(b'=');
+        push_percent_encoded(&mut out, &e.value, user_data_escaped);
         if out.len() > MAX_USER_DATA_LEN {
             out.truncate(mark);
             dropped += 1;
         }
     }
-    (out, dropped)
+    (into_string(out), dropped)
 }
 
 /// The W3C trace id of an EagleEye TraceID: left-padded when it is 1 to 32 lowercase hex
@@ -358,8 +378,15 @@ impl EagleEyeHeaders<'_> {
 /// `s` cut to [`MAX_PARENT_FIELD_LEN`] with controls and non-ASCII percent-encoded;
 /// `None` when empty.
 fn parent_field(s: &str) -> Option<Cow<'_, str>> {
-    (!s.is_empty())
-        .then(|| utf8_percent_encode(truncate_bytes(s, MAX_PARENT_FIELD_LEN), CONTROLS).into())
+    if s.is_empty() {
+        return None;
+    }
+    let s = truncate_bytes(s, MAX_PARENT_FIELD_LEN);
+    Some(if percent_encoded_len(s, control) == s.len() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(percent_encoded(s, control))
+    })
 }
 
 /// Alibaba EagleEye `EagleEye-*`.
@@ -418,7 +445,7 @@ impl Codec for EagleEyeCodec {
             parent_rpc: parent_field(hop.endpoint),
             user_data: (!user_data.is_empty()).then_some(Cow::Owned(user_data)),
         };
-        encode(&wire, out);
+        encode(wire, out);
         Injected { baggage_dropped }
     }
 }
@@ -426,26 +453,8 @@ impl Codec for EagleEyeCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{get, hex128, hex64, hop_at, map, pairs, raw_map};
     use proptest::prelude::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn hex128(s: &str) -> TraceId {
-        TraceId::new(u128::from_str_radix(s, 16).unwrap()).unwrap()
-    }
-
-    fn hex64(s: &str) -> SpanId {
-        SpanId::new(u64::from_str_radix(s, 16).unwrap()).unwrap()
-    }
 
     struct Expect {
         trace: &'static str,
@@ -631,7 +640,7 @@ mod tests {
     #[test]
     fn vectors() {
         for row in rows() {
-            let got = EagleEyeCodec::extract(&headers(row.headers));
+            let got = EagleEyeCodec::extract(&map(row.headers));
             match (&row.expect, got) {
                 (Err(want), Err(got)) => assert_eq!(*want, got, "{}: {}", row.id, row.reason),
                 (Ok(None), Ok(None)) => {}
@@ -652,12 +661,7 @@ mod tests {
                     );
                     assert_eq!(ctx.sampling, want.sampling, "{}", row.id);
                     assert!(!ctx.debug && !ctx.random, "{}", row.id);
-                    let bag: Vec<(&str, &str)> = ctx
-                        .baggage
-                        .iter()
-                        .map(|e| (e.key.as_str(), e.value.as_str()))
-                        .collect();
-                    assert_eq!(bag, want.baggage, "{}", row.id);
+                    assert_eq!(pairs(&ctx.baggage), want.baggage, "{}", row.id);
                     let ee = ctx.originals.eagleeye.as_deref().unwrap();
                     assert_eq!(
                         (
@@ -680,10 +684,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&TRACE_ID, HeaderValue::from_bytes(b"ea\xff").unwrap());
         assert_eq!(EagleEyeCodec::extract(&h), Err(DecodeError::Charset));
-        let h = headers(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
+        let h = map(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();
         assert_eq!(ctx.trace_id, Some(hex128(ARMS)));
-        let mut h = headers(&[("EagleEye-TraceID", ARMS)]);
+        let mut h = map(&[("EagleEye-TraceID", ARMS)]);
         h.insert(&USER_DATA, HeaderValue::from_bytes(b"k=\xff").unwrap());
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();
         assert!(ctx.baggage.is_empty(), "unreadable UserData ignored");
@@ -695,14 +699,12 @@ mod tests {
         assert_eq!(decode_user_data(&s.join("&")).len(), MAX_USER_DATA_ENTRIES);
     }
 
+    /// pAppName and pRpc come from the service and the endpoint.
     fn hop<'a>(span: u64, k: u32) -> Hop<'a> {
         Hop {
-            span_id: SpanId::new(span).unwrap(),
             service: "gateway",
-            instance: "gw-1",
             endpoint: "GET /api/orders",
-            peer_address: "orders:8080",
-            call_index: k,
+            ..hop_at(span, k)
         }
     }
 
@@ -723,10 +725,6 @@ mod tests {
             },
             ..TraceContext::default()
         }
-    }
-
-    fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-        h.get(name).map(|v| v.to_str().unwrap())
     }
 
     #[test]
@@ -931,7 +929,7 @@ mod tests {
         #[test]
         fn decode_encode_round_trip(w in wire()) {
             let mut h = HeaderMap::new();
-            encode(&w, &mut h);
+            encode(w.clone(), &mut h);
             prop_assert_eq!(decode(&h), Ok(Some(w)));
         }
 
@@ -969,13 +967,7 @@ mod tests {
         fn extract_never_panics(
             values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 8)
         ) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(values) {
-                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = EagleEyeCodec::extract(&h);
+            let _ = EagleEyeCodec::extract(&raw_map(HEADERS.iter().zip(values)));
         }
 
         #[test]

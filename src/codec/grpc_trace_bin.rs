@@ -181,23 +181,11 @@ impl Codec for GrpcTraceBinCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{hop_at, map, raw_map};
     use proptest::prelude::*;
 
-    fn hop(span: u64) -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(span).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/",
-            peer_address: "origin:80",
-            call_index: 1,
-        }
-    }
-
     fn extract(value: &str) -> Result<Option<TraceContext>, DecodeError> {
-        let mut h = HeaderMap::new();
-        h.insert(&GRPC_TRACE_BIN, HeaderValue::from_str(value).unwrap());
-        GrpcTraceBinCodec::extract(&h)
+        GrpcTraceBinCodec::extract(&map(&[(GRPC_TRACE_BIN_NAME, value)]))
     }
 
     /// (id, header value, trace id, span id, sampled).
@@ -345,7 +333,7 @@ mod tests {
             ..TraceContext::default()
         };
         let mut out = HeaderMap::new();
-        GrpcTraceBinCodec::inject(&ctx, &hop(0x34f067aa0ba902b7), &mut out);
+        GrpcTraceBinCodec::inject(&ctx, &hop_at(0x34f067aa0ba902b7, 1), &mut out);
         assert_eq!(
             out[&GRPC_TRACE_BIN],
             "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE"
@@ -357,7 +345,7 @@ mod tests {
         ] {
             ctx.sampling = sampling;
             ctx.debug = debug;
-            GrpcTraceBinCodec::inject(&ctx, &hop(0x34f067aa0ba902b7), &mut out);
+            GrpcTraceBinCodec::inject(&ctx, &hop_at(0x34f067aa0ba902b7, 1), &mut out);
             assert_eq!(
                 out[&GRPC_TRACE_BIN],
                 format!("AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3Ag{option}").as_str(),
@@ -365,7 +353,7 @@ mod tests {
             );
         }
         let mut out = HeaderMap::new();
-        GrpcTraceBinCodec::inject(&TraceContext::default(), &hop(1), &mut out);
+        GrpcTraceBinCodec::inject(&TraceContext::default(), &hop_at(1, 1), &mut out);
         assert!(out.is_empty(), "no trace id: nothing written");
     }
 
@@ -387,7 +375,7 @@ mod tests {
         fn inject_extract_round_trip(w in arb_wire(), span in 1u64.., sampling in prop::sample::select(vec![Sampling::Sampled, Sampling::NotSampled])) {
             let ctx = TraceContext { trace_id: Some(w.trace_id), sampling, ..TraceContext::default() };
             let mut out = HeaderMap::new();
-            GrpcTraceBinCodec::inject(&ctx, &hop(span), &mut out);
+            GrpcTraceBinCodec::inject(&ctx, &hop_at(span, 1), &mut out);
             prop_assert_eq!(out[&GRPC_TRACE_BIN].len(), 39);
             let back = GrpcTraceBinCodec::extract(&out).unwrap().unwrap();
             prop_assert_eq!(back.trace_id, ctx.trace_id);
@@ -404,11 +392,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(b in prop::collection::vec(any::<u8>(), 0..140)) {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_bytes(&b) {
-                h.insert(&GRPC_TRACE_BIN, v);
-            }
-            let _ = GrpcTraceBinCodec::extract(&h);
+            let _ = GrpcTraceBinCodec::extract(&raw_map([(&GRPC_TRACE_BIN, b)]));
         }
     }
 }

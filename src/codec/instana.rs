@@ -54,7 +54,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::hex_u128;
+use super::text::hex_any_case;
 use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Instana, Sampling, SpanId, TraceContext, TraceId};
 
@@ -240,15 +240,6 @@ fn valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b',' && b != b';')
 }
 
-/// 1 to `max` hex digits of either case (`max` ≤ 32), through the strict lowercase parser.
-fn hex_any_case(s: &str, max: usize) -> Option<u128> {
-    let mut buf = [0u8; 32];
-    let lower = buf.get_mut(..s.len()).filter(|_| s.len() <= max)?;
-    lower.copy_from_slice(s.as_bytes());
-    lower.make_ascii_lowercase();
-    hex_u128(std::str::from_utf8(lower).ok()?)
-}
-
 /// The 16 low digits for a 64-bit id, all 32 otherwise.
 fn trace_hex(hex: &[u8; 32], t: TraceId) -> &[u8] {
     if t.high64() == 0 {
@@ -339,28 +330,11 @@ impl Codec for InstanaCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{hop_at, map, raw_map};
     use proptest::prelude::*;
 
     fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(0xe457_b5a2_e4d8_6bd1).unwrap(),
-            service: "gw",
-            instance: "gw-1",
-            endpoint: "/",
-            peer_address: "127.0.0.1:8080",
-            call_index: 1,
-        }
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
+        hop_at(0xe457_b5a2_e4d8_6bd1, 1)
     }
 
     struct Expect {
@@ -639,13 +613,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 3)) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in HEADERS.iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = InstanaCodec::extract(&h);
+            let _ = InstanaCodec::extract(&raw_map(HEADERS.iter().zip(&values)));
         }
     }
 }

@@ -20,7 +20,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{text, value_str, HeaderSink};
+use super::{header_value, text, value_str, HeaderSink};
 use crate::model::{Baggage, BaggageEntry};
 
 /// Most entries written per request (W3C baggage minimum).
@@ -51,17 +51,13 @@ impl Values {
         }
     }
 
-    /// The header value for `value`; `None` when this encoding cannot carry it.
+    /// The header value for `value`, in a string of exactly its length; `None` when this
+    /// encoding cannot carry it.
     fn encode(self, value: &str) -> Option<String> {
         match self {
-            Values::UrlEncoded => {
-                let encoded = text::percent_encode(value);
-                Some(if encoded.contains('+') {
-                    encoded.replace('+', "%2B")
-                } else {
-                    encoded
-                })
-            }
+            Values::UrlEncoded => Some(text::percent_encoded(value, |b| {
+                text::baggage_escaped(b) || b == b'+'
+            })),
             Values::Verbatim => is_verbatim_value(value).then(|| value.to_string()),
         }
     }
@@ -112,21 +108,27 @@ pub(crate) fn inject(
     values: Values,
     out: &mut dyn HeaderSink,
 ) -> usize {
-    let mut written: Vec<&str> = Vec::new();
+    // The keys written so far, on the stack (at most MAX_ENTRIES of them).
+    let mut written: [&str; MAX_ENTRIES] = [""; MAX_ENTRIES];
+    let mut count = 0;
     let mut bytes = 0;
     let mut dropped = 0;
     for entry in baggage {
-        let header = (written.len() < MAX_ENTRIES && !written.contains(&entry.key.as_str()))
+        let fresh = written
+            .get(..count)
+            .is_some_and(|w| !w.contains(&entry.key.as_str()));
+        let header = (count < MAX_ENTRIES && fresh)
             .then(|| item(entry, prefix, values))
             .flatten()
             .filter(|(_, _, size)| bytes + size <= MAX_BYTES);
-        match header {
-            Some((name, value, size)) => {
+        match (header, written.get_mut(count)) {
+            (Some((name, value, size)), Some(slot)) => {
                 out.set(name, value);
-                written.push(&entry.key);
+                *slot = &entry.key;
+                count += 1;
                 bytes += size;
             }
-            None => dropped += 1,
+            _ => dropped += 1,
         }
     }
     dropped
@@ -143,11 +145,20 @@ fn item(
     }
     let value = values.encode(&entry.value)?;
     let size = entry.key.len() + 1 + value.len();
-    let mut name = String::with_capacity(prefix.len() + entry.key.len());
-    name.push_str(prefix);
-    name.push_str(&entry.key);
-    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-    Some((name, HeaderValue::try_from(value).ok()?, size))
+    // `HeaderName::from_bytes` copies whatever it is given: build the name on the stack
+    // when it is short, so that copy is its only allocation.
+    let mut buf = [0u8; 64];
+    let name_len = prefix.len() + entry.key.len();
+    let name = match buf.get_mut(..name_len) {
+        Some(short) => {
+            let (head, tail) = short.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix.as_bytes());
+            tail.copy_from_slice(entry.key.as_bytes());
+            HeaderName::from_bytes(short).ok()?
+        }
+        None => HeaderName::from_bytes([prefix, entry.key.as_str()].concat().as_bytes()).ok()?,
+    };
+    Some((name, header_value(value)?, size))
 }
 
 #[cfg(test)]
@@ -155,7 +166,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::entry;
+    use crate::codec::testutil::entry;
 
     #[test]
     fn url_encoded_values() {

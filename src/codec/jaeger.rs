@@ -46,12 +46,13 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
-use super::b3::push_ascii;
 use super::item_baggage::{self, Values};
-use super::text::{hex_u128, hex_u64, percent_decode};
-use super::{first, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::{hex_u128, hex_u64, into_string, percent_decode};
+use super::{
+    first, header_value, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected,
+};
 use crate::model::{Baggage, BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `uber-trace-id`.
@@ -127,18 +128,25 @@ fn parse(s: &str) -> Result<UberTraceId<'_>, DecodeError> {
 
 /// Formats one `uber-trace-id` value: trace id as 32 hex, span id as 16, flags as 1–2 hex.
 pub fn encode(w: &UberTraceId<'_>) -> String {
-    let mut out = String::with_capacity(32 + 1 + 16 + 1 + w.parent.len() + 1 + 2);
-    push_ascii(&mut out, &w.trace_id.to_hex());
-    out.push(':');
-    push_ascii(&mut out, &w.span_id.to_hex());
-    out.push(':');
-    out.push_str(&w.parent);
-    out.push(':');
-    let digit = |d: u8| char::from_digit(u32::from(d), 16).unwrap_or('0');
+    into_string(encode_bytes(w))
+}
+
+/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
+/// without a copy).
+fn encode_bytes(w: &UberTraceId<'_>) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let flag_digits = if w.flags > 0x0f { 2 } else { 1 };
+    let mut out = Vec::with_capacity(32 + 1 + 16 + 1 + w.parent.len() + 1 + flag_digits);
+    out.extend_from_slice(&w.trace_id.to_hex());
+    out.push(b':');
+    out.extend_from_slice(&w.span_id.to_hex());
+    out.push(b':');
+    out.extend_from_slice(w.parent.as_bytes());
+    out.push(b':');
     if w.flags > 0x0f {
-        out.push(digit(w.flags >> 4));
+        out.push(HEX[usize::from(w.flags >> 4)]);
     }
-    out.push(digit(w.flags & 0x0f));
+    out.push(HEX[usize::from(w.flags & 0x0f)]);
     out
 }
 
@@ -234,7 +242,7 @@ impl Codec for JaegerCodec {
                 parent: Cow::Borrowed("0"),
                 flags: flags(ctx),
             };
-            if let Ok(v) = HeaderValue::try_from(encode(&wire)) {
+            if let Some(v) = header_value(encode_bytes(&wire)) {
                 out.set(UBER_TRACE_ID.clone(), v);
             }
         }
@@ -254,7 +262,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::{check, entry, hop, map, ok, Expect, Row};
+    use crate::codec::testutil::{check, entry, hop, map, ok, pairs, raw_map, Expect, Row};
+    use http::HeaderValue;
 
     const T: &str = "a1ce929d0e0e4736a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
@@ -564,11 +573,7 @@ mod tests {
             HeaderValue::from_bytes(b"z=\xff").unwrap(),
         );
         let ctx = JaegerCodec::extract(&h).unwrap().unwrap();
-        let got: Vec<(&str, &str)> = ctx
-            .baggage
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .collect();
+        let got = pairs(&ctx.baggage);
         assert_eq!(
             got,
             [
@@ -729,13 +734,7 @@ mod tests {
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 4)) {
             let names = [&UBER_TRACE_ID, &JAEGER_DEBUG_ID, &JAEGER_BAGGAGE, &HeaderName::from_static("uberctx-k")];
-            let mut h = HeaderMap::new();
-            for (name, bytes) in names.into_iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = JaegerCodec::extract(&h);
+            let _ = JaegerCodec::extract(&raw_map(names.into_iter().zip(&values)));
         }
     }
 }

@@ -10,6 +10,9 @@ mod format;
 mod item_baggage;
 pub mod text;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 pub mod b3;
 pub mod b3multi;
 pub mod baggage;

@@ -28,13 +28,14 @@
 //!   debug implies sampled) and leaves it out when deferred (§14: "omit"). Baggage is
 //!   written even without a trace id.
 //!
-//! The id and `sampled` parsers are the B3 ones ([`super::b3`]): the rules are identical.
+//! The id and `sampled` parsers are the B3 ones ([`super::text::parse_trace_id`] and its
+//! neighbours): the rules are identical.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::{parse_sampled, parse_span_id, parse_trace_id};
 use super::item_baggage::{self, Values};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::text::{parse_sampled, parse_span_id, parse_trace_id};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `ot-tracer-traceid`.
@@ -119,15 +120,19 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// The header values.
-    pub fn fields(&self) -> Fields<'_> {
-        let trace = if self.wide {
+    /// The digits of `ot-tracer-traceid`: 16 when the trace id fits in 64 bits.
+    fn trace_digits(&self) -> &[u8] {
+        if self.wide {
             &self.trace_id[..]
         } else {
             &self.trace_id[16..]
-        };
+        }
+    }
+
+    /// The header values.
+    pub fn fields(&self) -> Fields<'_> {
         Fields {
-            trace_id: std::str::from_utf8(trace).ok(),
+            trace_id: std::str::from_utf8(self.trace_digits()).ok(),
             span_id: std::str::from_utf8(&self.span_id).ok(),
             sampled: self.sampled,
         }
@@ -194,10 +199,17 @@ impl Codec for OtTraceCodec {
                 },
             };
             let encoded = encode(&wire);
-            for (name, value) in encoded.fields().pairs() {
-                if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            for (name, digits) in [
+                (&OT_TRACER_TRACEID, encoded.trace_digits()),
+                (&OT_TRACER_SPANID, &encoded.span_id[..]),
+            ] {
+                if let Ok(v) = HeaderValue::from_bytes(digits) {
                     out.set(name.clone(), v);
                 }
+            }
+            // `true` / `false`: static values, no allocation.
+            if let Some(v) = encoded.sampled.and_then(header_value) {
+                out.set(OT_TRACER_SAMPLED.clone(), v);
             }
         }
         Injected {
@@ -216,7 +228,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::b3::testutil::{check, entry, hop, map, ok, Expect, Row};
+    use crate::codec::testutil::{check, entry, hop, map, ok, raw_map, Expect, Row};
 
     const T: &str = "a1ce929d0e0e4736a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
@@ -577,13 +589,7 @@ mod tests {
         #[test]
         fn extract_never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 4)) {
             let names = [&OT_TRACER_TRACEID, &OT_TRACER_SPANID, &OT_TRACER_SAMPLED, &HeaderName::from_static("ot-baggage-k")];
-            let mut h = HeaderMap::new();
-            for (name, bytes) in names.into_iter().zip(&values) {
-                if let Ok(v) = HeaderValue::from_bytes(bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = OtTraceCodec::extract(&h);
+            let _ = OtTraceCodec::extract(&raw_map(names.into_iter().zip(&values)));
         }
     }
 }

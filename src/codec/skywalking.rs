@@ -58,17 +58,20 @@
 
 use std::borrow::Cow;
 
+use super::text::{
+    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_digit_any_case, truncate_bytes,
+    truncate_chars,
+};
+use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use crate::model::{
+    BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
+};
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sha2::{Digest, Sha256};
-
-use super::{first, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
-use crate::model::{
-    BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
-};
 
 /// The trace context header.
 pub static SW8: HeaderName = HeaderName::from_static("sw8");
@@ -190,7 +193,7 @@ fn encode_bytes(w: &Sw8<'_>) -> Vec<u8> {
         out.push(b'-'); // never valid; only for a hand-built wire value
     }
     let mut idx = [0u8; 20];
-    out.extend_from_slice(dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).as_bytes());
+    out.extend_from_slice(dec_bytes(u64::from(w.span_index.unsigned_abs()), &mut idx));
     for f in [&w.service, &w.instance, &w.endpoint, &w.address] {
         out.push(b'-');
         push_b64(&mut out, f.as_bytes());
@@ -214,7 +217,7 @@ fn push_b64(out: &mut Vec<u8>, input: &[u8]) {
 fn encoded_len(w: &Sw8<'_>) -> usize {
     let b64 = |s: &str| s.len().div_ceil(3) * 4;
     let mut idx = [0u8; 20];
-    let digits = dec_str(u64::from(w.span_index.unsigned_abs()), &mut idx).len();
+    let digits = dec_bytes(u64::from(w.span_index.unsigned_abs()), &mut idx).len();
     1 + 7
         + usize::from(w.span_index < 0)
         + digits
@@ -354,7 +357,9 @@ pub fn encode_correlation(baggage: &[BaggageEntry]) -> (String, usize) {
             len += e.key.len().div_ceil(3) * 4 + e.value.len().div_ceil(3) * 4 + 2;
         }
     }
-    let mut out = Vec::with_capacity(len);
+    // `key:value` pairs joined by `,`: exactly the length, so the header value takes the
+    // buffer without a copy.
+    let mut out = Vec::with_capacity(len.saturating_sub(1));
     for e in kept.iter().flatten() {
         if !out.is_empty() {
             out.push(b',');
@@ -504,31 +509,13 @@ fn go_hex_decode(dst: &mut [u8], src: &[u8]) -> bool {
         let &[hi, lo] = pair else {
             return false;
         };
-        let (h, l) = (HEX_CI[usize::from(hi)], HEX_CI[usize::from(lo)]);
-        if (h | l) > 0x0f {
+        let (Some(h), Some(l)) = (hex_digit_any_case(hi), hex_digit_any_case(lo)) else {
             return false;
-        }
+        };
         *d = (h << 4) | l;
     }
     true
 }
-
-/// Case-insensitive hex digit values; `0xff` for anything else.
-static HEX_CI: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
 
 /// Go's `strconv.Atoi` (64-bit `int`): an optional sign, then decimal digits (any number
 /// of leading zeros), within the `i64` range.
@@ -668,101 +655,18 @@ impl Codec for SkyWalkingCodec {
 }
 
 /// Writes a value the codec built (visible ASCII by construction; skipped otherwise).
-fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Vec<u8>>) {
-    let bytes: Vec<u8> = value.into();
-    if let Ok(v) = HeaderValue::try_from(bytes) {
+/// The buffers are built at their exact length, so the value takes them without a copy.
+fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Bytes>) {
+    if let Some(v) = header_value(value) {
         out.set(name.clone(), v);
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers shared with eagleeye.rs (candidates for text.rs).
-
-/// First 16 bytes of SHA-256 over the concatenated `parts`: the deterministic trace id
-/// for string ids no mapping covers (`None` in the 2^-128 case of zero).
-pub fn hashed_trace_id(parts: &[&[u8]]) -> Option<TraceId> {
-    let d = sha256(parts);
-    let b: [u8; 16] = d.get(..16)?.try_into().ok()?;
-    TraceId::new(u128::from_be_bytes(b))
-}
-
-/// First 8 bytes of SHA-256 over the concatenated `parts`: a deterministic span id.
-pub fn hashed_span_id(parts: &[&[u8]]) -> Option<SpanId> {
-    let d = sha256(parts);
-    let b: [u8; 8] = d.get(..8)?.try_into().ok()?;
-    SpanId::new(u64::from_be_bytes(b))
-}
-
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// Decimal digits of `v` in `buf`, without allocating.
-pub fn dec_str(mut v: u64, buf: &mut [u8; 20]) -> &str {
-    let mut start = buf.len();
-    for (i, slot) in buf.iter_mut().enumerate().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-        start = i;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.get(start..)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .unwrap_or("0")
-}
-
-/// The longest prefix of `s` with at most `max` chars.
-pub fn truncate_chars(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    match s.char_indices().nth(max) {
-        Some((end, _)) => s.get(..end).unwrap_or(s),
-        None => s,
-    }
-}
-
-/// The longest prefix of `s` with at most `max` bytes that ends on a char boundary.
-pub fn truncate_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or("")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{hex128, hex64, hop_at, map, pairs, raw_map};
     use proptest::prelude::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn hex128(s: &str) -> TraceId {
-        TraceId::new(u128::from_str_radix(s, 16).unwrap()).unwrap()
-    }
-
-    fn hex64(s: &str) -> SpanId {
-        SpanId::new(u64::from_str_radix(s, 16).unwrap()).unwrap()
-    }
 
     struct Native {
         trace: &'static str,
@@ -1038,7 +942,7 @@ mod tests {
     #[test]
     fn vectors() {
         for row in rows() {
-            let got = SkyWalkingCodec::extract(&headers(row.headers));
+            let got = SkyWalkingCodec::extract(&map(row.headers));
             match (&row.expect, got) {
                 (Err(want), Err(got)) => assert_eq!(*want, got, "{}: {}", row.id, row.reason),
                 (Ok(want), Ok(Some(ctx))) => {
@@ -1058,12 +962,7 @@ mod tests {
                     );
                     assert_eq!(ctx.sampling, want.sampling, "{}", row.id);
                     assert!(!ctx.debug && !ctx.random, "{}", row.id);
-                    let bag: Vec<(&str, &str)> = ctx
-                        .baggage
-                        .iter()
-                        .map(|e| (e.key.as_str(), e.value.as_str()))
-                        .collect();
-                    assert_eq!(bag, want.baggage, "{}", row.id);
+                    assert_eq!(pairs(&ctx.baggage), want.baggage, "{}", row.id);
                     let sw = ctx.originals.skywalking.as_deref().unwrap();
                     if let Some(n) = &want.native {
                         let got = (
@@ -1091,17 +990,13 @@ mod tests {
     fn correlation_full_ignores_later_repeats() {
         // a:1,b:2,c:3,a:9 → the Java agent stops at 3 keys, so a stays 1.
         let got = decode_correlation("YQ==:MQ==,Yg==:Mg==,Yw==:Mw==,YQ==:OQ==");
-        let got: Vec<_> = got
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .collect();
-        assert_eq!(got, [("a", "1"), ("b", "2"), ("c", "3")]);
+        assert_eq!(pairs(&got), [("a", "1"), ("b", "2"), ("c", "3")]);
     }
 
     #[test]
     fn absent_headers() {
         assert_eq!(SkyWalkingCodec::extract(&HeaderMap::new()), Ok(None));
-        let only_side = headers(&[("sw8-correlation", "YQ==:MQ=="), ("sw8-x", "1-")]);
+        let only_side = map(&[("sw8-correlation", "YQ==:MQ=="), ("sw8-x", "1-")]);
         assert_eq!(
             SkyWalkingCodec::extract(&only_side),
             Ok(None),
@@ -1111,7 +1006,7 @@ mod tests {
 
     #[test]
     fn first_value_wins_and_charset() {
-        let h = headers(&[
+        let h = map(&[
             (
                 "sw8",
                 "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
@@ -1128,7 +1023,7 @@ mod tests {
 
     #[test]
     fn extension_kept_and_bad_correlation_ignored() {
-        let mut h = headers(&[
+        let mut h = map(&[
             (
                 "sw8",
                 "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
@@ -1142,7 +1037,7 @@ mod tests {
             ctx.originals.skywalking.unwrap().extension.as_deref(),
             Some("0-")
         );
-        let h = headers(&[
+        let h = map(&[
             (
                 "sw8",
                 "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
@@ -1279,14 +1174,14 @@ mod tests {
         assert_eq!(&seg, b"a23ef53705a74581a3ce929d0e0e4736");
     }
 
+    /// The parent service, instance, endpoint and address of sw8-009.
     fn hop<'a>(span: u64, k: u32) -> Hop<'a> {
         Hop {
-            span_id: SpanId::new(span).unwrap(),
             service: "gateway",
             instance: "gateway-7f9c",
             endpoint: "GET:/api/orders",
             peer_address: "orders.svc:8080",
-            call_index: k,
+            ..hop_at(span, k)
         }
     }
 
@@ -1491,17 +1386,6 @@ mod tests {
         assert_eq!(back.first().unwrap().value, "1");
     }
 
-    #[test]
-    fn helpers() {
-        let mut b = [0u8; 20];
-        assert_eq!(dec_str(0, &mut b), "0");
-        assert_eq!(dec_str(u64::MAX, &mut b), "18446744073709551615");
-        assert_eq!(truncate_chars("héllo", 2), "hé");
-        assert_eq!(truncate_chars("hé", 5), "hé");
-        assert_eq!(truncate_bytes("hé", 2), "h");
-        assert_eq!(truncate_bytes("hé", 3), "hé");
-    }
-
     fn text() -> impl Strategy<Value = String> {
         proptest::string::string_regex(".{0,40}").unwrap()
     }
@@ -1616,13 +1500,7 @@ mod tests {
             corr in proptest::collection::vec(any::<u8>(), 0..100),
             x in proptest::collection::vec(any::<u8>(), 0..50),
         ) {
-            let mut h = HeaderMap::new();
-            for (name, bytes) in [(&SW8, sw8), (&SW8_CORRELATION, corr), (&SW8_X, x)] {
-                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
-                    h.insert(name.clone(), v);
-                }
-            }
-            let _ = SkyWalkingCodec::extract(&h);
+            let _ = SkyWalkingCodec::extract(&raw_map([(&SW8, sw8), (&SW8_CORRELATION, corr), (&SW8_X, x)]));
         }
 
         #[test]

@@ -1,35 +1,122 @@
-//! Strict number and id parsers shared by the codecs: byte-level, no allocation, no
-//! `from_str_radix` (which accepts a sign and any width; wire-formats §1.4).
+//! Strict number and id parsers and formatters shared by the codecs: byte-level, no
+//! allocation, no `from_str_radix` (which accepts a sign and any width; wire-formats §1.4).
+//! One implementation of each: the codecs call these rather than keep their own.
 
-/// Value of one lowercase hex digit.
+use sha2::{Digest, Sha256};
+
+use super::DecodeError;
+use crate::model::{SpanId, TraceId};
+
+/// Marks a byte that is not a digit in the hex tables.
+const NOT_HEX: u8 = 0xff;
+
+/// Value of each byte as a lowercase hex digit, [`NOT_HEX`] otherwise.
+static HEX_LOWER: [u8; 256] = hex_table(false);
+
+/// Value of each byte as a hex digit of either case, [`NOT_HEX`] otherwise.
+static HEX_ANY_CASE: [u8; 256] = hex_table(true);
+
+const fn hex_table(upper: bool) -> [u8; 256] {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        if upper {
+            t[b'A' as usize + i] = 10 + i as u8;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// 1 to 16 digits through `table` (one lookup per digit, one check at the end).
 #[inline]
-fn hex_lc(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+fn hex_digits(b: &[u8], table: &[u8; 256]) -> Option<u64> {
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (mut v, mut seen) = (0u64, 0u8);
+    for &c in b {
+        let d = table[usize::from(c)];
+        seen |= d;
+        v = (v << 4) | u64::from(d & 0x0f);
+    }
+    // A bad digit is NOT_HEX, whose high bits survive the OR.
+    (seen & 0xf0 == 0).then_some(v)
+}
+
+/// 1 to 16 lowercase digits: the leading `len % 8` through the table, then 8 at a time.
+#[inline]
+fn hex_lower(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (head, blocks) = b.split_at(b.len() % 8);
+    let mut v = if head.is_empty() {
+        0
+    } else {
+        hex_digits(head, &HEX_LOWER)?
+    };
+    for block in blocks.chunks_exact(8) {
+        v = (v << 32) | u64::from(hex8_lower(block.try_into().ok()?)?);
+    }
+    Some(v)
+}
+
+/// Eight lowercase hex digits, all at once in one u64 (SWAR): each byte is checked to be
+/// in `0-9` or `a-f` with carry-free additions, turned into its nibble, and the nibbles
+/// are packed big-endian.
+#[inline]
+fn hex8_lower(block: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(block);
+    // For a byte b < 0x80, b + (0x80 - lo) has its high bit set iff b >= lo, and
+    // b + (0x7f - hi) iff b > hi; neither sum carries into the next byte.
+    let at_least = |lo: u64| x.wrapping_add(ONES * (0x80 - lo));
+    let above = |hi: u64| x.wrapping_add(ONES * (0x7f - hi));
+    let digit = at_least(0x30) & !above(0x39);
+    let letter = at_least(0x61) & !above(0x66);
+    if x & HIGH != 0 || (digit | letter) & HIGH != HIGH {
+        return None;
+    }
+    // `0`-`9` are 0x30-0x39 and `a`-`f` 0x61-0x66: the low nibble, plus 9 for a letter
+    // (bit 6 set).
+    let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // First digit in the high byte, then fold pairs of nibbles, bytes, half-words.
+    let v = nibbles.swap_bytes();
+    let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+    let v = (v | (v >> 16)) & 0x0000_0000_ffff_ffff;
+    u32::try_from(v).ok()
+}
+
+/// 1 to 32 digits, as two 64-bit halves (cheaper than 128-bit shifts).
+#[inline]
+fn hex_halves(b: &[u8], half: impl Fn(&[u8]) -> Option<u64>) -> Option<u128> {
+    match b.len().checked_sub(16) {
+        None | Some(0) => half(b).map(u128::from),
+        Some(split) if split <= 16 => {
+            let (hi, lo) = b.split_at(split);
+            Some(u128::from(half(hi)?) << 64 | u128::from(half(lo)?))
+        }
+        Some(_) => None,
     }
 }
 
 /// Lowercase hex of 1 to 32 digits as u128. Uppercase, empty, too long → `None`.
 pub fn hex_u128(s: &str) -> Option<u128> {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > 32 {
-        return None;
-    }
-    let mut v: u128 = 0;
-    for &c in b {
-        v = (v << 4) | hex_lc(c)? as u128;
-    }
-    Some(v)
+    hex_halves(s.as_bytes(), hex_lower)
 }
 
 /// Lowercase hex of 1 to 16 digits as u64.
 pub fn hex_u64(s: &str) -> Option<u64> {
-    if s.len() > 16 {
-        return None;
-    }
-    hex_u128(s).map(|v| v as u64)
+    hex_lower(s.as_bytes())
 }
 
 /// Lowercase hex of exactly `width` digits as u128 (`width` ≤ 32).
@@ -48,6 +135,50 @@ pub fn hex_exact_u64(s: &str) -> Option<u64> {
     hex_u64(s)
 }
 
+/// 1 to `max` hex digits of either case (`max` ≤ 32) as u128 (Instana ids).
+pub fn hex_any_case(s: &str, max: usize) -> Option<u128> {
+    if s.len() > max {
+        return None;
+    }
+    hex_halves(s.as_bytes(), |half| hex_digits(half, &HEX_ANY_CASE))
+}
+
+/// The value of one hex digit of either case (Go's `hex.Decode`, for the SkyWalking
+/// collector mapping, which stops at the first bad digit).
+pub fn hex_digit_any_case(c: u8) -> Option<u8> {
+    let d = HEX_ANY_CASE[usize::from(c)];
+    (d != NOT_HEX).then_some(d)
+}
+
+/// A B3-style trace id: 16 or 32 lowercase hex, non-zero (`b3`, `x-b3-traceid`,
+/// `ot-tracer-traceid` share the rule).
+pub fn parse_trace_id(s: &str) -> Result<TraceId, DecodeError> {
+    let v = match s.len() {
+        16 | 32 => hex_u128(s).ok_or(DecodeError::TraceId)?,
+        _ => return Err(DecodeError::TraceId),
+    };
+    TraceId::new(v).ok_or(DecodeError::ZeroId)
+}
+
+/// A 64-bit span id as 16 lowercase hex, non-zero (B3 SpanId / ParentSpanId,
+/// `ot-tracer-spanid`).
+pub fn parse_span_id(s: &str) -> Result<SpanId, DecodeError> {
+    let v = hex_exact_u64(s).ok_or(DecodeError::SpanId)?;
+    SpanId::new(v).ok_or(DecodeError::ZeroId)
+}
+
+/// `1` / `0`, or the legacy `true` / `false` in any case (`x-b3-sampled`,
+/// `ot-tracer-sampled`); anything else, the empty value included, is invalid.
+pub fn parse_sampled(s: &str) -> Result<bool, DecodeError> {
+    match s {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ if s.eq_ignore_ascii_case("true") => Ok(true),
+        _ if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(DecodeError::Sampling),
+    }
+}
+
 /// Unsigned decimal u64: digits only (no sign, no spaces), at most 20, no overflow.
 pub fn dec_u64(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -64,25 +195,168 @@ pub fn dec_u64(s: &str) -> Option<u64> {
     Some(v)
 }
 
+/// `["-"] 1*20DIGIT` as i64; `None` when it does not fit (Datadog priorities and tags).
+pub fn dec_i64(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let v = i64::try_from(dec_u64(digits)?).ok()?;
+    Some(if negative { -v } else { v })
+}
+
+/// `"00"`, `"01"`, ... `"99"`: decimal digits two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Decimal digits of `v` in `buf`, without allocating (two digits per division).
+pub fn dec_bytes(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    let mut put_pair = |start: usize, n: u64| {
+        let pair = n as usize * 2;
+        if let (Some(dst), Some(src)) = (
+            buf.get_mut(start..start + 2),
+            DIGIT_PAIRS.get(pair..pair + 2),
+        ) {
+            dst.copy_from_slice(src);
+        }
+    };
+    // u64::MAX has 20 digits: `start` never goes below 0.
+    while v >= 100 {
+        start -= 2;
+        put_pair(start, v % 100);
+        v /= 100;
+    }
+    if v >= 10 {
+        start -= 2;
+        put_pair(start, v);
+    } else {
+        start -= 1;
+        if let Some(slot) = buf.get_mut(start) {
+            *slot = b'0' + v as u8;
+        }
+    }
+    buf.get(start..).unwrap_or_default()
+}
+
+/// [`dec_bytes`] as text.
+pub fn dec_str(v: u64, buf: &mut [u8; 20]) -> &str {
+    std::str::from_utf8(dec_bytes(v, buf)).unwrap_or("0")
+}
+
+/// Appends `v` in decimal without going through `fmt`.
+pub fn push_decimal(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(dec_bytes(v, &mut [0; 20]));
+}
+
+/// Text the codecs built as bytes (ASCII, or UTF-8 copied from strings): one validation
+/// at the end instead of one per piece.
+pub fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// The longest prefix of `s` with at most `max` chars.
+pub fn truncate_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => s.get(..end).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// The longest prefix of `s` with at most `max` bytes that ends on a char boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// First 16 bytes of SHA-256 over the concatenated `parts`: the deterministic trace id
+/// for string ids no mapping covers (SkyWalking, EagleEye; `None` in the 2^-128 case of
+/// zero).
+pub fn hashed_trace_id(parts: &[&[u8]]) -> Option<TraceId> {
+    let d = sha256(parts);
+    let b: [u8; 16] = d.get(..16)?.try_into().ok()?;
+    TraceId::new(u128::from_be_bytes(b))
+}
+
+/// First 8 bytes of SHA-256 over the concatenated `parts`: a deterministic span id.
+pub fn hashed_span_id(parts: &[&[u8]]) -> Option<SpanId> {
+    let d = sha256(parts);
+    let b: [u8; 8] = d.get(..8)?.try_into().ok()?;
+    SpanId::new(u64::from_be_bytes(b))
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
 /// Lowercase hex of `v`, `width` digits, zero-padded on the left.
 pub fn to_hex(v: u128, width: usize) -> String {
     format!("{v:0width$x}")
 }
 
-/// Characters a W3C baggage value may carry unencoded are `baggage-octet`
-/// (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E); everything else, and `%` itself,
-/// is percent-encoded. Jaeger `uberctx-*` values use the same (URL) encoding.
-const BAGGAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b',')
-    .add(b';')
-    .add(b'\\')
-    .add(b'%');
+/// W3C `baggage-octet` (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E): what a baggage
+/// value may hold unencoded.
+pub fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+/// Whether a W3C baggage value carries byte `b` percent-encoded: anything but
+/// `baggage-octet`, and `%` itself. Jaeger `uberctx-*` values use the same (URL) encoding.
+pub fn baggage_escaped(b: u8) -> bool {
+    !is_baggage_octet(b) || b == b'%'
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Length of `s` percent-encoded: `%XX` for every byte `escaped` names and every byte
+/// outside ASCII, the others as they are.
+pub fn percent_encoded_len(s: &str, escaped: impl Fn(u8) -> bool) -> usize {
+    s.len() + 2 * s.bytes().filter(|&b| !b.is_ascii() || escaped(b)).count()
+}
+
+/// Appends `s` percent-encoded (see [`percent_encoded_len`]; uppercase hex, as the
+/// `percent-encoding` crate writes it).
+pub fn push_percent_encoded(out: &mut Vec<u8>, s: &str, escaped: impl Fn(u8) -> bool) {
+    for b in s.bytes() {
+        if !b.is_ascii() || escaped(b) {
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0x0f)],
+            ]);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// `s` percent-encoded with `escaped`, in a string of exactly its length (so a header
+/// value can take it without a copy).
+pub fn percent_encoded(s: &str, escaped: impl Fn(u8) -> bool + Copy) -> String {
+    let mut out = Vec::with_capacity(percent_encoded_len(s, escaped));
+    push_percent_encoded(&mut out, s, escaped);
+    into_string(out)
+}
 
 /// Percent-encodes `s` for a baggage value (UTF-8 bytes outside ASCII are encoded too).
 pub fn percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, BAGGAGE_ENCODE).to_string()
+    percent_encoded(s, baggage_escaped)
 }
 
 /// Percent-decodes `s`; invalid UTF-8 after decoding becomes U+FFFD (W3C baggage rule).
@@ -94,7 +368,42 @@ pub fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The table-driven parsers agree with `from_str_radix` on the strict grammar
+        /// (1 to 32 lowercase digits) and reject everything else.
+        #[test]
+        fn hex_matches_reference(s in "[0-9a-fA-F+ g-]{0,34}") {
+            let strict = !s.is_empty()
+                && s.len() <= 32
+                && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
+            prop_assert_eq!(hex_u128(&s), reference);
+            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
+            prop_assert_eq!(hex_u64(&s), reference64);
+        }
+
+        /// The same near valid ids: one char of a lowercase hex string replaced.
+        #[test]
+        fn hex_matches_reference_near_misses(
+            s in "[0-9a-f]{1,32}",
+            at in any::<prop::sample::Index>(),
+            c in any::<char>(),
+        ) {
+            let mut chars: Vec<char> = s.chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = c;
+            let s: String = chars.into_iter().collect();
+            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
+            prop_assert_eq!(hex_u128(&s), reference);
+            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
+            prop_assert_eq!(hex_u64(&s), reference64);
+        }
+    }
 
     #[test]
     fn hex_is_strict() {
@@ -113,6 +422,81 @@ mod tests {
             None,
             "31 digits"
         );
+    }
+
+    #[test]
+    fn ids_and_flags() {
+        use DecodeError as E;
+        assert_eq!(
+            parse_trace_id("a3ce929d0e0e4736").map(TraceId::get),
+            Ok(0xa3ce929d0e0e4736)
+        );
+        assert_eq!(
+            parse_trace_id("a3ce929d0e0e473"),
+            Err(E::TraceId),
+            "15 digits"
+        );
+        assert_eq!(parse_trace_id(&"0".repeat(32)), Err(E::ZeroId));
+        assert_eq!(
+            parse_span_id("00f067aa0ba902B7"),
+            Err(E::SpanId),
+            "uppercase"
+        );
+        assert_eq!(parse_span_id("0000000000000000"), Err(E::ZeroId));
+        assert_eq!(parse_sampled("TRUE"), Ok(true));
+        assert_eq!(parse_sampled("0"), Ok(false));
+        assert_eq!(parse_sampled(""), Err(E::Sampling));
+        assert_eq!(
+            hex_any_case("E457b5a2E4D86BD1", 16),
+            Some(0xe457b5a2e4d86bd1)
+        );
+        assert_eq!(hex_any_case("10000000000001314", 16), None, "over max");
+        assert_eq!(hex_any_case("", 16), None);
+        assert_eq!(hex_digit_any_case(b'F'), Some(15));
+        assert_eq!(hex_digit_any_case(b'g'), None);
+    }
+
+    #[test]
+    fn helpers() {
+        let mut b = [0u8; 20];
+        assert_eq!(dec_str(0, &mut b), "0");
+        assert_eq!(dec_str(u64::MAX, &mut b), "18446744073709551615");
+        assert_eq!(dec_i64("-128"), Some(-128));
+        assert_eq!(dec_i64("9223372036854775808"), None, "over i64::MAX");
+        assert_eq!(dec_i64("+1"), None);
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
+        assert_eq!(truncate_bytes("hé", 2), "h");
+        assert_eq!(truncate_bytes("hé", 3), "hé");
+    }
+
+    proptest! {
+        /// The hand-written encoder writes what the `percent-encoding` crate writes with
+        /// the equivalent set, at exactly the computed length.
+        #[test]
+        fn percent_encoding_matches_the_crate(s in any::<String>()) {
+            const BAGGAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+                .add(b' ')
+                .add(b'"')
+                .add(b',')
+                .add(b';')
+                .add(b'\\')
+                .add(b'%');
+            let want = percent_encoding::utf8_percent_encode(&s, BAGGAGE_ENCODE).to_string();
+            let got = percent_encode(&s);
+            prop_assert_eq!(got.len(), percent_encoded_len(&s, baggage_escaped));
+            prop_assert_eq!(got.capacity(), got.len());
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn decimal_matches_std(v in any::<u64>(), small in 0u64..1000) {
+            for v in [v, small] {
+                let mut s = Vec::new();
+                push_decimal(&mut s, v);
+                prop_assert_eq!(into_string(s), v.to_string());
+            }
+        }
     }
 
     #[test]

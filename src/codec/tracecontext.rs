@@ -74,8 +74,8 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
-    eagleeye, exactly_one, text, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink,
-    Injected,
+    eagleeye, exactly_one, header_value, text, trim_ows, value_str, Codec, DecodeError, Format,
+    HeaderSink, Injected,
 };
 use crate::model::{
     EagleEye, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId, TraceState,
@@ -139,7 +139,7 @@ pub fn decode(s: &str) -> Result<TraceParent, DecodeError> {
     }
     let trace_id = s
         .get(3..35)
-        .and_then(hex_u128)
+        .and_then(|t| text::hex_exact_u128(t, 32))
         .filter(|_| dash_at(35))
         .ok_or(DecodeError::TraceId)?;
     let trace_id = TraceId::new(trace_id).ok_or(DecodeError::ZeroId)?;
@@ -194,13 +194,6 @@ fn encode_bytes(tp: &TraceParent) -> [u8; 55] {
     out[36..52].copy_from_slice(&tp.parent_id.to_hex());
     out[53..].copy_from_slice(&hex_digits(tp.flags));
     out
-}
-
-/// 32 lowercase hex digits, parsed as two halves (64-bit arithmetic is cheaper than 128).
-fn hex_u128(s: &str) -> Option<u128> {
-    let hi = text::hex_exact_u64(s.get(..16)?)?;
-    let lo = text::hex_exact_u64(s.get(16..)?)?;
-    Some(u128::from(hi) << 64 | u128::from(lo))
 }
 
 /// Exactly two lowercase hex digits.
@@ -486,7 +479,7 @@ impl Codec for TraceContextCodec {
         }
         let ts = outgoing_tracestate(ctx, hop);
         if !ts.is_empty() {
-            if let Ok(v) = HeaderValue::try_from(ts) {
+            if let Some(v) = header_value(ts) {
                 out.set(TRACESTATE.clone(), v);
             }
         }
@@ -497,32 +490,10 @@ impl Codec for TraceContextCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testutil::{hop_at, map, raw_map};
     use proptest::prelude::*;
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
-
-    fn hop(span: u64, call_index: u32) -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(span).unwrap(),
-            service: "gw",
-            instance: "gw-0",
-            endpoint: "/r",
-            peer_address: "10.0.0.1:80",
-            call_index,
-        }
-    }
-
-    /// Builds a header map; repeated names become repeated fields, in order.
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     fn ts(pairs: &[(&str, &str)]) -> TraceState {
         pairs
@@ -953,7 +924,7 @@ mod tests {
         let mut outs = std::collections::HashSet::new();
         for call in 1..=3u32 {
             let mut out = HeaderMap::new();
-            TraceContextCodec::inject(&ctx, &hop(0xabc0 + u64::from(call), call), &mut out);
+            TraceContextCodec::inject(&ctx, &hop_at(0xabc0 + u64::from(call), call), &mut out);
             let tp = out[&TRACEPARENT].to_str().unwrap().to_string();
             assert!(
                 tp.starts_with("00-12345678901234567890123456789012-") && tp.ends_with("-02"),
@@ -1044,7 +1015,7 @@ mod tests {
             let mut out = HeaderMap::new();
             TraceContextCodec::inject(
                 &ctx_with(sampling, debug, random),
-                &hop(0x00f067aa0ba902b7, 1),
+                &hop_at(0x00f067aa0ba902b7, 1),
                 &mut out,
             );
             assert_eq!(
@@ -1064,7 +1035,7 @@ mod tests {
         };
         let mut out = HeaderMap::new();
         assert_eq!(
-            TraceContextCodec::inject(&ctx, &hop(1, 1), &mut out),
+            TraceContextCodec::inject(&ctx, &hop_at(1, 1), &mut out),
             Injected::default()
         );
         assert!(out.is_empty());
@@ -1079,7 +1050,7 @@ mod tests {
         let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
         assert!(ctx.random && ctx.sampling == Sampling::Sampled);
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(2, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(2, 1), &mut out);
         assert_eq!(
             out[&TRACEPARENT],
             "00-12345678901234567890123456789012-0000000000000002-03"
@@ -1116,7 +1087,7 @@ mod tests {
         );
         ctx.tracestate = ts(&[("tb", "sw:stale"), ("foo", "1"), ("bar", "2")]);
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 2), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 2), &mut out);
         assert_eq!(
             out[&TRACESTATE],
             "tb=sw:YS5iLmM;ee:MGFkMTM0OGYxNDAzMTY5Mjc1MDAyMTAwMzU2Njk2;rpc:0.1.2,foo=1,bar=2"
@@ -1130,13 +1101,13 @@ mod tests {
         // Only the EagleEye part; the rpc of the next call is a child of the one we received.
         ctx.originals = originals(None, Some(("ee1", "")));
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         assert_eq!(out[&TRACESTATE], "tb=ee:ZWUx;rpc:0.1,foo=1,bar=2");
         let mut back = TraceContextCodec::extract(&out).unwrap().unwrap();
         assert_eq!(back.originals.eagleeye.as_ref().unwrap().rpc_id, "0.1");
         back.parent_id = SpanId::new(9);
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&back, &hop(6, 3), &mut out);
+        TraceContextCodec::inject(&back, &hop_at(6, 3), &mut out);
         assert_eq!(out[&TRACESTATE], "tb=ee:ZWUx;rpc:0.1.3,foo=1,bar=2");
     }
 
@@ -1153,11 +1124,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut w3c_only = HeaderMap::new();
-        TraceContextCodec::inject(&at_a, &hop(0xa, 1), &mut w3c_only);
+        TraceContextCodec::inject(&at_a, &hop_at(0xa, 1), &mut w3c_only);
         let at_b = TraceContextCodec::extract(&w3c_only).unwrap().unwrap();
         assert_eq!(at_b.trace_id, at_a.trace_id);
         let mut out = HeaderMap::new();
-        SkyWalkingCodec::inject(&at_b, &hop(0xb, 1), &mut out);
+        SkyWalkingCodec::inject(&at_b, &hop_at(0xb, 1), &mut out);
         let back = SkyWalkingCodec::extract(&out).unwrap().unwrap();
         assert_eq!(
             back.originals.skywalking.unwrap().trace_id,
@@ -1172,10 +1143,10 @@ mod tests {
         ]);
         let at_a = EagleEyeCodec::extract(&ee).unwrap().unwrap();
         let mut w3c_only = HeaderMap::new();
-        TraceContextCodec::inject(&at_a, &hop(0xa, 2), &mut w3c_only);
+        TraceContextCodec::inject(&at_a, &hop_at(0xa, 2), &mut w3c_only);
         let at_b = TraceContextCodec::extract(&w3c_only).unwrap().unwrap();
         let mut out = HeaderMap::new();
-        EagleEyeCodec::inject(&at_b, &hop(0xb, 1), &mut out);
+        EagleEyeCodec::inject(&at_b, &hop_at(0xb, 1), &mut out);
         assert_eq!(out[&eagleeye::TRACE_ID], "0ad1348f1403169275002100356696");
         assert_eq!(out[&eagleeye::RPC_ID], "0.1.2.1");
     }
@@ -1248,12 +1219,12 @@ mod tests {
         ctx.originals = originals(Some(&"x".repeat(200)), None);
         ctx.tracestate = ts(&[("foo", "1")]);
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         assert_eq!(out[&TRACESTATE], "foo=1");
         // A child RpcID the EagleEye codec would reject (> 256 chars): the rpc part is left out.
         ctx.originals = originals(None, Some(("e", &format!("1{}", ".1".repeat(127)))));
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         assert_eq!(out[&TRACESTATE], "tb=ee:ZQ,foo=1");
         // 32 members at most, cut from the right, ours first.
         ctx.originals = originals(Some("s"), None);
@@ -1261,7 +1232,7 @@ mod tests {
             .map(|i| (format!("k{i}"), "v".to_string()))
             .collect();
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         let sent = decode_tracestate(out[&TRACESTATE].to_str().unwrap()).unwrap();
         assert_eq!(sent.len(), 32);
         assert_eq!(sent[0], ("tb".to_string(), "sw:cw".to_string()));
@@ -1270,7 +1241,7 @@ mod tests {
         ctx.originals = Originals::default();
         ctx.tracestate = ts(&[("Foo", "1"), ("bar", "a,b"), ("ok", "1")]);
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         assert_eq!(out[&TRACESTATE], "ok=1");
     }
 
@@ -1288,7 +1259,7 @@ mod tests {
             ("s3".into(), "3".into()),
         ];
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         let sent = decode_tracestate(out[&TRACESTATE].to_str().unwrap()).unwrap();
         let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
@@ -1301,7 +1272,7 @@ mod tests {
             .map(|i| (format!("key{i:02}"), "v".repeat(20)))
             .collect();
         let mut out = HeaderMap::new();
-        TraceContextCodec::inject(&ctx, &hop(5, 1), &mut out);
+        TraceContextCodec::inject(&ctx, &hop_at(5, 1), &mut out);
         let s = out[&TRACESTATE].to_str().unwrap();
         assert!(s.len() <= 512, "{}", s.len());
         assert!(s.starts_with("key00=") && decode_tracestate(s).unwrap().len() == 19);
@@ -1355,7 +1326,7 @@ mod tests {
                 ..TraceContext::default()
             };
             let mut out = HeaderMap::new();
-            TraceContextCodec::inject(&ctx, &hop(span, 1), &mut out);
+            TraceContextCodec::inject(&ctx, &hop_at(span, 1), &mut out);
             let back = TraceContextCodec::extract(&out).unwrap().unwrap();
             prop_assert_eq!(back.trace_id, ctx.trace_id);
             prop_assert_eq!(back.parent_id, SpanId::new(span));
@@ -1381,10 +1352,7 @@ mod tests {
 
         #[test]
         fn extract_never_panics(tp in prop::collection::vec(any::<u8>(), 0..80), st in prop::collection::vec(any::<u8>(), 0..80)) {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_bytes(&tp) { h.insert(&TRACEPARENT, v); }
-            if let Ok(v) = HeaderValue::from_bytes(&st) { h.insert(&TRACESTATE, v); }
-            let _ = TraceContextCodec::extract(&h);
+            let _ = TraceContextCodec::extract(&raw_map([(&TRACEPARENT, tp), (&TRACESTATE, st.clone())]));
             let mut h2 = map(&[("traceparent", TP)]);
             if let Ok(v) = HeaderValue::from_bytes(&st) { h2.insert(&TRACESTATE, v); }
             let _ = TraceContextCodec::extract(&h2);

@@ -10,14 +10,26 @@ pub struct TraceId(u128);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpanId(u64);
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Eight lowercase hex digits of `v`, most significant first, computed in one u64: the
+/// nibbles are spread one per byte, then each becomes `'0' + n`, plus `'a' - '0' - 10`
+/// where `n > 9`.
+fn hex8(v: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from(v);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // (n + 6) has bit 4 set exactly when n > 9.
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    (x + ONES * u64::from(b'0') + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
+}
 
-fn write_hex<const N: usize>(mut v: u128) -> [u8; N] {
-    let mut out = [b'0'; N];
-    for slot in out.iter_mut().rev() {
-        *slot = HEX[(v & 0xf) as usize];
-        v >>= 4;
-    }
+/// 16 lowercase hex digits of `v`.
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let (hi, lo) = out.split_at_mut(8);
+    hi.copy_from_slice(&hex8((v >> 32) as u32));
+    lo.copy_from_slice(&hex8(v as u32));
     out
 }
 
@@ -48,7 +60,11 @@ impl TraceId {
 
     /// 32 lowercase hex digits, big-endian.
     pub fn to_hex(self) -> [u8; 32] {
-        write_hex::<32>(self.0)
+        let mut out = [0u8; 32];
+        let (hi, lo) = out.split_at_mut(16);
+        hi.copy_from_slice(&hex16(self.high64()));
+        lo.copy_from_slice(&hex16(self.low64()));
+        out
     }
 
     /// The 16 big-endian bytes.
@@ -74,7 +90,7 @@ impl SpanId {
 
     /// 16 lowercase hex digits, big-endian.
     pub fn to_hex(self) -> [u8; 16] {
-        write_hex::<16>(self.0 as u128)
+        hex16(self.0)
     }
 
     /// The 8 big-endian bytes.
@@ -111,6 +127,17 @@ impl fmt::Debug for SpanId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_matches_fmt(v in 1..=u128::MAX) {
+            let t = TraceId::new(v).unwrap();
+            prop_assert_eq!(t.to_hex().to_vec(), format!("{v:032x}").into_bytes());
+            let s = SpanId::new(v as u64 | 1).unwrap();
+            prop_assert_eq!(s.to_hex().to_vec(), format!("{:016x}", v as u64 | 1).into_bytes());
+        }
+    }
 
     #[test]
     fn zero_ids_are_rejected() {

@@ -62,7 +62,25 @@ impl EagleEye {
         } else {
             &self.rpc_id
         };
-        format!("{parent}.{call_index}")
+        // Digits written by hand into a string of exactly the result's length (it often
+        // becomes a header value, which can then take it without a copy).
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        let mut rest = call_index;
+        for (i, slot) in digits.iter_mut().enumerate().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            start = i;
+            if rest == 0 {
+                break;
+            }
+        }
+        let digits = digits.get(start..).unwrap_or_default();
+        let mut out = String::with_capacity(parent.len() + 1 + digits.len());
+        out.push_str(parent);
+        out.push('.');
+        out.push_str(std::str::from_utf8(digits).unwrap_or("0"));
+        out
     }
 }
 
@@ -89,4 +107,22 @@ pub struct XRay {
 pub struct Instana {
     /// The `X-INSTANA-L` correlation part after `1,` (`correlationType=web;correlationId=...`).
     pub correlation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_rpc_ids() {
+        let ee = |rpc: &str| EagleEye {
+            rpc_id: rpc.into(),
+            ..EagleEye::default()
+        };
+        assert_eq!(ee("").child_rpc_id(1), "0.1");
+        assert_eq!(ee("0.2").child_rpc_id(0), "0.2.0");
+        assert_eq!(ee("0.2").child_rpc_id(u32::MAX), "0.2.4294967295");
+        let id = ee("0.1.2").child_rpc_id(37);
+        assert_eq!((id.as_str(), id.capacity()), ("0.1.2.37", 8));
+    }
 }
