@@ -310,31 +310,105 @@ pub fn to_hex(v: u128, width: usize) -> String {
     format!("{v:0width$x}")
 }
 
+/// Byte classes, one bit each in [`CLASSES`] (a range `match` compiles to a chain of
+/// compares; a table lookup is one load).
+const BAGGAGE_OCTET: u8 = 1;
+const TCHAR: u8 = 2;
+
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e) {
+            t[b] |= BAGGAGE_OCTET;
+        }
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
+            t[b] |= TCHAR;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// W3C `baggage-octet` (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E): what a baggage
 /// value may hold unencoded.
+#[inline]
 pub fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+    CLASSES[usize::from(b)] & BAGGAGE_OCTET != 0
 }
 
-/// Whether a W3C baggage value carries byte `b` percent-encoded: anything but
-/// `baggage-octet`, and `%` itself. Jaeger `uberctx-*` values use the same (URL) encoding.
-pub fn baggage_escaped(b: u8) -> bool {
-    !is_baggage_octet(b) || b == b'%'
+/// RFC 9110 `tchar`: what a token (a header name, a W3C baggage key) is made of.
+#[inline]
+pub fn is_tchar(b: u8) -> bool {
+    CLASSES[usize::from(b)] & TCHAR != 0
 }
+
+/// The bytes a percent-encoding escapes, as a table (one load per byte): always the ASCII
+/// controls, DEL and everything outside ASCII (UTF-8 is encoded byte by byte), plus the
+/// set's own characters.
+pub struct Escapes([bool; 256]);
+
+impl Escapes {
+    /// Controls, DEL, non-ASCII and the bytes of `extra`.
+    pub const fn controls_and(extra: &[u8]) -> Self {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = b < 0x20 || b >= 0x7f;
+            b += 1;
+        }
+        let mut i = 0;
+        while i < extra.len() {
+            t[extra[i] as usize] = true;
+            i += 1;
+        }
+        Escapes(t)
+    }
+
+    /// Whether byte `b` is written `%XX`.
+    #[inline]
+    pub fn escapes(&self, b: u8) -> bool {
+        self.0[usize::from(b)]
+    }
+}
+
+/// W3C baggage values: everything but `baggage-octet`, and `%` itself. Jaeger `uberctx-*`
+/// values use the same (URL) encoding.
+pub static BAGGAGE_ESCAPES: Escapes = Escapes::controls_and(b" \",;\\%");
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-/// Length of `s` percent-encoded: `%XX` for every byte `escaped` names and every byte
-/// outside ASCII, the others as they are.
-pub fn percent_encoded_len(s: &str, escaped: impl Fn(u8) -> bool) -> usize {
-    s.len() + 2 * s.bytes().filter(|&b| !b.is_ascii() || escaped(b)).count()
+/// Length of `s` percent-encoded with `set`.
+#[inline]
+pub fn percent_encoded_len(s: &str, set: &Escapes) -> usize {
+    s.len() + 2 * s.bytes().filter(|&b| set.escapes(b)).count()
 }
 
-/// Appends `s` percent-encoded (see [`percent_encoded_len`]; uppercase hex, as the
-/// `percent-encoding` crate writes it).
-pub fn push_percent_encoded(out: &mut Vec<u8>, s: &str, escaped: impl Fn(u8) -> bool) {
+/// Appends `s` percent-encoded with `set` (uppercase hex, as the `percent-encoding` crate
+/// writes it).
+#[inline]
+pub fn push_percent_encoded(out: &mut Vec<u8>, s: &str, set: &Escapes) {
     for b in s.bytes() {
-        if !b.is_ascii() || escaped(b) {
+        if set.escapes(b) {
             out.extend_from_slice(&[
                 b'%',
                 HEX_UPPER[usize::from(b >> 4)],
@@ -346,17 +420,17 @@ pub fn push_percent_encoded(out: &mut Vec<u8>, s: &str, escaped: impl Fn(u8) -> 
     }
 }
 
-/// `s` percent-encoded with `escaped`, in a string of exactly its length (so a header
-/// value can take it without a copy).
-pub fn percent_encoded(s: &str, escaped: impl Fn(u8) -> bool + Copy) -> String {
-    let mut out = Vec::with_capacity(percent_encoded_len(s, escaped));
-    push_percent_encoded(&mut out, s, escaped);
+/// `s` percent-encoded with `set`, in a string of exactly its length (so a header value
+/// can take it without a copy).
+pub fn percent_encoded(s: &str, set: &Escapes) -> String {
+    let mut out = Vec::with_capacity(percent_encoded_len(s, set));
+    push_percent_encoded(&mut out, s, set);
     into_string(out)
 }
 
 /// Percent-encodes `s` for a baggage value (UTF-8 bytes outside ASCII are encoded too).
 pub fn percent_encode(s: &str) -> String {
-    percent_encoded(s, baggage_escaped)
+    percent_encoded(s, &BAGGAGE_ESCAPES)
 }
 
 /// Percent-decodes `s`; invalid UTF-8 after decoding becomes U+FFFD (W3C baggage rule).
@@ -425,6 +499,17 @@ mod tests {
     }
 
     #[test]
+    fn byte_classes() {
+        for b in 0..=255u8 {
+            let octet = matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
+            assert_eq!(is_baggage_octet(b), octet, "{b:#x}");
+            assert_eq!(BAGGAGE_ESCAPES.escapes(b), !octet || b == b'%', "{b:#x}");
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), tchar, "{b:#x}");
+        }
+    }
+
+    #[test]
     fn ids_and_flags() {
         use DecodeError as E;
         assert_eq!(
@@ -484,7 +569,7 @@ mod tests {
                 .add(b'%');
             let want = percent_encoding::utf8_percent_encode(&s, BAGGAGE_ENCODE).to_string();
             let got = percent_encode(&s);
-            prop_assert_eq!(got.len(), percent_encoded_len(&s, baggage_escaped));
+            prop_assert_eq!(got.len(), percent_encoded_len(&s, &BAGGAGE_ESCAPES));
             prop_assert_eq!(got.capacity(), got.len());
             prop_assert_eq!(got, want);
         }
