@@ -33,7 +33,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::is_baggage_octet;
+use super::text::{is_baggage_octet, is_tchar};
 use super::{header_value, text, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
 
@@ -74,7 +74,7 @@ pub fn encode_members(entries: &[BaggageEntry]) -> (String, usize) {
 
 /// [`encode_members`] as bytes.
 fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
-    let value_len = |e: &BaggageEntry| text::percent_encoded_len(&e.value, text::baggage_escaped);
+    let value_len = |e: &BaggageEntry| text::percent_encoded_len(&e.value, &text::BAGGAGE_ESCAPES);
     let props_len = |e: &BaggageEntry| match e.properties.len() {
         0 => 0,
         n => 1 + n,
@@ -92,7 +92,11 @@ fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
             dropped += 1;
             continue;
         }
-        let properties = normalize_properties(e.properties.as_bytes()).unwrap_or_default();
+        let properties = if e.properties.is_empty() {
+            String::new()
+        } else {
+            normalize_properties(e.properties.as_bytes()).unwrap_or_default()
+        };
         let sep = usize::from(kept > 0);
         let props_len = if properties.is_empty() {
             0
@@ -109,7 +113,7 @@ fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
         }
         out.extend_from_slice(e.key.as_bytes());
         out.push(b'=');
-        text::push_percent_encoded(&mut out, &e.value, text::baggage_escaped);
+        text::push_percent_encoded(&mut out, &e.value, &text::BAGGAGE_ESCAPES);
         if !properties.is_empty() {
             out.push(b';');
             out.extend_from_slice(properties.as_bytes());
@@ -196,9 +200,7 @@ fn normalize_properties(props: &[u8]) -> Option<String> {
 
 /// RFC 9110 `token`: one or more `tchar`.
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    !s.is_empty() && s.iter().all(|&c| is_tchar(c))
 }
 
 /// Bytes already checked to be ASCII as text.

@@ -54,7 +54,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::text::{
     dec_bytes, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, into_string, percent_decode,
-    percent_encoded, percent_encoded_len, push_percent_encoded, truncate_bytes,
+    percent_encoded, percent_encoded_len, push_percent_encoded, truncate_bytes, Escapes,
 };
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
@@ -102,21 +102,13 @@ pub const MAX_USER_DATA_LEN: usize = 512;
 /// Most `UserData` entries read.
 pub const MAX_USER_DATA_ENTRIES: usize = 64;
 
-/// Escaped in `UserData` keys and values (besides everything outside ASCII): controls,
-/// what W3C baggage escapes, the pair and list separators, and `+` so a form decoder on
-/// the other side cannot read it as space.
-fn user_data_escaped(b: u8) -> bool {
-    control(b)
-        || matches!(
-            b,
-            b' ' | b'"' | b'%' | b'&' | b'+' | b',' | b';' | b'=' | b'\\'
-        )
-}
+/// Escaped in `UserData` keys and values: controls and non-ASCII, what W3C baggage
+/// escapes, the pair and list separators, and `+` so a form decoder on the other side
+/// cannot read it as space.
+static USER_DATA_ESCAPES: Escapes = Escapes::controls_and(b" \"%&+,;=\\");
 
-/// ASCII controls: escaped in `pAppName` / `pRpc` (besides everything outside ASCII).
-fn control(b: u8) -> bool {
-    b < 0x20 || b == 0x7f
-}
+/// Escaped in `pAppName` / `pRpc`: controls and non-ASCII.
+static PARENT_FIELD_ESCAPES: Escapes = Escapes::controls_and(b"");
 
 /// Originals of a context that did not come from EagleEye: the gateway is the root `0`.
 static ROOT: EagleEye = EagleEye {
@@ -298,7 +290,7 @@ pub fn decode_user_data(s: &str) -> Vec<BaggageEntry> {
 /// The string is sized for every entry, which is its exact length unless entries are
 /// left out: the common case becomes a header value without a copy.
 pub fn encode_user_data(baggage: &[BaggageEntry]) -> (String, usize) {
-    let encoded_len = |s: &str| percent_encoded_len(s, user_data_escaped);
+    let encoded_len = |s: &str| percent_encoded_len(s, &USER_DATA_ESCAPES);
     let capacity = baggage
         .iter()
         .filter(|e| !e.key.is_empty())
@@ -317,9 +309,9 @@ pub fn encode_user_data(baggage: &[BaggageEntry]) -> (String, usize) {
         if !out.is_empty() {
             out.push(b'&');
         }
-        push_percent_encoded(&mut out, &e.key, user_data_escaped);
+        push_percent_encoded(&mut out, &e.key, &USER_DATA_ESCAPES);
         out.push(b'=');
-        push_percent_encoded(&mut out, &e.value, user_data_escaped);
+        push_percent_encoded(&mut out, &e.value, &USER_DATA_ESCAPES);
         if out.len() > MAX_USER_DATA_LEN {
             out.truncate(mark);
             dropped += 1;
@@ -382,11 +374,13 @@ fn parent_field(s: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     let s = truncate_bytes(s, MAX_PARENT_FIELD_LEN);
-    Some(if percent_encoded_len(s, control) == s.len() {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(percent_encoded(s, control))
-    })
+    Some(
+        if percent_encoded_len(s, &PARENT_FIELD_ESCAPES) == s.len() {
+            Cow::Borrowed(s)
+        } else {
+            Cow::Owned(percent_encoded(s, &PARENT_FIELD_ESCAPES))
+        },
+    )
 }
 
 /// Alibaba EagleEye `EagleEye-*`.
@@ -922,6 +916,32 @@ mod tests {
                 parent_rpc: parent_rpc.map(Into::into),
                 user_data: user_data.map(Into::into),
             }
+        }
+    }
+
+    proptest! {
+        /// The escape tables write what the `percent-encoding` sets they replaced wrote.
+        #[test]
+        fn escapes_match_the_crate(s in any::<String>()) {
+            use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+            const USER_DATA: &AsciiSet = &CONTROLS
+                .add(b' ')
+                .add(b'"')
+                .add(b'%')
+                .add(b'&')
+                .add(b'+')
+                .add(b',')
+                .add(b';')
+                .add(b'=')
+                .add(b'\\');
+            prop_assert_eq!(
+                percent_encoded(&s, &USER_DATA_ESCAPES),
+                utf8_percent_encode(&s, USER_DATA).to_string()
+            );
+            prop_assert_eq!(
+                percent_encoded(&s, &PARENT_FIELD_ESCAPES),
+                utf8_percent_encode(&s, CONTROLS).to_string()
+            );
         }
     }
 

@@ -28,6 +28,10 @@ pub(crate) const MAX_ENTRIES: usize = 64;
 /// Most bytes written per request, counted as `key=value` per entry (W3C baggage minimum).
 pub(crate) const MAX_BYTES: usize = 8192;
 
+/// URL encoding of `uberctx-*` values: the W3C baggage escapes, and `+` (a form decoder
+/// reads a bare `+` as a space).
+static URL_ESCAPES: text::Escapes = text::Escapes::controls_and(b" \",;\\%+");
+
 /// How item values are written on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Values {
@@ -55,9 +59,7 @@ impl Values {
     /// encoding cannot carry it.
     fn encode(self, value: &str) -> Option<String> {
         match self {
-            Values::UrlEncoded => Some(text::percent_encoded(value, |b| {
-                text::baggage_escaped(b) || b == b'+'
-            })),
+            Values::UrlEncoded => Some(text::percent_encoded(value, &URL_ESCAPES)),
             Values::Verbatim => is_verbatim_value(value).then(|| value.to_string()),
         }
     }
@@ -75,9 +77,9 @@ fn is_verbatim_value(v: &str) -> bool {
 /// RFC 9110 `tchar` without upper-case letters: a key that survives as a header-name suffix.
 fn is_lowercase_token(key: &str) -> bool {
     !key.is_empty()
-        && key.bytes().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
-        })
+        && key
+            .bytes()
+            .all(|c| text::is_tchar(c) && !c.is_ascii_uppercase())
 }
 
 /// Appends every `{prefix}{key}` header of `headers` to `out`, in map order.
@@ -185,6 +187,16 @@ mod tests {
             let enc = Values::UrlEncoded.encode(value).unwrap();
             assert!(HeaderValue::from_str(&enc).is_ok());
             assert_eq!(Values::UrlEncoded.decode(&enc), value);
+        }
+    }
+
+    proptest! {
+        /// What the encoding was before it had its own table: W3C baggage escapes, then
+        /// `+` as `%2B`.
+        #[test]
+        fn url_encoding_is_baggage_encoding_with_plus(s in any::<String>()) {
+            let want = text::percent_encode(&s).replace('+', "%2B");
+            prop_assert_eq!(Values::UrlEncoded.encode(&s), Some(want));
         }
     }
 
