@@ -59,8 +59,8 @@
 use std::borrow::Cow;
 
 use super::text::{
-    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_digit_any_case, truncate_bytes,
-    truncate_chars,
+    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case_bytes, hex_digit_any_case,
+    split_ascii, split_exact, truncate_bytes, truncate_chars,
 };
 use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
@@ -140,15 +140,8 @@ pub fn decode(value: &str) -> Result<Sw8<'static>, DecodeError> {
     if value.len() >= MAX_LEN {
         return Err(DecodeError::TooLong);
     }
-    let mut parts = value.split('-');
-    let mut f = [""; 8];
-    for slot in f.iter_mut() {
-        *slot = parts.next().ok_or(DecodeError::Malformed)?;
-    }
-    if parts.next().is_some() {
-        return Err(DecodeError::Malformed);
-    }
-    let [sample, trace, segment, span, service, instance, endpoint, address] = f;
+    let [sample, trace, segment, span, service, instance, endpoint, address] =
+        split_exact::<8>(value, b'-').ok_or(DecodeError::Malformed)?;
     let sampled = match sample {
         "1" => true,
         "0" => false,
@@ -251,26 +244,37 @@ fn b64_decode(input: &[u8]) -> Option<Vec<u8>> {
     if !padding_ok {
         return None;
     }
-    let mut out = Vec::with_capacity(body_len / 4 * 3 + tail.saturating_sub(1));
+    // Sized up front and filled by index: no capacity check per quad, and one test of
+    // the digits for the whole field (an invalid one is 0xff, whose top bits survive).
+    let whole = body_len / 4 * 3;
+    let len = whole + tail.saturating_sub(1);
+    // malloc + a short memset: measured cheaper than `vec![0; len]`, whose calloc costs
+    // more than the zeroing it saves on these short fields.
+    #[allow(clippy::slow_vector_initialization)]
+    let mut out = Vec::with_capacity(len);
+    out.resize(len, 0);
+    let (head, last) = out.split_at_mut(whole);
     let quads = body.chunks_exact(4);
     let rest = quads.remainder();
-    for q in quads {
+    let mut seen = 0u8;
+    for (dst, q) in head.chunks_exact_mut(3).zip(quads) {
         let &[a, b, c, d] = q else {
             return None;
         };
         let [a, b, c, d] = [a, b, c, d].map(|c| B64_VALUES[usize::from(c)]);
-        if (a | b | c | d) > 63 {
-            return None;
-        }
+        seen |= a | b | c | d;
         let v = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
-        out.extend_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+        dst.copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
     }
-    match *rest {
-        [] => {}
-        [a, b] => out.push((sextet(a)? << 2 | sextet(b)? >> 4) as u8),
-        [a, b, c] => {
+    if seen > 63 {
+        return None;
+    }
+    match (rest, last) {
+        ([], []) => {}
+        (&[a, b], [x]) => *x = (sextet(a)? << 2 | sextet(b)? >> 4) as u8,
+        (&[a, b, c], [x, y]) => {
             let v = sextet(a)? << 12 | sextet(b)? << 6 | sextet(c)?;
-            out.extend_from_slice(&[(v >> 10) as u8, (v >> 2) as u8]);
+            (*x, *y) = ((v >> 10) as u8, (v >> 2) as u8);
         }
         _ => return None,
     }
@@ -304,14 +308,15 @@ pub fn decode_correlation(value: &str) -> Vec<BaggageEntry> {
 /// Adds the elements of one `sw8-correlation` field to `into`, which may already hold the
 /// elements of earlier fields (repeated headers count as one list).
 fn add_correlation(value: &str, into: &mut Vec<BaggageEntry>) {
-    for element in value.split(',') {
+    for element in split_ascii(value, b',') {
         if into.len() >= MAX_CORRELATION_ENTRIES {
             break; // like the Java agent: once full, later elements (repeats too) are ignored
         }
-        let Some((key, val)) = super::trim_ows(element).split_once(':') else {
+        // Exactly one `:`.
+        let Some([key, val]) = split_exact::<2>(super::trim_ows(element), b':') else {
             continue;
         };
-        if val.contains(':') || key.is_empty() || val.is_empty() {
+        if key.is_empty() || val.is_empty() {
             continue;
         }
         let (Ok(key), Ok(val)) = (b64_text(key), b64_text(val)) else {
@@ -451,14 +456,19 @@ pub fn collector_span_id(segment_id: &str, span_index: i32) -> u64 {
 /// XORed with `mid` and 8..16 with `last` ([`go_atoi`], little-endian two's
 /// complement). Any other shape after the 32 hex digits gives all zeros.
 fn uuidish(s: &str, extra: u32) -> u128 {
-    let mut u = [0u8; 16];
     let Some(head) = s.as_bytes().get(..32) else {
         return 0;
     };
-    if !go_hex_decode(&mut u, head) {
-        return u128::from_be_bytes(u);
-    }
-    let v = u128::from_be_bytes(u) ^ (u128::from(extra.swap_bytes()) << 96);
+    // The usual case, 32 valid digits, in one go; Go's partial decoding otherwise.
+    let u = match hex_any_case_bytes(head, 32) {
+        Some(u) => u,
+        None => {
+            let mut u = [0u8; 16];
+            go_hex_decode(&mut u, head);
+            return u128::from_be_bytes(u);
+        }
+    };
+    let v = u ^ (u128::from(extra.swap_bytes()) << 96);
     // The 32 bytes are hex digits, so 32 is a char boundary.
     let Some(rest) = s.get(32..) else {
         return 0;
@@ -466,8 +476,15 @@ fn uuidish(s: &str, extra: u32) -> u128 {
     if rest.is_empty() {
         return v;
     }
-    let Some((mid, last)) = rest.strip_prefix('.').and_then(|t| t.rsplit_once('.')) else {
-        return 0; // no `.` at 32, or only one (where the collector would panic on s[33:32])
+    // Short: a byte scan beats the general searchers.
+    let Some(rest) = rest.strip_prefix('.') else {
+        return 0; // no `.` at 32
+    };
+    let Some(dot) = rest.bytes().rposition(|b| b == b'.') else {
+        return 0; // only one `.` (where the collector would panic on s[33:32])
+    };
+    let (Some(mid), Some(last)) = (rest.get(..dot), rest.get(dot + 1..)) else {
+        return 0;
     };
     let (Some(mid), Some(last)) = (go_atoi(mid), go_atoi(last)) else {
         return 0;
@@ -502,8 +519,8 @@ fn parse_uuid(s: &[u8]) -> Option<[u8; 16]> {
 }
 
 /// Go's `encoding/hex.Decode` into a fixed buffer: case-insensitive pairs, stops at the
-/// first invalid digit leaving the bytes decoded so far (text.rs's parsers are strict
-/// lowercase and all-or-nothing, which is not what the collector does).
+/// first invalid digit leaving the bytes decoded so far (text.rs's parsers are
+/// all-or-nothing, which is not what the collector does with a bad digit).
 fn go_hex_decode(dst: &mut [u8], src: &[u8]) -> bool {
     for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
         let &[hi, lo] = pair else {
@@ -1091,6 +1108,11 @@ mod tests {
         assert_eq!(
             t("56a5e1c5zzae4c76a2b8b11d92cead7f.12.16563474296430001"),
             "56a5e1c5000000000000000000000000"
+        );
+        assert_eq!(
+            t("56a5e1c519ae4c76a2b8b11d92cead7\u{e9}.12.16563474296430001"),
+            "56a5e1c519ae4c76a2b8b11d92cead00",
+            "byte 32 inside a char: the bytes are decoded, not the chars"
         );
         assert_eq!(
             collector_trace_id("56a5e1c519ae4c76a2b8b11d92cead7f.1216563474296430001"),
