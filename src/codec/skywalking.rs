@@ -59,7 +59,7 @@
 use std::borrow::Cow;
 
 use super::text::{
-    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case_bytes, hex_digit_any_case,
+    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case, hex_digit_any_case,
     split_ascii, split_exact, truncate_bytes, truncate_chars,
 };
 use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
@@ -460,7 +460,7 @@ fn uuidish(s: &str, extra: u32) -> u128 {
         return 0;
     };
     // The usual case, 32 valid digits, in one go; Go's partial decoding otherwise.
-    let u = match hex_any_case_bytes(head, 32) {
+    let u = match hex_any_case(head, 32) {
         Some(u) => u,
         None => {
             let mut u = [0u8; 16];
