@@ -34,7 +34,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::text::{is_baggage_octet, is_tchar};
-use super::{header_value, text, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{header_value, text, trim_ows_bytes, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
 
 const BAGGAGE_NAME: &str = "baggage";
@@ -129,7 +129,7 @@ fn decode_fields<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Result<Baggage, 
     let mut invalid = false;
     for field in fields {
         for member in field.split(|&b| b == b',') {
-            let member = trim_ows(member);
+            let member = trim_ows_bytes(member);
             if member.is_empty() {
                 continue;
             }
@@ -156,8 +156,8 @@ fn parse_member(member: &[u8]) -> Option<BaggageEntry> {
         None => (member, String::new()),
     };
     let eq = pair.iter().position(|&b| b == b'=')?;
-    let key = trim_ows(pair.get(..eq)?);
-    let value = trim_ows(pair.get(eq + 1..)?);
+    let key = trim_ows_bytes(pair.get(..eq)?);
+    let value = trim_ows_bytes(pair.get(eq + 1..)?);
     if !is_token(key) || !value.iter().all(|&b| is_baggage_octet(b)) {
         return None;
     }
@@ -172,12 +172,15 @@ fn parse_member(member: &[u8]) -> Option<BaggageEntry> {
 fn normalize_properties(props: &[u8]) -> Option<String> {
     let mut out = String::new();
     for prop in props.split(|&b| b == b';') {
-        let prop = trim_ows(prop);
+        let prop = trim_ows_bytes(prop);
         if prop.is_empty() {
             continue;
         }
         let (key, value) = match prop.iter().position(|&b| b == b'=') {
-            Some(i) => (trim_ows(prop.get(..i)?), Some(trim_ows(prop.get(i + 1..)?))),
+            Some(i) => (
+                trim_ows_bytes(prop.get(..i)?),
+                Some(trim_ows_bytes(prop.get(i + 1..)?)),
+            ),
             None => (prop, None),
         };
         if !is_token(key) {
@@ -206,14 +209,6 @@ fn is_token(s: &[u8]) -> bool {
 /// Bytes already checked to be ASCII as text.
 fn ascii(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(b).ok()
-}
-
-/// SP / HTAB trimmed from both ends.
-fn trim_ows(b: &[u8]) -> &[u8] {
-    let is_ows = |c: &u8| *c == b' ' || *c == b'\t';
-    let start = b.iter().position(|c| !is_ows(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !is_ows(c)).map_or(start, |i| i + 1);
-    b.get(start..end).unwrap_or_default()
 }
 
 /// The W3C Baggage codec.

@@ -31,6 +31,14 @@ pub fn trim_ows(s: &str) -> &str {
     s.trim_matches(|c| c == ' ' || c == '\t')
 }
 
+/// [`trim_ows`] over bytes.
+pub fn trim_ows_bytes(b: &[u8]) -> &[u8] {
+    let ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = b.iter().position(|c| !ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
 /// The value as text, trimmed; `Err(Charset)` unless it is visible ASCII (plus SP/HTAB).
 pub fn value_str(v: &HeaderValue) -> Result<&str, DecodeError> {
     v.to_str().map(trim_ows).map_err(|_| DecodeError::Charset)
@@ -54,10 +62,18 @@ pub fn exactly_one<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, DecodeError> {
+    exactly_one_value(headers, name)?.map(value_str).transpose()
+}
+
+/// [`exactly_one`] before the charset check, for a codec whose parser checks every byte.
+pub fn exactly_one_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, DecodeError> {
     let mut all = headers.get_all(name).iter();
     match (all.next(), all.next()) {
         (None, _) => Ok(None),
-        (Some(v), None) => value_str(v).map(Some),
+        (Some(v), None) => Ok(Some(v)),
         (Some(_), Some(_)) => Err(DecodeError::Repeated),
     }
 }

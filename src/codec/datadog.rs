@@ -50,7 +50,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::{dec_bytes, dec_i64, dec_u64, hex_exact_u64};
+use super::text::{dec_bytes, dec_i64, dec_u64, hex_exact_u64, split_ascii};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Datadog, Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -153,6 +153,27 @@ impl Encoded {
 
 /// Parses the headers; `Ok(None)` when none is present.
 pub fn decode(f: &Fields<'_>) -> Result<Option<DatadogHeaders>, DecodeError> {
+    Ok(check(f)?.map(|c| DatadogHeaders {
+        trace_id: c.trace_id,
+        parent_id: c.parent_id,
+        sampling_priority: c.sampling_priority,
+        origin: c.origin.map(str::to_string),
+        tags: c.tags.map(decode_tags).unwrap_or_default(),
+    }))
+}
+
+/// [`decode`]'s checks, without its copies: origin and tags stay borrowed.
+struct Checked<'a> {
+    trace_id: u64,
+    parent_id: Option<SpanId>,
+    sampling_priority: Option<i32>,
+    /// Non-empty.
+    origin: Option<&'a str>,
+    /// The raw `x-datadog-tags` value.
+    tags: Option<&'a str>,
+}
+
+fn check<'a>(f: &Fields<'a>) -> Result<Option<Checked<'a>>, DecodeError> {
     let Some(trace_id) = f.trace_id else {
         let others = [f.parent_id, f.sampling_priority, f.origin, f.tags];
         return if others.iter().any(Option::is_some) {
@@ -169,15 +190,15 @@ pub fn decode(f: &Fields<'_>) -> Result<Option<DatadogHeaders>, DecodeError> {
         None => None,
         Some(p) => SpanId::new(dec_u64(p).ok_or(DecodeError::SpanId)?),
     };
-    Ok(Some(DatadogHeaders {
+    Ok(Some(Checked {
         trace_id,
         parent_id,
         sampling_priority: f
             .sampling_priority
             .and_then(dec_i64)
             .and_then(|p| i32::try_from(p).ok()),
-        origin: f.origin.filter(|o| !o.is_empty()).map(str::to_string),
-        tags: f.tags.map(decode_tags).unwrap_or_default(),
+        origin: f.origin.filter(|o| !o.is_empty()),
+        tags: f.tags,
     }))
 }
 
@@ -195,17 +216,28 @@ pub fn encode(h: &DatadogHeaders) -> Encoded {
 /// The well-formed `_dd.p.*` tags of an `x-datadog-tags` value, in order; none when the
 /// value is longer than [`MAX_TAGS_LEN`].
 pub fn decode_tags(s: &str) -> Vec<(String, String)> {
+    collect_tags(tag_pairs(s))
+}
+
+/// The well-formed `_dd.p.*` pairs of a tags value, borrowed, repeats included; none when
+/// the value is longer than [`MAX_TAGS_LEN`].
+fn tag_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    let s = if s.len() > MAX_TAGS_LEN { "" } else { s };
+    split_ascii(s, b',')
+        .filter_map(|pair| {
+            let eq = pair.bytes().position(|b| b == b'=')?;
+            Some((pair.get(..eq)?, pair.get(eq + 1..)?))
+        })
+        .filter(|&(key, value)| {
+            valid_tag(key, value) && (key != DECISION_MAKER || valid_decision_maker(value))
+        })
+}
+
+/// Owned tags, a repeated key keeping its first position and its last value (as
+/// dd-trace-rs's map does).
+fn collect_tags<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = Vec::new();
-    if s.len() > MAX_TAGS_LEN {
-        return tags;
-    }
-    for pair in s.split(',') {
-        let Some((key, value)) = pair.split_once('=') else {
-            continue;
-        };
-        if !valid_tag(key, value) || (key == DECISION_MAKER && !valid_decision_maker(value)) {
-            continue;
-        }
+    for (key, value) in pairs {
         match tags.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value.to_string(),
             None => tags.push((key.to_string(), value.to_string())),
@@ -272,17 +304,56 @@ pub fn to_context(h: DatadogHeaders) -> TraceContext {
         let (_, tid) = tags.remove(i);
         high = hex_exact_u64(&tid).unwrap_or(0);
     }
-    let trace = (u128::from(high) << 64) | u128::from(h.trace_id);
+    let origin = h.origin;
+    context(
+        h.trace_id,
+        high,
+        h.parent_id,
+        h.sampling_priority,
+        origin,
+        tags,
+    )
+}
+
+/// [`to_context`] from the borrowed values: `_dd.p.tid` is read in place, never copied.
+fn context_of(c: Checked<'_>) -> TraceContext {
+    let raw = c.tags.unwrap_or_default();
+    let high = tag_pairs(raw)
+        .filter(|&(k, _)| k == TID)
+        .last()
+        .and_then(|(_, tid)| hex_exact_u64(tid))
+        .unwrap_or(0);
+    let tags = collect_tags(tag_pairs(raw).filter(|&(k, _)| k != TID));
+    let origin = c.origin.map(str::to_string);
+    context(
+        c.trace_id,
+        high,
+        c.parent_id,
+        c.sampling_priority,
+        origin,
+        tags,
+    )
+}
+
+fn context(
+    low: u64,
+    high: u64,
+    parent_id: Option<SpanId>,
+    priority: Option<i32>,
+    origin: Option<String>,
+    tags: Vec<(String, String)>,
+) -> TraceContext {
+    let trace = (u128::from(high) << 64) | u128::from(low);
     let mut ctx = TraceContext {
         trace_id: TraceId::new(trace),
-        parent_id: h.parent_id,
-        sampling: Sampling::from_decision(h.sampling_priority.map(|p| p > 0)),
+        parent_id,
+        sampling: Sampling::from_decision(priority.map(|p| p > 0)),
         ..TraceContext::default()
     };
-    if h.sampling_priority.is_some() || h.origin.is_some() || !tags.is_empty() {
+    if priority.is_some() || origin.is_some() || !tags.is_empty() {
         ctx.originals.datadog = Some(Box::new(Datadog {
-            priority: h.sampling_priority,
-            origin: h.origin,
+            priority,
+            origin,
             tags,
         }));
     }
@@ -335,7 +406,7 @@ impl Codec for DatadogCodec {
             origin: optional(&X_DATADOG_ORIGIN),
             tags: optional(&X_DATADOG_TAGS),
         };
-        Ok(decode(&fields)?.map(to_context))
+        Ok(check(&fields)?.map(context_of))
     }
 
     fn inject(ctx: &TraceContext, hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
@@ -939,6 +1010,26 @@ mod tests {
         fn decode_never_panics(a in "\\PC*", b in "\\PC*", c in "\\PC*", d in "\\PC*", e in "\\PC*") {
             let _ = decode(&Fields { trace_id: Some(&a), parent_id: Some(&b), sampling_priority: Some(&c), origin: Some(&d), tags: Some(&e) });
             let _ = decode_tags(&e);
+        }
+
+        /// Extract's borrowed path builds exactly what decode + to_context build.
+        #[test]
+        fn borrowed_path_matches_decode(
+            trace in "[0-9]{1,3}",
+            priority in "-?[0-2x]",
+            origin in "[a-z]{0,3}",
+            tags in "((_dd\\.p\\.(tid|dm|a|b)|x)=(-?[0-9a-f]{1,16}|v)?,?){0,5}",
+        ) {
+            let f = Fields {
+                trace_id: Some(&trace),
+                parent_id: Some("5"),
+                sampling_priority: Some(&priority),
+                origin: Some(&origin),
+                tags: Some(&tags),
+            };
+            let via_decode = decode(&f).map(|h| h.map(to_context));
+            let borrowed = check(&f).map(|c| c.map(context_of));
+            prop_assert_eq!(borrowed, via_decode);
         }
 
         #[test]

@@ -28,8 +28,8 @@ pub mod tracecontext;
 pub mod xray;
 
 pub use carrier::{
-    exactly_one, first, header_value, joined, trim_ows, value_str, with_prefix, HeaderSink,
-    Injected,
+    exactly_one, exactly_one_value, first, header_value, joined, trim_ows, trim_ows_bytes,
+    value_str, with_prefix, HeaderSink, Injected,
 };
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};

@@ -59,7 +59,7 @@
 use std::borrow::Cow;
 
 use super::text::{
-    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case_bytes, hex_digit_any_case,
+    dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case, hex_digit_any_case,
     split_ascii, split_exact, truncate_bytes, truncate_chars,
 };
 use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
@@ -249,7 +249,7 @@ fn b64_decode(input: &[u8]) -> Option<Vec<u8>> {
     let whole = body_len / 4 * 3;
     let len = whole + tail.saturating_sub(1);
     // malloc + a short memset: measured cheaper than `vec![0; len]`, whose calloc costs
-    // more for these short fields.
+    // more than the zeroing it saves on these short fields.
     #[allow(clippy::slow_vector_initialization)]
     let mut out = Vec::with_capacity(len);
     out.resize(len, 0);
@@ -460,7 +460,7 @@ fn uuidish(s: &str, extra: u32) -> u128 {
         return 0;
     };
     // The usual case, 32 valid digits, in one go; Go's partial decoding otherwise.
-    let u = match hex_any_case_bytes(head, 32) {
+    let u = match hex_any_case(head, 32) {
         Some(u) => u,
         None => {
             let mut u = [0u8; 16];

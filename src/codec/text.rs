@@ -115,38 +115,51 @@ fn hex_halves(b: &[u8], half: impl Fn(&[u8]) -> Option<u64>) -> Option<u128> {
 }
 
 /// Lowercase hex of 1 to 32 digits as u128. Uppercase, empty, too long → `None`.
-pub fn hex_u128(s: &str) -> Option<u128> {
-    hex_halves(s.as_bytes(), |half| hex_swar(half, false))
+/// (Text or bytes: a parser that validates every byte needs no UTF-8 check first.)
+pub fn hex_u128(s: impl AsRef<[u8]>) -> Option<u128> {
+    hex_halves(s.as_ref(), |half| hex_swar(half, false))
 }
 
 /// Lowercase hex of 1 to 16 digits as u64.
-pub fn hex_u64(s: &str) -> Option<u64> {
-    hex_swar(s.as_bytes(), false)
+pub fn hex_u64(s: impl AsRef<[u8]>) -> Option<u64> {
+    hex_swar(s.as_ref(), false)
 }
 
 /// Lowercase hex of exactly `width` digits as u128 (`width` ≤ 32).
-pub fn hex_exact_u128(s: &str, width: usize) -> Option<u128> {
-    if s.len() != width {
+pub fn hex_exact_u128(s: impl AsRef<[u8]>, width: usize) -> Option<u128> {
+    let b = s.as_ref();
+    if b.len() != width {
         return None;
     }
-    hex_u128(s)
+    match <&[u8; 32]>::try_from(b) {
+        // The common width, straight through four 8-digit blocks.
+        Ok(b) => {
+            let (hi, lo) = b.split_at(16);
+            Some(u128::from(hex16(hi)?) << 64 | u128::from(hex16(lo)?))
+        }
+        Err(_) => hex_u128(b),
+    }
 }
 
 /// Lowercase hex of exactly 16 digits as u64.
-pub fn hex_exact_u64(s: &str) -> Option<u64> {
-    if s.len() != 16 {
-        return None;
-    }
-    hex_u64(s)
+pub fn hex_exact_u64(s: impl AsRef<[u8]>) -> Option<u64> {
+    hex16(s.as_ref())
 }
 
-/// 1 to `max` hex digits of either case (`max` ≤ 32) as u128 (Instana ids).
-pub fn hex_any_case(s: &str, max: usize) -> Option<u128> {
-    hex_any_case_bytes(s.as_bytes(), max)
+/// Exactly 16 lowercase digits, as two 8-digit blocks.
+#[inline]
+fn hex16(b: &[u8]) -> Option<u64> {
+    let b = <&[u8; 16]>::try_from(b).ok()?;
+    let (hi, lo) = b.split_at(8);
+    let hi = hex8(hi.try_into().ok()?, false)?;
+    let lo = hex8(lo.try_into().ok()?, false)?;
+    Some(u64::from(hi) << 32 | u64::from(lo))
 }
 
-/// [`hex_any_case`] over bytes.
-pub fn hex_any_case_bytes(b: &[u8], max: usize) -> Option<u128> {
+/// 1 to `max` hex digits of either case (`max` ≤ 32) as u128 (Instana ids, the
+/// SkyWalking collector mapping).
+pub fn hex_any_case(s: impl AsRef<[u8]>, max: usize) -> Option<u128> {
+    let b = s.as_ref();
     if b.len() > max {
         return None;
     }
@@ -164,9 +177,11 @@ pub fn hex_digit_any_case(c: u8) -> Option<u8> {
 /// `ot-tracer-traceid` share the rule).
 pub fn parse_trace_id(s: &str) -> Result<TraceId, DecodeError> {
     let v = match s.len() {
-        16 | 32 => hex_u128(s).ok_or(DecodeError::TraceId)?,
-        _ => return Err(DecodeError::TraceId),
-    };
+        16 => hex_exact_u64(s).map(u128::from),
+        32 => hex_exact_u128(s, 32),
+        _ => None,
+    }
+    .ok_or(DecodeError::TraceId)?;
     TraceId::new(v).ok_or(DecodeError::ZeroId)
 }
 

@@ -74,8 +74,8 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
-    eagleeye, exactly_one, header_value, text, trim_ows, value_str, Codec, DecodeError, Format,
-    HeaderSink, Injected,
+    eagleeye, exactly_one_value, header_value, text, trim_ows, trim_ows_bytes, value_str, Codec,
+    DecodeError, Format, HeaderSink, Injected,
 };
 use crate::model::{
     EagleEye, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId, TraceState,
@@ -128,22 +128,27 @@ pub struct TraceParent {
 /// Positional: every version starts with the same 55-character layout, so the fields are read
 /// at fixed offsets and the separators checked in place (no searching).
 pub fn decode(s: &str) -> Result<TraceParent, DecodeError> {
-    let b = s.as_bytes();
+    decode_bytes(s.as_bytes())
+}
+
+/// [`decode`] over bytes. Every byte it accepts is a hex digit or `-`, so extract can try
+/// it on the raw header value before (and instead of) checking the value's charset.
+fn decode_bytes(b: &[u8]) -> Result<TraceParent, DecodeError> {
     let dash_at = |i: usize| b.get(i) == Some(&b'-');
     if !dash_at(2) {
         return Err(DecodeError::Version);
     }
-    let version = s.get(..2).and_then(hex_byte).ok_or(DecodeError::Version)?;
+    let version = b.get(..2).and_then(hex_byte).ok_or(DecodeError::Version)?;
     if version == 0xff {
         return Err(DecodeError::Version);
     }
-    let trace_id = s
+    let trace_id = b
         .get(3..35)
         .and_then(|t| text::hex_exact_u128(t, 32))
         .filter(|_| dash_at(35))
         .ok_or(DecodeError::TraceId)?;
     let trace_id = TraceId::new(trace_id).ok_or(DecodeError::ZeroId)?;
-    let parent_id = s
+    let parent_id = b
         .get(36..52)
         .and_then(text::hex_exact_u64)
         .ok_or(DecodeError::SpanId)?;
@@ -153,15 +158,15 @@ pub fn decode(s: &str) -> Result<TraceParent, DecodeError> {
         Some(_) => return Err(DecodeError::SpanId),
     }
     let parent_id = SpanId::new(parent_id).ok_or(DecodeError::ZeroId)?;
-    let flags = s
+    let flags = b
         .get(53..55)
         .and_then(hex_byte)
         .ok_or(DecodeError::Sampling)?;
-    match s.get(55..) {
-        Some("") => {}
+    match b.get(55..) {
+        Some([]) => {}
         // Version 00 is exact: a further '-' is an extra (possibly empty) field. Future
         // versions may append '-'-separated fields, which are ignored.
-        Some(tail) if tail.starts_with('-') => {
+        Some([b'-', ..]) => {
             if version == 0 {
                 return Err(DecodeError::Malformed);
             }
@@ -197,7 +202,7 @@ fn encode_bytes(tp: &TraceParent) -> [u8; 55] {
 }
 
 /// Exactly two lowercase hex digits.
-fn hex_byte(s: &str) -> Option<u8> {
+fn hex_byte(s: &[u8]) -> Option<u8> {
     if s.len() != 2 {
         return None;
     }
@@ -438,10 +443,17 @@ impl Codec for TraceContextCodec {
     }
 
     fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
-        let Some(value) = exactly_one(headers, &TRACEPARENT)? else {
+        let Some(raw) = exactly_one_value(headers, &TRACEPARENT)? else {
             return Ok(None);
         };
-        let tp = decode(value)?;
+        // A valid version-00 value is exactly 55 hex digits and dashes: when it decodes as
+        // bytes, the charset check (which would pass) is skipped. Anything else takes the
+        // checked path, so errors are reported exactly as before.
+        let bytes = trim_ows_bytes(raw.as_bytes());
+        let tp = match decode_bytes(bytes) {
+            Ok(tp) if bytes.len() == 55 => tp,
+            _ => decode(value_str(raw)?)?,
+        };
         let mut ctx = TraceContext {
             trace_id: Some(tp.trace_id),
             parent_id: Some(tp.parent_id),
