@@ -117,6 +117,11 @@ fn two_hundred_reloads_under_traffic_fail_no_request() {
         t.join().unwrap();
     }
     let failures = failures.lock().unwrap();
+    eprintln!(
+        "reload under load: 200 reloads, {} requests served, {} failed or mixed",
+        served.load(Ordering::Relaxed),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} failed or mixed responses: {:?}",
