@@ -54,7 +54,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::text::{
     dec_bytes, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, into_string, percent_decode,
-    percent_encoded, percent_encoded_len, push_percent_encoded, truncate_bytes, Escapes,
+    percent_encoded, percent_encoded_len, push_percent_encoded, split_ascii, split_once_ascii,
+    truncate_bytes, Escapes,
 };
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
@@ -245,9 +246,7 @@ pub fn check_rpc_id(s: &str) -> Result<(), DecodeError> {
     if s.len() > MAX_RPC_ID_LEN {
         return Err(DecodeError::TooLong);
     }
-    if s.split('.')
-        .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if split_ascii(s, b'.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())) {
         Ok(())
     } else {
         Err(DecodeError::Malformed)
@@ -267,9 +266,9 @@ pub fn decode_sampled(s: &str) -> Sampling {
 
 /// Parses `UserData` into baggage (see the module doc for the rules).
 pub fn decode_user_data(s: &str) -> Vec<BaggageEntry> {
-    s.split('&')
+    split_ascii(s, b'&')
         .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
+            let (k, v) = split_once_ascii(pair, b'=')?;
             let key = percent_decode(super::trim_ows(k));
             if key.is_empty() {
                 return None;

@@ -223,6 +223,12 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `s.split_once(sep)` for an ASCII separator, with a plain byte scan.
+pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// `s` split at every `sep` into exactly `N` fields (empty ones included), `None` for
 /// any other count. Looks at eight bytes at a time: on a 200-byte `sw8` value this is a
 /// quarter of what `str::split` costs, which searches afresh for every field.
@@ -746,6 +752,11 @@ mod tests {
         fn split_ascii_matches_split(s in "[a-c,]{0,20}|\\PC{0,20}") {
             let want: Vec<&str> = s.split(',').collect();
             prop_assert_eq!(split_ascii(&s, b',').collect::<Vec<_>>(), want);
+        }
+
+        #[test]
+        fn split_once_ascii_matches_split_once(s in "[a-c=]{0,10}|\\PC{0,10}") {
+            prop_assert_eq!(split_once_ascii(&s, b'='), s.split_once('='));
         }
 
         #[test]

@@ -231,12 +231,13 @@ fn parse_tracestate<'a>(
 ) -> Result<TraceState, DecodeError> {
     let mut out = TraceState::new();
     for field in fields {
-        for member in field?.split(',') {
+        for member in text::split_ascii(field?, b',') {
             let member = trim_ows(member);
             if member.is_empty() {
                 continue;
             }
-            let (key, value) = member.split_once('=').ok_or(DecodeError::Malformed)?;
+            let (key, value) =
+                text::split_once_ascii(member, b'=').ok_or(DecodeError::Malformed)?;
             if !valid_key(key) || !valid_value(value) {
                 return Err(DecodeError::Malformed);
             }
@@ -341,8 +342,8 @@ fn own_member(originals: &Originals, hop: &Hop<'_>) -> Option<String> {
 /// Reads a `tb` value back into originals; `None` when malformed.
 fn parse_own_member(value: &str) -> Option<(Option<SkyWalking>, Option<EagleEye>)> {
     let (mut sw, mut ee, mut rpc) = (None, None, None);
-    for part in value.split(';') {
-        let (tag, body) = part.split_once(':')?;
+    for part in text::split_ascii(value, b';') {
+        let (tag, body) = text::split_once_ascii(part, b':')?;
         let slot = match tag {
             "sw" => &mut sw,
             "ee" => &mut ee,
