@@ -110,6 +110,9 @@ pub(crate) fn inject(
     values: Values,
     out: &mut dyn HeaderSink,
 ) -> usize {
+    if baggage.is_empty() {
+        return 0;
+    }
     // The keys written so far, on the stack (at most MAX_ENTRIES of them).
     let mut written: [&str; MAX_ENTRIES] = [""; MAX_ENTRIES];
     let mut count = 0;
