@@ -426,13 +426,11 @@ impl Codec for DatadogCodec {
         // `HeaderValue::from(u64)` formats into a 20-byte `BytesMut`, which `Bytes` then
         // wraps with a second allocation; a copy of the digits is one.
         let mut digits = [0u8; 20];
-        for (name, id) in [
-            (&X_DATADOG_TRACE_ID, trace_id.low64()),
-            (&X_DATADOG_PARENT_ID, hop.span_id.get()),
-        ] {
-            if let Ok(v) = HeaderValue::from_bytes(dec_bytes(id, &mut digits)) {
-                out.set(name.clone(), v);
-            }
+        if let Ok(v) = HeaderValue::from_bytes(dec_bytes(trace_id.low64(), &mut digits)) {
+            out.set(X_DATADOG_TRACE_ID.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(dec_bytes(hop.span_id.get(), &mut digits)) {
+            out.set(X_DATADOG_PARENT_ID.clone(), v);
         }
         if let Some(p) = priority {
             out.set(X_DATADOG_SAMPLING_PRIORITY.clone(), priority_value(p));
