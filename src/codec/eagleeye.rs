@@ -213,21 +213,20 @@ pub fn encode(w: EagleEyeHeaders<'_>, out: &mut dyn HeaderSink) {
     let mut id = |id: Option<SpanId>| {
         id.and_then(|id| HeaderValue::from_bytes(dec_bytes(id.get(), &mut buf)).ok())
     };
-    let values = [
-        (&TRACE_ID, text(w.trace_id)),
-        (&SPAN_ID, id(w.span_id)),
-        (&PARENT_SPAN_ID, id(w.parent_span_id)),
-        (&RPC_ID, w.rpc_id.and_then(text)),
-        (&SAMPLED, w.sampled.and_then(text)),
-        (&PARENT_APP, w.parent_app.and_then(text)),
-        (&PARENT_RPC, w.parent_rpc.and_then(text)),
-        (&USER_DATA, w.user_data.and_then(text)),
-    ];
-    for (name, value) in values {
+    // Straight-line, not a loop over (name, value) pairs: measured cheaper.
+    let mut put = |name: &HeaderName, value: Option<HeaderValue>| {
         if let Some(v) = value {
             out.set(name.clone(), v);
         }
-    }
+    };
+    put(&TRACE_ID, text(w.trace_id));
+    put(&SPAN_ID, id(w.span_id));
+    put(&PARENT_SPAN_ID, id(w.parent_span_id));
+    put(&RPC_ID, w.rpc_id.and_then(text));
+    put(&SAMPLED, w.sampled.and_then(text));
+    put(&PARENT_APP, w.parent_app.and_then(text));
+    put(&PARENT_RPC, w.parent_rpc.and_then(text));
+    put(&USER_DATA, w.user_data.and_then(text));
 }
 
 /// A TraceID is 1 to 64 visible ASCII chars.
