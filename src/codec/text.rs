@@ -606,26 +606,55 @@ mod tests {
 
     use super::*;
 
+    /// What the lowercase parsers must return for `s`: `from_str_radix` on 1 to 32 lowercase
+    /// digits (16 for the u64 one), `None` for anything else.
+    fn lowercase_reference(s: &str) -> (Option<u128>, Option<u64>) {
+        let strict = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        let reference = strict.then(|| u128::from_str_radix(s, 16).unwrap());
+        (
+            reference,
+            reference.filter(|_| s.len() <= 16).map(|v| v as u64),
+        )
+    }
+
+    /// The same for either case (no u64 variant).
+    fn any_case_reference(s: &str) -> Option<u128> {
+        let strict = !s.is_empty() && s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
+        strict.then(|| u128::from_str_radix(s, 16).unwrap())
+    }
+
+    /// `s` with the char at `at` replaced by `c`: a near miss of a valid id.
+    fn near_miss(s: &str, at: prop::sample::Index, c: char) -> String {
+        let mut chars: Vec<char> = s.chars().collect();
+        let i = at.index(chars.len());
+        chars[i] = c;
+        chars.into_iter().collect()
+    }
+
     proptest! {
-        /// The table-driven parsers agree with `from_str_radix` on the strict grammar
-        /// (1 to 32 lowercase digits) and reject everything else.
+        /// The table-driven and 8-at-a-time parsers agree with `from_str_radix` on the
+        /// strict grammar and reject everything else.
         #[test]
         fn hex_matches_reference(s in "[0-9a-fA-F+ g-]{0,34}") {
-            let strict = !s.is_empty()
-                && s.len() <= 32
-                && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_u128(&s), reference);
-            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
-            prop_assert_eq!(hex_u64(&s), reference64);
+            prop_assert_eq!((hex_u128(&s), hex_u64(&s)), lowercase_reference(&s));
         }
 
-        /// Either case: `from_str_radix` on 1 to 32 digits, `None` otherwise.
+        #[test]
+        fn hex_matches_reference_near_misses(
+            s in "[0-9a-f]{1,32}",
+            at in any::<prop::sample::Index>(),
+            c in any::<char>(),
+        ) {
+            let s = near_miss(&s, at, c);
+            prop_assert_eq!((hex_u128(&s), hex_u64(&s)), lowercase_reference(&s));
+        }
+
         #[test]
         fn hex_any_case_matches_reference(s in "[0-9a-fA-FgG+ \\x10-\\x19-]{0,34}") {
-            let strict = !s.is_empty() && s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_any_case(&s, 32), reference);
+            prop_assert_eq!(hex_any_case(&s, 32), any_case_reference(&s));
         }
 
         #[test]
@@ -634,31 +663,8 @@ mod tests {
             at in any::<prop::sample::Index>(),
             c in any::<char>(),
         ) {
-            let mut chars: Vec<char> = s.chars().collect();
-            let i = at.index(chars.len());
-            chars[i] = c;
-            let s: String = chars.into_iter().collect();
-            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_any_case(&s, 32), reference);
-        }
-
-        /// The same near valid ids: one char of a lowercase hex string replaced.
-        #[test]
-        fn hex_matches_reference_near_misses(
-            s in "[0-9a-f]{1,32}",
-            at in any::<prop::sample::Index>(),
-            c in any::<char>(),
-        ) {
-            let mut chars: Vec<char> = s.chars().collect();
-            let i = at.index(chars.len());
-            chars[i] = c;
-            let s: String = chars.into_iter().collect();
-            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_u128(&s), reference);
-            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
-            prop_assert_eq!(hex_u64(&s), reference64);
+            let s = near_miss(&s, at, c);
+            prop_assert_eq!(hex_any_case(&s, 32), any_case_reference(&s));
         }
     }
 
