@@ -35,7 +35,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::text::{into_string, parse_span_id, parse_trace_id};
+use super::text::{into_string, parse_span_id, parse_trace_id, split_ascii};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -88,7 +88,7 @@ pub fn decode(s: &str) -> Result<B3Single, DecodeError> {
     if s.len() == 1 {
         return parse_state(s).map(B3Single::Decision);
     }
-    let mut parts = s.split('-');
+    let mut parts = split_ascii(s, b'-');
     let (Some(trace), Some(span)) = (parts.next(), parts.next()) else {
         return Err(DecodeError::Malformed);
     };

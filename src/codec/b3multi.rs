@@ -229,23 +229,19 @@ impl Codec for B3MultiCodec {
             debug: state == Some(State::Debug),
         };
         let encoded = encode(&wire);
-        let ids = [
-            (&X_B3_TRACEID, encoded.trace_id.as_ref().map(|b| &b[..])),
-            (&X_B3_SPANID, encoded.span_id.as_ref().map(|b| &b[..])),
-        ];
-        for (name, digits) in ids {
-            if let Some(v) = digits.and_then(|b| HeaderValue::from_bytes(b).ok()) {
-                out.set(name.clone(), v);
-            }
+        let id = |digits: Option<&[u8]>| digits.and_then(|b| HeaderValue::from_bytes(b).ok());
+        if let Some(v) = id(encoded.trace_id.as_ref().map(|b| &b[..])) {
+            out.set(X_B3_TRACEID.clone(), v);
+        }
+        if let Some(v) = id(encoded.span_id.as_ref().map(|b| &b[..])) {
+            out.set(X_B3_SPANID.clone(), v);
         }
         // `1` / `0`: static values, no allocation.
-        for (name, flag) in [
-            (&X_B3_SAMPLED, encoded.sampled),
-            (&X_B3_FLAGS, encoded.flags),
-        ] {
-            if let Some(v) = flag.and_then(header_value) {
-                out.set(name.clone(), v);
-            }
+        if let Some(v) = encoded.sampled.and_then(header_value) {
+            out.set(X_B3_SAMPLED.clone(), v);
+        }
+        if let Some(v) = encoded.flags.and_then(header_value) {
+            out.set(X_B3_FLAGS.clone(), v);
         }
         Injected::default()
     }

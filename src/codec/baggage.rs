@@ -79,13 +79,15 @@ fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
         0 => 0,
         n => 1 + n,
     };
-    let capacity = entries
+    let total = entries
         .iter()
         .map(|e| e.key.len() + 1 + value_len(e) + props_len(e) + 1)
         .sum::<usize>()
-        .saturating_sub(1)
-        .min(MAX_BYTES);
-    let mut out = Vec::with_capacity(capacity);
+        .saturating_sub(1);
+    // When every entry fits (normalised properties never grow), no limit can leave one
+    // out and the per-entry size check is skipped.
+    let all_fit = entries.len() <= MAX_MEMBERS && total <= MAX_BYTES;
+    let mut out = Vec::with_capacity(total.min(MAX_BYTES));
     let (mut kept, mut dropped) = (0, 0);
     for e in entries {
         if kept == MAX_MEMBERS || !is_token(e.key.as_bytes()) {
@@ -98,15 +100,17 @@ fn encode_bytes(entries: &[BaggageEntry]) -> (Vec<u8>, usize) {
             normalize_properties(e.properties.as_bytes()).unwrap_or_default()
         };
         let sep = usize::from(kept > 0);
-        let props_len = if properties.is_empty() {
-            0
-        } else {
-            1 + properties.len()
-        };
-        let len = e.key.len() + 1 + value_len(e) + props_len;
-        if out.len() + sep + len > MAX_BYTES {
-            dropped += 1;
-            continue;
+        if !all_fit {
+            let props_len = if properties.is_empty() {
+                0
+            } else {
+                1 + properties.len()
+            };
+            let len = e.key.len() + 1 + value_len(e) + props_len;
+            if out.len() + sep + len > MAX_BYTES {
+                dropped += 1;
+                continue;
+            }
         }
         if sep == 1 {
             out.push(b',');

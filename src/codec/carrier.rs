@@ -28,7 +28,12 @@ pub struct Injected {
 
 /// Trims the SP / HTAB that HTTP allows around a field value (§15.7).
 pub fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    // Bytes, not chars: SP and HTAB are ASCII, so the cut is always a char boundary.
+    let b = s.as_bytes();
+    let ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = b.iter().position(|c| !ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// [`trim_ows`] over bytes.

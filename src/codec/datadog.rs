@@ -317,13 +317,15 @@ pub fn to_context(h: DatadogHeaders) -> TraceContext {
 
 /// [`to_context`] from the borrowed values: `_dd.p.tid` is read in place, never copied.
 fn context_of(c: Checked<'_>) -> TraceContext {
-    let raw = c.tags.unwrap_or_default();
-    let high = tag_pairs(raw)
-        .filter(|&(k, _)| k == TID)
-        .last()
-        .and_then(|(_, tid)| hex_exact_u64(tid))
-        .unwrap_or(0);
-    let tags = collect_tags(tag_pairs(raw).filter(|&(k, _)| k != TID));
+    // One pass: the last `_dd.p.tid` is the high half, the other tags are kept.
+    let mut tid = None;
+    let tags = collect_tags(tag_pairs(c.tags.unwrap_or_default()).filter(|&(k, v)| {
+        if k == TID {
+            tid = Some(v);
+        }
+        k != TID
+    }));
+    let high = tid.and_then(hex_exact_u64).unwrap_or(0);
     let origin = c.origin.map(str::to_string);
     context(
         c.trace_id,
@@ -424,13 +426,11 @@ impl Codec for DatadogCodec {
         // `HeaderValue::from(u64)` formats into a 20-byte `BytesMut`, which `Bytes` then
         // wraps with a second allocation; a copy of the digits is one.
         let mut digits = [0u8; 20];
-        for (name, id) in [
-            (&X_DATADOG_TRACE_ID, trace_id.low64()),
-            (&X_DATADOG_PARENT_ID, hop.span_id.get()),
-        ] {
-            if let Ok(v) = HeaderValue::from_bytes(dec_bytes(id, &mut digits)) {
-                out.set(name.clone(), v);
-            }
+        if let Ok(v) = HeaderValue::from_bytes(dec_bytes(trace_id.low64(), &mut digits)) {
+            out.set(X_DATADOG_TRACE_ID.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(dec_bytes(hop.span_id.get(), &mut digits)) {
+            out.set(X_DATADOG_PARENT_ID.clone(), v);
         }
         if let Some(p) = priority {
             out.set(X_DATADOG_SAMPLING_PRIORITY.clone(), priority_value(p));

@@ -54,7 +54,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::text::{
     dec_bytes, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, into_string, percent_decode,
-    percent_encoded, percent_encoded_len, push_percent_encoded, truncate_bytes, Escapes,
+    percent_encoded, percent_encoded_len, push_percent_encoded, split_ascii, split_once_ascii,
+    truncate_bytes, Escapes,
 };
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
@@ -212,21 +213,20 @@ pub fn encode(w: EagleEyeHeaders<'_>, out: &mut dyn HeaderSink) {
     let mut id = |id: Option<SpanId>| {
         id.and_then(|id| HeaderValue::from_bytes(dec_bytes(id.get(), &mut buf)).ok())
     };
-    let values = [
-        (&TRACE_ID, text(w.trace_id)),
-        (&SPAN_ID, id(w.span_id)),
-        (&PARENT_SPAN_ID, id(w.parent_span_id)),
-        (&RPC_ID, w.rpc_id.and_then(text)),
-        (&SAMPLED, w.sampled.and_then(text)),
-        (&PARENT_APP, w.parent_app.and_then(text)),
-        (&PARENT_RPC, w.parent_rpc.and_then(text)),
-        (&USER_DATA, w.user_data.and_then(text)),
-    ];
-    for (name, value) in values {
+    // Straight-line, not a loop over (name, value) pairs: measured cheaper.
+    let mut put = |name: &HeaderName, value: Option<HeaderValue>| {
         if let Some(v) = value {
             out.set(name.clone(), v);
         }
-    }
+    };
+    put(&TRACE_ID, text(w.trace_id));
+    put(&SPAN_ID, id(w.span_id));
+    put(&PARENT_SPAN_ID, id(w.parent_span_id));
+    put(&RPC_ID, w.rpc_id.and_then(text));
+    put(&SAMPLED, w.sampled.and_then(text));
+    put(&PARENT_APP, w.parent_app.and_then(text));
+    put(&PARENT_RPC, w.parent_rpc.and_then(text));
+    put(&USER_DATA, w.user_data.and_then(text));
 }
 
 /// A TraceID is 1 to 64 visible ASCII chars.
@@ -245,9 +245,7 @@ pub fn check_rpc_id(s: &str) -> Result<(), DecodeError> {
     if s.len() > MAX_RPC_ID_LEN {
         return Err(DecodeError::TooLong);
     }
-    if s.split('.')
-        .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if split_ascii(s, b'.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())) {
         Ok(())
     } else {
         Err(DecodeError::Malformed)
@@ -267,9 +265,9 @@ pub fn decode_sampled(s: &str) -> Sampling {
 
 /// Parses `UserData` into baggage (see the module doc for the rules).
 pub fn decode_user_data(s: &str) -> Vec<BaggageEntry> {
-    s.split('&')
+    split_ascii(s, b'&')
         .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
+            let (k, v) = split_once_ascii(pair, b'=')?;
             let key = percent_decode(super::trim_ows(k));
             if key.is_empty() {
                 return None;

@@ -26,7 +26,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::text::{dec_bytes, dec_u64, hex_exact_u128, into_string};
+use super::text::{dec_bytes, dec_u64, hex_exact_u128, into_string, split_once_ascii};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -57,10 +57,10 @@ impl CloudTraceContext {
 
 /// Parses one header value.
 pub fn decode(s: &str) -> Result<CloudTraceContext, DecodeError> {
-    let (trace, rest) = s.split_once('/').ok_or(DecodeError::Malformed)?;
+    let (trace, rest) = split_once_ascii(s, b'/').ok_or(DecodeError::Malformed)?;
     let trace = hex_exact_u128(trace, 32).ok_or(DecodeError::TraceId)?;
     let trace_id = TraceId::new(trace).ok_or(DecodeError::ZeroId)?;
-    let (span, options) = match rest.split_once(';') {
+    let (span, options) = match split_once_ascii(rest, b';') {
         None => (rest, None),
         Some((span, options)) => match options.as_bytes() {
             [b'o', b'=', d @ b'0'..=b'9'] => (span, Some(d - b'0')),

@@ -27,12 +27,11 @@
 //!   `Err(TooLong)` (the real form is 39–40), which bounds the decode buffer on the stack.
 
 use base64::alphabet;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, text, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const GRPC_TRACE_BIN_NAME: &str = "grpc-trace-bin";
@@ -130,7 +129,10 @@ pub fn encode_bytes(w: &GrpcTraceBin) -> ([u8; 29], usize) {
 /// The header value: unpadded standard base64 of [`encode_bytes`].
 pub fn encode(w: &GrpcTraceBin) -> String {
     let (b, n) = encode_bytes(w);
-    STANDARD_NO_PAD.encode(b.get(..n).unwrap_or_default())
+    let b = b.get(..n).unwrap_or_default();
+    let mut out = Vec::with_capacity(text::base64_len(b.len(), false));
+    text::push_base64(&mut out, b, text::BASE64_STANDARD, false);
+    text::into_string(out)
 }
 
 /// The OpenCensus binary (`grpc-trace-bin`) codec.
@@ -182,6 +184,7 @@ impl Codec for GrpcTraceBinCodec {
 mod tests {
     use super::*;
     use crate::codec::testutil::{hop_at, map, raw_map};
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
     use proptest::prelude::*;
 
     fn extract(value: &str) -> Result<Option<TraceContext>, DecodeError> {

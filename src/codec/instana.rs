@@ -54,7 +54,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::text::hex_any_case;
+use super::text::{hex_any_case, split_once_ascii};
 use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Instana, Sampling, SpanId, TraceContext, TraceId};
 
@@ -193,7 +193,7 @@ pub fn encode(h: &InstanaHeaders) -> Encoded {
 
 /// Parses one `X-INSTANA-L` value.
 pub fn decode_level(s: &str) -> Result<Level, DecodeError> {
-    let (level, correlation) = match s.split_once(',') {
+    let (level, correlation) = match split_once_ascii(s, b',') {
         None => (s, None),
         Some((level, rest)) => (trim_ows(level), Some(decode_correlation(trim_ows(rest))?)),
     };
@@ -218,7 +218,7 @@ pub fn encode_level(l: &Level) -> String {
 }
 
 fn decode_correlation(s: &str) -> Result<Correlation, DecodeError> {
-    let (kind, id) = s.split_once(';').ok_or(DecodeError::Malformed)?;
+    let (kind, id) = split_once_ascii(s, b';').ok_or(DecodeError::Malformed)?;
     let kind = trim_ows(kind)
         .strip_prefix(CORRELATION_TYPE)
         .ok_or(DecodeError::Malformed)?;

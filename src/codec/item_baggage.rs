@@ -84,14 +84,21 @@ fn is_lowercase_token(key: &str) -> bool {
 
 /// Appends every `{prefix}{key}` header of `headers` to `out`, in map order.
 pub(crate) fn extract(headers: &HeaderMap, prefix: &str, values: Values, out: &mut Baggage) {
-    for name in headers.keys() {
+    // `iter` yields every value, a name's values one after the other: taking the first of
+    // each run is `keys` + `get` without hashing each name again.
+    let mut previous: Option<&HeaderName> = None;
+    for (name, value) in headers.iter() {
+        if previous == Some(name) {
+            continue;
+        }
+        previous = Some(name);
         let Some(key) = name.as_str().strip_prefix(prefix) else {
             continue;
         };
         if key.is_empty() {
             continue;
         }
-        let Some(raw) = headers.get(name).and_then(|v| value_str(v).ok()) else {
+        let Ok(raw) = value_str(value) else {
             continue;
         };
         out.push(BaggageEntry {
@@ -110,6 +117,9 @@ pub(crate) fn inject(
     values: Values,
     out: &mut dyn HeaderSink,
 ) -> usize {
+    if baggage.is_empty() {
+        return 0;
+    }
     // The keys written so far, on the stack (at most MAX_ENTRIES of them).
     let mut written: [&str; MAX_ENTRIES] = [""; MAX_ENTRIES];
     let mut count = 0;

@@ -49,7 +49,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName};
 
 use super::item_baggage::{self, Values};
-use super::text::{hex_u128, hex_u64, into_string, percent_decode};
+use super::text::{hex_u128, hex_u64, into_string, percent_decode, split_ascii, split_once_ascii};
 use super::{
     first, header_value, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected,
 };
@@ -100,7 +100,7 @@ pub fn decode(s: &str) -> Result<UberTraceId<'_>, DecodeError> {
 }
 
 fn parse(s: &str) -> Result<UberTraceId<'_>, DecodeError> {
-    let mut parts = s.split(':');
+    let mut parts = split_ascii(s, b':');
     let (Some(trace), Some(span), Some(parent), Some(flags), None) = (
         parts.next(),
         parts.next(),
@@ -152,8 +152,8 @@ fn encode_bytes(w: &UberTraceId<'_>) -> Vec<u8> {
 
 /// Appends the items of one `jaeger-baggage` value to `out`, skipping malformed ones.
 pub fn decode_baggage(s: &str, out: &mut Baggage) {
-    for item in s.split(',') {
-        let Some((key, value)) = item.split_once('=') else {
+    for item in split_ascii(s, b',') {
+        let Some((key, value)) = split_once_ascii(item, b'=') else {
             continue;
         };
         let key = trim_ows(key);

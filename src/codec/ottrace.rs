@@ -199,13 +199,11 @@ impl Codec for OtTraceCodec {
                 },
             };
             let encoded = encode(&wire);
-            for (name, digits) in [
-                (&OT_TRACER_TRACEID, encoded.trace_digits()),
-                (&OT_TRACER_SPANID, &encoded.span_id[..]),
-            ] {
-                if let Ok(v) = HeaderValue::from_bytes(digits) {
-                    out.set(name.clone(), v);
-                }
+            if let Ok(v) = HeaderValue::from_bytes(encoded.trace_digits()) {
+                out.set(OT_TRACER_TRACEID.clone(), v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&encoded.span_id) {
+                out.set(OT_TRACER_SPANID.clone(), v);
             }
             // `true` / `false`: static values, no allocation.
             if let Some(v) = encoded.sampled.and_then(header_value) {

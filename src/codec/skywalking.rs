@@ -60,16 +60,12 @@ use std::borrow::Cow;
 
 use super::text::{
     dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case, hex_digit_any_case,
-    split_ascii, split_exact, truncate_bytes, truncate_chars,
+    push_base64, split_ascii, split_exact, truncate_bytes, truncate_chars, BASE64_STANDARD,
 };
 use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{
     BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
 };
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -102,16 +98,6 @@ pub const MAX_CORRELATION_VALUE: usize = 128;
 pub const MAX_EXTENSION_LEN: usize = 256;
 /// Emitted for an empty service / instance / endpoint / address.
 const PLACEHOLDER: &str = "-";
-
-/// Standard base64, encoding padded. Its decoder settings define what [`b64_decode`]
-/// accepts (a differential test pins the two together).
-const B64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
 
 /// One `sw8` value, fields base64-decoded. Borrowed when built for injection, owned when
 /// decoded.
@@ -194,16 +180,9 @@ fn encode_bytes(w: &Sw8<'_>) -> Vec<u8> {
     out
 }
 
-/// Appends padded base64 of `input` (`Engine::encode_string` zeroes a 1 KiB buffer per
-/// call, which dominated inject).
+/// Appends padded standard base64 of `input`.
 fn push_b64(out: &mut Vec<u8>, input: &[u8]) {
-    let start = out.len();
-    out.resize(start + input.len().div_ceil(3) * 4, 0);
-    let written = out
-        .get_mut(start..)
-        .and_then(|dst| B64.encode_slice(input, dst).ok())
-        .unwrap_or(0);
-    out.truncate(start + written);
+    push_base64(out, input, BASE64_STANDARD, true);
 }
 
 /// Exact length of [`encode`]'s output.
@@ -227,9 +206,9 @@ fn b64_text(field: &str) -> Result<String, DecodeError> {
     String::from_utf8(bytes).map_err(|_| DecodeError::Encoding)
 }
 
-/// Decodes what [`B64`] accepts (standard alphabet; padding canonical, partial or absent;
-/// trailing bits ignored). Hand-written because on these short fields the engine's
-/// per-call setup cost more than the decoding (about a quarter of extract's instructions).
+/// Decodes standard base64 with padding canonical, partial or absent and trailing bits
+/// ignored (the tests pin this to a `base64` engine so configured). Hand-written because
+/// on these short fields the engine's per-call setup cost more than the decoding.
 fn b64_decode(input: &[u8]) -> Option<Vec<u8>> {
     let body_len = input.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
     let pad = input.len() - body_len;
@@ -682,6 +661,20 @@ fn set(out: &mut dyn HeaderSink, name: &HeaderName, value: impl Into<Bytes>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::alphabet;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine;
+
+    /// Standard base64, encoding padded: the grammar `b64_decode` and `push_b64`
+    /// implement by hand (differential properties pin them to it).
+    const B64: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_encode_padding(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
     use crate::codec::testutil::{hex128, hex64, hop_at, map, pairs, raw_map};
     use proptest::prelude::*;
 

@@ -223,6 +223,12 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `s.split_once(sep)` for an ASCII separator, with a plain byte scan.
+pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// `s` split at every `sep` into exactly `N` fields (empty ones included), `None` for
 /// any other count. Looks at eight bytes at a time: on a 200-byte `sw8` value this is a
 /// quarter of what `str::split` costs, which searches afresh for every field.
@@ -284,6 +290,53 @@ pub fn dec_i64(s: &str) -> Option<i64> {
     };
     let v = i64::try_from(dec_u64(digits)?).ok()?;
     Some(if negative { -v } else { v })
+}
+
+/// The standard base64 alphabet (RFC 4648 §4).
+pub const BASE64_STANDARD: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The URL- and filename-safe base64 alphabet (RFC 4648 §5).
+pub const BASE64_URL_SAFE: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Length of `n` bytes in base64, padded or not.
+pub fn base64_len(n: usize, pad: bool) -> usize {
+    if pad {
+        n.div_ceil(3) * 4
+    } else {
+        n / 3 * 4 + [0, 2, 3][n % 3]
+    }
+}
+
+/// Appends `input` in base64 with `alphabet`, `=`-padded when `pad`. Three bytes to four
+/// digits in a plain loop: the `base64` engines' setup cost more than the encoding on
+/// these short fields.
+pub fn push_base64(out: &mut Vec<u8>, input: &[u8], alphabet: &[u8; 64], pad: bool) {
+    let digit = |v: u32| alphabet[(v & 0x3f) as usize];
+    let triples = input.chunks_exact(3);
+    let rest = triples.remainder();
+    for t in triples {
+        let v = u32::from(t[0]) << 16 | u32::from(t[1]) << 8 | u32::from(t[2]);
+        out.extend_from_slice(&[digit(v >> 18), digit(v >> 12), digit(v >> 6), digit(v)]);
+    }
+    match *rest {
+        [a] => {
+            let v = u32::from(a) << 16;
+            out.extend_from_slice(&[digit(v >> 18), digit(v >> 12)]);
+            if pad {
+                out.extend_from_slice(b"==");
+            }
+        }
+        [a, b] => {
+            let v = u32::from(a) << 16 | u32::from(b) << 8;
+            out.extend_from_slice(&[digit(v >> 18), digit(v >> 12), digit(v >> 6)]);
+            if pad {
+                out.push(b'=');
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `"00"`, `"01"`, ... `"99"`: decimal digits two at a time.
@@ -515,10 +568,36 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// Percent-decodes `s`; invalid UTF-8 after decoding becomes U+FFFD (W3C baggage rule).
+/// As the `percent-encoding` crate decodes: `%` and two hex digits of either case is a
+/// byte, any other `%` stays as it is. Without a `%` this is one exact-size copy.
 pub fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return s.to_owned();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let digits = |at: usize| hex_digit_any_case(*b.get(at)?);
+        let escaped = match c {
+            b'%' => digits(i + 1).zip(digits(i + 2)),
+            _ => None,
+        };
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -527,26 +606,55 @@ mod tests {
 
     use super::*;
 
+    /// What the lowercase parsers must return for `s`: `from_str_radix` on 1 to 32 lowercase
+    /// digits (16 for the u64 one), `None` for anything else.
+    fn lowercase_reference(s: &str) -> (Option<u128>, Option<u64>) {
+        let strict = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        let reference = strict.then(|| u128::from_str_radix(s, 16).unwrap());
+        (
+            reference,
+            reference.filter(|_| s.len() <= 16).map(|v| v as u64),
+        )
+    }
+
+    /// The same for either case (no u64 variant).
+    fn any_case_reference(s: &str) -> Option<u128> {
+        let strict = !s.is_empty() && s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
+        strict.then(|| u128::from_str_radix(s, 16).unwrap())
+    }
+
+    /// `s` with the char at `at` replaced by `c`: a near miss of a valid id.
+    fn near_miss(s: &str, at: prop::sample::Index, c: char) -> String {
+        let mut chars: Vec<char> = s.chars().collect();
+        let i = at.index(chars.len());
+        chars[i] = c;
+        chars.into_iter().collect()
+    }
+
     proptest! {
-        /// The table-driven parsers agree with `from_str_radix` on the strict grammar
-        /// (1 to 32 lowercase digits) and reject everything else.
+        /// The table-driven and 8-at-a-time parsers agree with `from_str_radix` on the
+        /// strict grammar and reject everything else.
         #[test]
         fn hex_matches_reference(s in "[0-9a-fA-F+ g-]{0,34}") {
-            let strict = !s.is_empty()
-                && s.len() <= 32
-                && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_u128(&s), reference);
-            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
-            prop_assert_eq!(hex_u64(&s), reference64);
+            prop_assert_eq!((hex_u128(&s), hex_u64(&s)), lowercase_reference(&s));
         }
 
-        /// Either case: `from_str_radix` on 1 to 32 digits, `None` otherwise.
+        #[test]
+        fn hex_matches_reference_near_misses(
+            s in "[0-9a-f]{1,32}",
+            at in any::<prop::sample::Index>(),
+            c in any::<char>(),
+        ) {
+            let s = near_miss(&s, at, c);
+            prop_assert_eq!((hex_u128(&s), hex_u64(&s)), lowercase_reference(&s));
+        }
+
         #[test]
         fn hex_any_case_matches_reference(s in "[0-9a-fA-FgG+ \\x10-\\x19-]{0,34}") {
-            let strict = !s.is_empty() && s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_any_case(&s, 32), reference);
+            prop_assert_eq!(hex_any_case(&s, 32), any_case_reference(&s));
         }
 
         #[test]
@@ -555,31 +663,8 @@ mod tests {
             at in any::<prop::sample::Index>(),
             c in any::<char>(),
         ) {
-            let mut chars: Vec<char> = s.chars().collect();
-            let i = at.index(chars.len());
-            chars[i] = c;
-            let s: String = chars.into_iter().collect();
-            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_hexdigit());
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_any_case(&s, 32), reference);
-        }
-
-        /// The same near valid ids: one char of a lowercase hex string replaced.
-        #[test]
-        fn hex_matches_reference_near_misses(
-            s in "[0-9a-f]{1,32}",
-            at in any::<prop::sample::Index>(),
-            c in any::<char>(),
-        ) {
-            let mut chars: Vec<char> = s.chars().collect();
-            let i = at.index(chars.len());
-            chars[i] = c;
-            let s: String = chars.into_iter().collect();
-            let strict = s.len() <= 32 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-            let reference = strict.then(|| u128::from_str_radix(&s, 16).unwrap());
-            prop_assert_eq!(hex_u128(&s), reference);
-            let reference64 = reference.filter(|_| s.len() <= 16).map(|v| v as u64);
-            prop_assert_eq!(hex_u64(&s), reference64);
+            let s = near_miss(&s, at, c);
+            prop_assert_eq!(hex_any_case(&s, 32), any_case_reference(&s));
         }
     }
 
@@ -676,6 +761,11 @@ mod tests {
         }
 
         #[test]
+        fn split_once_ascii_matches_split_once(s in "[a-c=]{0,10}|\\PC{0,10}") {
+            prop_assert_eq!(split_once_ascii(&s, b'='), s.split_once('='));
+        }
+
+        #[test]
         fn split_exact_any_text(s in any::<String>()) {
             let parts: Vec<&str> = s.split(',').collect();
             let got = split_exact::<3>(&s, b',');
@@ -698,6 +788,30 @@ mod tests {
             prop_assert_eq!(got.len(), percent_encoded_len(&s, &BAGGAGE_ESCAPES));
             prop_assert_eq!(got.capacity(), got.len());
             prop_assert_eq!(got, want);
+        }
+
+        /// The hand-written decoder decodes what the `percent-encoding` crate decodes.
+        #[test]
+        fn percent_decoding_matches_the_crate(s in "([a-zA-Z %]|%[0-9a-fA-FgG]{0,2}|%[cCeEfF][0-9a-fA-F]%[89aAbB][0-9a-fA-F]|\\PC)*") {
+            let want = percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned();
+            prop_assert_eq!(percent_decode(&s), want);
+        }
+
+        /// The hand-written base64 encoder writes what the `base64` engines write.
+        #[test]
+        fn base64_matches_the_crate(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+            use base64::Engine;
+            for (alphabet, pad, want) in [
+                (BASE64_STANDARD, true, STANDARD.encode(&bytes)),
+                (BASE64_STANDARD, false, STANDARD_NO_PAD.encode(&bytes)),
+                (BASE64_URL_SAFE, false, URL_SAFE_NO_PAD.encode(&bytes)),
+            ] {
+                let mut out = Vec::new();
+                push_base64(&mut out, &bytes, alphabet, pad);
+                prop_assert_eq!(out.len(), base64_len(bytes.len(), pad));
+                prop_assert_eq!(into_string(out), want);
+            }
         }
 
         #[test]

@@ -231,12 +231,13 @@ fn parse_tracestate<'a>(
 ) -> Result<TraceState, DecodeError> {
     let mut out = TraceState::new();
     for field in fields {
-        for member in field?.split(',') {
+        for member in text::split_ascii(field?, b',') {
             let member = trim_ows(member);
             if member.is_empty() {
                 continue;
             }
-            let (key, value) = member.split_once('=').ok_or(DecodeError::Malformed)?;
+            let (key, value) =
+                text::split_once_ascii(member, b'=').ok_or(DecodeError::Malformed)?;
             if !valid_key(key) || !valid_value(value) {
                 return Err(DecodeError::Malformed);
             }
@@ -315,31 +316,34 @@ fn own_member(originals: &Originals, hop: &Hop<'_>) -> Option<String> {
     if sw.is_none() && ee.is_none() {
         return None;
     }
-    let mut v = String::with_capacity(64);
+    let b64 = |v: &mut Vec<u8>, s: &str| {
+        text::push_base64(v, s.as_bytes(), text::BASE64_URL_SAFE, false);
+    };
+    let mut v = Vec::with_capacity(64);
     if let Some(sw) = sw {
-        v.push_str("sw:");
-        URL_SAFE_NO_PAD.encode_string(sw.trace_id.as_bytes(), &mut v);
+        v.extend_from_slice(b"sw:");
+        b64(&mut v, &sw.trace_id);
     }
     if let Some(ee) = ee {
         if !v.is_empty() {
-            v.push(';');
+            v.push(b';');
         }
-        v.push_str("ee:");
-        URL_SAFE_NO_PAD.encode_string(ee.trace_id.as_bytes(), &mut v);
+        v.extend_from_slice(b"ee:");
+        b64(&mut v, &ee.trace_id);
         let rpc = ee.child_rpc_id(hop.call_index);
         if eagleeye::check_rpc_id(&rpc).is_ok() {
-            v.push_str(";rpc:");
-            v.push_str(&rpc);
+            v.extend_from_slice(b";rpc:");
+            v.extend_from_slice(rpc.as_bytes());
         }
     }
-    (v.len() <= MAX_VALUE_LEN).then_some(v)
+    (v.len() <= MAX_VALUE_LEN).then(|| text::into_string(v))
 }
 
 /// Reads a `tb` value back into originals; `None` when malformed.
 fn parse_own_member(value: &str) -> Option<(Option<SkyWalking>, Option<EagleEye>)> {
     let (mut sw, mut ee, mut rpc) = (None, None, None);
-    for part in value.split(';') {
-        let (tag, body) = part.split_once(':')?;
+    for part in text::split_ascii(value, b';') {
+        let (tag, body) = text::split_once_ascii(part, b':')?;
         let slot = match tag {
             "sw" => &mut sw,
             "ee" => &mut ee,

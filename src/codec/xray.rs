@@ -40,7 +40,9 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::text::{hex_exact_u128, hex_exact_u64, hex_u128, into_string};
+use super::text::{
+    hex_exact_u128, hex_exact_u64, hex_u128, into_string, split_ascii, split_once_ascii,
+};
 use super::{first, header_value, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId, XRay};
 
@@ -101,7 +103,7 @@ pub fn decode(s: &str) -> Result<XRayHeader, DecodeError> {
     let mut parent_id = None;
     let mut sampled = None;
     let mut extra = Vec::new();
-    let mut parts = s.split(';').peekable();
+    let mut parts = split_ascii(s, b';').peekable();
     while let Some(part) = parts.next() {
         let part = trim_ows(part);
         if part.is_empty() {
@@ -110,7 +112,7 @@ pub fn decode(s: &str) -> Result<XRayHeader, DecodeError> {
             }
             return Err(DecodeError::Malformed);
         }
-        let (key, value) = part.split_once('=').ok_or(DecodeError::Malformed)?;
+        let (key, value) = split_once_ascii(part, b'=').ok_or(DecodeError::Malformed)?;
         let (key, value) = (trim_ows(key), trim_ows(value));
         match key {
             ROOT => set_once(&mut trace_id, parse_root(value)?)?,
@@ -184,7 +186,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
 
 /// `1-{1..8 hex}-{24 hex}` → the 128-bit id.
 fn parse_root(v: &str) -> Result<TraceId, DecodeError> {
-    let (version, rest) = v.split_once('-').ok_or(DecodeError::TraceId)?;
+    let (version, rest) = split_once_ascii(v, b'-').ok_or(DecodeError::TraceId)?;
     if version != "1" {
         let numeric = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
         return Err(if numeric {
@@ -193,7 +195,7 @@ fn parse_root(v: &str) -> Result<TraceId, DecodeError> {
             DecodeError::TraceId
         });
     }
-    let (epoch, unique) = rest.split_once('-').ok_or(DecodeError::TraceId)?;
+    let (epoch, unique) = split_once_ascii(rest, b'-').ok_or(DecodeError::TraceId)?;
     if epoch.len() > 8 {
         return Err(DecodeError::TraceId);
     }
