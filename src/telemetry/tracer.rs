@@ -83,7 +83,10 @@ pub fn decide(directive: SamplingDirective, trace_id: u128, limiter: &RateLimite
     }
 }
 
-/// The SDK sampler: reads the request's [`SamplingDirective`] from the parent context.
+/// The SDK sampler: applies the request's [`SamplingDirective`], which
+/// [`Telemetry::start`] leaves in a thread-local for the duration of the SDK call (the
+/// sampler runs synchronously inside it). A `Context` value would do the same at the
+/// cost of a map allocation per request.
 #[derive(Debug, Clone)]
 pub struct GatewaySampler {
     limiter: Arc<RateLimiter>,
@@ -92,15 +95,15 @@ pub struct GatewaySampler {
 impl ShouldSample for GatewaySampler {
     fn should_sample(
         &self,
-        parent_context: Option<&Context>,
+        _parent_context: Option<&Context>,
         trace_id: opentelemetry::trace::TraceId,
         _name: &str,
         _span_kind: &SpanKind,
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
-        let directive = parent_context
-            .and_then(|cx| cx.get::<SamplingDirective>().copied())
+        let directive = NEXT_SPAN
+            .with(|c| c.get().directive)
             .unwrap_or(SamplingDirective::Root(1.0));
         let id = u128::from_be_bytes(trace_id.to_bytes());
         let decision = if decide(directive, id, &self.limiter) {
@@ -116,9 +119,21 @@ impl ShouldSample for GatewaySampler {
     }
 }
 
+/// What [`Telemetry::start`] tells the sampler and the id generator about the span
+/// being built on this thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct NextSpan {
+    /// The trace id a root span must continue (a propagation format's id with no
+    /// parent span id).
+    trace_id: Option<u128>,
+    /// The request's sampling directive.
+    directive: Option<SamplingDirective>,
+}
+
 thread_local! {
-    /// A trace id the next span built on this thread must use (see [`Telemetry::start`]).
-    static NEXT_TRACE_ID: std::cell::Cell<Option<u128>> = const { std::cell::Cell::new(None) };
+    static NEXT_SPAN: std::cell::Cell<NextSpan> = const {
+        std::cell::Cell::new(NextSpan { trace_id: None, directive: None })
+    };
 }
 
 /// Random ids, except that a root span may be told to continue a known trace id.
@@ -127,7 +142,7 @@ struct GatewayIds(RandomIdGenerator);
 
 impl IdGenerator for GatewayIds {
     fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
-        match NEXT_TRACE_ID.with(|c| c.take()) {
+        match NEXT_SPAN.with(|c| c.get().trace_id) {
             Some(id) => opentelemetry::trace::TraceId::from_bytes(id.to_be_bytes()),
             None => self.0.new_trace_id(),
         }
@@ -319,23 +334,32 @@ impl Telemetry {
         }
     }
 
-    /// Starts a span from `builder` under `parent_cx`. A parent that has a trace id but
-    /// no span id (an AWS ALB's `Root=` only) cannot be an SDK parent: the span becomes
-    /// a root that keeps `root_trace_id`.
+    /// Starts a span from `builder` as a child of the remote `parent` (trace id,
+    /// span id, sampled), sampled as `directive` says. A parent that has a trace id
+    /// but no span id (an AWS ALB's `Root=` only) cannot be an SDK parent: the span
+    /// becomes a root that keeps that trace id.
     pub fn start(
         &self,
         builder: opentelemetry::trace::SpanBuilder,
-        parent_cx: &Context,
-        root_trace_id: Option<TraceId>,
+        parent: Option<(TraceId, Option<SpanId>, bool)>,
+        directive: SamplingDirective,
     ) -> opentelemetry_sdk::trace::Span {
         use opentelemetry::trace::Tracer as _;
-        if !parent_cx.has_active_span() {
-            if let Some(t) = root_trace_id {
-                NEXT_TRACE_ID.with(|c| c.set(Some(t.get())));
+        let (parent_cx, root_trace_id) = match parent {
+            Some((trace_id, Some(span_id), sampled)) => {
+                (remote_parent(trace_id, span_id, sampled), None)
             }
-        }
-        let span = self.tracer.build_with_context(builder, parent_cx);
-        NEXT_TRACE_ID.with(|c| c.set(None));
+            Some((trace_id, None, _)) => (Context::new(), Some(trace_id.get())),
+            None => (Context::new(), None),
+        };
+        NEXT_SPAN.with(|c| {
+            c.set(NextSpan {
+                trace_id: root_trace_id,
+                directive: Some(directive),
+            })
+        });
+        let span = self.tracer.build_with_context(builder, &parent_cx);
+        NEXT_SPAN.with(|c| c.take());
         span
     }
 
@@ -384,28 +408,18 @@ impl Drop for Telemetry {
     }
 }
 
-/// The remote parent as the SDK wants it, with the directive riding along.
-pub fn parent_context(
-    parent: Option<(TraceId, Option<SpanId>, bool)>,
-    directive: SamplingDirective,
-) -> Context {
+/// The remote parent as the SDK wants it.
+fn remote_parent(trace_id: TraceId, span_id: SpanId, sampled: bool) -> Context {
     use opentelemetry::trace::{SpanContext, TraceFlags};
-    let cx = Context::new().with_value(directive);
-    match parent {
-        Some((trace_id, Some(span_id), sampled)) => {
-            let sc = SpanContext::new(
-                opentelemetry::trace::TraceId::from_bytes(trace_id.to_bytes()),
-                opentelemetry::trace::SpanId::from_bytes(span_id.to_bytes()),
-                if sampled {
-                    TraceFlags::SAMPLED
-                } else {
-                    TraceFlags::default()
-                },
-                true,
-                TraceState::default(),
-            );
-            cx.with_remote_span_context(sc)
-        }
-        _ => cx,
-    }
+    Context::new().with_remote_span_context(SpanContext::new(
+        opentelemetry::trace::TraceId::from_bytes(trace_id.to_bytes()),
+        opentelemetry::trace::SpanId::from_bytes(span_id.to_bytes()),
+        if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
+        true,
+        TraceState::default(),
+    ))
 }
