@@ -162,23 +162,39 @@ impl FormatSet {
 /// map: extraction and stripping then touch only those formats, instead of looking up
 /// every known header name of all 13 formats on every request.
 pub fn present(headers: &HeaderMap) -> FormatSet {
-    static OWNERS: OnceLock<HeaderMap<Format>> = OnceLock::new();
+    struct Owners {
+        /// Every owned header name and its format.
+        names: HeaderMap<Format>,
+        /// First bytes of every owned name and prefix: most ordinary headers (`host`,
+        /// `accept`, `cookie`, `content-*`) are rejected on their first byte.
+        first: [bool; 256],
+    }
+    static OWNERS: OnceLock<Owners> = OnceLock::new();
     let owners = OWNERS.get_or_init(|| {
-        let mut map = HeaderMap::with_capacity(48);
+        let mut names = HeaderMap::with_capacity(48);
+        let mut first = [false; 256];
         for f in Format::ALL {
             for name in f.headers() {
-                map.insert(name.clone(), f);
+                names.insert(name.clone(), f);
+                first[usize::from(name.as_str().as_bytes()[0])] = true;
+            }
+            for prefix in f.prefixes() {
+                first[usize::from(prefix.as_bytes()[0])] = true;
             }
         }
-        map
+        Owners { names, first }
     });
     let mut set = FormatSet::default();
     for name in headers.keys() {
-        if let Some(f) = owners.get(name) {
+        let text = name.as_str();
+        if !owners.first[usize::from(text.as_bytes()[0])] {
+            continue;
+        }
+        if let Some(f) = owners.names.get(name) {
             set.insert(*f);
         } else {
             for f in Format::ALL {
-                if f.prefixes().iter().any(|p| name.as_str().starts_with(p)) {
+                if f.prefixes().iter().any(|p| text.starts_with(p)) {
                     set.insert(f);
                 }
             }

@@ -10,7 +10,7 @@
 
 use http::HeaderMap;
 
-use crate::codec::{DecodeError, Format};
+use crate::codec::{DecodeError, Format, FormatSet};
 use crate::model::{Sampling, TraceContext};
 
 /// Everything extraction found in one request's headers.
@@ -26,6 +26,9 @@ pub struct Extraction {
     /// Every format that yielded a valid context agreeing with the primary (what
     /// `preserve` re-injects), in extraction order.
     pub arrived: Vec<Format>,
+    /// Every format with at least one header in the map, valid or not (what
+    /// stripping must look at).
+    pub present: FormatSet,
 }
 
 /// Runs `formats` in order over `headers`.
@@ -34,6 +37,7 @@ pub fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
     // Contexts without ids, kept until we know whether any format has ids.
     let mut idless: Option<(Format, TraceContext)> = None;
     let present = crate::codec::present(headers);
+    out.present = present;
     for &format in formats {
         if !present.contains(format) {
             continue;

@@ -15,7 +15,7 @@ pub mod policy;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::codec::{DecodeError, Format, HeaderSink, Injected};
+use crate::codec::{DecodeError, Format, FormatSet, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
@@ -58,6 +58,8 @@ pub struct Plan {
     pub arrived: Vec<Format>,
     /// How to decide sampling.
     pub directive: SamplingDirective,
+    /// Every format with headers in the request (stripping looks only at these).
+    pub present: FormatSet,
 }
 
 impl Default for SamplingDirective {
@@ -73,6 +75,7 @@ pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
         links,
         invalid,
         arrived,
+        present,
     } = extract::extract(&policy.extract, headers);
     let conflicts = links.len();
     let mut plan = Plan {
@@ -80,6 +83,7 @@ pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
         conflicts,
         invalid,
         arrived,
+        present,
         ..Plan::default()
     };
     // The decision the incoming headers ask for, if they may.
@@ -203,14 +207,19 @@ pub fn formats_to_inject(policy: &Policy, plan: &Plan) -> Vec<Format> {
 /// Step 4: writes `ctx` continued by `hop` in every format of `formats`, after
 /// removing that format's old headers; with `strip_unlisted`, removes every other
 /// known trace header too, so no stale context leaks to the upstream.
+///
+/// `present` is [`Plan::present`] of the same request: the formats whose headers
+/// `req` carries. The proxy never changes trace headers between extraction and
+/// injection (each attempt starts from a copy of the incoming request), so the scan
+/// done for extraction serves stripping too.
 pub fn inject(
     formats: &[Format],
     strip_unlisted: bool,
+    present: FormatSet,
     ctx: &TraceContext,
     hop: &Hop<'_>,
     req: &mut dyn HeaderEdit,
 ) -> InjectReport {
-    let present = crate::codec::present(req.headers());
     for format in Format::ALL {
         if present.contains(format) && (strip_unlisted || formats.contains(&format)) {
             strip(format, req);
