@@ -8,7 +8,9 @@
 //! Run: `cargo bench --bench mediate`
 //! Machine and baseline: see the README's performance section.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tracebridge::telemetry::pipeline::{QueueProcessor, QueueSettings};
 use tracebridge::telemetry::tracer::{DegradationSettings, Identity};
 use tracebridge::telemetry::{Metrics, Telemetry};
 
+/// Counts allocations, on top of the allocator the `tracebridge` binary uses.
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -31,14 +34,14 @@ static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -94,7 +97,10 @@ fn bench(c: &mut Criterion) {
         ..Policy::default()
     });
     let incoming = request_headers();
-    let facts = RequestFacts {
+    let (route, template, upstream): (Arc<str>, Arc<str>, Arc<str>) =
+        ("orders".into(), "/orders".into(), "orders".into());
+    // Built per request, as the proxy does (the client address is formatted then).
+    let facts = || RequestFacts {
         method: "GET",
         path: "/orders/42",
         scheme: "http",
@@ -103,17 +109,32 @@ fn bench(c: &mut Criterion) {
         client_address: Some("127.0.0.1".to_string()),
         protocol_version: "1.1",
         user_agent: Some("bench/1.0"),
-        route: "orders",
-        route_template: "/orders",
-        upstream: "orders",
+        route: &route,
+        route_template: &template,
+        upstream: &upstream,
     };
     let once = |out: &mut HeaderMap| {
         let mut trace =
-            RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+            RequestTrace::begin(policy.clone(), &incoming, facts(), &telemetry, &metrics);
         trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics);
         trace.finish(200, None, Some("10.0.0.7:8080"));
     };
 
+    // Instruction counts, stable on a noisy machine:
+    // MEDIATE_ITERATIONS=20000 valgrind --tool=callgrind target/release/deps/mediate-<hash>
+    // runs the whole mediation that many times and exits without criterion.
+    if let Some(n) = std::env::var("MEDIATE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for _ in 0..n {
+            let mut out = request_headers();
+            once(&mut out);
+            black_box(&out);
+        }
+        telemetry.shutdown();
+        return;
+    }
     // Allocations of one request, outside the timing loop.
     let mut out = request_headers();
     once(&mut out);
@@ -154,10 +175,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("part: extract + plan", |b| {
         b.iter(|| black_box(tracebridge::mediate::plan(&policy, &incoming)))
     });
-    let trace = RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+    let trace = RequestTrace::begin(policy.clone(), &incoming, facts(), &telemetry, &metrics);
     c.bench_function("part: inject 3 formats + strip", |b| {
         let mut trace =
-            RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+            RequestTrace::begin(policy.clone(), &incoming, facts(), &telemetry, &metrics);
         b.iter_batched_ref(
             request_headers,
             |out| trace.inject(out, &telemetry, "10.0.0.7:8080", &metrics),
@@ -168,7 +189,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("part: begin (plan + span start) + finish", |b| {
         b.iter(|| {
             let mut trace =
-                RequestTrace::begin(policy.clone(), &incoming, &facts, &telemetry, &metrics);
+                RequestTrace::begin(policy.clone(), &incoming, facts(), &telemetry, &metrics);
             trace.finish(200, None, Some("10.0.0.7:8080"));
         })
     });

@@ -78,7 +78,7 @@ impl Admin {
             "sha256": s.source.sha256,
             "loaded_at": humantime::format_rfc3339_seconds(s.source.loaded_at).to_string(),
             "routes": s.router.len(),
-            "upstreams": s.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            "upstreams": s.upstreams.iter().map(|u| &*u.name).collect::<Vec<_>>(),
             "reloads": {
                 "ok": self.config.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
                 "error": self.config.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),

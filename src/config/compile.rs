@@ -65,8 +65,8 @@ pub struct Snapshot {
 /// A compiled upstream.
 #[derive(Debug)]
 pub struct Upstream {
-    /// Its name (metric label, span attribute).
-    pub name: String,
+    /// Its name (metric label, span attribute; shared with every span that names it).
+    pub name: Arc<str>,
     /// What it is.
     pub kind: UpstreamKind,
 }
@@ -123,7 +123,7 @@ pub fn compile(
             previous?
                 .upstreams
                 .iter()
-                .find(|p| p.name == u.name)
+                .find(|p| *p.name == *u.name)
                 .and_then(|p| match &p.kind {
                     UpstreamKind::Http(h) if h.spec == *spec => Some(h.clone()),
                     _ => None,
@@ -146,7 +146,10 @@ pub fn compile(
                 },
             },
         };
-        upstreams.push(Upstream { name: u.name, kind });
+        upstreams.push(Upstream {
+            name: u.name.into(),
+            kind,
+        });
     }
     let access_log = match (&v.access_log.enabled, &v.access_log.path) {
         (false, _) => None,

@@ -20,9 +20,9 @@ use crate::mediate::Policy;
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Route name (metric label, span attribute).
-    pub name: String,
+    pub name: Arc<str>,
     /// The path prefix as configured (`http.route` on spans).
-    pub path_prefix: String,
+    pub path_prefix: Arc<str>,
     /// Index of the upstream in the snapshot.
     pub upstream: usize,
     /// The effective propagation policy.
@@ -37,7 +37,7 @@ impl Route {
     }
 
     fn matches(&self, path: &str, method: &Method, headers: &HeaderMap) -> bool {
-        if !path.starts_with(self.path_prefix.as_str()) {
+        if !path.starts_with(&*self.path_prefix) {
             return false;
         }
         if !self.methods.is_empty() && !self.methods.contains(method) {
@@ -72,7 +72,7 @@ impl Group {
     fn push(&mut self, all: &[Route], index: usize) {
         let prefix = &all[index].path_prefix;
         self.by_prefix
-            .entry(prefix.clone())
+            .entry(prefix.to_string())
             .or_default()
             .push(index);
         if !self.lengths.contains(&prefix.len()) {
@@ -121,8 +121,8 @@ impl Router {
         let mut router = Router::default();
         for (i, spec) in specs.iter().enumerate() {
             router.routes.push(Route {
-                name: spec.name.clone(),
-                path_prefix: spec.path_prefix.clone(),
+                name: spec.name.as_str().into(),
+                path_prefix: spec.path_prefix.as_str().into(),
                 upstream: spec.upstream,
                 policy: Arc::new(spec.policy.clone()),
                 methods: spec.methods.clone(),
@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn name(r: &Router, i: Option<usize>) -> Option<&str> {
-        i.and_then(|i| r.route(i)).map(|r| r.name.as_str())
+        i.and_then(|i| r.route(i)).map(|r| &*r.name)
     }
 
     fn find<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {

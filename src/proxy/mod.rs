@@ -75,14 +75,14 @@ impl RequestCtx {
     fn route_name(&self) -> &str {
         self.route
             .and_then(|i| self.snapshot.router.route(i))
-            .map_or(NO_ROUTE, |r| r.name.as_str())
+            .map_or(NO_ROUTE, |r| &*r.name)
     }
 
     fn upstream_name(&self) -> &str {
         self.route
             .and_then(|i| self.snapshot.router.route(i))
             .and_then(|r| self.snapshot.upstreams.get(r.upstream))
-            .map_or("none", |u| u.name.as_str())
+            .map_or("none", |u| &*u.name)
     }
 }
 
@@ -90,7 +90,7 @@ impl RequestCtx {
 fn facts<'a>(
     session: &'a Session,
     route: &'a crate::config::Route,
-    upstream: &'a str,
+    upstream: &'a Arc<str>,
 ) -> RequestFacts<'a> {
     let req = session.req_header();
     let host = req
@@ -215,7 +215,7 @@ impl ProxyHttp for Gateway {
         let trace = RequestTrace::begin(
             route.policy.clone(),
             &session.req_header().headers,
-            &facts(session, route, &upstream.name),
+            facts(session, route, &upstream.name),
             &self.telemetry,
             &self.metrics,
         );

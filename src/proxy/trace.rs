@@ -13,7 +13,6 @@ use crate::codec::{Format, FormatSet, HeaderSink};
 use crate::mediate::{self, HeaderEdit, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 use crate::telemetry::coverage::Observation;
-use crate::telemetry::tracer::parent_context;
 use crate::telemetry::{Metrics, Telemetry};
 
 /// Attribute names of our own, all under one prefix.
@@ -40,18 +39,18 @@ pub struct RequestFacts<'a> {
     pub server_address: Option<&'a str>,
     /// Port of the listener.
     pub server_port: Option<u16>,
-    /// Client IP.
+    /// Client IP (moved into the span).
     pub client_address: Option<String>,
     /// `1.1` or `2`.
     pub protocol_version: &'static str,
     /// `User-Agent`.
     pub user_agent: Option<&'a str>,
-    /// Route name.
-    pub route: &'a str,
+    /// Route name. The three config names are shared with the span, not copied.
+    pub route: &'a Arc<str>,
     /// Route path prefix (`http.route`).
-    pub route_template: &'a str,
+    pub route_template: &'a Arc<str>,
     /// Upstream name.
-    pub upstream: &'a str,
+    pub upstream: &'a Arc<str>,
 }
 
 /// Per-request trace state, from the first filter to the span's end.
@@ -72,8 +71,11 @@ pub struct RequestTrace {
     pub observation: Observation,
     /// The span id of the incoming context (continued or, on `restart`, linked).
     pub incoming_parent: Option<SpanId>,
-    /// The endpoint named in SkyWalking / EagleEye headers (the request path).
-    endpoint: String,
+    /// The endpoint named in SkyWalking / EagleEye headers (the request path; the
+    /// span's `url.path` shares it).
+    endpoint: Arc<str>,
+    /// The formats whose headers the request carries (for stripping).
+    present: FormatSet,
     /// Outgoing calls made so far (retries count).
     calls: u32,
     /// Peer selections so far: each one after the first is a retry.
@@ -146,10 +148,11 @@ impl RequestTrace {
     pub fn begin(
         policy: Arc<Policy>,
         headers: &HeaderMap,
-        facts: &RequestFacts<'_>,
+        facts: RequestFacts<'_>,
         telemetry: &Telemetry,
         metrics: &Metrics,
     ) -> RequestTrace {
+        let endpoint: Arc<str> = facts.path.into();
         let plan = mediate::plan(&policy, headers);
         count_extraction(&plan, facts.route, metrics);
         let observation = Observation {
@@ -165,7 +168,7 @@ impl RequestTrace {
         });
         // Degraded (the span pipeline cannot keep up): propagation only, by itself.
         let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.degraded() {
-            let span = start_span(&plan, parent, facts, telemetry);
+            let span = start_span(&plan, parent, facts, &endpoint, telemetry);
             metrics.spans_started.inc();
             telemetry.span_started();
             let sc = span.span_context();
@@ -203,7 +206,8 @@ impl RequestTrace {
             sampled,
             observation,
             incoming_parent: plan.incoming.and_then(|(_, parent)| parent),
-            endpoint: facts.path.to_string(),
+            endpoint,
+            present: plan.present,
             calls: 0,
             attempts: 0,
             span,
@@ -239,6 +243,7 @@ impl RequestTrace {
         let report = mediate::inject(
             &self.formats,
             self.policy.strip_unlisted,
+            self.present,
             &self.outgoing,
             &hop,
             req,
@@ -349,29 +354,46 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
     metrics.conflicts.inc_by(plan.conflicts as u64);
 }
 
+/// `http.request.method`: the registered methods without an allocation.
+fn method_value(method: &str) -> StringValue {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|m| **m == method) {
+        Some(m) => StringValue::from(*m),
+        None => StringValue::from(method.to_string()),
+    }
+}
+
 fn start_span(
     plan: &Plan,
     parent: Option<(TraceId, Option<SpanId>, bool)>,
-    facts: &RequestFacts<'_>,
+    facts: RequestFacts<'_>,
+    path: &Arc<str>,
     telemetry: &Telemetry,
 ) -> opentelemetry_sdk::trace::Span {
-    let mut attributes = vec![
-        KeyValue::new(semconv::HTTP_REQUEST_METHOD, facts.method.to_string()),
-        KeyValue::new(semconv::URL_PATH, facts.path.to_string()),
+    // Sized for the common case so the list is allocated once.
+    let mut attributes = Vec::with_capacity(16);
+    attributes.extend([
+        KeyValue::new(semconv::HTTP_REQUEST_METHOD, method_value(facts.method)),
+        KeyValue::new(semconv::URL_PATH, StringValue::from(path.clone())),
         KeyValue::new(semconv::URL_SCHEME, facts.scheme),
         KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, facts.protocol_version),
-        KeyValue::new(semconv::HTTP_ROUTE, facts.route_template.to_string()),
-        KeyValue::new(attr::ROUTE, facts.route.to_string()),
-        KeyValue::new(attr::UPSTREAM, facts.upstream.to_string()),
-    ];
+        KeyValue::new(
+            semconv::HTTP_ROUTE,
+            StringValue::from(facts.route_template.clone()),
+        ),
+        KeyValue::new(attr::ROUTE, StringValue::from(facts.route.clone())),
+        KeyValue::new(attr::UPSTREAM, StringValue::from(facts.upstream.clone())),
+    ]);
     if let Some(host) = facts.server_address {
         attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_string()));
     }
     if let Some(port) = facts.server_port {
         attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
     }
-    if let Some(client) = &facts.client_address {
-        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.clone()));
+    if let Some(client) = facts.client_address {
+        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, client));
     }
     if let Some(ua) = facts.user_agent {
         attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_string()));
@@ -395,8 +417,7 @@ fn start_span(
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .with_links(links);
-    let parent_cx = parent_context(parent, plan.directive);
-    telemetry.start(builder, &parent_cx, parent.map(|(t, _, _)| t))
+    telemetry.start(builder, parent, plan.directive)
 }
 
 /// pingora's request header as a mediation target: edits go through its own methods so

@@ -226,7 +226,7 @@ impl Coverage {
         let current = self.table.load();
         if snapshot.generation > current.generation {
             let names: Vec<&str> = (0..snapshot.router.len())
-                .filter_map(|i| snapshot.router.route(i).map(|r| r.name.as_str()))
+                .filter_map(|i| snapshot.router.route(i).map(|r| &*r.name))
                 .collect();
             let keep: HashSet<&str> = names.iter().copied().collect();
             by_name.retain(|name, _| keep.contains(name.as_str()));
@@ -240,7 +240,7 @@ impl Coverage {
             }));
         }
         let name = &snapshot.router.route(index)?.name;
-        by_name.get(name).cloned()
+        by_name.get(&**name).cloned()
     }
 
     /// Every route with at least one request, and `none` when requests matched no route.
