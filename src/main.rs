@@ -141,6 +141,13 @@ fn load(path: Option<&PathBuf>) -> Result<Snapshot, config::ConfigError> {
     }
 }
 
+/// mimalloc rather than glibc's malloc: the request path allocates small objects on
+/// the worker threads and the span export thread frees them, which glibc serves with
+/// arena locks and repeated trimming (page faults); mimalloc's per-thread free lists
+/// do not. See the README's performance section for the measured difference.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Translate {
