@@ -88,6 +88,9 @@ pub struct HttpUpstream {
     pub lb: LoadBalancer<RoundRobin>,
     /// Options shared by every peer; the address is filled in per request.
     template: HttpPeer,
+    /// Each peer's address as text (span attribute, access log), formatted once here
+    /// rather than per request.
+    addresses: Vec<(pingora::protocols::l4::socket::SocketAddr, Arc<str>)>,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -99,12 +102,17 @@ impl std::fmt::Debug for HttpUpstream {
 }
 
 impl HttpUpstream {
-    /// The next peer to try, or `None` when every peer is unhealthy.
-    pub fn select(&self) -> Option<HttpPeer> {
+    /// The next peer to try and its address as text, or `None` when every peer is
+    /// unhealthy.
+    pub fn select(&self) -> Option<(HttpPeer, Arc<str>)> {
         let backend = self.lb.select(b"", 256)?;
+        let address = match self.addresses.iter().find(|(a, _)| backend.addr == *a) {
+            Some((_, text)) => text.clone(),
+            None => backend.addr.to_string().into(),
+        };
         let mut peer = self.template.clone();
         peer._address = backend.addr;
-        Some(peer)
+        Some((peer, address))
     }
 }
 
@@ -225,5 +233,20 @@ fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
         Protocol::H2c | Protocol::H2 => ALPN::H2,
         Protocol::Http1 => ALPN::H1,
     };
-    Ok(HttpUpstream { spec, lb, template })
+    let addresses = spec
+        .peers
+        .iter()
+        .map(|a| {
+            (
+                pingora::protocols::l4::socket::SocketAddr::Inet(*a),
+                a.to_string().into(),
+            )
+        })
+        .collect();
+    Ok(HttpUpstream {
+        spec,
+        lb,
+        template,
+        addresses,
+    })
 }

@@ -64,7 +64,7 @@ pub struct RequestCtx {
     /// Trace context in and out, and the gateway span.
     trace: Option<RequestTrace>,
     /// The peer of the current attempt, as dialled (`host:port`).
-    peer_address: Option<String>,
+    peer_address: Option<Arc<str>>,
     /// Why the request failed, for the span's `error.type`.
     error: Option<&'static str>,
     /// For a request that matched no route: what it brought (coverage view).
@@ -230,7 +230,7 @@ impl ProxyHttp for Gateway {
             Some(UpstreamKind::Echo) => {
                 // Exactly what a real upstream would receive after every filter.
                 let mut forwarded = session.req_header().clone();
-                ctx.peer_address = Some("echo".to_string());
+                ctx.peer_address = Some(Arc::from("echo"));
                 if let Some(trace) = &mut ctx.trace {
                     let mut target = UpstreamHeaders(&mut forwarded);
                     trace.inject(&mut target, &self.telemetry, "echo", &self.metrics);
@@ -260,8 +260,8 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };
         match upstream.select() {
-            Some(peer) => {
-                ctx.peer_address = Some(peer._address.to_string());
+            Some((peer, address)) => {
+                ctx.peer_address = Some(address);
                 Ok(Box::new(peer))
             }
             None => {
@@ -398,7 +398,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(trace) = &mut ctx.trace {
-            trace.finish(status, ctx.error, ctx.peer_address.as_deref());
+            trace.finish(status, ctx.error, ctx.peer_address.as_ref());
         }
         let route = ctx.route_name();
         self.metrics

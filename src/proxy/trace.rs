@@ -282,7 +282,12 @@ impl RequestTrace {
     }
 
     /// Ends the span with the outcome.
-    pub fn finish(&mut self, status: u16, error: Option<&str>, upstream_address: Option<&str>) {
+    pub fn finish(
+        &mut self,
+        status: u16,
+        error: Option<&str>,
+        upstream_address: Option<&Arc<str>>,
+    ) {
         let Some(mut span) = self.span.take() else {
             return;
         };
@@ -298,7 +303,10 @@ impl RequestTrace {
             Value::Array(injected.into()),
         ));
         if let Some(addr) = upstream_address {
-            span.set_attribute(KeyValue::new(attr::UPSTREAM_ADDRESS, addr.to_string()));
+            span.set_attribute(KeyValue::new(
+                attr::UPSTREAM_ADDRESS,
+                StringValue::from(addr.clone()),
+            ));
         }
         match error {
             Some(e) => {
