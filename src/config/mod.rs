@@ -115,6 +115,17 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_the_queue_is_refused() {
+        let text = "[telemetry]\nqueue_size = 100\nbatch_size = 101\n";
+        let err = load_str(text, None, 1).unwrap_err();
+        assert_eq!(
+            err.problems[0].to_string(),
+            "telemetry.batch_size: must not exceed telemetry.queue_size"
+        );
+        assert!(load_str("[telemetry]\nqueue_size = 100\nbatch_size = 100\n", None, 1).is_ok());
+    }
+
+    #[test]
     fn unknown_key_reports_its_line() {
         let err = load_str("[server]\nthreads = 1\nlisten_on = []\n", None, 1).unwrap_err();
         assert_eq!(err.problems.len(), 1);

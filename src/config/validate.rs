@@ -446,6 +446,14 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
     if t.batch_size == 0 {
         c.push("telemetry.batch_size", "must be at least 1");
     }
+    // The queue holds the batch being assembled (as the OpenTelemetry batch processor's
+    // max_queue_size does), so a batch larger than the queue could never fill.
+    if t.batch_size > t.queue_size {
+        c.push(
+            "telemetry.batch_size",
+            "must not exceed telemetry.queue_size",
+        );
+    }
     for (key, v) in [
         ("telemetry.degrade_high_water", t.degrade_high_water),
         ("telemetry.degrade_low_water", t.degrade_low_water),
