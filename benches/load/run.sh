@@ -5,7 +5,7 @@
 #
 #   --rounds N      interleaved rounds (default 3); the report gives the median over rounds
 #   --duration S    seconds of load per run (default 10)
-#   --quick         smoke run: 1 round of 3 s (about a minute)
+#   --quick         smoke run: 1 round of 2 s runs (about a minute)
 #   --soak S        only the soak test: tracebridge `plain` under load for S seconds,
 #                   VmRSS sampled every 10 s (min/max/first/last, within ±10 %?)
 #   --pin on|off    CPU pinning (default on when there are at least 2 CPUs; see below)
@@ -55,7 +55,7 @@
 # - PINNING (--pin on, the default): each contestant's whole process (every thread:
 #   tracebridge's span exporter thread, Caddy's Go runtime, nginx's master) on CPU 1;
 #   origin, wrk and the sink on CPU 0. Chosen because it makes the proxy the
-#   bottleneck: on the 2-vCPU machine of the README, `--quick --pin off` left every
+#   bottleneck: on the 2-vCPU machine of the README, an unpinned round of 3 s left every
 #   contestant at 51-77 % of a core in `plain` (tracebridge 69 %, nginx and HAProxy
 #   51 %, Caddy 77 %: wrk and the origin competed with it for both CPUs, so req/s
 #   measured the pair), while the first pinned quick run showed 95-99 % for all
@@ -90,7 +90,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
-    --quick) rounds=1; duration=3; shift ;;
+    --quick) rounds=1; duration=2; shift ;;
     --soak) soak="$2"; shift 2 ;;
     --pin) pin="$2"; shift 2 ;;
     -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
