@@ -1,6 +1,7 @@
-//! The span pipeline against a real OTLP/HTTP receiver: spans and resource arrive;
-//! environment variables override the file; a collector that is down, answers 500 or
-//! hangs costs no request; the queue stays bounded; degradation switches on and off.
+//! The span pipeline against a real OTLP receiver: spans and resource arrive over
+//! OTLP/HTTP and OTLP/gRPC; environment variables override the file; a collector that
+//! is down, answers 500 or hangs costs no request; the queue stays bounded; degradation
+//! switches on and off.
 
 mod support;
 
@@ -85,6 +86,56 @@ fn spans_arrive_over_otlp_http_with_attributes_and_resource() {
         Some("200")
     );
     gw.metrics_containing(&["tracebridge_spans_exported_total 5"]);
+}
+
+#[test]
+fn spans_arrive_over_otlp_grpc_with_attributes_and_resource() {
+    spans_arrive_over_grpc("protocol = \"grpc\"");
+}
+
+#[test]
+fn spans_arrive_over_otlp_grpc_gzip() {
+    spans_arrive_over_grpc("protocol = \"grpc\"\ncompression = \"gzip\"");
+}
+
+fn spans_arrive_over_grpc(telemetry: &str) {
+    let origin = Origin::start("origin");
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let gw = TestGateway::start(&config(&origin, &format!("http://{}", rx.addr), telemetry));
+    for _ in 0..3 {
+        let (status, _, _) = get(
+            &gw,
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        );
+        assert_eq!(status, 200);
+    }
+    let spans = rx.wait_for(3);
+    assert_eq!(spans.len(), 3);
+    assert!(rx.request_count() >= 1);
+    let (resource, span) = &spans[0];
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.name").as_deref(),
+        Some("edge-gateway")
+    );
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.instance.id").as_deref(),
+        Some("gw-1")
+    );
+    assert_eq!(span.name, "GET main");
+    assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(
+        otlp_attr(&span.attributes, "tracebridge.extracted_format").as_deref(),
+        Some("tracecontext")
+    );
+    assert_eq!(
+        otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    gw.metrics_containing(&["tracebridge_spans_exported_total 3"]);
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -26,6 +26,10 @@ use tracebridge::server::{self, StartOptions};
 use tracebridge::telemetry::tracer::Identity;
 use tracebridge::telemetry::Telemetry;
 
+pub mod otlp;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use otlp::{otlp_attr, CollectorMode, OriginBody, OtlpReceiver};
+
 /// Spans the gateway exported, collected in memory (the test side of the exporter).
 #[derive(Debug, Clone, Default)]
 pub struct Spans(Arc<std::sync::Mutex<Vec<SpanData>>>);
@@ -306,32 +310,6 @@ impl Origin {
     }
 }
 
-/// A response body: one data frame, then optional trailers (gRPC status travels in
-/// trailers).
-pub struct OriginBody {
-    data: Option<Bytes>,
-    trailers: Option<http::HeaderMap>,
-}
-
-impl hyper::body::Body for OriginBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        let frame = if let Some(data) = self.data.take() {
-            Some(Ok(hyper::body::Frame::data(data)))
-        } else {
-            self.trailers
-                .take()
-                .map(|t| Ok(hyper::body::Frame::trailers(t)))
-        };
-        std::task::Poll::Ready(frame)
-    }
-}
-
 async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
@@ -377,10 +355,10 @@ async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<OriginBod
                 "application/json"
             },
         )
-        .body(OriginBody {
-            data: Some(Bytes::from(json.to_string())),
+        .body(OriginBody::new(
+            Some(Bytes::from(json.to_string())),
             trailers,
-        })
+        ))
         .expect("response"))
 }
 
@@ -455,182 +433,4 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<
         }
     }
     out
-}
-
-/// How the test OTLP receiver answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CollectorMode {
-    /// 200 and keep the spans.
-    Ok = 0,
-    /// 500 Internal Server Error.
-    Fail = 1,
-    /// 429 Too Many Requests.
-    Throttle = 2,
-    /// Never answer (hold the request for 10 s).
-    Hang = 3,
-}
-
-/// A real OTLP/HTTP receiver (protobuf, `POST /v1/traces`) decoding with
-/// opentelemetry-proto: the collector side of the telemetry tests.
-pub struct OtlpReceiver {
-    /// Its address.
-    pub addr: SocketAddr,
-    mode: Arc<std::sync::atomic::AtomicU8>,
-    received: Arc<
-        std::sync::Mutex<
-            Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
-        >,
-    >,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl OtlpReceiver {
-    /// Starts it in `mode`.
-    pub fn start(mode: CollectorMode) -> OtlpReceiver {
-        use prost::Message;
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let mode_flag = Arc::new(std::sync::atomic::AtomicU8::new(mode as u8));
-        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, mut rx) = oneshot::channel::<()>();
-        let (m, r) = (mode_flag.clone(), received.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => return,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (m, r) = (m.clone(), r.clone());
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                                    let (m, r) = (m.clone(), r.clone());
-                                    async move {
-                                        let mode = m.load(std::sync::atomic::Ordering::Relaxed);
-                                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                        let status = match mode {
-                                            0 => {
-                                                if let Ok(msg) = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body) {
-                                                    r.lock().unwrap().push(msg);
-                                                }
-                                                200
-                                            }
-                                            1 => 500,
-                                            2 => 429,
-                                            _ => {
-                                                tokio::time::sleep(Duration::from_secs(10)).await;
-                                                503
-                                            }
-                                        };
-                                        Ok::<_, Infallible>(
-                                            Response::builder()
-                                                .status(status)
-                                                .header("content-type", "application/x-protobuf")
-                                                .body(OriginBody { data: Some(Bytes::new()), trailers: None })
-                                                .expect("response"),
-                                        )
-                                    }
-                                });
-                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
-        });
-        OtlpReceiver {
-            addr,
-            mode: mode_flag,
-            received,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    /// Changes how it answers from now on.
-    pub fn set_mode(&self, mode: CollectorMode) {
-        self.mode
-            .store(mode as u8, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Every span received so far, with its resource.
-    pub fn spans(
-        &self,
-    ) -> Vec<(
-        opentelemetry_proto::tonic::resource::v1::Resource,
-        opentelemetry_proto::tonic::trace::v1::Span,
-    )> {
-        let mut out = Vec::new();
-        for req in self.received.lock().unwrap().iter() {
-            for rs in &req.resource_spans {
-                let resource = rs.resource.clone().unwrap_or_default();
-                for ss in &rs.scope_spans {
-                    for span in &ss.spans {
-                        out.push((resource.clone(), span.clone()));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Waits until at least `n` spans arrived (or panics after 10 s).
-    pub fn wait_for(
-        &self,
-        n: usize,
-    ) -> Vec<(
-        opentelemetry_proto::tonic::resource::v1::Resource,
-        opentelemetry_proto::tonic::trace::v1::Span,
-    )> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let spans = self.spans();
-            if spans.len() >= n {
-                return spans;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "receiver got {} of {n} spans",
-                spans.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A string attribute of an OTLP key-value list.
-pub fn otlp_attr(
-    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-    key: &str,
-) -> Option<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        kv.value.as_ref().and_then(|v| match &v.value {
-            Some(Value::StringValue(s)) => Some(s.clone()),
-            Some(Value::IntValue(i)) => Some(i.to_string()),
-            _ => None,
-        })
-    })
 }

@@ -1,0 +1,176 @@
+"""The report of the whole-proxy load benchmark (called by benches/load/run.sh).
+
+    python3 report.py RUNS_TSV CONNS1000_TSV OUT_MD key=value...
+
+Reads the per-run rows run.sh wrote, prints a Markdown report (medians over the
+rounds of the runs that did not fail) and writes it to OUT_MD.
+"""
+
+import csv
+import statistics
+import sys
+
+runs_path, c1000_path, out_path = sys.argv[1:4]
+meta = dict(a.split("=", 1) for a in sys.argv[4:])
+
+# Scenarios without an nginx row of their own are compared with nginx on the same request.
+SAME_REQUEST = {"b3-3-otlp": "b3-3", "caddy-tracing": "b3-3"}
+SCENARIOS = ["plain", "tp", "b3-3", "b3-3-otlp", "caddy-tracing"]
+CONTESTANTS = ["tracebridge", "nginx", "haproxy", "caddy"]
+
+
+def load(path):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            req = int(r["requests"])
+            secs = float(r["seconds"])
+            cpu_s = int(r["cpu_ticks"]) / int(r["clk_tck"])
+            r["rps"] = float(r["rps"])
+            r["p50"] = float(r["p50_us"])
+            r["p99"] = float(r["p99_us"])
+            r["cpu_us"] = cpu_s * 1e6 / req if req else float("nan")
+            r["util"] = 100 * cpu_s / secs if secs else float("nan")
+            r["rss"] = int(r["peak_rss_kb"]) / 1024
+            r["req"] = req
+            r["spans"] = int(r["spans"])
+            r["ok"] = r["status"] == "ok"
+            rows.append(r)
+    return rows
+
+
+def med(rows, field):
+    vals = [r[field] for r in rows if r["ok"]]
+    return statistics.median(vals) if vals else None
+
+
+def lat(us):
+    if us is None:
+        return "–"
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def num(v, fmt):
+    return "–" if v is None else format(v, fmt)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+runs = load(runs_path)
+c1000 = load(c1000_path)
+groups = {}
+for r in runs:
+    groups.setdefault((r["scenario"], r["contestant"]), []).append(r)
+
+out = []
+w = out.append
+w(f"# tracebridge whole-proxy load benchmark ({meta['started']})")
+w("")
+w(f"- Machine: {meta['ncpu']} CPUs ({meta['cpu_model']}), Linux {meta['kernel']}; "
+  f"load average before the start {meta['load_before']}, after the end {meta['load_after']}.")
+w(f"- Contestants: tracebridge {meta['commit']}, {meta['versions']}; one worker thread "
+  "each, keep-alive to the origin, no access log. Origin: nginx, one worker, `return 200`.")
+pin = ("contestant on CPU 1; origin, wrk and the OTLP sink on CPU 0"
+       if meta["pin"] == "on" else "none")
+w(f"- Method: `wrk -t1 -c50 -d{meta['duration']}s --latency`, {meta['rounds']} interleaved "
+  f"round(s), median over the rounds of the runs that did not fail. Pinning: {pin}. "
+  "CPU = utime+stime of the contestant's processes during the run, per request and as a "
+  "share of one core (utilisation); RSS = the run's peak (VmHWM) summed over its processes.")
+w("- A CPU utilisation well below 100 % means that the contestant was not the bottleneck "
+  "during the run: the load side, or another process on the machine, held it back.")
+w("")
+w("| scenario | contestant | req/s | p50 | p99 | CPU µs/req | CPU util | peak RSS | "
+  "req/s ÷ nginx (same) | req/s ÷ nginx plain | runs ok |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+nginx_plain = med(groups.get(("plain", "nginx"), []), "rps")
+for s in SCENARIOS:
+    for c in CONTESTANTS:
+        rows = groups.get((s, c))
+        if not rows:
+            continue
+        rps = med(rows, "rps")
+        ref = med(groups.get((SAME_REQUEST.get(s, s), "nginx"), []), "rps")
+        same = ratio(rps, ref)
+        if s in SAME_REQUEST and same != "–":
+            same += f" (b3-3)"
+        ok = sum(r["ok"] for r in rows)
+        w(f"| {s} | {c} | {num(rps, ',.0f')} | {lat(med(rows, 'p50'))} | {lat(med(rows, 'p99'))} "
+          f"| {num(med(rows, 'cpu_us'), '.1f')} | {num(med(rows, 'util'), '.0f')} % "
+          f"| {num(med(rows, 'rss'), '.1f')} MiB | {same} | {ratio(rps, nginx_plain)} "
+          f"| {ok}/{len(rows)} |")
+w("")
+
+# OTLP overhead, from the same rounds.
+tb_none = groups.get(("b3-3", "tracebridge"), [])
+tb_otlp = groups.get(("b3-3-otlp", "tracebridge"), [])
+caddy_tr = groups.get(("caddy-tracing", "caddy"), [])
+m_none, m_otlp = med(tb_none, "rps"), med(tb_otlp, "rps")
+if m_none and m_otlp:
+    per_round = []
+    by_round = {r["round"]: r for r in tb_none if r["ok"]}
+    for r in tb_otlp:
+        if r["ok"] and r["round"] in by_round:
+            per_round.append(f"{r['rps'] / by_round[r['round']]['rps']:.3f}")
+    verdict = "met" if m_otlp / m_none >= 0.95 else "NOT met"
+    c_none, c_otlp = med(tb_none, "cpu_us"), med(tb_otlp, "cpu_us")
+    w(f"**OTLP overhead** (tracebridge b3-3-otlp ÷ b3-3 req/s, medians of the same rounds): "
+      f"**{m_otlp / m_none:.3f}** (per round: {', '.join(per_round) or '–'}); "
+      f"target ≥ 0.95: {verdict}. In CPU per request: {c_otlp:.1f} µs with export, "
+      f"{c_none:.1f} µs without (ratio {c_none / c_otlp:.3f}); the exporter thread runs in "
+      "the same process, on the same CPU.")
+    w("")
+m_caddy = med(caddy_tr, "rps")
+if m_otlp and m_caddy:
+    w(f"**Tracing gateways** (tracebridge b3-3-otlp ÷ Caddy with `tracing`, req/s): "
+      f"**{m_otlp / m_caddy:.2f}×**.")
+    w("")
+for name, rows in (("tracebridge b3-3-otlp", tb_otlp), ("Caddy tracing", caddy_tr)):
+    if rows:
+        spans = sum(r["spans"] for r in rows)
+        req = sum(r["req"] for r in rows)
+        w(f"- Spans at the sink, {name}: {spans:,} for {req:,} requests "
+          f"({100 * spans / req if req else 0:.1f} %).")
+    if rows is tb_otlp:
+        for r in rows:
+            w(f"  - round {r['round']}: {r['spans']:,} spans for {r['req']:,} requests; "
+              f"tracebridge's span pipeline during the run: {r['notes']}.")
+if meta.get("caddy_tracing_missing"):
+    w(f"- Scenario caddy-tracing not measured: {meta['caddy_tracing_missing']}.")
+for check in filter(None, meta.get("span_checks", "").split(";")):
+    w(f"- Before measuring: {check}.")
+w("")
+
+failed = [r for r in runs + c1000 if not r["ok"]]
+if failed:
+    w("**Failed runs** (left out of the medians):")
+    w("")
+    for r in failed:
+        w(f"- round {r['round']}, {r['scenario']}, {r['server']}: {r['status']} "
+          f"({r['rps']:,.0f} req/s)")
+    w("")
+else:
+    w("No run had a non-2xx answer or a socket error.")
+    w("")
+
+if c1000:
+    w(f"**1000 connections** (`wrk -t2 -c1000 -d{meta['duration']}s`, scenario plain, one run):")
+    w("")
+    w("| contestant | req/s | p50 | p99 | CPU µs/req | peak RSS | status |")
+    w("|---|---|---|---|---|---|---|")
+    for r in c1000:
+        w(f"| {r['contestant']} | {r['rps']:,.0f} | {lat(r['p50'])} | {lat(r['p99'])} "
+          f"| {r['cpu_us']:.1f} | {r['rss']:.1f} MiB | {r['status']} |")
+    tb = [r for r in c1000 if r["contestant"] == "tracebridge"]
+    if tb:
+        verdict = "met" if tb[0]["rss"] <= 64 else "NOT met"
+        w("")
+        w(f"tracebridge peak RSS with 1000 connections: {tb[0]['rss']:.1f} MiB; target ≤ 64 MiB: "
+          f"{verdict}.")
+    w("")
+
+text = "\n".join(out)
+print(text)
+with open(out_path, "w") as f:
+    f.write(text)
