@@ -46,6 +46,39 @@ fn get(gw: &TestGateway, headers: &[(&str, &str)]) -> (u16, Duration, serde_json
     (status, started.elapsed(), body)
 }
 
+/// The gateway span of a `GET /` on route `main` as the receiver decoded it: the
+/// resource of `config`, the continued trace and parent, the extracted format and
+/// the status.
+fn assert_gateway_span(
+    (resource, span): &(
+        opentelemetry_proto::tonic::resource::v1::Resource,
+        opentelemetry_proto::tonic::trace::v1::Span,
+    ),
+    trace_id: &str,
+    parent_id: &str,
+    format: &str,
+) {
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.name").as_deref(),
+        Some("edge-gateway")
+    );
+    assert_eq!(
+        otlp_attr(&resource.attributes, "service.instance.id").as_deref(),
+        Some("gw-1")
+    );
+    assert_eq!(span.name, "GET main");
+    assert_eq!(hex(&span.trace_id), trace_id);
+    assert_eq!(hex(&span.parent_span_id), parent_id);
+    assert_eq!(
+        otlp_attr(&span.attributes, "tracebridge.extracted_format").as_deref(),
+        Some(format)
+    );
+    assert_eq!(
+        otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+}
+
 #[test]
 fn spans_arrive_over_otlp_http_with_attributes_and_resource() {
     let origin = Origin::start("origin");
@@ -60,30 +93,17 @@ fn spans_arrive_over_otlp_http_with_attributes_and_resource() {
     }
     let spans = rx.wait_for(5);
     assert_eq!(spans.len(), 5);
-    let (resource, span) = &spans[0];
-    assert_eq!(
-        otlp_attr(&resource.attributes, "service.name").as_deref(),
-        Some("edge-gateway")
-    );
-    assert_eq!(
-        otlp_attr(&resource.attributes, "service.instance.id").as_deref(),
-        Some("gw-1")
-    );
+    let (resource, _) = &spans[0];
     assert!(otlp_attr(&resource.attributes, "host.name").is_some());
     assert_eq!(
         otlp_attr(&resource.attributes, "service.version").as_deref(),
         Some(env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(span.name, "GET main");
-    assert_eq!(hex(&span.trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
-    assert_eq!(hex(&span.parent_span_id), "e457b5a2e4d86bd1");
-    assert_eq!(
-        otlp_attr(&span.attributes, "tracebridge.extracted_format").as_deref(),
-        Some("b3")
-    );
-    assert_eq!(
-        otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
-        Some("200")
+    assert_gateway_span(
+        &spans[0],
+        "80f198ee56343ba864fe8b2a57d3eff7",
+        "e457b5a2e4d86bd1",
+        "b3",
     );
     gw.metrics_containing(&["tracebridge_spans_exported_total 5"]);
 }
@@ -115,25 +135,11 @@ fn spans_arrive_over_grpc(telemetry: &str) {
     let spans = rx.wait_for(3);
     assert_eq!(spans.len(), 3);
     assert!(rx.request_count() >= 1);
-    let (resource, span) = &spans[0];
-    assert_eq!(
-        otlp_attr(&resource.attributes, "service.name").as_deref(),
-        Some("edge-gateway")
-    );
-    assert_eq!(
-        otlp_attr(&resource.attributes, "service.instance.id").as_deref(),
-        Some("gw-1")
-    );
-    assert_eq!(span.name, "GET main");
-    assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
-    assert_eq!(
-        otlp_attr(&span.attributes, "tracebridge.extracted_format").as_deref(),
-        Some("tracecontext")
-    );
-    assert_eq!(
-        otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
-        Some("200")
+    assert_gateway_span(
+        &spans[0],
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        "tracecontext",
     );
     gw.metrics_containing(&["tracebridge_spans_exported_total 3"]);
 }

@@ -28,7 +28,7 @@ use tracebridge::telemetry::Telemetry;
 
 pub mod otlp;
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use otlp::{otlp_attr, CollectorMode, OriginBody, OtlpReceiver};
+pub use otlp::{otlp_attr, poll_until, Background, CollectorMode, OriginBody, OtlpReceiver};
 
 /// Spans the gateway exported, collected in memory (the test side of the exporter).
 #[derive(Debug, Clone, Default)]
@@ -50,19 +50,14 @@ impl Spans {
     /// Waits until at least `n` spans were exported (spans end in the logging phase,
     /// just after the response), then returns them all.
     pub fn wait_for(&self, n: usize) -> Vec<SpanData> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        poll_until(Duration::from_secs(5), || {
             let all = self.all();
             if all.len() >= n {
-                return all;
+                Ok(all)
+            } else {
+                Err(format!("only {} of {n} spans exported", all.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} spans exported",
-                all.len()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 }
 
@@ -115,8 +110,7 @@ pub struct TestGateway {
     pub spans: Spans,
     /// The config file watcher, for gateways started from a file.
     _watcher: Option<notify::RecommendedWatcher>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl TestGateway {
@@ -190,8 +184,7 @@ impl TestGateway {
             handle,
             spans,
             _watcher: watcher,
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: Background::new(tx, thread),
         };
         gw.wait_ready();
         gw
@@ -219,38 +212,23 @@ impl TestGateway {
     /// counted in the logging phase, just after the response is sent), or panics
     /// after 5 s showing the last page.
     pub fn metrics_containing(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        poll_until(Duration::from_secs(5), || {
             let text = client()
                 .get(self.admin_url("/metrics"))
                 .send()
                 .and_then(|r| r.text())
                 .unwrap_or_default();
             if needles.iter().all(|n| text.contains(n)) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!("metrics never showed {needles:?}:\n{text}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "metrics never showed {needles:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// The admin URL for `path`.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -268,8 +246,7 @@ pub fn client() -> reqwest::blocking::Client {
 pub struct Origin {
     /// Its address.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl Origin {
@@ -304,8 +281,7 @@ impl Origin {
         });
         Origin {
             addr,
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: Background::new(tx, thread),
         }
     }
 }
@@ -360,17 +336,6 @@ async fn answer(name: &str, req: Request<Incoming>) -> Result<Response<OriginBod
             trailers,
         ))
         .expect("response"))
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// An origin that accepts connections and never answers (for timeouts). The

@@ -112,8 +112,7 @@ pub struct OtlpReceiver {
     /// Every address it listens on.
     pub addrs: Vec<SocketAddr>,
     state: Arc<State>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl OtlpReceiver {
@@ -169,8 +168,7 @@ impl OtlpReceiver {
             addr,
             addrs,
             state,
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: Background::new(tx, thread),
         })
     }
 
@@ -207,23 +205,35 @@ impl OtlpReceiver {
 
     /// Waits until at least `n` spans were kept (or panics after 10 s).
     pub fn wait_for(&self, n: usize) -> Vec<(Resource, Span)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        poll_until(Duration::from_secs(10), || {
             let spans = self.spans();
             if spans.len() >= n {
-                return spans;
+                Ok(spans)
+            } else {
+                Err(format!("receiver got {} of {n} spans", spans.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "receiver got {} of {n} spans",
-                spans.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        })
+    }
+}
+
+/// A server thread and the signal that stops it: dropping it stops the thread and
+/// waits for it.
+pub struct Background {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Owns `thread`, which ends when `stop` fires.
+    pub fn new(stop: oneshot::Sender<()>, thread: JoinHandle<()>) -> Background {
+        Background {
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 }
 
-impl Drop for OtlpReceiver {
+impl Drop for Background {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -387,4 +397,17 @@ pub fn otlp_attr(
             _ => None,
         })
     })
+}
+
+/// Calls `probe` every 10 ms until it answers `Ok`, and returns that; panics with its
+/// last `Err` after `timeout`.
+pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
