@@ -134,7 +134,28 @@ impl TestGateway {
         render(template, self.port, self.admin_port)
     }
 
+    /// Boots on fresh free ports. A port found free can be taken before the gateway
+    /// binds it (by another test's outgoing connection, which draws its local port from
+    /// the same range), so a bind conflict is retried on other ports.
     fn boot(toml: &str, file: Option<&std::path::Path>) -> TestGateway {
+        let mut attempts = 0;
+        loop {
+            match Self::try_boot(toml, file) {
+                Err(server::StartError::Bind { addr, source })
+                    if source.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 =>
+                {
+                    attempts += 1;
+                    eprintln!("{addr} was taken before the gateway bound it; new ports");
+                }
+                other => return other.expect("build"),
+            }
+        }
+    }
+
+    fn try_boot(
+        toml: &str,
+        file: Option<&std::path::Path>,
+    ) -> Result<TestGateway, server::StartError> {
         let port = free_port();
         let admin_port = free_port();
         let text = render(toml, port, admin_port);
@@ -169,8 +190,7 @@ impl TestGateway {
             handle.clone(),
             StartOptions::default(),
             Arc::new(telemetry),
-        )
-        .expect("build");
+        )?;
         let (tx, rx) = oneshot::channel();
         let signal = TestSignal(std::sync::Mutex::new(Some(rx)));
         let thread = std::thread::spawn(move || {
@@ -187,7 +207,7 @@ impl TestGateway {
             _server: Background::new(tx, thread),
         };
         gw.wait_ready();
-        gw
+        Ok(gw)
     }
 
     fn wait_ready(&self) {
