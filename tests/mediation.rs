@@ -7,7 +7,7 @@ mod support;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::Value;
-use support::{client, Origin, TestGateway};
+use support::{client, one_route, Origin, TestGateway};
 use tracebridge::codec::Format;
 use tracebridge::model::{Sampling, TraceContext};
 
@@ -260,21 +260,7 @@ fn every_incoming_format_to_every_outgoing_format() {
 }
 
 fn single_route(origin: &Origin, extra: &str) -> String {
-    format!(
-        r#"
-        [server]
-        listen = ["{{listen}}"]
-        admin_listen = "{{admin}}"
-        threads = 1
-        {extra}
-        [upstreams.origin]
-        peers = ["{}"]
-        [[routes]]
-        name = "main"
-        upstream = "origin"
-        "#,
-        origin.addr
-    )
+    one_route(origin.addr, 1, extra, "")
 }
 
 #[test]

@@ -10,26 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{client, Origin, TestGateway};
+use support::{client, one_route, Origin, TestGateway};
 
 /// Config routing to `origin`, injecting only `format`: a response shows both the
 /// origin and the propagation policy of the generation that served it.
 fn config(origin: &Origin, format: &str) -> String {
-    format!(
-        r#"
-        [server]
-        listen = ["{{listen}}"]
-        admin_listen = "{{admin}}"
-        threads = 2
-        [propagation]
-        inject = ["{format}"]
-        [upstreams.origin]
-        peers = ["{}"]
-        [[routes]]
-        name = "main"
-        upstream = "origin"
-        "#,
-        origin.addr
+    one_route(
+        origin.addr,
+        2,
+        &format!("[propagation]\ninject = [\"{format}\"]"),
+        "",
     )
 }
 

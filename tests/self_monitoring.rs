@@ -9,28 +9,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{client, free_port, Origin, TestGateway};
+use support::{client, free_port, one_route, Origin, TestGateway};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// One route `main` under `/api` to `origin`; anything else is a 404.
 fn config(origin: &Origin, extra: &str) -> String {
-    format!(
-        r#"
-        [server]
-        listen = ["{{listen}}"]
-        admin_listen = "{{admin}}"
-        threads = 1
-        {extra}
-        [upstreams.origin]
-        peers = ["{}"]
-        [[routes]]
-        name = "main"
-        path_prefix = "/api"
-        upstream = "origin"
-        propagation = {{ inject = ["preserve", "tracecontext", "b3multi"] }}
-        "#,
-        origin.addr
+    one_route(
+        origin.addr,
+        1,
+        extra,
+        r#"path_prefix = "/api"
+        propagation = { inject = ["preserve", "tracecontext", "b3multi"] }"#,
     )
 }
 

@@ -7,30 +7,23 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, otlp_attr, CollectorMode, Origin, OtlpReceiver, TestGateway};
+use support::{client, one_route, otlp_attr, CollectorMode, Origin, OtlpReceiver, TestGateway};
 use tracebridge::codec::Format;
 
 fn config(origin: &Origin, endpoint: &str, extra: &str) -> String {
-    format!(
-        r#"
-        [server]
-        listen = ["{{listen}}"]
-        admin_listen = "{{admin}}"
-        threads = 2
-        [telemetry]
-        service_name = "edge-gateway"
-        service_instance = "gw-1"
-        exporter = "otlp"
-        endpoint = "{endpoint}"
-        batch_delay = "50ms"
-        {extra}
-        [upstreams.origin]
-        peers = ["{origin}"]
-        [[routes]]
-        name = "main"
-        upstream = "origin"
-        "#,
-        origin = origin.addr
+    one_route(
+        origin.addr,
+        2,
+        &format!(
+            r#"[telemetry]
+            service_name = "edge-gateway"
+            service_instance = "gw-1"
+            exporter = "otlp"
+            endpoint = "{endpoint}"
+            batch_delay = "50ms"
+            {extra}"#
+        ),
+        "",
     )
 }
 

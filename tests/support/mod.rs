@@ -69,6 +69,28 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// A gateway config (for [`TestGateway::start`]) with one upstream `origin` at
+/// `origin` and one route `main` to it: `threads` workers, `sections` right after
+/// `threads` (more `[server]` keys, or whole sections), `route` as more keys of the
+/// route.
+pub fn one_route(origin: SocketAddr, threads: usize, sections: &str, route: &str) -> String {
+    format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = {threads}
+        {sections}
+        [upstreams.origin]
+        peers = ["{origin}"]
+        [[routes]]
+        name = "main"
+        upstream = "origin"
+        {route}
+        "#
+    )
+}
+
 /// `{listen}` / `{admin}` replaced, and the in-memory span exporter unless the
 /// config names its own `[telemetry]`.
 fn render(template: &str, port: u16, admin_port: u16) -> String {
