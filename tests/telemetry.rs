@@ -7,7 +7,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, one_route, otlp_attr, CollectorMode, Origin, OtlpReceiver, TestGateway};
+use support::{
+    client, one_route, otlp_attr, poll_until, CollectorMode, Origin, OtlpReceiver, TestGateway,
+};
 use tracebridge::codec::Format;
 
 fn config(origin: &Origin, endpoint: &str, extra: &str) -> String {
@@ -253,21 +255,10 @@ fn degradation_switches_to_propagation_only_and_back() {
     ));
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     // Fill the queue while the collector hangs.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll_until(Duration::from_secs(10), || {
         get(&gw, &[("traceparent", tp)]);
-        let m = client()
-            .get(gw.admin_url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        if m.lines().any(|l| l == "tracebridge_degraded 1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never degraded:\n{m}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        degraded_is(&gw, 1)
+    });
     // Degraded: no new span, the context still goes out with the incoming parent.
     let (status, _, body) = get(&gw, &[("traceparent", tp)]);
     assert_eq!(status, 200);
@@ -290,21 +281,23 @@ fn degradation_switches_to_propagation_only_and_back() {
     );
     // The collector comes back: the queue drains and the gateway recovers by itself.
     rx.set_mode(CollectorMode::Ok);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = client()
-            .get(gw.admin_url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        if m.lines().any(|l| l == "tracebridge_degraded 0") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never recovered:\n{m}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(20), || degraded_is(&gw, 0));
     let before = rx.spans().len();
     get(&gw, &[("traceparent", tp)]);
     rx.wait_for(before + 1);
+}
+
+/// `Ok` when the `tracebridge_degraded` gauge reads `value`, else the metrics page.
+fn degraded_is(gw: &TestGateway, value: u8) -> Result<(), String> {
+    let m = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let line = format!("tracebridge_degraded {value}");
+    if m.lines().any(|l| l == line) {
+        Ok(())
+    } else {
+        Err(format!("tracebridge_degraded never became {value}:\n{m}"))
+    }
 }
