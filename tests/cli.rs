@@ -207,18 +207,7 @@ fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Listening sockets are bound before the server runs; wait for an HTTP answer and
     // a moment more, so the signal handlers are installed before the test signals.
-    let ready = || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .ok()?;
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.starts_with("HTTP/1.1 200").then_some(())
-    };
-    while ready().is_none() {
+    while get_is_200(admin, "/readyz", std::time::Duration::from_secs(2)) != Some(true) {
         assert!(
             std::time::Instant::now() < deadline,
             "gateway did not start"
@@ -227,6 +216,22 @@ fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     (child, port)
+}
+
+/// `GET path` on `127.0.0.1:port` with `Connection: close`: whether the answer is a 200,
+/// or `None` when the exchange failed (nothing listening yet, a reset, a timeout).
+fn get_is_200(port: u16, path: &str, timeout: std::time::Duration) -> Option<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.starts_with("HTTP/1.1 200"))
 }
 
 fn signal(child: &std::process::Child, sig: &str) {
@@ -277,17 +282,7 @@ fn sigterm_waits_the_configured_grace_period_and_sigint_is_fast() {
 fn upgrade_hands_the_listening_socket_to_a_new_process() {
     let dir = tempfile::tempdir().unwrap();
     let (mut old, port) = start_gateway(dir.path(), "1s");
-    let get = || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .ok()?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out.starts_with("HTTP/1.1 200"))
-    };
+    let get = || get_is_200(port, "/", std::time::Duration::from_secs(5));
     assert_eq!(get(), Some(true));
     // The new process waits on the upgrade socket for the old one's listeners.
     let mut new = bin()
