@@ -11,28 +11,26 @@ script reports the same span as OTLP/HTTP JSON (the collector's :4318/v1/traces)
 is honest about the ids and timing but not about the transport. It prints the trace
 id it used, so you can find the trace in Jaeger's UI.
 
-Python standard library only. Settings come from the environment (see the defaults).
+Python standard library only (and `common.py` beside it). Settings come from the environment
+(see the defaults).
 """
 
 import json
 import os
 import secrets
-import sys
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-HOST = os.environ.get("HOST", "0.0.0.0")
+from common import JsonHandler, logger, post_span, serve
+
 PORT = int(os.environ.get("PORT", "8001"))
 SERVICE_NAME = os.environ.get("SERVICE_NAME", "service-a")
 NEXT_URL = os.environ.get("NEXT_URL", "http://tracebridge:8080/work")
 OTLP_URL = os.environ.get("OTLP_URL", "http://otel-collector:4318/v1/traces")
 JAEGER_UI = os.environ.get("JAEGER_UI", "http://localhost:16686")
 
-
-def log(message):
-    print(f"[{SERVICE_NAME}] {message}", file=sys.stderr, flush=True)
+log = logger(SERVICE_NAME)
 
 
 def parse_uber_trace_id(value):
@@ -77,17 +75,10 @@ def report_span(trace_id, span_id, parent_id, name, start_ns, end_ns, attributes
             "scopeSpans": [{"scope": {"name": "tracebridge-demo"}, "spans": [span]}],
         }]
     }
-    request = urllib.request.Request(
-        OTLP_URL, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as e:
-        log(f"could not report span to {OTLP_URL}: {e}")
+    post_span(OTLP_URL, body, log)
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     def do_GET(self):
         if self.path == "/healthz":
             return self.reply(200, {"status": "ok"})
@@ -129,19 +120,6 @@ class Handler(BaseHTTPRequestHandler):
             "next_hop": downstream,
         })
 
-    def reply(self, code, body):
-        data = (json.dumps(body, indent=2) + "\n").encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer((HOST, PORT), Handler)
-    log(f"listening on :{server.server_address[1]}, next hop {NEXT_URL}")
-    server.serve_forever()
+    serve(PORT, Handler, log, f", next hop {NEXT_URL}")

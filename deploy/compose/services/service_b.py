@@ -8,19 +8,16 @@ Zipkin v2 JSON (:9411/api/v2/spans) — the way a Zipkin-instrumented service re
 The gateway in front of it turns service A's `uber-trace-id` into B3, so both spans
 land in the same trace. It prints the ids it received and answers with them.
 
-Python standard library only. Settings come from the environment (see the defaults).
+Python standard library only (and `common.py` beside it). Settings come from the environment
+(see the defaults).
 """
 
-import json
 import os
 import secrets
-import sys
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-HOST = os.environ.get("HOST", "0.0.0.0")
+from common import JsonHandler, logger, post_span, serve
+
 PORT = int(os.environ.get("PORT", "8002"))
 SERVICE_NAME = os.environ.get("SERVICE_NAME", "service-b")
 ZIPKIN_URL = os.environ.get("ZIPKIN_URL", "http://otel-collector:9411/api/v2/spans")
@@ -29,9 +26,7 @@ TRACE_HEADERS = ("b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
                  "x-b3-sampled", "x-b3-flags", "traceparent", "tracestate",
                  "uber-trace-id", "baggage")
 
-
-def log(message):
-    print(f"[{SERVICE_NAME}] {message}", file=sys.stderr, flush=True)
+log = logger(SERVICE_NAME)
 
 
 def is_hex(value, max_len):
@@ -73,17 +68,10 @@ def report_span(trace_id, span_id, parent_id, name, start_us, duration_us, tags)
     }
     if parent_id:
         span["parentId"] = parent_id
-    request = urllib.request.Request(
-        ZIPKIN_URL, data=json.dumps([span]).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as e:
-        log(f"could not report span to {ZIPKIN_URL}: {e}")
+    post_span(ZIPKIN_URL, [span], log)
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     def do_GET(self):
         if self.path == "/healthz":
             return self.reply(200, {"status": "ok"})
@@ -114,19 +102,6 @@ class Handler(BaseHTTPRequestHandler):
                             "demo.propagation.format": "b3" if context else "none",
                         })
 
-    def reply(self, code, body):
-        data = (json.dumps(body, indent=2) + "\n").encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer((HOST, PORT), Handler)
-    log(f"listening on :{server.server_address[1]}")
-    server.serve_forever()
+    serve(PORT, Handler, log)
