@@ -28,10 +28,13 @@ use crate::config::{Exporter, TelemetrySettings, UpstreamKind};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
 use crate::telemetry::otlp;
-use crate::telemetry::pipeline::QueueProcessor;
+use crate::telemetry::otlp_http::OtlpHttpExporter;
+use crate::telemetry::pipeline::{QueueProcessor, SdkExport};
 use crate::telemetry::stdout::StdoutExporter;
+use crate::telemetry::tracer::SCOPE_NAME;
 use crate::telemetry::{Metrics, Telemetry};
 use opentelemetry_sdk::trace::SpanExporter as _;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 
 /// How the process was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,16 +106,32 @@ pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
                     resolved.endpoint
                 );
                 let resource = resource.clone();
-                let grpc = resolved.protocol == otlp::OtlpProtocol::Grpc;
-                builder.with_span_processor(QueueProcessor::start(queue, stats, grpc, move || {
-                    let mut exporter = otlp::build_exporter(&resolved)?;
-                    exporter.set_resource(&resource);
-                    Some(exporter)
-                }))
+                match resolved.protocol {
+                    otlp::OtlpProtocol::HttpProtobuf => builder.with_span_processor(
+                        QueueProcessor::start(queue, stats, move || {
+                            OtlpHttpExporter::new(&resolved, &resource, SCOPE_NAME)
+                                .map_err(|e| {
+                                    log::error!("cannot build the OTLP/HTTP exporter: {e}")
+                                })
+                                .ok()
+                        }),
+                    ),
+                    otlp::OtlpProtocol::Grpc => builder.with_span_processor(QueueProcessor::start(
+                        queue,
+                        stats,
+                        move || {
+                            SdkExport::build(true, || {
+                                let mut exporter = otlp::build_grpc_exporter(&resolved)?;
+                                exporter.set_resource(&resource);
+                                Some(exporter)
+                            })
+                        },
+                    )),
+                }
             }
             Exporter::Stdout => {
-                builder.with_span_processor(QueueProcessor::start(queue, stats, false, || {
-                    Some(StdoutExporter)
+                builder.with_span_processor(QueueProcessor::start(queue, stats, || {
+                    SdkExport::build(false, || Some(StdoutExporter))
                 }))
             }
             Exporter::None => builder,
@@ -167,7 +186,13 @@ pub fn build_with_telemetry(
     }
     let mut proxy_addrs = Vec::new();
     for addr in &settings.listen {
-        proxy.add_tcp(addr);
+        // No L4 read buffer on plain listeners: pingora's default is a 64 KiB
+        // zero-filled `BufReader` per connection, which made up most of the memory of
+        // 1,000 keep-alive connections, and its extra copy bought nothing here: the
+        // HTTP/1 parser reads into a buffer of its own. TLS listeners keep the default
+        // (TLS reads records of up to 16 KiB, where the buffer saves system calls).
+        proxy
+            .add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0)));
         proxy_addrs.push(addr.clone());
     }
     for tls in &settings.tls {

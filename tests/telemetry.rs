@@ -105,18 +105,27 @@ fn spans_arrive_over_otlp_http_with_attributes_and_resource() {
 
 #[test]
 fn spans_arrive_over_otlp_grpc_with_attributes_and_resource() {
-    spans_arrive_over_grpc("protocol = \"grpc\"");
+    spans_arrive_with("protocol = \"grpc\"", false);
 }
 
 #[test]
 fn spans_arrive_over_otlp_grpc_gzip() {
-    spans_arrive_over_grpc("protocol = \"grpc\"\ncompression = \"gzip\"");
+    spans_arrive_with("protocol = \"grpc\"\ncompression = \"gzip\"", true);
 }
 
-fn spans_arrive_over_grpc(telemetry: &str) {
+#[test]
+fn spans_arrive_over_otlp_http_gzip() {
+    spans_arrive_with("compression = \"gzip\"", true);
+}
+
+/// Three traceparent requests through a gateway exporting with `telemetry` settings
+/// and a configured header: three gateway spans arrive, with the header, compressed
+/// or not as `gzip` says.
+fn spans_arrive_with(telemetry: &str, gzip: bool) {
     let origin = Origin::start("origin");
     let rx = OtlpReceiver::start(CollectorMode::Ok);
-    let gw = TestGateway::start(&config(&origin, &format!("http://{}", rx.addr), telemetry));
+    let telemetry = format!("{telemetry}\nheaders = {{ \"x-tenant\" = \"acme\" }}");
+    let gw = TestGateway::start(&config(&origin, &format!("http://{}", rx.addr), &telemetry));
     for _ in 0..3 {
         let (status, _, _) = get(
             &gw,
@@ -130,6 +139,9 @@ fn spans_arrive_over_grpc(telemetry: &str) {
     let spans = rx.wait_for(3);
     assert_eq!(spans.len(), 3);
     assert!(rx.request_count() >= 1);
+    let compressed = rx.compressed_count();
+    assert_eq!(compressed > 0, gzip, "{compressed} compressed requests");
+    assert_eq!(rx.last_tenant().as_deref(), Some("acme"));
     assert_gateway_span(
         &spans[0],
         "4bf92f3577b34da6a3ce929d0e0e4736",

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod coverage;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_http;
 pub mod pipeline;
 pub mod stdout;
 pub mod tracer;

@@ -131,48 +131,34 @@ pub fn resolve(file: &OtlpFileSettings, env: &dyn Fn(&str) -> Option<String>) ->
     }
 }
 
-/// Builds the exporter. Call it on the export thread (inside its tokio runtime: the
-/// gRPC exporter needs one to be built). `None` after logging why.
-pub fn build_exporter(s: &OtlpSettings) -> Option<opentelemetry_otlp::SpanExporter> {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-    let result = match s.protocol {
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(s.endpoint.clone())
-                .with_timeout(s.timeout)
-                .with_headers(s.headers.clone().into_iter().collect());
-            if s.gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
+/// Builds the gRPC exporter (OTLP/HTTP is [`super::otlp_http`]). Call it inside a
+/// tokio runtime: tonic needs one to build its channel. `None` after logging why.
+pub fn build_grpc_exporter(s: &OtlpSettings) -> Option<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (k, v) in &s.headers {
+        if let (Ok(k), Ok(v)) = (
+            k.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
+            v.parse(),
+        ) {
+            metadata.insert(k, v);
         }
-        OtlpProtocol::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (k, v) in &s.headers {
-                if let (Ok(k), Ok(v)) = (
-                    k.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
-                    v.parse(),
-                ) {
-                    metadata.insert(k, v);
-                }
-            }
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_timeout(s.timeout)
-                .with_metadata(metadata);
-            if s.gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
-    };
-    match result {
+    }
+    let mut b = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(s.endpoint.clone())
+        .with_timeout(s.timeout)
+        .with_metadata(metadata);
+    if s.gzip {
+        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    match b.build() {
         Ok(e) => Some(e),
         Err(e) => {
-            log::error!("cannot build the OTLP exporter for {}: {e}", s.endpoint);
+            log::error!(
+                "cannot build the OTLP/gRPC exporter for {}: {e}",
+                s.endpoint
+            );
             None
         }
     }

@@ -12,11 +12,13 @@
 //! swaps the buffer with a spare one of the same capacity, so the request path does
 //! not allocate for the queue either.
 //!
-//! Exporters that need tokio (the gRPC exporter must even be *built* inside a
-//! runtime) get a current-thread runtime of their own on the exporter thread; the
-//! others (OTLP/HTTP with the blocking reqwest client, stdout) run without one,
-//! because the blocking client owns a runtime itself and must not run or be dropped
-//! inside another.
+//! What the queue holds is the exporter's choice ([`Batch`]): the OTLP/HTTP exporter
+//! queues spans already encoded to protobuf (see `otlp_http`), the SDK exporters
+//! ([`SdkExport`]: gRPC, stdout) queue `SpanData`. Exporters that need tokio (the gRPC
+//! exporter must even be *built* inside a runtime) get a current-thread runtime of
+//! their own on the exporter thread; the others (OTLP/HTTP with the blocking reqwest
+//! client, stdout) run without one, because the blocking client owns a runtime itself
+//! and must not run or be dropped inside another.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -55,10 +57,137 @@ pub struct PipelineStats {
     pub capacity: AtomicUsize,
 }
 
-/// What the request path and the exporter thread share, under one mutex.
-#[derive(Default)]
-struct Pending {
+/// How the queue holds spans until the exporter thread takes them.
+pub trait Batch: Send + 'static {
+    /// A span made ready for the queue on the request's thread, before the queue's
+    /// lock is taken.
+    type Item;
+    /// Readies `span` for [`Batch::push`].
+    fn prepare(span: SpanData) -> Self::Item;
+    /// An empty batch sized for `settings` (so pushing does not allocate).
+    fn with_capacity(settings: &QueueSettings) -> Self;
+    /// Adds one span.
+    fn push(&mut self, item: Self::Item);
+    /// Spans held.
+    fn len(&self) -> usize;
+    /// No span held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Empties the batch, keeping its capacity.
+    fn clear(&mut self);
+}
+
+/// The exporter thread's side of the queue.
+pub trait BatchExport {
+    /// What the queue holds for this exporter.
+    type Batch: Batch;
+    /// Exports every span of `batch` (at most `batch_size` per call) and empties it.
+    /// Returns the spans exported and the spans whose call failed.
+    fn export(&mut self, batch: &mut Self::Batch) -> (u64, u64);
+    /// Called once, after the last export.
+    fn shutdown(&mut self);
+}
+
+/// `SpanData` waiting for an SDK [`SpanExporter`].
+#[derive(Debug)]
+pub struct SdkSpans {
     spans: Vec<SpanData>,
+    batch_size: usize,
+}
+
+impl Batch for SdkSpans {
+    type Item = SpanData;
+
+    fn prepare(span: SpanData) -> SpanData {
+        span
+    }
+
+    fn with_capacity(settings: &QueueSettings) -> Self {
+        SdkSpans {
+            spans: Vec::with_capacity(settings.batch_size.min(settings.queue_size)),
+            batch_size: settings.batch_size.max(1),
+        }
+    }
+
+    fn push(&mut self, span: SpanData) {
+        self.spans.push(span);
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn clear(&mut self) {
+        self.spans.clear();
+    }
+}
+
+/// An OpenTelemetry SDK exporter run on the exporter thread, inside a current-thread
+/// tokio runtime when it needs one.
+pub struct SdkExport<E> {
+    exporter: E,
+    /// Declared after `exporter`, so it is dropped after it.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl<E: SpanExporter> SdkExport<E> {
+    /// Builds the exporter with `make` (inside the runtime when `needs_tokio`). Call it
+    /// on the exporter thread. `None` after logging why.
+    pub fn build(needs_tokio: bool, make: impl FnOnce() -> Option<E>) -> Option<Self> {
+        let runtime = if needs_tokio {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    log::error!("span export runtime: {e}; spans will be dropped");
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        let exporter = {
+            let _guard = runtime.as_ref().map(|rt| rt.enter());
+            make()?
+        };
+        Some(SdkExport { exporter, runtime })
+    }
+}
+
+impl<E: SpanExporter> BatchExport for SdkExport<E> {
+    type Batch = SdkSpans;
+
+    fn export(&mut self, batch: &mut SdkSpans) -> (u64, u64) {
+        let (mut exported, mut failed) = (0, 0);
+        while !batch.spans.is_empty() {
+            let n = batch.spans.len().min(batch.batch_size);
+            let chunk: Vec<SpanData> = batch.spans.drain(..n).collect();
+            let result = match &self.runtime {
+                Some(rt) => rt.block_on(self.exporter.export(chunk)),
+                None => futures_executor::block_on(self.exporter.export(chunk)),
+            };
+            match result {
+                Ok(()) => exported += n as u64,
+                Err(e) => {
+                    log::debug!("span export failed: {e}");
+                    failed += n as u64;
+                }
+            }
+        }
+        (exported, failed)
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.exporter.shutdown();
+    }
+}
+
+/// What the request path and the exporter thread share, under one mutex.
+struct Pending<B> {
+    spans: B,
     /// When the first span of the pending batch arrived.
     since: Option<Instant>,
     /// Flush requests waiting for everything queued before them to be exported.
@@ -69,15 +198,15 @@ struct Pending {
     closed: bool,
 }
 
-struct Shared {
-    pending: Mutex<Pending>,
+struct Shared<B> {
+    pending: Mutex<Pending<B>>,
     wake: Condvar,
     stats: Arc<PipelineStats>,
     settings: QueueSettings,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
+impl<B> Shared<B> {
+    fn lock(&self) -> MutexGuard<'_, Pending<B>> {
         // A panic while holding the lock cannot leave `Pending` inconsistent (every
         // update is a single push or swap), so a poisoned lock is still usable.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
@@ -85,12 +214,12 @@ impl Shared {
 }
 
 /// The SDK span processor side of the pipeline.
-pub struct QueueProcessor {
-    shared: Arc<Shared>,
+pub struct QueueProcessor<B> {
+    shared: Arc<Shared<B>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for QueueProcessor {
+impl<B> std::fmt::Debug for QueueProcessor<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueProcessor")
             .field("settings", &self.shared.settings)
@@ -98,18 +227,13 @@ impl std::fmt::Debug for QueueProcessor {
     }
 }
 
-impl QueueProcessor {
-    /// Starts the exporter thread. `make_exporter` runs on that thread, inside its
-    /// tokio runtime when `needs_tokio`.
-    pub fn start<E, F>(
-        settings: QueueSettings,
-        stats: Arc<PipelineStats>,
-        needs_tokio: bool,
-        make_exporter: F,
-    ) -> Self
+impl<B: Batch> QueueProcessor<B> {
+    /// Starts the exporter thread. `make_exporter` runs on that thread; without an
+    /// exporter (it returned `None`) every span is counted as dropped.
+    pub fn start<X, F>(settings: QueueSettings, stats: Arc<PipelineStats>, make_exporter: F) -> Self
     where
-        E: SpanExporter + 'static,
-        F: FnOnce() -> Option<E> + Send + 'static,
+        X: BatchExport<Batch = B>,
+        F: FnOnce() -> Option<X> + Send + 'static,
     {
         let settings = QueueSettings {
             queue_size: settings.queue_size.max(1),
@@ -119,8 +243,11 @@ impl QueueProcessor {
         stats.capacity.store(settings.queue_size, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
-                spans: Vec::with_capacity(settings.batch_size.min(settings.queue_size)),
-                ..Pending::default()
+                spans: B::with_capacity(&settings),
+                since: None,
+                flushes: Vec::new(),
+                stop: None,
+                closed: false,
             }),
             wake: Condvar::new(),
             stats,
@@ -129,7 +256,7 @@ impl QueueProcessor {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("tracebridge-export".into())
-            .spawn(move || export_loop(&thread_shared, needs_tokio, make_exporter))
+            .spawn(move || export_loop(&thread_shared, make_exporter))
             .ok();
         if thread.is_none() {
             log::error!("cannot start the span export thread: spans will be dropped");
@@ -163,11 +290,12 @@ impl QueueProcessor {
     }
 }
 
-impl SpanProcessor for QueueProcessor {
+impl<B: Batch> SpanProcessor for QueueProcessor<B> {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
         let stats = &self.shared.stats;
+        let item = B::prepare(span);
         let mut pending = self.shared.lock();
         if pending.closed {
             drop(pending);
@@ -180,7 +308,7 @@ impl SpanProcessor for QueueProcessor {
             stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        pending.spans.push(span);
+        pending.spans.push(item);
         if queued == 0 {
             pending.since = Some(Instant::now());
         }
@@ -209,7 +337,7 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
-impl Drop for QueueProcessor {
+impl<B> Drop for QueueProcessor<B> {
     /// Without a shutdown (a provider dropped early), the exporter thread still ends:
     /// it exports what is queued and stops.
     fn drop(&mut self) {
@@ -230,7 +358,7 @@ struct Work {
 
 /// Waits until a batch is full or due, or a flush or shutdown is asked, then swaps
 /// the pending spans into `batch`.
-fn next_work(shared: &Shared, batch: &mut Vec<SpanData>) -> Work {
+fn next_work<B: Batch>(shared: &Shared<B>, batch: &mut B) -> Work {
     let QueueSettings {
         batch_size,
         batch_delay,
@@ -272,62 +400,34 @@ fn next_work(shared: &Shared, batch: &mut Vec<SpanData>) -> Work {
     }
 }
 
-fn export_loop<E, F>(shared: &Shared, needs_tokio: bool, make: F)
+fn export_loop<B, X, F>(shared: &Shared<B>, make: F)
 where
-    E: SpanExporter,
-    F: FnOnce() -> Option<E>,
+    B: Batch,
+    X: BatchExport<Batch = B>,
+    F: FnOnce() -> Option<X>,
 {
-    let runtime = if needs_tokio {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => Some(rt),
-            Err(e) => {
-                log::error!("span export runtime: {e}; spans will be dropped");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    // Without an exporter (none configured, or it could not be built) the loop still
-    // runs: it counts every span as dropped and answers flushes.
-    let exporter = if needs_tokio && runtime.is_none() {
-        None
-    } else {
-        let _guard = runtime.as_ref().map(|rt| rt.enter());
-        make()
-    };
-    let run = |chunk: Vec<SpanData>| match (&exporter, &runtime) {
-        (Some(exporter), Some(rt)) => rt.block_on(exporter.export(chunk)),
-        (Some(exporter), None) => futures_executor::block_on(exporter.export(chunk)),
-        (None, _) => Err(OTelSdkError::InternalFailure("no exporter".into())),
-    };
+    let mut exporter = make();
     let stats = &shared.stats;
-    let batch_size = shared.settings.batch_size;
-    let mut batch: Vec<SpanData> = Vec::with_capacity(batch_size.min(shared.settings.queue_size));
+    let mut batch = B::with_capacity(&shared.settings);
     loop {
         let work = next_work(shared, &mut batch);
-        while !batch.is_empty() {
-            let n = batch.len().min(batch_size);
-            let chunk: Vec<SpanData> = batch.drain(..n).collect();
-            match run(chunk) {
-                Ok(()) => stats.exported.fetch_add(n as u64, Ordering::Relaxed),
-                Err(e) => {
-                    log::debug!("span export failed: {e}");
-                    stats
-                        .dropped_export_failed
-                        .fetch_add(n as u64, Ordering::Relaxed)
-                }
-            };
-        }
+        let (exported, failed) = match &mut exporter {
+            Some(exporter) => exporter.export(&mut batch),
+            // No exporter (none configured, or it could not be built): the loop still
+            // runs, counting every span as dropped and answering flushes.
+            None => (0, batch.len() as u64),
+        };
+        batch.clear();
+        stats.exported.fetch_add(exported, Ordering::Relaxed);
+        stats
+            .dropped_export_failed
+            .fetch_add(failed, Ordering::Relaxed);
         for done in work.flushes {
             let _ = done.send(());
         }
         if let Some(done) = work.stop {
-            if let Some(exporter) = &exporter {
-                let _ = exporter.shutdown();
+            if let Some(exporter) = &mut exporter {
+                exporter.shutdown();
             }
             if let Some(done) = done {
                 let _ = done.send(());
@@ -374,8 +474,9 @@ mod tests {
         exporter: Recorder,
     ) -> (SdkTracerProvider, Arc<PipelineStats>) {
         let stats = Arc::new(PipelineStats::default());
-        let processor =
-            QueueProcessor::start(settings, stats.clone(), false, move || Some(exporter));
+        let processor = QueueProcessor::start(settings, stats.clone(), move || {
+            SdkExport::build(false, || Some(exporter))
+        });
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .build();
@@ -485,7 +586,8 @@ mod tests {
             batch_size: 10,
             batch_delay: Duration::from_secs(60),
         };
-        let processor = QueueProcessor::start(settings, stats.clone(), false, || None::<Recorder>);
+        let processor =
+            QueueProcessor::start(settings, stats.clone(), || None::<SdkExport<Recorder>>);
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .build();

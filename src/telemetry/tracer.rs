@@ -22,6 +22,9 @@ use opentelemetry_sdk::Resource;
 use crate::mediate::SamplingDirective;
 use crate::model::{SpanId, TraceId};
 
+/// The instrumentation scope of the gateway's spans (the tracer's name).
+pub const SCOPE_NAME: &str = "tracebridge";
+
 /// Sampled-roots-per-second cap shared by every request of the process.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -251,7 +254,7 @@ impl Telemetry {
             .with_id_generator(GatewayIds::default())
             .with_resource(resource.clone());
         let provider = configure(builder, &resource, stats.clone()).build();
-        let tracer = provider.tracer("tracebridge");
+        let tracer = provider.tracer(SCOPE_NAME);
         let telemetry = Telemetry {
             provider,
             tracer,

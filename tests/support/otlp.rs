@@ -103,6 +103,9 @@ struct State {
     received: Mutex<Vec<ExportTraceServiceRequest>>,
     spans: AtomicU64,
     requests: AtomicU64,
+    compressed: AtomicU64,
+    /// The `x-tenant` header of the last export request (checks configured headers).
+    tenant: Mutex<Option<String>>,
 }
 
 /// The receiver, running on a thread of its own until dropped.
@@ -185,6 +188,16 @@ impl OtlpReceiver {
     /// Export requests received so far, whatever the answer.
     pub fn request_count(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Export requests whose message came gzip-compressed.
+    pub fn compressed_count(&self) -> u64 {
+        self.state.compressed.load(Ordering::Relaxed)
+    }
+
+    /// The `x-tenant` header of the last export request, if it had one.
+    pub fn last_tenant(&self) -> Option<String> {
+        self.state.tenant.lock().unwrap().clone()
     }
 
     /// Every span kept so far (mode `Ok`), with its resource.
@@ -294,6 +307,7 @@ async fn handle(
     };
     let grpc = header("content-type").starts_with("application/grpc");
     let gzip_body = header("content-encoding") == "gzip";
+    *state.tenant.lock().unwrap() = Some(header("x-tenant")).filter(|t| !t.is_empty());
     let body = req
         .into_body()
         .collect()
@@ -301,6 +315,10 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     state.requests.fetch_add(1, Ordering::Relaxed);
+    // gRPC: the first byte of the length-prefixed message is its compressed flag.
+    if gzip_body || (grpc && body.first() == Some(&1)) {
+        state.compressed.fetch_add(1, Ordering::Relaxed);
+    }
     let mode = CollectorMode::from_u8(state.mode.load(Ordering::Relaxed));
     let decoded = if grpc {
         grpc_message(&body)
