@@ -151,6 +151,35 @@ fn spans_arrive_with(telemetry: &str, gzip: bool) {
     gw.metrics_containing(&["tracebridge_spans_exported_total 3"]);
 }
 
+/// The load sink's mode (`benches/load_sink.rs`) counts the spans of a gzip batch
+/// without decoding them, and still refuses a body that is not an export request.
+#[test]
+fn a_counting_receiver_counts_every_span_and_refuses_garbage() {
+    let origin = Origin::start("origin");
+    let rx = OtlpReceiver::start(CollectorMode::Count);
+    let gw = TestGateway::start(&config(
+        &origin,
+        &format!("http://{}", rx.addr),
+        "compression = \"gzip\"",
+    ));
+    for _ in 0..7 {
+        assert_eq!(get(&gw, &[]).0, 200);
+    }
+    poll_until(Duration::from_secs(5), || match rx.span_count() {
+        7 => Ok(()),
+        n => Err(format!("{n} spans counted")),
+    });
+    assert!(rx.spans().is_empty(), "counting keeps no span");
+    let garbage = client()
+        .post(format!("http://{}/v1/traces", rx.addr))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0x0a, 0x05, 0x12])
+        .send()
+        .expect("receiver answers");
+    assert_eq!(garbage.status().as_u16(), 400);
+    assert_eq!(rx.span_count(), 7);
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

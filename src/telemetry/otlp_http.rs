@@ -350,8 +350,8 @@ pub struct OtlpHttpExporter {
     gzip: bool,
     /// `ResourceSpans.resource` (field 1), encoded once.
     resource: Vec<u8>,
-    /// `ResourceSpans.schema_url`.
-    resource_schema: String,
+    /// `ResourceSpans.schema_url` (field 3), encoded once (empty when there is none).
+    resource_schema: Vec<u8>,
     /// `ScopeSpans.scope` (field 1), encoded once.
     scope: Vec<u8>,
 }
@@ -428,7 +428,15 @@ impl OtlpHttpExporter {
             headers,
             gzip: settings.gzip,
             resource: encoded_resource,
-            resource_schema: resource.schema_url().unwrap_or_default().to_string(),
+            resource_schema: {
+                let mut field = Vec::new();
+                bytes_field(
+                    &mut field,
+                    3,
+                    resource.schema_url().unwrap_or_default().as_bytes(),
+                );
+                field
+            },
             scope: encoded_scope,
         })
     }
@@ -436,16 +444,23 @@ impl OtlpHttpExporter {
     /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{
     /// scope, spans }], schema_url }] }` around already encoded spans.
     pub fn request_body(&self, spans: &[u8]) -> Vec<u8> {
+        // Lengths first, so the spans are copied once, straight into the body.
         let scope_spans_len = self.scope.len() + spans.len();
-        let mut resource_spans = Vec::with_capacity(scope_spans_len + self.resource.len() + 64);
-        resource_spans.extend_from_slice(&self.resource);
-        key(&mut resource_spans, 2, LEN);
-        varint(&mut resource_spans, scope_spans_len as u64);
-        resource_spans.extend_from_slice(&self.scope);
-        resource_spans.extend_from_slice(spans);
-        bytes_field(&mut resource_spans, 3, self.resource_schema.as_bytes());
-        let mut body = Vec::with_capacity(resource_spans.len() + 8);
-        len_field(&mut body, 1, &resource_spans);
+        let resource_spans_len = self.resource.len()
+            + 1
+            + varint_len(scope_spans_len as u64)
+            + scope_spans_len
+            + self.resource_schema.len();
+        let mut body =
+            Vec::with_capacity(1 + varint_len(resource_spans_len as u64) + resource_spans_len);
+        key(&mut body, 1, LEN);
+        varint(&mut body, resource_spans_len as u64);
+        body.extend_from_slice(&self.resource);
+        key(&mut body, 2, LEN);
+        varint(&mut body, scope_spans_len as u64);
+        body.extend_from_slice(&self.scope);
+        body.extend_from_slice(spans);
+        body.extend_from_slice(&self.resource_schema);
         body
     }
 
@@ -623,42 +638,51 @@ mod tests {
 
     #[test]
     fn a_request_decodes_to_what_the_sdk_conversion_makes() {
-        let resource = Resource::builder_empty()
-            .with_attributes([
-                KeyValue::new("service.name", "gw"),
-                KeyValue::new("host.name", "h1"),
-            ])
-            .build();
-        let settings = OtlpSettings {
-            protocol: super::super::otlp::OtlpProtocol::HttpProtobuf,
-            endpoint: "http://127.0.0.1:9/v1/traces".into(),
-            headers: Default::default(),
-            timeout: Duration::from_secs(1),
-            gzip: false,
-        };
-        let exporter = OtlpHttpExporter::new(&settings, &resource, "tracebridge").expect("client");
-        let spans: Vec<SpanData> = (0..3)
-            .map(|i| span("GET /", gateway_attrs(), i, i == 1, Status::Unset))
-            .collect();
-        let mut batch = EncodedSpans::with_capacity(&QueueSettings {
-            queue_size: 10,
-            batch_size: 10,
-            batch_delay: Duration::from_secs(1),
-        });
-        spans
-            .iter()
-            .for_each(|s| batch.push(EncodedSpans::prepare(s.clone())));
-        let (bytes, n) = batch.chunks().next().expect("one chunk");
-        assert_eq!(n, 3);
-        let got = ExportTraceServiceRequest::decode(exporter.request_body(bytes).as_slice())
-            .expect("decodes");
-        let want = ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(
-                spans,
-                &ResourceAttributesWithSchema::from(&resource),
-            ),
-        };
-        assert_eq!(got, want);
+        let attrs = [
+            KeyValue::new("service.name", "gw"),
+            KeyValue::new("host.name", "h1"),
+        ];
+        for resource in [
+            Resource::builder_empty()
+                .with_attributes(attrs.clone())
+                .build(),
+            Resource::builder_empty()
+                .with_schema_url(attrs.clone(), "https://opentelemetry.io/schemas/1.26.0")
+                .build(),
+        ] {
+            let settings = OtlpSettings {
+                protocol: super::super::otlp::OtlpProtocol::HttpProtobuf,
+                endpoint: "http://127.0.0.1:9/v1/traces".into(),
+                headers: Default::default(),
+                timeout: Duration::from_secs(1),
+                gzip: false,
+            };
+            let exporter =
+                OtlpHttpExporter::new(&settings, &resource, "tracebridge").expect("client");
+            let spans: Vec<SpanData> = (0..3)
+                .map(|i| span("GET /", gateway_attrs(), i, i == 1, Status::Unset))
+                .collect();
+            let mut batch = EncodedSpans::with_capacity(&QueueSettings {
+                queue_size: 10,
+                batch_size: 10,
+                batch_delay: Duration::from_secs(1),
+            });
+            spans
+                .iter()
+                .for_each(|s| batch.push(EncodedSpans::prepare(s.clone())));
+            let (bytes, n) = batch.chunks().next().expect("one chunk");
+            assert_eq!(n, 3);
+            let body = exporter.request_body(bytes);
+            assert_eq!(body.len(), body.capacity(), "lengths computed up front");
+            let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+            let want = ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(
+                    spans,
+                    &ResourceAttributesWithSchema::from(&resource),
+                ),
+            };
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
