@@ -33,8 +33,9 @@
 #                    strip_unlisted, no export
 #     b3-3-otlp      b3-3, every request sampled, OTLP http/protobuf   tracebridge
 #                    export to the sink
-#     caddy-tracing  the b3 request through Caddy's `tracing`, OTLP     caddy
-#                    gRPC to the sink
+#     caddy-tracing  the b3 request through Caddy's `tracing`: b3 in,   caddy
+#                    tracecontext + b3 multi + jaeger out
+#                    (OTEL_PROPAGATORS), OTLP gRPC to the sink
 #   The last two have no nginx row of their own: their "× nginx (same)" ratio uses
 #   nginx on the same request (b3-3).
 # - Before measuring: every contestant must answer 200 to the scenario's request, and
@@ -315,6 +316,8 @@ start_haproxy() {
         haproxy -db -f "$(render haproxy haproxy.cfg haproxy.cfg)"
 }
 start_caddy() { # key template binary
+    # OTEL_PROPAGATORS (read by the `tracing` module only): the b3 header in, and
+    # tracecontext + B3 multi + Jaeger out, the job tracebridge does in b3-3-otlp.
     local conf
     conf="$(render "$1" "$2" "$1.Caddyfile")"
     mkdir -p "$tmp/$1-data" "$tmp/$1-config"
@@ -322,6 +325,7 @@ start_caddy() { # key template binary
         env GOMAXPROCS=1 HOME="$tmp" XDG_DATA_HOME="$tmp/$1-data" XDG_CONFIG_HOME="$tmp/$1-config" \
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:$port_sink_grpc" \
         OTEL_EXPORTER_OTLP_INSECURE=true OTEL_SERVICE_NAME=caddy-bench \
+        OTEL_PROPAGATORS=b3multi,tracecontext,jaeger \
         "$3" run --adapter caddyfile --config "$conf"
 }
 

@@ -110,15 +110,18 @@ fn any_value(buf: &mut Vec<u8>, v: &Value) {
         Value::F64(f) => double_value(buf, *f),
         Value::String(s) => len_field(buf, 1, s.as_str().as_bytes()),
         Value::Array(array) => match array_len(array) {
-            Some(len) => {
-                key(buf, 5, LEN);
-                varint(buf, len as u64);
-                array_items(buf, array);
-            }
+            Some(len) => array_value(buf, array, len),
             None => message(buf, 5, |buf| array_items(buf, array)),
         },
         other => len_field(buf, 1, other.to_string().as_bytes()),
     }
+}
+
+/// An `ArrayValue` whose items take `len` bytes (from [`array_len`]).
+fn array_value(buf: &mut Vec<u8>, array: &Array, len: usize) {
+    key(buf, 5, LEN);
+    varint(buf, len as u64);
+    array_items(buf, array);
 }
 
 /// The `AnyValue` items of an `ArrayValue`, each behind its key and length.
@@ -177,15 +180,23 @@ fn framed_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-/// The encoded size of an `AnyValue`; `None` for a kind newer than this code (then
-/// written through [`message`], which measures it afterwards).
-fn any_value_len(v: &Value) -> Option<usize> {
+/// The size of a proto3 `string`/`bytes` field of `len` bytes: nothing when empty.
+fn bytes_field_len(len: usize) -> usize {
+    match len {
+        0 => 0,
+        n => framed_len(n),
+    }
+}
+
+/// The encoded size of a scalar `AnyValue` (arrays: [`array_len`]); `None` for a kind
+/// newer than this code (then written through [`message`], which measures it
+/// afterwards).
+fn scalar_value_len(v: &Value) -> Option<usize> {
     Some(match v {
         Value::Bool(_) => 2,
         Value::I64(i) => 1 + varint_len(*i as u64),
         Value::F64(_) => 9,
         Value::String(s) => framed_len(s.as_str().len()),
-        Value::Array(array) => framed_len(array_len(array)?),
         _ => return None,
     })
 }
@@ -211,13 +222,18 @@ fn array_len(array: &Array) -> Option<usize> {
 /// span, so their sizes are computed up front and each is written in one pass (a
 /// length written after its body would have to be moved in front of it).
 fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
-    let Some(value_len) = any_value_len(v) else {
+    // An array's items are measured once, here, and written by `array_value`.
+    let sizes = match v {
+        Value::Array(array) => array_len(array).map(|items| (framed_len(items), Some(items))),
+        scalar => scalar_value_len(scalar).map(|len| (len, None)),
+    };
+    let Some((value_len, array_items_len)) = sizes else {
         return message(buf, tag, |buf| {
             bytes_field(buf, 1, k.as_bytes());
             message(buf, 2, |buf| any_value(buf, v));
         });
     };
-    let key_len = if k.is_empty() { 0 } else { framed_len(k.len()) };
+    let key_len = bytes_field_len(k.len());
     let len = key_len + framed_len(value_len);
     if let (Value::String(value), true) = (v, len < 0x80 && key_len > 0) {
         // Most attributes: a short string under a short key, every length one byte.
@@ -237,7 +253,10 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     bytes_field(buf, 1, k.as_bytes());
     key(buf, 2, LEN);
     varint(buf, value_len as u64);
-    any_value(buf, v);
+    match (v, array_items_len) {
+        (Value::Array(array), Some(items)) => array_value(buf, array, items),
+        _ => any_value(buf, v),
+    }
 }
 
 fn attributes(buf: &mut Vec<u8>, tag: u32, attrs: &[KeyValue]) {
@@ -308,10 +327,7 @@ pub fn encode_span(span: &SpanData, buf: &mut Vec<u8>) {
             Status::Ok => (1, ""),
             Status::Error { description } => (2, description.as_ref()),
         };
-        let description_len = match description.len() {
-            0 => 0,
-            n => framed_len(n),
-        };
+        let description_len = bytes_field_len(description.len());
         key(buf, 15, LEN);
         varint(
             buf,
