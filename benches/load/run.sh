@@ -43,6 +43,8 @@
 # - LOAD: `wrk -t1 -c50 -d<S>s --latency` (with `-H` for the scenario's header). Runs are
 #   interleaved: for each round, every (scenario, contestant) once; odd rounds in list
 #   order, even rounds in reverse, so slow drift of a shared machine cancels out.
+#   tracebridge's b3-3 and b3-3-otlp runs are adjacent in every round, so each round
+#   gives one side-by-side pair for the OTLP overhead.
 # - MEASURED per run: req/s, p50 and p99 (wrk's latency distribution); proxy CPU per
 #   request = delta of utime+stime (/proc/PID/stat fields 14 and 15, clock ticks)
 #   summed over the contestant's processes (nginx master and worker), divided by the
@@ -546,7 +548,9 @@ peers=(nginx)
 [[ $have_caddy == 1 ]] && peers+=(caddy)
 for p in tb-plain "${peers[@]}"; do plan+=("plain $p"); done
 for p in tb-plain "${peers[@]}"; do plan+=("tp $p"); done
-for p in tb-b3 "${peers[@]}"; do plan+=("b3-3 $p"); done
+# tracebridge's b3-3 last in its scenario, so it and b3-3-otlp run back to back in
+# every round (either order): the OTLP overhead is a ratio of adjacent runs.
+for p in "${peers[@]}" tb-b3; do plan+=("b3-3 $p"); done
 plan+=("b3-3-otlp tb-otlp")
 [[ $have_caddy_tracing == 1 ]] && plan+=("caddy-tracing caddy-tracing")
 
