@@ -126,26 +126,26 @@ fn array_value(buf: &mut Vec<u8>, array: &Array, len: usize) {
 
 /// The `AnyValue` items of an `ArrayValue`, each behind its key and length.
 fn array_items(buf: &mut Vec<u8>, array: &Array) {
+    let item = |buf: &mut Vec<u8>, len: usize| {
+        key(buf, 1, LEN);
+        varint(buf, len as u64);
+    };
     match array {
         Array::Bool(items) => items.iter().for_each(|b| {
-            key(buf, 1, LEN);
-            varint(buf, 2);
+            item(buf, BOOL_VALUE_LEN);
             bool_value(buf, *b);
         }),
         Array::I64(items) => items.iter().for_each(|i| {
-            key(buf, 1, LEN);
-            varint(buf, 1 + varint_len(*i as u64) as u64);
+            item(buf, int_value_len(*i));
             int_value(buf, *i);
         }),
         Array::F64(items) => items.iter().for_each(|f| {
-            key(buf, 1, LEN);
-            varint(buf, 9);
+            item(buf, DOUBLE_VALUE_LEN);
             double_value(buf, *f);
         }),
         Array::String(items) => items.iter().for_each(|s| {
             let s = s.as_str().as_bytes();
-            key(buf, 1, LEN);
-            varint(buf, framed_len(s.len()) as u64);
+            item(buf, framed_len(s.len()));
             len_field(buf, 1, s);
         }),
         // A kind of array newer than this code: its text, rather than nothing.
@@ -193,23 +193,28 @@ fn bytes_field_len(len: usize) -> usize {
 /// afterwards).
 fn scalar_value_len(v: &Value) -> Option<usize> {
     Some(match v {
-        Value::Bool(_) => 2,
-        Value::I64(i) => 1 + varint_len(*i as u64),
-        Value::F64(_) => 9,
+        Value::Bool(_) => BOOL_VALUE_LEN,
+        Value::I64(i) => int_value_len(*i),
+        Value::F64(_) => DOUBLE_VALUE_LEN,
         Value::String(s) => framed_len(s.as_str().len()),
         _ => return None,
     })
 }
 
+/// Sizes of the scalar `AnyValue`s [`bool_value`], [`int_value`] and [`double_value`]
+/// write: a one-byte key, then a varint or eight bytes.
+const BOOL_VALUE_LEN: usize = 2;
+const DOUBLE_VALUE_LEN: usize = 9;
+fn int_value_len(i: i64) -> usize {
+    1 + varint_len(i as u64)
+}
+
 /// The encoded size of an `ArrayValue`'s items.
 fn array_len(array: &Array) -> Option<usize> {
     Some(match array {
-        Array::Bool(items) => items.len() * framed_len(2),
-        Array::I64(items) => items
-            .iter()
-            .map(|i| framed_len(1 + varint_len(*i as u64)))
-            .sum(),
-        Array::F64(items) => items.len() * framed_len(9),
+        Array::Bool(items) => items.len() * framed_len(BOOL_VALUE_LEN),
+        Array::I64(items) => items.iter().map(|i| framed_len(int_value_len(*i))).sum(),
+        Array::F64(items) => items.len() * framed_len(DOUBLE_VALUE_LEN),
         Array::String(items) => items
             .iter()
             .map(|s| framed_len(framed_len(s.as_str().len())))
@@ -224,10 +229,12 @@ fn array_len(array: &Array) -> Option<usize> {
 fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     // An array's items are measured once, here, and written by `array_value`.
     let sizes = match v {
-        Value::Array(array) => array_len(array).map(|items| (framed_len(items), Some(items))),
+        Value::Array(array) => {
+            array_len(array).map(|items| (framed_len(items), Some((array, items))))
+        }
         scalar => scalar_value_len(scalar).map(|len| (len, None)),
     };
-    let Some((value_len, array_items_len)) = sizes else {
+    let Some((value_len, array)) = sizes else {
         return message(buf, tag, |buf| {
             bytes_field(buf, 1, k.as_bytes());
             message(buf, 2, |buf| any_value(buf, v));
@@ -253,9 +260,9 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     bytes_field(buf, 1, k.as_bytes());
     key(buf, 2, LEN);
     varint(buf, value_len as u64);
-    match (v, array_items_len) {
-        (Value::Array(array), Some(items)) => array_value(buf, array, items),
-        _ => any_value(buf, v),
+    match array {
+        Some((array, items)) => array_value(buf, array, items),
+        None => any_value(buf, v),
     }
 }
 
