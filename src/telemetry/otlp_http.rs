@@ -422,6 +422,17 @@ impl Batch for EncodedSpans {
         self.cuts.clear();
         self.spans = 0;
     }
+
+    fn split_partial(&mut self, rest: &mut Self) {
+        let tail = self.spans % self.batch_size;
+        if let (Some(&start), true) = (self.cuts.last(), tail > 0) {
+            rest.bytes.extend_from_slice(&self.bytes[start..]);
+            rest.spans += tail;
+            self.bytes.truncate(start);
+            self.cuts.pop();
+            self.spans -= tail;
+        }
+    }
 }
 
 /// Posts encoded batches as `ExportTraceServiceRequest`s.
@@ -782,6 +793,20 @@ mod tests {
         let counts: Vec<usize> = batch.chunks().map(|(_, n)| n).collect();
         assert_eq!(counts, vec![3, 3, 1]);
         for (bytes, n) in batch.chunks() {
+            let decoded = ScopeSpans::decode(bytes).expect("each chunk is whole spans");
+            assert_eq!(decoded.spans.len(), n);
+        }
+        let mut rest = EncodedSpans::with_capacity(&QueueSettings {
+            queue_size: 10,
+            batch_size: 3,
+            batch_delay: Duration::from_secs(1),
+        });
+        batch.split_partial(&mut rest);
+        let counts: Vec<usize> = batch.chunks().map(|(_, n)| n).collect();
+        assert_eq!(counts, vec![3, 3], "the whole calls stay");
+        let moved: Vec<usize> = rest.chunks().map(|(_, n)| n).collect();
+        assert_eq!(moved, vec![1], "the last span moves");
+        for (bytes, n) in batch.chunks().chain(rest.chunks()) {
             let decoded = ScopeSpans::decode(bytes).expect("each chunk is whole spans");
             assert_eq!(decoded.spans.len(), n);
         }
