@@ -367,7 +367,9 @@ thread_local! {
 /// export call's share of them ends (a call carries at most `batch_size` spans).
 #[derive(Debug, Default)]
 pub struct EncodedSpans {
+    /// `head_room` bytes kept free for the request's framing, then the spans.
     bytes: Vec<u8>,
+    head_room: usize,
     spans: usize,
     /// Offsets in `bytes` where a new call starts (after every `batch_size` spans).
     cuts: Vec<usize>,
@@ -378,7 +380,9 @@ impl EncodedSpans {
     /// The byte ranges of the export calls, `batch_size` spans each at most.
     fn chunks(&self) -> impl Iterator<Item = (&[u8], usize)> {
         let ends = self.cuts.iter().copied().chain([self.bytes.len()]);
-        let starts = [0].into_iter().chain(self.cuts.iter().copied());
+        let starts = [self.head_room]
+            .into_iter()
+            .chain(self.cuts.iter().copied());
         let last = self.spans - self.cuts.len() * self.batch_size;
         let counts = (0..self.cuts.len()).map(|_| self.batch_size).chain([last]);
         starts
@@ -386,6 +390,37 @@ impl EncodedSpans {
             .zip(counts)
             .map(|((s, e), n)| (&self.bytes[s..e], n))
             .filter(|(_, n)| *n > 0)
+    }
+
+    /// From now on, keeps `head_room` bytes free in front of the spans (from the next
+    /// [`Batch::clear`] on, which this does).
+    fn keep_head_room(&mut self, head_room: usize) {
+        self.head_room = head_room;
+        self.clear();
+    }
+
+    /// The batch as one request body without copying its spans: `head(spans_len)` is
+    /// written into the room in front of them and `tail` after them, and the buffer
+    /// is handed over whole (the batch gets a new one of the same capacity). `None`,
+    /// with nothing changed, when the batch makes more than one call or the head
+    /// does not fit its room.
+    fn take_body(
+        &mut self,
+        head: impl FnOnce(usize) -> Vec<u8>,
+        tail: &[u8],
+    ) -> Option<(bytes::Bytes, usize)> {
+        if !self.cuts.is_empty() || self.spans == 0 {
+            return None;
+        }
+        let head = head(self.bytes.len() - self.head_room);
+        let start = self.head_room.checked_sub(head.len())?;
+        self.bytes[start..self.head_room].copy_from_slice(&head);
+        self.bytes.extend_from_slice(tail);
+        let capacity = self.bytes.capacity();
+        let whole = std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity));
+        let spans = self.spans;
+        self.clear();
+        Some((bytes::Bytes::from(whole).slice(start..), spans))
     }
 }
 
@@ -406,6 +441,7 @@ impl Batch for EncodedSpans {
         let spans = settings.batch_size.min(settings.queue_size);
         EncodedSpans {
             bytes: Vec::with_capacity(spans * 512),
+            head_room: 0,
             spans: 0,
             cuts: Vec::with_capacity(settings.queue_size / settings.batch_size.max(1) + 1),
             batch_size: settings.batch_size.max(1),
@@ -431,6 +467,7 @@ impl Batch for EncodedSpans {
 
     fn clear(&mut self) {
         self.bytes.clear();
+        self.bytes.resize(self.head_room, 0);
         self.cuts.clear();
         self.spans = 0;
     }
@@ -546,41 +583,52 @@ impl OtlpHttpExporter {
         })
     }
 
+    /// What goes in front of `spans_len` bytes of encoded spans in an
     /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{
-    /// scope, spans }], schema_url }] }` around already encoded spans.
-    pub fn request_body(&self, spans: &[u8]) -> Vec<u8> {
-        // Lengths first, so the spans are copied once, straight into the body.
-        let scope_spans_len = self.scope.len() + spans.len();
+    /// scope, spans }], schema_url }] }` (`resource_schema` goes after them).
+    fn head(&self, spans_len: usize) -> Vec<u8> {
+        let scope_spans_len = self.scope.len() + spans_len;
         let resource_spans_len = self.resource.len()
             + 1
             + varint_len(scope_spans_len as u64)
             + scope_spans_len
             + self.resource_schema.len();
-        let mut body =
-            Vec::with_capacity(1 + varint_len(resource_spans_len as u64) + resource_spans_len);
-        key(&mut body, 1, LEN);
-        varint(&mut body, resource_spans_len as u64);
-        body.extend_from_slice(&self.resource);
-        key(&mut body, 2, LEN);
-        varint(&mut body, scope_spans_len as u64);
-        body.extend_from_slice(&self.scope);
+        let mut head = Vec::with_capacity(self.head_room());
+        key(&mut head, 1, LEN);
+        varint(&mut head, resource_spans_len as u64);
+        head.extend_from_slice(&self.resource);
+        key(&mut head, 2, LEN);
+        varint(&mut head, scope_spans_len as u64);
+        head.extend_from_slice(&self.scope);
+        head
+    }
+
+    /// The longest [`Self::head`]: two one-byte keys, two lengths of at most five bytes.
+    fn head_room(&self) -> usize {
+        12 + self.resource.len() + self.scope.len()
+    }
+
+    /// The whole request around already encoded spans, copied into a new buffer.
+    pub fn request_body(&self, spans: &[u8]) -> Vec<u8> {
+        let head = self.head(spans.len());
+        let mut body = Vec::with_capacity(head.len() + spans.len() + self.resource_schema.len());
+        body.extend_from_slice(&head);
         body.extend_from_slice(spans);
         body.extend_from_slice(&self.resource_schema);
         body
     }
 
-    fn post(&self, spans: &[u8]) -> Result<(), ExportError> {
-        let mut body = self.request_body(spans);
-        if self.gzip {
-            let mut gz = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4),
-                flate2::Compression::default(),
-            );
-            body = gz
-                .write_all(&body)
-                .and_then(|()| gz.finish())
-                .map_err(ExportError::Gzip)?;
-        }
+    fn gzip(body: &[u8]) -> Result<Vec<u8>, ExportError> {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::default(),
+        );
+        gz.write_all(body)
+            .and_then(|()| gz.finish())
+            .map_err(ExportError::Gzip)
+    }
+
+    fn post(&self, body: impl Into<reqwest::blocking::Body>) -> Result<(), ExportError> {
         let response = self
             .client
             .post(&self.endpoint)
@@ -602,18 +650,39 @@ impl OtlpHttpExporter {
 impl BatchExport for OtlpHttpExporter {
     type Batch = EncodedSpans;
 
+    /// A batch of one call, uncompressed (the common case under load), is posted from
+    /// its own buffer: the framing goes into room kept in front of the spans, and the
+    /// buffer becomes the request body as it is, where copying it into a new body
+    /// would move about 300 KB per 512 spans once more through the gateway's caches.
+    /// Other batches (the first two, before they have that room; several calls'
+    /// worth; gzip) are framed by copying.
     fn export(&mut self, batch: &mut EncodedSpans) -> (u64, u64) {
         let (mut exported, mut failed) = (0, 0);
-        for (bytes, n) in batch.chunks() {
-            match self.post(bytes) {
-                Ok(()) => exported += n as u64,
-                Err(e) => {
-                    log::debug!("{e}");
-                    failed += n as u64;
+        let mut count = |n: usize, result: Result<(), ExportError>| match result {
+            Ok(()) => exported += n as u64,
+            Err(e) => {
+                log::debug!("{e}");
+                failed += n as u64;
+            }
+        };
+        let in_place = match self.gzip {
+            false => batch.take_body(|len| self.head(len), &self.resource_schema),
+            true => None,
+        };
+        match in_place {
+            Some((body, n)) => count(n, self.post(body)),
+            None => {
+                for (spans, n) in batch.chunks() {
+                    let body = self.request_body(spans);
+                    let result = match self.gzip {
+                        true => Self::gzip(&body).and_then(|gz| self.post(gz)),
+                        false => self.post(body),
+                    };
+                    count(n, result);
                 }
             }
         }
-        batch.clear();
+        batch.keep_head_room(self.head_room());
         (exported, failed)
     }
 
@@ -782,11 +851,26 @@ mod tests {
             let got = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
             let want = ExportTraceServiceRequest {
                 resource_spans: group_spans_by_resource_and_scope(
-                    spans,
+                    spans.clone(),
                     &ResourceAttributesWithSchema::from(&resource),
                 ),
             };
             assert_eq!(got, want);
+
+            // Framed in place once the batch keeps room for the head: the same request.
+            let in_place = |batch: &mut EncodedSpans| {
+                batch.take_body(|len| exporter.head(len), &exporter.resource_schema)
+            };
+            assert!(in_place(&mut batch).is_none(), "no room yet");
+            batch.keep_head_room(exporter.head_room());
+            spans
+                .iter()
+                .for_each(|s| batch.push(EncodedSpans::prepare(s.clone())));
+            let (body, n) = in_place(&mut batch).expect("one call, head in its room");
+            assert_eq!(n, 3);
+            let got = ExportTraceServiceRequest::decode(body).expect("decodes");
+            assert_eq!(got, want);
+            assert_eq!((batch.len(), batch.chunks().count()), (0, 0), "emptied");
         }
     }
 
@@ -804,6 +888,10 @@ mod tests {
         }
         let counts: Vec<usize> = batch.chunks().map(|(_, n)| n).collect();
         assert_eq!(counts, vec![3, 3, 1]);
+        assert!(
+            batch.take_body(|_| Vec::new(), &[]).is_none(),
+            "several calls are never one body"
+        );
         for (bytes, n) in batch.chunks() {
             let decoded = ScopeSpans::decode(bytes).expect("each chunk is whole spans");
             assert_eq!(decoded.spans.len(), n);
