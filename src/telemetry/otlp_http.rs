@@ -665,21 +665,22 @@ impl BatchExport for OtlpHttpExporter {
                 failed += n as u64;
             }
         };
-        let in_place = match self.gzip {
-            false => batch.take_body(|len| self.head(len), &self.resource_schema),
-            true => None,
+        let in_place = if self.gzip {
+            None
+        } else {
+            batch.take_body(|len| self.head(len), &self.resource_schema)
         };
-        match in_place {
-            Some((body, n)) => count(n, self.post(body)),
-            None => {
-                for (spans, n) in batch.chunks() {
-                    let body = self.request_body(spans);
-                    let result = match self.gzip {
-                        true => Self::gzip(&body).and_then(|gz| self.post(gz)),
-                        false => self.post(body),
-                    };
-                    count(n, result);
-                }
+        if let Some((body, n)) = in_place {
+            count(n, self.post(body));
+        } else {
+            for (spans, n) in batch.chunks() {
+                let body = self.request_body(spans);
+                let result = if self.gzip {
+                    Self::gzip(&body).and_then(|gz| self.post(gz))
+                } else {
+                    self.post(body)
+                };
+                count(n, result);
             }
         }
         batch.keep_head_room(self.head_room());
