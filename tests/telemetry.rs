@@ -42,8 +42,8 @@ fn get(gw: &TestGateway, headers: &[(&str, &str)]) -> (u16, Duration, serde_json
 }
 
 /// The gateway span of a `GET /` on route `main` as the receiver decoded it: the
-/// resource of `config`, the continued trace and parent, the extracted format and
-/// the status.
+/// resource of `config`, the continued trace and parent, the extracted format, the
+/// status, and every attribute once, in order.
 fn assert_gateway_span(
     (resource, span): &(
         opentelemetry_proto::tonic::resource::v1::Resource,
@@ -72,6 +72,64 @@ fn assert_gateway_span(
         otlp_attr(&span.attributes, "http.response.status_code").as_deref(),
         Some("200")
     );
+    // Every attribute once, in the order the gateway sets them, through either
+    // pipeline (OTLP/HTTP: tracebridge's encoder; gRPC: opentelemetry-otlp's).
+    let keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "http.request.method",
+            "url.path",
+            "url.scheme",
+            "network.protocol.version",
+            "http.route",
+            "tracebridge.route",
+            "tracebridge.upstream",
+            "server.address",
+            "server.port",
+            "client.address",
+            "tracebridge.extracted_format",
+            "http.response.status_code",
+            "tracebridge.injected_formats",
+            "tracebridge.upstream.address",
+        ]
+    );
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("url.path", "/"),
+        ("tracebridge.route", "main"),
+        ("client.address", "127.0.0.1"),
+    ] {
+        assert_eq!(
+            otlp_attr(&span.attributes, key).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let injected = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "tracebridge.injected_formats")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::ArrayValue(array) => Some(
+                array
+                    .values
+                    .iter()
+                    .filter_map(|v| match v.value.as_ref()? {
+                        Value::StringValue(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        });
+    // The route's formats, and the incoming one kept for the service behind.
+    let mut expected = vec!["tracecontext", "baggage"];
+    if !expected.contains(&format) {
+        expected.push(format);
+    }
+    assert_eq!(injected, Some(expected));
 }
 
 #[test]

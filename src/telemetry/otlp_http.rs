@@ -19,7 +19,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
@@ -252,36 +252,80 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
     }
 }
 
-/// The common attribute, a short string under a short non-empty key, when `k` and `v`
-/// are one: every length fits one byte, so the field is four fixed header bytes and
-/// the two strings. Checked and written before any general sizing: it is most of the
-/// attributes of a gateway span, and going through [`key_value`] first cost it about
-/// 150 instructions where this takes 80 (callgrind, whole gateway under load).
-fn short_string_attribute(buf: &mut Vec<u8>, tag: u32, k: &str, v: &str) -> bool {
-    // KeyValue body: key field (2 + k) + value field (2 + AnyValue of 2 + v).
-    let len = 6 + k.len() + v.len();
-    if k.is_empty() || len >= 0x80 {
-        return false;
-    }
-    let field = |tag: u32| (tag << 3 | LEN) as u8;
-    buf.reserve(2 + len);
-    // Four-byte headers are single stores, where a push per byte would reload the
-    // vector's length each time (a byte store may alias it).
-    buf.extend_from_slice(&[field(tag), len as u8, field(1), k.len() as u8]);
-    buf.extend_from_slice(k.as_bytes());
-    buf.extend_from_slice(&[field(2), (2 + v.len()) as u8, field(1), v.len() as u8]);
-    buf.extend_from_slice(v.as_bytes());
-    true
-}
-
+/// The common attributes first, those whose every length fits one byte: a short
+/// non-empty key with a short string, an integer or a few short strings. They are all
+/// the attributes of a gateway span, so they are checked and written before any
+/// general sizing; through [`key_value`], the port, the status code and the array of
+/// injected formats cost about 380 instructions each. The gateway span's 14 attributes
+/// took 2,400 instructions, 1,920 since (callgrind, whole gateway under load).
 fn attributes(buf: &mut Vec<u8>, tag: u32, attrs: &[KeyValue]) {
     for kv in attrs {
         let k = kv.key.as_str();
         match &kv.value {
-            Value::String(v) if short_string_attribute(buf, tag, k, v.as_str()) => {}
+            Value::String(s) if short_string(buf, tag, k, s.as_str()) => {}
+            Value::I64(i) if short_int(buf, tag, k, *i) => {}
+            Value::Array(Array::String(items)) if short_strings(buf, tag, k, items) => {}
             v => key_value(buf, tag, k, v),
         }
     }
+}
+
+/// A one-byte protobuf field key.
+const fn field(tag: u32, wire: u32) -> u8 {
+    (tag << 3 | wire) as u8
+}
+
+/// Writes a `KeyValue`'s key, length, key field and the value field's key and length
+/// when every length fits one byte, for an `AnyValue` of `any_len` bytes; the caller
+/// then writes the `AnyValue`. `false`, with nothing written, otherwise. Inlined: as a
+/// call it cost the gateway span's 14 attributes about 340 instructions more.
+#[inline(always)]
+fn short_key_value_head(buf: &mut Vec<u8>, tag: u32, k: &str, any_len: usize) -> bool {
+    // KeyValue body: key field (2 + k) + value field (2 + AnyValue).
+    let len = 4 + k.len() + any_len;
+    if k.is_empty() || len >= 0x80 {
+        return false;
+    }
+    buf.reserve(2 + len);
+    // Multi-byte headers are single stores, where a push per byte would reload the
+    // vector's length each time (a byte store may alias it).
+    buf.extend_from_slice(&[field(tag, LEN), len as u8, field(1, LEN), k.len() as u8]);
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(&[field(2, LEN), any_len as u8]);
+    true
+}
+
+fn short_string(buf: &mut Vec<u8>, tag: u32, k: &str, v: &str) -> bool {
+    if !short_key_value_head(buf, tag, k, 2 + v.len()) {
+        return false;
+    }
+    buf.extend_from_slice(&[field(1, LEN), v.len() as u8]);
+    buf.extend_from_slice(v.as_bytes());
+    true
+}
+
+fn short_int(buf: &mut Vec<u8>, tag: u32, k: &str, i: i64) -> bool {
+    if !short_key_value_head(buf, tag, k, int_value_len(i)) {
+        return false;
+    }
+    int_value(buf, i);
+    true
+}
+
+fn short_strings(buf: &mut Vec<u8>, tag: u32, k: &str, items: &[StringValue]) -> bool {
+    // Each item: its key and length, then an AnyValue of 2 + s.
+    let items_len: usize = items.iter().map(|s| 4 + s.as_str().len()).sum();
+    if !short_key_value_head(buf, tag, k, 2 + items_len) {
+        return false;
+    }
+    buf.extend_from_slice(&[field(5, LEN), items_len as u8]);
+    for s in items {
+        let s = s.as_str();
+        let n = s.len() as u8;
+        buf.extend_from_slice(&[field(1, LEN), 2 + n, field(1, LEN), n]);
+        buf.extend_from_slice(s.as_bytes());
+    }
+    true
 }
 
 fn span_flags(context: &SpanContext, parent_is_remote: bool) -> u32 {
@@ -919,6 +963,7 @@ mod tests {
         prop_oneof![
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::I64),
+            (-200i64..200).prop_map(Value::I64),
             any::<f64>().prop_map(Value::F64),
             ".{0,40}".prop_map(|s| Value::String(s.into())),
             proptest::collection::vec(".{0,8}", 0..4)
