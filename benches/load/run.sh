@@ -70,7 +70,8 @@
 # - REPORT: the median over rounds per (scenario, contestant): req/s, p50, p99, CPU µs
 #   per request, CPU utilisation, peak RSS, req/s relative to nginx in the same scenario
 #   and to nginx `plain`; the OTLP overhead (tracebridge b3-3-otlp ÷ b3-3 req/s, from
-#   the same rounds); tracebridge b3-3-otlp ÷ caddy-tracing req/s. Then one run of
+#   the same rounds: the ratio of medians, the median of the per-round pairs and its
+#   90 % bootstrap interval); tracebridge b3-3-otlp ÷ caddy-tracing req/s. Then one run of
 #   `wrk -t2 -c1000` against tracebridge and nginx (`plain`) for peak RSS with 1000
 #   connections. Printed to stdout (progress goes to stderr) and written to
 #   target/load/results.md, with per-run figures in target/load/runs.tsv.
