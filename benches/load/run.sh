@@ -7,7 +7,7 @@
 #   --duration S    seconds of load per run (default 10)
 #   --quick         smoke run: 1 round of 2 s runs (about a minute)
 #   --otlp-only     only the OTLP overhead: tracebridge b3-3 and b3-3-otlp, alternating
-#                   (no peers, no 1000-connection run), e.g. --otlp-only --rounds 20 --duration 5
+#                   (no peers, no 1000-connection run), e.g. --otlp-only --rounds 30 --duration 5
 #   --soak S        only the soak test: tracebridge `plain` under load for S seconds,
 #                   VmRSS sampled every 10 s (min/max/first/last, within ±10 %?)
 #   --pin on|off    CPU pinning (default on when there are at least 2 CPUs; see below)
