@@ -1,16 +1,16 @@
 //! What can be checked here of `deploy/` without Docker, Kubernetes, Helm or systemd:
 //!
-//! - every YAML file parses (Helm templates only once rendered: with `helm` installed);
+//! - every YAML file parses (Helm templates only once rendered: `helm`, an ignored test);
 //! - every tracebridge config under `deploy/` — the image's, the compose demo's, the
 //!   Kubernetes ConfigMap's and the Helm chart's default `config` — validates with
 //!   `config::load_str`, and the ports the manifests declare are the ports it listens on;
-//! - the Dockerfile's build steps are `.ci/run`'s (cmake from apt, then cargo);
+//! - the Dockerfile's build stage installs cmake from apt, then builds with cargo;
 //! - the Kubernetes objects and the Helm chart agree with each other and with the
 //!   gateway (probes on the admin endpoints, the ConfigMap mounted as a directory);
 //! - the container health check script and the systemd upgrade helper work against the
 //!   real binary;
 //! - the compose demo's sample services and the gateway's compose config make one trace
-//!   (run on loopback with a recording collector, when `python3` is installed).
+//!   (run on loopback with a recording collector; python3 is a prerequisite).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -173,16 +173,6 @@ impl Drop for Guard {
     }
 }
 
-fn python3() -> Option<&'static str> {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some("python3")
-}
-
 // ---------------------------------------------------------------------------------
 // YAML and configs
 
@@ -294,21 +284,15 @@ fn dockerfile_build_steps_mirror_ci() {
         assert!(from.contains("bookworm"), "{from}");
     }
 
-    let ci = read(&root().join(".ci/run"));
-    let ci_packages = apt_packages(&ci);
-    assert!(ci_packages.contains("cmake"), "{ci_packages:?}");
     let build_runs: Vec<&str> = build
         .iter()
         .filter(|(k, _)| k == "RUN")
         .map(|(_, a)| a.as_str())
         .collect();
+    // The build context leaves out .cargo/, whose cmake script would otherwise fetch a
+    // cmake: the image installs Debian's, as a build machine would.
     let docker_packages = apt_packages(&build_runs.join("\n"));
-    for package in &ci_packages {
-        assert!(
-            docker_packages.contains(package),
-            "the Dockerfile's build stage does not install {package} (.ci/run does)"
-        );
-    }
+    assert!(docker_packages.contains("cmake"), "{docker_packages:?}");
     assert!(build_runs
         .iter()
         .any(|r| r.contains("apt-get update") && r.contains("DEBIAN_FRONTEND=noninteractive")));
@@ -650,15 +634,18 @@ fn helm_chart_values_and_templates_agree() {
     assert!(all.contains(".Values.config | nindent 4"));
 }
 
-/// `helm lint` and `helm template`, where helm is installed (it is not on the
-/// project's machines: no package registry here ships it).
+/// `helm lint` and `helm template`. Ignored by default: no package registry these
+/// machines reach ships the helm binary. Run it where helm is installed with
+/// `cargo test --test deploy -- --ignored`.
 #[test]
-fn helm_template_renders_when_helm_is_installed() {
+#[ignore = "needs the helm binary (not installable here): cargo test --test deploy -- --ignored"]
+fn helm_template_renders() {
     let chart = deploy("helm/tracebridge");
-    let Ok(lint) = Command::new("helm").arg("lint").arg(&chart).output() else {
-        eprintln!("helm is not installed: `helm lint` and `helm template` not run");
-        return;
-    };
+    let lint = Command::new("helm")
+        .arg("lint")
+        .arg(&chart)
+        .output()
+        .expect("helm is not installed (this test needs it)");
     assert!(
         lint.status.success(),
         "helm lint: {}{}",
@@ -905,10 +892,8 @@ fn hex(bytes: &[u8]) -> String {
 /// must form one trace: A's span is the gateway's parent, the gateway's span is B's.
 #[test]
 fn compose_demo_services_make_one_trace_through_the_gateway() {
-    let Some(python) = python3() else {
-        eprintln!("python3 is not installed: the compose demo's services not run");
-        return;
-    };
+    // python3 is a prerequisite of the project (README): a machine without it fails here.
+    let python = "python3";
     let dir = deploy("compose");
     let recorder = Recorder::start();
     let (port_a, port_b, port_gw, port_admin) =
@@ -946,7 +931,7 @@ fn compose_demo_services_make_one_trace_through_the_gateway() {
             )
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
+            .expect("python3 (a prerequisite) cannot be started"),
     );
     let _gw = Guard(
         Command::new(env!("CARGO_BIN_EXE_tracebridge"))
