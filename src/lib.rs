@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod mediate;

@@ -70,8 +70,7 @@ enum Command {
 }
 
 fn run_coverage(admin: &str) -> ExitCode {
-    use tracebridge::admin::client;
-    match client::get(
+    match tracebridge::cli::admin_get(
         admin,
         "/coverage",
         "text/plain",

@@ -9,8 +9,6 @@
 //! | `POST /reload` | reload the config file now (bearer token when `server.admin_token` is set) |
 //! | `GET /coverage` | per route: formats that arrive, requests without context, invalid headers, conflicts, formats injected; JSON, or an aligned table with `Accept: text/plain` |
 
-pub mod client;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
