@@ -4,6 +4,7 @@
 //! Every request loads the config snapshot once, in its first filter, and keeps it in
 //! its context to the end: one generation per request.
 
+mod dial;
 mod echo;
 pub mod trace;
 
@@ -15,10 +16,12 @@ use bytes::Bytes;
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
@@ -32,6 +35,8 @@ pub struct Gateway {
     config: Arc<ConfigHandle>,
     metrics: Arc<Metrics>,
     telemetry: Arc<Telemetry>,
+    /// Orders the requests taking streams from each multiplexed upstream pool.
+    dial_gates: dial::DialGates,
 }
 
 impl Gateway {
@@ -45,6 +50,7 @@ impl Gateway {
             config,
             metrics,
             telemetry,
+            dial_gates: dial::DialGates::default(),
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct RequestCtx {
     error: Option<&'static str>,
     /// For a request that matched no route: what it brought (coverage view).
     unrouted: Observation,
+    /// Held from peer selection until this request holds an upstream HTTP/2 stream.
+    dial: Option<dial::DialTicket>,
 }
 
 impl RequestCtx {
@@ -180,6 +188,7 @@ impl ProxyHttp for Gateway {
             peer_address: None,
             error: None,
             unrouted: Observation::default(),
+            dial: None,
         }
     }
 
@@ -259,9 +268,18 @@ impl ProxyHttp for Gateway {
         let Some(upstream) = &ctx.upstream else {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };
+        // A retry's ticket is released before the next one is taken.
+        ctx.dial = None;
         match upstream.select() {
             Some((peer, address)) => {
                 ctx.peer_address = Some(address);
+                let spec = &upstream.spec;
+                if spec.protocol != Protocol::Http1 && spec.max_concurrent_streams > 1 {
+                    ctx.dial = self
+                        .dial_gates
+                        .enter(peer.reuse_hash(), spec.connect_timeout)
+                        .await;
+                }
                 Ok(Box::new(peer))
             }
             None => {
@@ -281,6 +299,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.dial = None;
         let kind = classify(&e).2;
         self.metrics
             .upstream_failures
@@ -299,6 +318,21 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // This request holds its stream: the next one may look for a free stream.
+        ctx.dial = None;
+        Ok(())
     }
 
     async fn upstream_request_filter(

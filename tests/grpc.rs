@@ -1,0 +1,360 @@
+//! gRPC at scale through the real gateway: many concurrent calls multiplexed onto few
+//! upstream HTTP/2 connections without cross-talk.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{Background, OriginBody, TestGateway};
+use tokio::sync::oneshot;
+
+/// What the gRPC origin has seen.
+#[derive(Default)]
+struct Seen {
+    /// TCP connections accepted.
+    connections: AtomicUsize,
+    /// Calls received so far.
+    calls: AtomicUsize,
+    /// Calls in progress now, and the most at once.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+}
+
+/// A real gRPC-style origin over h2c (hyper, HTTP/2 only) that holds each call for
+/// `delay` (so a burst really overlaps), then answers with a JSON body naming the
+/// call id, the request body and the trace headers it received, the connection it came
+/// on, and a `grpc-message` trailer naming the call again.
+struct GrpcOrigin {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    _server: Background,
+}
+
+impl GrpcOrigin {
+    fn start(delay: Duration) -> GrpcOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Seen::default());
+        let state = seen.clone();
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    tokio::select! {
+                        _ = &mut rx => return,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let conn = state.connections.fetch_add(1, Ordering::SeqCst);
+                            let state = state.clone();
+                            tokio::spawn(async move {
+                                let service = hyper::service::service_fn(move |req| {
+                                    answer(req, conn, delay, state.clone())
+                                });
+                                // More streams than any test opens, so the origin is
+                                // never what limits multiplexing.
+                                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                    .max_concurrent_streams(1000)
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        GrpcOrigin {
+            addr,
+            seen,
+            _server: Background::new(tx, thread),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    conn: usize,
+    delay: Duration,
+    seen: Arc<Seen>,
+) -> Result<Response<OriginBody>, Infallible> {
+    seen.calls.fetch_add(1, Ordering::SeqCst);
+    let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    seen.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (id, traceparent, b3, bin) = (
+        header("x-call-id"),
+        header("traceparent"),
+        header("b3"),
+        header("grpc-trace-bin"),
+    );
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    tokio::time::sleep(delay).await;
+    seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let json = serde_json::json!({
+        "id": id,
+        "body": String::from_utf8_lossy(&body),
+        "traceparent": traceparent,
+        "b3": b3,
+        "grpc-trace-bin": bin,
+        "connection": conn,
+    });
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    if let Ok(v) = http::HeaderValue::from_str(&format!("call-{id}")) {
+        trailers.insert("grpc-message", v);
+    }
+    Ok(Response::builder()
+        .header("content-type", "application/grpc")
+        .body(OriginBody::new(
+            Some(Bytes::from(json.to_string())),
+            Some(trailers),
+        ))
+        .expect("response"))
+}
+
+/// An h2c (prior knowledge) client connection to the gateway; the connection task runs
+/// on the current runtime.
+async fn h2_client(port: u16) -> SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gateway");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake with the gateway");
+    tokio::spawn(conn);
+    sender
+}
+
+/// A unary gRPC request: POST, `application/grpc`, `te: trailers`, a framed message.
+fn grpc_request(
+    port: u16,
+    path: &str,
+    headers: &[(&str, String)],
+    message: &[u8],
+) -> Request<Full<Bytes>> {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    let mut b = Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in headers {
+        b = b.header(*k, v);
+    }
+    b.body(Full::new(Bytes::from(framed))).unwrap()
+}
+
+const CALLS: usize = 200;
+const CLIENT_CONNECTIONS: usize = 4;
+
+/// The trace id the client sends on call `i` (distinct per call).
+fn trace_id(i: usize) -> String {
+    format!(
+        "{:032x}",
+        0x4bf9_2f35_77b3_4da6_a3ce_0000_0000_0000u128 + i as u128
+    )
+}
+
+/// What one call got back: status, body JSON, `grpc-message` trailer.
+type Answer = (u16, serde_json::Value, String);
+
+/// Sends `CALLS` concurrent unary calls over `CLIENT_CONNECTIONS` client connections
+/// to a gateway whose upstream has `max_streams` (None = the default), and returns the
+/// origin and the answers by call id. Bounded: 60 s for the whole burst.
+fn burst(max_streams: Option<usize>) -> (GrpcOrigin, HashMap<usize, Answer>) {
+    let origin = GrpcOrigin::start(Duration::from_millis(500));
+    let setting = max_streams.map_or(String::new(), |n| format!("max_concurrent_streams = {n}"));
+    let gw = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 2
+        [upstreams.grpc]
+        peers = ["{addr}"]
+        protocol = "h2c"
+        {setting}
+        [upstreams.grpc.propagation]
+        inject = ["tracecontext", "b3", "grpc-trace-bin"]
+        [[routes]]
+        name = "main"
+        upstream = "grpc"
+        "#,
+        addr = origin.addr
+    ));
+    let port = gw.port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = rt.block_on(async move {
+        let mut senders = Vec::new();
+        for _ in 0..CLIENT_CONNECTIONS {
+            senders.push(h2_client(port).await);
+        }
+        let mut calls = Vec::new();
+        for i in 0..CALLS {
+            let mut sender = senders[i % CLIENT_CONNECTIONS].clone();
+            calls.push(tokio::spawn(async move {
+                let req = grpc_request(
+                    port,
+                    "/helloworld.Greeter/SayHello",
+                    &[
+                        ("x-call-id", i.to_string()),
+                        (
+                            "traceparent",
+                            format!("00-{}-00f067aa0ba902b7-01", trace_id(i)),
+                        ),
+                    ],
+                    format!("call-{i}").as_bytes(),
+                );
+                let resp = sender.send_request(req).await.expect("call answered");
+                let status = resp.status().as_u16();
+                let collected = resp.into_body().collect().await.expect("body and trailers");
+                let message = collected
+                    .trailers()
+                    .and_then(|t| t.get("grpc-message"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let json: serde_json::Value =
+                    serde_json::from_slice(&collected.to_bytes()).expect("origin JSON");
+                (i, (status, json, message))
+            }));
+        }
+        let all = async {
+            let mut answers = HashMap::new();
+            for c in calls {
+                let (i, a) = c.await.expect("call task");
+                answers.insert(i, a);
+            }
+            answers
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("the burst finished within 60 s")
+    });
+    drop(gw);
+    (origin, answers)
+}
+
+/// Every call got its own answer: its id, its message, its trace (in all three
+/// injected formats) and its trailer, none of another call's.
+fn assert_no_cross_talk(answers: &HashMap<usize, Answer>) {
+    assert_eq!(answers.len(), CALLS);
+    for (i, (status, json, message)) in answers {
+        let trace = trace_id(*i);
+        assert_eq!(*status, 200, "call {i}: {json}");
+        assert_eq!(
+            json["id"],
+            i.to_string(),
+            "call {i} got another call's answer"
+        );
+        assert!(
+            json["body"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("call-{i}")),
+            "call {i} body: {json}"
+        );
+        assert_eq!(*message, format!("call-{i}"), "call {i}'s trailer");
+        let tp = json["traceparent"].as_str().unwrap();
+        assert_eq!(&tp[3..35], trace, "call {i} traceparent {tp}");
+        assert_ne!(
+            &tp[36..52],
+            "00f067aa0ba902b7",
+            "the gateway span is the parent"
+        );
+        let b3 = json["b3"].as_str().unwrap();
+        assert_eq!(b3, format!("{trace}-{}-1", &tp[36..52]), "call {i} b3");
+        let bin = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(
+                json["grpc-trace-bin"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches('='),
+            )
+            .expect("grpc-trace-bin is base64");
+        // version 0, field 0 (trace id, 16 bytes), field 1 (span id, 8 bytes), ...
+        assert_eq!(hex(&bin[2..18]), trace, "call {i} grpc-trace-bin trace id");
+        assert_eq!(
+            hex(&bin[19..27]),
+            &tp[36..52],
+            "call {i} grpc-trace-bin span id"
+        );
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_burst_of_200_calls_shares_few_upstream_connections_without_cross_talk() {
+    let (origin, answers) = burst(None);
+    assert_no_cross_talk(&answers);
+    let peak = origin.seen.peak_in_flight.load(Ordering::SeqCst);
+    let connections = origin.connections();
+    eprintln!("default: {connections} upstream connections, peak {peak} calls in flight");
+    // The calls really overlapped (else few connections would prove nothing)...
+    assert!(peak > 100, "only {peak} calls were in flight at once");
+    // ...and 100 streams per connection (the default) need ceil(200 / 100) = 2
+    // connections; pingora's default of one stream per connection opened 200, and
+    // 100 streams without ordering the dials (src/proxy/dial.rs) 27 to 50.
+    assert!(
+        connections <= 2 + 2,
+        "{connections} upstream connections for {CALLS} concurrent calls"
+    );
+}
+
+#[test]
+fn max_concurrent_streams_bounds_the_streams_on_each_upstream_connection() {
+    let (origin, answers) = burst(Some(25));
+    assert_no_cross_talk(&answers);
+    let peak = origin.seen.peak_in_flight.load(Ordering::SeqCst);
+    let connections = origin.connections();
+    eprintln!("25 per connection: {connections} upstream connections, peak {peak} in flight");
+    // Had a connection carried more than 25 calls at once, fewer would have done.
+    assert!(
+        connections >= peak.div_ceil(25),
+        "{connections} connections carried {peak} calls at once"
+    );
+    assert!(
+        connections <= CALLS.div_ceil(25) + 2,
+        "{connections} upstream connections for {CALLS} calls at 25 per connection"
+    );
+}
