@@ -1,5 +1,6 @@
 //! gRPC at scale through the real gateway: many concurrent calls multiplexed onto few
-//! upstream HTTP/2 connections without cross-talk.
+//! upstream HTTP/2 connections without cross-talk, and a cancelled call recorded the
+//! same way (499) in the access log, the metrics, the span and the log line.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,7 +18,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Background, OriginBody, TestGateway};
+use opentelemetry::trace::Status;
+use opentelemetry::Value;
+use support::{poll_until, Background, OriginBody, StallingOrigin, TestGateway};
 use tokio::sync::oneshot;
 
 /// What the gRPC origin has seen.
@@ -357,4 +360,179 @@ fn max_concurrent_streams_bounds_the_streams_on_each_upstream_connection() {
         connections <= CALLS.div_ceil(25) + 2,
         "{connections} upstream connections for {CALLS} calls at 25 per connection"
     );
+}
+
+/// Log lines (info and above) of every gateway in this test binary, captured by a
+/// logger installed once.
+fn captured_logs() -> &'static Mutex<Vec<String>> {
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Info
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                captured_logs()
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", r.level(), r.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    LINES.get_or_init(|| {
+        let _ = log::set_boxed_logger(Box::new(Capture));
+        log::set_max_level(log::LevelFilter::Info);
+        Mutex::new(Vec::new())
+    })
+}
+
+/// The captured log lines that mention `needle`.
+fn logs_mentioning(needle: &str) -> Vec<String> {
+    captured_logs()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// A gateway with a JSON access log in `dir` and one route `main` to `upstream`
+/// (`[upstreams.origin]` keys).
+fn gateway_with_access_log(dir: &std::path::Path, upstream: &str) -> TestGateway {
+    TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        [access_log]
+        enabled = true
+        path = "{log}"
+        [upstreams.origin]
+        {upstream}
+        [[routes]]
+        name = "main"
+        upstream = "origin"
+        "#,
+        log = dir.join("access.log").display()
+    ))
+}
+
+/// The access log line for `path`, once written (the logging phase runs when the
+/// request ends).
+fn access_log_line(dir: &std::path::Path, path: &str) -> serde_json::Value {
+    poll_until(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["path"] == path)
+            .ok_or_else(|| format!("no access log line for {path}:\n{text}"))
+    })
+}
+
+/// A cancelled request agrees everywhere: 499 in the access log, the `4xx` metric
+/// class, the span's status code (not an error: the client chose to leave), and one
+/// log line saying 499, none saying 400.
+fn assert_recorded_as_499(gw: &TestGateway, dir: &std::path::Path, path: &str) {
+    let line = access_log_line(dir, path);
+    assert_eq!(line["status"], 499, "{line}");
+    gw.metrics_containing(&["tracebridge_requests_total{route=\"main\",status_class=\"4xx\"} 1"]);
+    let spans = gw.spans.wait_for(1);
+    let span = spans
+        .iter()
+        .find(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.value == Value::from(path.to_string()))
+        })
+        .unwrap_or_else(|| panic!("no span for {path}"));
+    let status_code = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "http.response.status_code")
+        .map(|kv| kv.value.clone());
+    assert_eq!(status_code, Some(Value::I64(499)));
+    assert_eq!(
+        span.status,
+        Status::Unset,
+        "a client leaving is no gateway error"
+    );
+    let lines = poll_until(Duration::from_secs(5), || {
+        let l = logs_mentioning(path);
+        if l.is_empty() {
+            Err(format!("no log line mentions {path}"))
+        } else {
+            Ok(l)
+        }
+    });
+    assert_eq!(lines.len(), 1, "one line per failed request: {lines:#?}");
+    assert!(lines[0].contains("status=499"), "{lines:#?}");
+    assert!(
+        logs_mentioning("failed to send the error response").is_empty(),
+        "nothing is written to a client that left"
+    );
+}
+
+#[test]
+fn a_cancelled_grpc_call_is_recorded_as_499_everywhere() {
+    captured_logs();
+    let origin = GrpcOrigin::start(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_with_access_log(
+        dir.path(),
+        &format!("peers = [\"{}\"]\nprotocol = \"h2c\"", origin.addr),
+    );
+    let path = "/helloworld.Greeter/Cancelled";
+    let port = gw.port;
+    let seen = origin.seen.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The client connection stays open: the call is cancelled with RST_STREAM(CANCEL),
+    // as a gRPC client cancels a call or gives up at its deadline.
+    let _sender = rt.block_on(async move {
+        let mut sender = h2_client(port).await;
+        let call = tokio::spawn({
+            let mut sender = sender.clone();
+            async move {
+                let req = grpc_request(port, path, &[("x-call-id", "1".into())], b"x");
+                let _ = sender.send_request(req).await;
+            }
+        });
+        let reached = tokio::time::timeout(Duration::from_secs(5), async {
+            while seen.calls.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(reached.is_ok(), "the call never reached the origin");
+        call.abort();
+        let _ = call.await;
+        sender
+            .ready()
+            .await
+            .expect("the client connection is still open");
+        sender
+    });
+    assert_recorded_as_499(&gw, dir.path(), path);
+}
+
+#[test]
+fn an_http1_client_that_hangs_up_before_the_response_is_recorded_as_499() {
+    use std::io::Write;
+    captured_logs();
+    let origin = StallingOrigin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_with_access_log(dir.path(), &format!("peers = [\"{}\"]", origin.addr));
+    let path = "/hangs-up";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Closed once the gateway is waiting for the origin (which never answers).
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s);
+    assert_recorded_as_499(&gw, dir.path(), path);
 }
