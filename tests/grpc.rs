@@ -23,6 +23,61 @@ use opentelemetry::Value;
 use support::{poll_until, Background, OriginBody, StallingOrigin, TestGateway};
 use tokio::sync::oneshot;
 
+/// How long the origin holds each unary call before answering: until `until_calls`
+/// calls have arrived, and at most `at_most`.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    until_calls: usize,
+    at_most: Duration,
+}
+
+/// What the origin does with a call.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Read the whole request, hold it, answer one JSON message (see [`GrpcOrigin`]).
+    Unary(Hold),
+    /// Bidirectional streaming: answer at once, echo each request message as it
+    /// arrives, end with `grpc-status: 5` (NOT_FOUND) once the client's stream ends.
+    /// Response headers say what arrived: `x-call-id`, `grpc-timeout`, trace headers.
+    EchoStream,
+}
+
+/// An origin response body: fixed, or the request's data frames echoed as they
+/// arrive and then trailers.
+enum Reply {
+    Fixed(OriginBody),
+    Echo(Incoming, Option<http::HeaderMap>),
+}
+
+impl hyper::body::Body for Reply {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            Reply::Fixed(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never| match never {}))),
+            Reply::Echo(inner, trailers) => loop {
+                match std::pin::Pin::new(&mut *inner).poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        return Poll::Ready(
+                            trailers.take().map(|t| Ok(hyper::body::Frame::trailers(t))),
+                        )
+                    }
+                    // Request trailers (gRPC clients send none) are not echoed.
+                    Poll::Ready(Some(Ok(f))) if !f.is_data() => continue,
+                    other => return other,
+                }
+            },
+        }
+    }
+}
+
 /// What the gRPC origin has seen.
 #[derive(Default)]
 struct Seen {
@@ -35,8 +90,8 @@ struct Seen {
     peak_in_flight: AtomicUsize,
 }
 
-/// A real gRPC-style origin over h2c (hyper, HTTP/2 only) that holds each call for
-/// `delay` (so a burst really overlaps), then answers with a JSON body naming the
+/// A real gRPC-style origin over h2c (hyper, HTTP/2 only) that holds each call as its
+/// [`Hold`] says (so a burst really overlaps), then answers with a JSON body naming the
 /// call id, the request body and the trace headers it received, the connection it came
 /// on, and a `grpc-message` trailer naming the call again.
 struct GrpcOrigin {
@@ -46,7 +101,7 @@ struct GrpcOrigin {
 }
 
 impl GrpcOrigin {
-    fn start(delay: Duration) -> GrpcOrigin {
+    fn start(mode: Mode) -> GrpcOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -69,7 +124,7 @@ impl GrpcOrigin {
                             let state = state.clone();
                             tokio::spawn(async move {
                                 let service = hyper::service::service_fn(move |req| {
-                                    answer(req, conn, delay, state.clone())
+                                    answer(req, conn, mode, state.clone())
                                 });
                                 // More streams than any test opens, so the origin is
                                 // never what limits multiplexing.
@@ -98,10 +153,14 @@ impl GrpcOrigin {
 async fn answer(
     req: Request<Incoming>,
     conn: usize,
-    delay: Duration,
+    mode: Mode,
     seen: Arc<Seen>,
-) -> Result<Response<OriginBody>, Infallible> {
+) -> Result<Response<Reply>, Infallible> {
     seen.calls.fetch_add(1, Ordering::SeqCst);
+    let hold = match mode {
+        Mode::Unary(hold) => hold,
+        Mode::EchoStream => return Ok(echo_stream(req, conn)),
+    };
     let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     seen.peak_in_flight.fetch_max(now, Ordering::SeqCst);
     let header = |name: &str| {
@@ -123,7 +182,12 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    tokio::time::sleep(delay).await;
+    let deadline = tokio::time::Instant::now() + hold.at_most;
+    while seen.calls.load(Ordering::SeqCst) < hold.until_calls
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     seen.in_flight.fetch_sub(1, Ordering::SeqCst);
     let json = serde_json::json!({
         "id": id,
@@ -140,16 +204,46 @@ async fn answer(
     }
     Ok(Response::builder()
         .header("content-type", "application/grpc")
-        .body(OriginBody::new(
+        .body(Reply::Fixed(OriginBody::new(
             Some(Bytes::from(json.to_string())),
             Some(trailers),
-        ))
+        )))
         .expect("response"))
+}
+
+fn echo_stream(req: Request<Incoming>, conn: usize) -> Response<Reply> {
+    let mut resp = Response::builder()
+        .header("content-type", "application/grpc")
+        .header("x-connection", conn.to_string());
+    for name in [
+        "x-call-id",
+        "grpc-timeout",
+        "traceparent",
+        "b3",
+        "grpc-trace-bin",
+    ] {
+        if let Some(v) = req.headers().get(name) {
+            resp = resp.header(format!("x-seen-{name}"), v);
+        }
+    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("5"));
+    trailers.insert(
+        "grpc-message",
+        http::HeaderValue::from_static("no such thing"),
+    );
+    resp.body(Reply::Echo(req.into_body(), Some(trailers)))
+        .expect("response")
 }
 
 /// An h2c (prior knowledge) client connection to the gateway; the connection task runs
 /// on the current runtime.
-async fn h2_client(port: u16) -> SendRequest<Full<Bytes>> {
+async fn h2_client<B>(port: u16) -> SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the gateway");
@@ -198,7 +292,12 @@ type Answer = (u16, serde_json::Value, String);
 /// to a gateway whose upstream has `max_streams` (None = the default), and returns the
 /// origin and the answers by call id. Bounded: 60 s for the whole burst.
 fn burst(max_streams: Option<usize>) -> (GrpcOrigin, HashMap<usize, Answer>) {
-    let origin = GrpcOrigin::start(Duration::from_millis(500));
+    // Every call is held until all have arrived, so all are in flight at once however
+    // slowly a loaded machine delivers them.
+    let origin = GrpcOrigin::start(Mode::Unary(Hold {
+        until_calls: CALLS,
+        at_most: Duration::from_secs(20),
+    }));
     let setting = max_streams.map_or(String::new(), |n| format!("max_concurrent_streams = {n}"));
     let gw = TestGateway::start(&format!(
         r#"
@@ -479,7 +578,10 @@ fn assert_recorded_as_499(gw: &TestGateway, dir: &std::path::Path, path: &str) {
 #[test]
 fn a_cancelled_grpc_call_is_recorded_as_499_everywhere() {
     captured_logs();
-    let origin = GrpcOrigin::start(Duration::from_secs(30));
+    let origin = GrpcOrigin::start(Mode::Unary(Hold {
+        until_calls: usize::MAX,
+        at_most: Duration::from_secs(30),
+    }));
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway_with_access_log(
         dir.path(),
@@ -535,4 +637,143 @@ fn an_http1_client_that_hangs_up_before_the_response_is_recorded_as_499() {
     std::thread::sleep(Duration::from_millis(300));
     drop(s);
     assert_recorded_as_499(&gw, dir.path(), path);
+}
+
+/// A request body fed message by message from a channel (a client stream).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|m| m.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// A gRPC message frame: uncompressed, 4-byte length, payload.
+fn framed(payload: &str) -> Bytes {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(payload.as_bytes());
+    Bytes::from(out)
+}
+
+/// Reads response data until `want` bytes came (a proxy may split or join frames).
+async fn read_exactly(body: &mut Incoming, want: usize) -> Bytes {
+    let mut got = Vec::new();
+    while got.len() < want {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the echo came within 5 s")
+            .expect("the stream is still open")
+            .expect("a frame");
+        let data = frame.into_data().expect("data before trailers");
+        got.extend_from_slice(&data);
+    }
+    Bytes::from(got)
+}
+
+#[test]
+fn two_streaming_calls_share_one_upstream_connection_message_by_message() {
+    let origin = GrpcOrigin::start(Mode::EchoStream);
+    let gw = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 2
+        [upstreams.grpc]
+        peers = ["{addr}"]
+        protocol = "h2c"
+        [upstreams.grpc.propagation]
+        inject = ["tracecontext", "b3", "grpc-trace-bin"]
+        [[routes]]
+        upstream = "grpc"
+        "#,
+        addr = origin.addr
+    ));
+    let port = gw.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut calls = Vec::new();
+        for name in ["a", "b"] {
+            let mut sender = h2_client::<ChannelBody>(port).await;
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let req = Request::post(format!("http://127.0.0.1:{port}/chat.Chat/Talk"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("grpc-timeout", "5S")
+                .header("x-call-id", name)
+                .body(ChannelBody(rx))
+                .unwrap();
+            // The origin answers before any message: the headers come back at once.
+            let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+                .await
+                .expect("response headers within 5 s")
+                .expect("response");
+            assert_eq!(resp.status(), 200);
+            let h = resp.headers().clone();
+            let seen = |k: &str| {
+                h.get(format!("x-seen-{k}"))
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            assert_eq!(seen("x-call-id").as_deref(), Some(name));
+            assert_eq!(
+                seen("grpc-timeout").as_deref(),
+                Some("5S"),
+                "the deadline reaches the origin"
+            );
+            for k in ["traceparent", "b3", "grpc-trace-bin"] {
+                assert!(seen(k).is_some(), "{k} injected on call {name}");
+            }
+            calls.push((name, tx, resp.into_body(), h, sender));
+        }
+        // Interleaved: each message is echoed on its own call before the next is sent.
+        for round in 0..3 {
+            for (name, tx, body, _, _) in &mut calls {
+                let msg = framed(&format!("{name}-{round}"));
+                tx.send(msg.clone()).await.unwrap();
+                assert_eq!(
+                    read_exactly(body, msg.len()).await,
+                    msg,
+                    "call {name} round {round}"
+                );
+            }
+        }
+        for (name, tx, mut body, h, _sender) in calls {
+            drop(tx); // the client's half of the stream ends
+                      // Every message was echoed, so what follows is the trailers.
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .expect("trailers within 5 s")
+                .unwrap_or_else(|| panic!("call {name} ended without trailers"))
+                .expect("a frame");
+            let trailers = frame
+                .into_trailers()
+                .unwrap_or_else(|f| panic!("call {name}: data after the echoes: {f:?}"));
+            assert_eq!(
+                trailers["grpc-status"], "5",
+                "the error status of call {name}"
+            );
+            assert_eq!(trailers["grpc-message"], "no such thing");
+            assert_eq!(
+                h["x-connection"], "0",
+                "both calls on the first upstream connection"
+            );
+        }
+    });
+    assert_eq!(
+        origin.connections(),
+        1,
+        "two concurrent calls, one upstream connection"
+    );
 }
