@@ -5,10 +5,10 @@
 //! none, dials a new one. The new connection enters the pool only once it is connected
 //! and handshaken, so every call that arrives meanwhile dials as well: with 100 streams
 //! per connection, a burst of 200 concurrent calls opened 27 to 50 connections instead
-//! of 2 (tests/grpc.rs). Envoy's connection pool avoids this by counting the streams it still expects a
-//! connection being established to carry, and opens only as many connections as those
-//! pending streams need; pingora has no such hook, so the gateway orders the callers
-//! instead: each request to a multiplexed upstream holds its pool's gate from
+//! of 2 (`tests/grpc.rs`). Envoy's connection pool avoids this by counting the streams
+//! a connection being established will carry, and opens only as many connections as
+//! the pending streams need; pingora has no such hook, so the gateway orders the
+//! callers instead: each request to a multiplexed upstream holds its pool's gate from
 //! `upstream_peer` until it holds a stream (`connected_to_upstream`) or the connect
 //! failed (`fail_to_connect`). Taking a stream from a pooled connection holds the gate
 //! for microseconds; a dial holds it for one connect and handshake.
