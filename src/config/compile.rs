@@ -228,6 +228,9 @@ fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
     o.idle_timeout = Some(spec.idle_timeout);
     o.verify_cert = spec.tls_verify;
     o.verify_hostname = spec.tls_verify;
+    // Several calls share one HTTP/2 connection, as Envoy and gRPC clients do; pingora's
+    // default of 1 opens a connection per in-flight call.
+    o.max_h2_streams = spec.max_concurrent_streams;
     o.alpn = match spec.protocol {
         // Cleartext with a minimum of HTTP/2 is how pingora speaks h2c.
         Protocol::H2c | Protocol::H2 => ALPN::H2,

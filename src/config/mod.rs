@@ -215,4 +215,41 @@ mod tests {
         let err = load_str(text, None, 1).unwrap_err();
         assert!(err.problems[0].message.contains("cannot resolve"), "{err}");
     }
+
+    fn h2_upstream(extra: &str) -> String {
+        format!("[upstreams.g]\npeers = [\"127.0.0.1:50051\"]\nprotocol = \"h2c\"\n{extra}")
+    }
+
+    #[test]
+    fn h2_streams_per_connection_default_to_100_and_reach_the_peer() {
+        for (extra, want) in [("", 100), ("max_concurrent_streams = 7\n", 7)] {
+            let s = load_str(&h2_upstream(extra), None, 1).unwrap();
+            let UpstreamKind::Http(up) = &s.upstreams[0].kind else {
+                panic!("http upstream expected");
+            };
+            assert_eq!(up.spec.max_concurrent_streams, want);
+            let (peer, _) = up.select().unwrap();
+            assert_eq!(peer.options.max_h2_streams, want, "pingora's per-peer cap");
+        }
+    }
+
+    #[test]
+    fn h2_streams_per_connection_out_of_range_is_refused() {
+        for bad in ["0", "-1", "2147483648"] {
+            let text = h2_upstream(&format!("max_concurrent_streams = {bad}\n"));
+            let err = load_str(&text, None, 1).unwrap_err();
+            assert_eq!(
+                err.problems[0].to_string(),
+                format!(
+                    "upstreams.g.max_concurrent_streams: must be between 1 and 2147483647, got {bad}"
+                )
+            );
+        }
+        assert!(load_str(
+            &h2_upstream("max_concurrent_streams = 2147483647\n"),
+            None,
+            1
+        )
+        .is_ok());
+    }
 }

@@ -259,6 +259,9 @@ pub struct RawTlsListener {
     pub key: String,
 }
 
+/// Default of `[upstreams.NAME] max_concurrent_streams` (why: on the field).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: i64 = 100;
+
 /// `[upstreams.NAME]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -287,6 +290,15 @@ pub struct RawUpstream {
     pub idle_timeout: String,
     /// Retry once on another peer when connecting fails (idempotent methods only).
     pub retry_on_connect_failure: bool,
+    /// For `h2c` / `h2`: how many requests (gRPC calls) share one HTTP/2 connection at
+    /// once; a further concurrent request opens another connection. pingora's own
+    /// default is 1 (a connection per in-flight call). 100 is the floor RFC 9113
+    /// §6.5.2 recommends servers advertise and pingora's own server default; Envoy
+    /// (`http2_protocol_options.max_concurrent_streams`) defaults to 2^31-1 and lets the
+    /// server's SETTINGS decide. The lower of this and the server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` applies. Signed so a negative value gets a
+    /// clear validation message rather than a type error.
+    pub max_concurrent_streams: i64,
     /// Active health checking; absent = every peer is assumed healthy.
     pub health_check: Option<RawHealthCheck>,
     /// Propagation overrides for every route to this upstream.
@@ -309,6 +321,7 @@ impl Default for RawUpstream {
             write_timeout: "30s".to_string(),
             idle_timeout: "60s".to_string(),
             retry_on_connect_failure: true,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             health_check: None,
             propagation: RawPropagationOverride::default(),
             sampling: RawSamplingOverride::default(),

@@ -190,6 +190,8 @@ pub struct HttpUpstreamSpec {
     pub idle_timeout: Duration,
     /// One retry on connect failure for idempotent methods.
     pub retry_on_connect_failure: bool,
+    /// Concurrent streams per HTTP/2 connection (h2c / h2 only).
+    pub max_concurrent_streams: usize,
     /// Active health check.
     pub health_check: Option<HealthCheckSpec>,
 }
@@ -735,8 +737,26 @@ fn http_upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> HttpUpstream
         write_timeout: c.positive_duration(at("write_timeout"), &u.write_timeout),
         idle_timeout: c.duration(at("idle_timeout"), &u.idle_timeout),
         retry_on_connect_failure: u.retry_on_connect_failure,
+        max_concurrent_streams: max_concurrent_streams(c, &at("max_concurrent_streams"), u),
         health_check,
     }
+}
+
+/// The largest stream count HTTP/2 can express (RFC 9113 §6.5.2: a 31-bit value in
+/// practice, since client stream ids are odd 31-bit numbers); Envoy's valid range for
+/// `max_concurrent_streams` ends at the same value.
+const MAX_CONCURRENT_STREAMS_LIMIT: i64 = (1 << 31) - 1;
+
+fn max_concurrent_streams(c: &mut Collector, at: &str, u: &RawUpstream) -> usize {
+    let n = u.max_concurrent_streams;
+    if !(1..=MAX_CONCURRENT_STREAMS_LIMIT).contains(&n) {
+        c.push(
+            at,
+            format!("must be between 1 and {MAX_CONCURRENT_STREAMS_LIMIT}, got {n}"),
+        );
+        return 1;
+    }
+    usize::try_from(n).unwrap_or(1)
 }
 
 fn health_check(c: &mut Collector, at: &str, h: &RawHealthCheck) -> HealthCheckSpec {

@@ -4,6 +4,7 @@
 //! Every request loads the config snapshot once, in its first filter, and keeps it in
 //! its context to the end: one generation per request.
 
+mod dial;
 mod echo;
 pub mod trace;
 
@@ -12,13 +13,15 @@ use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use log::warn;
+use log::{warn, Level};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
@@ -32,6 +35,8 @@ pub struct Gateway {
     config: Arc<ConfigHandle>,
     metrics: Arc<Metrics>,
     telemetry: Arc<Telemetry>,
+    /// Orders the requests taking streams from each multiplexed upstream pool.
+    dial_gates: dial::DialGates,
 }
 
 impl Gateway {
@@ -45,6 +50,7 @@ impl Gateway {
             config,
             metrics,
             telemetry,
+            dial_gates: dial::DialGates::default(),
         }
     }
 }
@@ -69,6 +75,11 @@ pub struct RequestCtx {
     error: Option<&'static str>,
     /// For a request that matched no route: what it brought (coverage view).
     unrouted: Observation,
+    /// Held from peer selection until this request holds an upstream HTTP/2 stream.
+    dial: Option<dial::DialTicket>,
+    /// The status `fail_to_proxy` decided, for the logging phase when no response
+    /// could be written (the client left: 499).
+    failure_status: Option<u16>,
 }
 
 impl RequestCtx {
@@ -143,6 +154,35 @@ async fn respond(
     Ok(())
 }
 
+/// nginx's status for a request its client closed before the response ("client
+/// closed request"). No client ever sees it; logs, metrics and the span record it.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Whether `e` means the client left: it closed its connection, or reset its HTTP/2
+/// stream (a cancelled gRPC call, an expired deadline). Nothing can be sent to it any
+/// more. A downstream HTTP/2 error while proxying is always the stream going away: the
+/// request was already parsed and routed.
+fn client_went_away(e: &Error) -> bool {
+    matches!(e.esource(), ErrorSource::Downstream)
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::H2Error
+        )
+}
+
+/// The final status already sent to the client, if any (an informational 1xx other
+/// than 101 is not final).
+fn final_status_sent(session: &Session) -> Option<u16> {
+    session
+        .response_written()
+        .map(|r| r.status)
+        .filter(|s| !s.is_informational() || s.as_u16() == 101)
+        .map(|s| s.as_u16())
+}
+
 /// How a proxy failure is reported: status, short body, metric kind.
 fn classify(e: &Error) -> (u16, &'static str, &'static str) {
     match e.etype() {
@@ -180,6 +220,8 @@ impl ProxyHttp for Gateway {
             peer_address: None,
             error: None,
             unrouted: Observation::default(),
+            dial: None,
+            failure_status: None,
         }
     }
 
@@ -259,9 +301,18 @@ impl ProxyHttp for Gateway {
         let Some(upstream) = &ctx.upstream else {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };
+        // A retry's ticket is released before the next one is taken.
+        ctx.dial = None;
         match upstream.select() {
             Some((peer, address)) => {
                 ctx.peer_address = Some(address);
+                let spec = &upstream.spec;
+                if spec.protocol != Protocol::Http1 && spec.max_concurrent_streams > 1 {
+                    ctx.dial = self
+                        .dial_gates
+                        .enter(peer.reuse_hash(), spec.connect_timeout)
+                        .await;
+                }
                 Ok(Box::new(peer))
             }
             None => {
@@ -281,6 +332,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.dial = None;
         let kind = classify(&e).2;
         self.metrics
             .upstream_failures
@@ -299,6 +351,21 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // This request holds its stream: the next one may look for a free stream.
+        ctx.dial = None;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -355,20 +422,20 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[ctx.upstream_name(), kind])
                 .inc();
         }
-        let code = if matches!(e.esource(), ErrorSource::Downstream)
-            && matches!(
-                e.etype(),
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            ) {
-            0 // the client is gone: nothing to answer
+        // A client that left has nobody to answer: recorded as 499, as nginx does, or
+        // as the status it already got when the response header had gone out (nginx
+        // keeps that one too). Leaving is the client's choice, not a gateway error, so
+        // it is logged at info, like nginx's "client prematurely closed connection".
+        let gone = client_went_away(e);
+        let code = if gone {
+            final_status_sent(session).unwrap_or(CLIENT_CLOSED_REQUEST)
         } else {
+            ctx.error = Some(kind);
             status
         };
-        // A client that went away after its response is not a failed request.
-        if code > 0 {
-            ctx.error = Some(kind);
-        }
-        warn!(
+        ctx.failure_status = Some(code);
+        log::log!(
+            if gone { Level::Info } else { Level::Warn },
             "{} {} route={} upstream={} status={} error=\"{}\"",
             session.req_header().method,
             session.req_header().uri.path(),
@@ -377,7 +444,7 @@ impl ProxyHttp for Gateway {
             code,
             e
         );
-        if code > 0 {
+        if !gone {
             let mut resp = ResponseHeader::build(code, Some(3))
                 .unwrap_or_else(|_| pingora::protocols::http::ServerSession::generate_error(code));
             let _ = resp.insert_header("content-type", "text/plain");
@@ -396,7 +463,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        // What the client got; else what fail_to_proxy decided (499 for a client that
+        // left), so the access log, the metric and the span agree with its log line.
+        let status = final_status_sent(session)
+            .or(ctx.failure_status)
+            .unwrap_or(0);
         if let Some(trace) = &mut ctx.trace {
             trace.finish(status, ctx.error, ctx.peer_address.as_ref());
         }
