@@ -412,18 +412,26 @@ mod tests {
             "SpanId, not ParentSpanId, is the parent"
         );
         assert_eq!(ctx.sampling, Sampling::Deferred);
-        let first_wins = map(&[
+        let agree = map(&[
+            ("x-b3-traceid", T),
+            ("x-b3-traceid", T),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+            ("x-b3-sampled", "1"),
+        ]);
+        assert_eq!(
+            B3MultiCodec::extract(&agree).unwrap().unwrap().sampling,
+            Sampling::Sampled
+        );
+        let conflict = map(&[
             ("x-b3-traceid", T),
             ("x-b3-spanid", S),
             ("x-b3-sampled", "1"),
             ("x-b3-sampled", "0"),
         ]);
         assert_eq!(
-            B3MultiCodec::extract(&first_wins)
-                .unwrap()
-                .unwrap()
-                .sampling,
-            Sampling::Sampled
+            B3MultiCodec::extract(&conflict),
+            Err(DecodeError::Conflicting)
         );
         assert!(
             B3MultiCodec::extract(&map(&[("b3", "1")]))

@@ -606,8 +606,13 @@ mod tests {
             ("jaeger-debug-id", "x"),
         ]);
         assert_eq!(JaegerCodec::extract(&h), Err(DecodeError::Malformed));
-        let first_wins = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "junk")]);
-        assert!(JaegerCodec::extract(&first_wins).unwrap().is_some());
+        let same = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "a:b:0:1")]);
+        assert!(JaegerCodec::extract(&same).unwrap().is_some());
+        let conflict = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "junk")]);
+        assert_eq!(
+            JaegerCodec::extract(&conflict),
+            Err(DecodeError::Conflicting)
+        );
     }
 
     #[test]

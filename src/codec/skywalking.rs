@@ -1015,15 +1015,13 @@ mod tests {
     }
 
     #[test]
-    fn first_value_wins_and_charset() {
-        let h = map(&[
-            (
-                "sw8",
-                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
-            ),
-            ("sw8", "garbage"),
-        ]);
-        assert!(SkyWalkingCodec::extract(&h).unwrap().is_some());
+    fn repeats_must_agree_and_charset() {
+        let v = "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==";
+        assert!(SkyWalkingCodec::extract(&map(&[("sw8", v), ("sw8", v)]))
+            .unwrap()
+            .is_some());
+        let h = map(&[("sw8", v), ("sw8", "garbage")]);
+        assert_eq!(SkyWalkingCodec::extract(&h), Err(DecodeError::Conflicting));
         let mut h = HeaderMap::new();
         h.insert(&SW8, HeaderValue::from_bytes(b"1-\xff").unwrap());
         assert_eq!(SkyWalkingCodec::extract(&h), Err(DecodeError::Charset));
