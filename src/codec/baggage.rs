@@ -246,7 +246,10 @@ impl Codec for BaggageCodec {
                 out.set(BAGGAGE.clone(), v);
             }
         }
-        Injected { baggage_dropped }
+        Injected {
+            baggage_dropped,
+            ..Injected::default()
+        }
     }
 }
 

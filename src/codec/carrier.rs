@@ -22,8 +22,28 @@ impl HeaderSink for HeaderMap {
 /// What one injection did besides writing headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Injected {
-    /// Baggage entries left out because the format's size limits were reached.
+    /// Baggage entries left out, whatever the reason (limits, keys, values).
     pub baggage_dropped: usize,
+    /// Of those, entries whose key the format cannot carry: per-item header formats
+    /// (`uberctx-*`, `ot-baggage-*`) need a lowercase header-name token, one per header.
+    pub baggage_dropped_key: usize,
+    /// Of those, entries whose value the format cannot carry (`ot-baggage-*` values go
+    /// verbatim, so they must be visible ASCII).
+    pub baggage_dropped_value: usize,
+}
+
+impl Injected {
+    /// Why baggage entries were dropped, as `(reason, count)`: the `reason` label of
+    /// `tracebridge_propagation_baggage_dropped_total`. `limit` = a size or count limit
+    /// of the format, `key` / `value` = the format cannot carry that key / value.
+    pub fn baggage_drops(&self) -> [(&'static str, usize); 3] {
+        let key_or_value = self.baggage_dropped_key + self.baggage_dropped_value;
+        [
+            ("limit", self.baggage_dropped.saturating_sub(key_or_value)),
+            ("key", self.baggage_dropped_key),
+            ("value", self.baggage_dropped_value),
+        ]
+    }
 }
 
 /// Trims the SP / HTAB that HTTP allows around a field value (§15.7).

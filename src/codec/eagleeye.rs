@@ -438,7 +438,10 @@ impl Codec for EagleEyeCodec {
             user_data: (!user_data.is_empty()).then_some(Cow::Owned(user_data)),
         };
         encode(wire, out);
-        Injected { baggage_dropped }
+        Injected {
+            baggage_dropped,
+            ..Injected::default()
+        }
     }
 }
 

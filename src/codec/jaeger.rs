@@ -246,14 +246,7 @@ impl Codec for JaegerCodec {
                 out.set(UBER_TRACE_ID.clone(), v);
             }
         }
-        Injected {
-            baggage_dropped: item_baggage::inject(
-                &ctx.baggage,
-                BAGGAGE_PREFIX,
-                Values::UrlEncoded,
-                out,
-            ),
-        }
+        item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::UrlEncoded, out)
     }
 }
 

@@ -214,14 +214,7 @@ impl Codec for OtTraceCodec {
                 out.set(OT_TRACER_SAMPLED.clone(), v);
             }
         }
-        Injected {
-            baggage_dropped: item_baggage::inject(
-                &ctx.baggage,
-                BAGGAGE_PREFIX,
-                Values::Verbatim,
-                out,
-            ),
-        }
+        item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::Verbatim, out)
     }
 }
 
@@ -561,6 +554,7 @@ mod tests {
             r.baggage_dropped, 3,
             "upper-case key, non-ASCII value, value with edge whitespace"
         );
+        assert_eq!(r.baggage_drops(), [("limit", 0), ("key", 1), ("value", 2)]);
         assert_eq!(h.get("ot-baggage-user").unwrap(), "a b=c");
         let back = OtTraceCodec::extract(&h).unwrap().unwrap();
         assert_eq!(back.baggage, vec![entry("user", "a b=c")]);

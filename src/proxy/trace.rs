@@ -254,9 +254,16 @@ impl RequestTrace {
             metrics.injected_for(*f).inc();
             self.observation.injected.insert(*f);
         }
-        metrics
-            .baggage_dropped
-            .inc_by(report.baggage_dropped as u64);
+        for (format, injected) in &report.baggage_dropped {
+            for (reason, n) in injected.baggage_drops() {
+                if n > 0 {
+                    metrics
+                        .baggage_dropped
+                        .with_label_values(&[format.as_str(), reason])
+                        .inc_by(n as u64);
+                }
+            }
+        }
     }
 
     /// Records that a peer is being picked; every pick after the first is a retry and
