@@ -262,11 +262,11 @@ fn a_request_without_context_names_extracted_format_none() {
 }
 
 #[test]
-fn an_upper_case_baggage_key_is_dropped_from_uberctx_counted_and_kept_in_baggage() {
+fn an_upper_case_baggage_key_is_dropped_from_per_item_formats_counted_and_kept_in_baggage() {
     let origin = Origin::start("origin");
     let gw = gateway(
         &origin,
-        r#"propagation = { inject = ["jaeger", "tracecontext", "baggage"] }"#,
+        r#"propagation = { inject = ["jaeger", "ottrace", "tracecontext", "baggage"] }"#,
     );
     let body = send(
         &gw,
@@ -279,10 +279,13 @@ fn an_upper_case_baggage_key_is_dropped_from_uberctx_counted_and_kept_in_baggage
         ],
     );
     assert_eq!(got(&body, "uberctx-plan"), Some("pro"));
-    assert!(
-        got(&body, "uberctx-userid").is_none(),
-        "not lower-cased into another key: {body}"
-    );
+    assert_eq!(got(&body, "ot-baggage-plan"), Some("pro"));
+    for name in ["uberctx-userid", "ot-baggage-userid"] {
+        assert!(
+            got(&body, name).is_none(),
+            "not lower-cased into another key: {body}"
+        );
+    }
     let baggage = got(&body, "baggage").expect("W3C baggage written");
     assert!(
         baggage.split(',').any(|m| m.trim() == "userId=1"),
@@ -290,5 +293,6 @@ fn an_upper_case_baggage_key_is_dropped_from_uberctx_counted_and_kept_in_baggage
     );
     gw.metrics_containing(&[
         r#"tracebridge_propagation_baggage_dropped_total{format="jaeger",reason="key"} 1"#,
+        r#"tracebridge_propagation_baggage_dropped_total{format="ottrace",reason="key"} 1"#,
     ]);
 }
