@@ -566,7 +566,8 @@ fn both_originals_share_one_tb_member() {
     at_a.originals.skywalking = Format::SkyWalking
         .extract(&map(&[(
             "sw8",
-            "1-NGJmOTJmMzUtNzdiMy00ZGE2LWEzY2UtOTI5ZDBlMGU0NzM2-YQ==-0----",
+            // svc / inst / /api / h:80: SkyWalking agents reject empty fields (issue 17).
+            "1-NGJmOTJmMzUtNzdiMy00ZGE2LWEzY2UtOTI5ZDBlMGU0NzM2-YQ==-0-c3Zj-aW5zdA==-L2FwaQ==-aDo4MA==",
         )]))
         .unwrap()
         .unwrap()

@@ -417,7 +417,14 @@ mod tests {
                 ("x-b3-spanid", "cd00000000000000"),
                 ("x-b3-sampled", "1"),
             ],
-            expect: Err("trace id 30 hex (only 16 or 32 allowed)"),
+            // Was "trace id 30 hex (only 16 or 32 allowed)": `x-b3-*` ids may lack leading
+            // zeros, as Brave reads them (issue 17; see `b3multi.rs`).
+            expect: ok(
+                Some("00ab0000000000000000000000000000"),
+                Some("cd00000000000000"),
+                Some(true),
+                false,
+            ),
         },
         Row {
             id: "b3-022",
@@ -695,16 +702,19 @@ mod tests {
     }
 
     #[test]
-    fn first_value_wins_and_ows_is_trimmed() {
+    fn identical_repeats_agree_and_ows_is_trimmed() {
+        let v = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1";
         let h = map(&[
             (
                 "b3",
                 " \t4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1 ",
             ),
-            ("b3", "garbage"),
+            ("b3", v),
         ]);
         let ctx = B3Codec::extract(&h).unwrap().unwrap();
         assert_eq!(ctx.sampling, Sampling::Sampled);
+        let h = map(&[("b3", v), ("b3", "garbage")]);
+        assert_eq!(B3Codec::extract(&h), Err(DecodeError::Conflicting));
         let mut bad = HeaderMap::new();
         bad.insert(&B3, HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(B3Codec::extract(&bad), Err(DecodeError::Charset));

@@ -2,15 +2,22 @@
 //! openzipkin/b3-propagation README, "Multiple Headers").
 //!
 //! ```text
-//! x-b3-traceid      = 16HEXDIGLC / 32HEXDIGLC   ; with x-b3-spanid, or neither
-//! x-b3-spanid       = 16HEXDIGLC
-//! x-b3-parentspanid = 16HEXDIGLC                ; only together with the ids
+//! x-b3-traceid      = 1*32HEXDIGLC   ; with x-b3-spanid, or neither; left-padded
+//! x-b3-spanid       = 1*16HEXDIGLC   ; left-padded
+//! x-b3-parentspanid = 1*16HEXDIGLC   ; only together with the ids
 //! x-b3-sampled      = "1" / "0"                 ; absent = defer
 //!                   / "true" / "false"          ; legacy, accepted, never sent
 //! x-b3-flags        = "1"                       ; debug; any other value is ignored
 //! ```
 //!
 //! Choices:
+//! - Ids may lack leading zeros. The README says 16 or 32 hex and the OpenTelemetry
+//!   propagators (Go, Java, Python, JS) take only those widths, but Brave, Zipkin's own
+//!   tracer, reads `x-b3-*` ids of up to 32 / 16 digits and left-pads them
+//!   (`TraceContext.Builder.parseTraceId`): writers that drop leading zeros exist (the
+//!   OT-trace trap, issue 17), so we read what Brave reads (from one digit; all zeros
+//!   stays invalid) and always write 16 / 32 digits. The single `b3` header stays strict,
+//!   as Brave's `B3SingleFormat` is.
 //! - Without trace and span id the headers are a decision only (`x-b3-sampled: 0` for a
 //!   health check, `x-b3-flags: 1`): extract returns a context with `trace_id: None` and
 //!   that decision. `x-b3-flags` with a value other than `1` and nothing else carries
@@ -33,7 +40,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::b3::{to_context, State};
-use super::text::{parse_sampled, parse_span_id, parse_trace_id};
+use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
 use super::{b3, first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
@@ -112,13 +119,13 @@ pub struct B3Multi {
 /// Validates the `x-b3-*` values.
 pub fn decode(f: &Fields<'_>) -> Result<B3Multi, DecodeError> {
     let ids = match (f.trace_id, f.span_id) {
-        (Some(t), Some(s)) => Some((parse_trace_id(t)?, parse_span_id(s)?)),
+        (Some(t), Some(s)) => Some((parse_short_trace_id(t)?, parse_short_span_id(s)?)),
         (None, None) => None,
         _ => return Err(DecodeError::Missing),
     };
     let parent_span_id = match f.parent_span_id {
         Some(_) if ids.is_none() => return Err(DecodeError::Missing),
-        p => p.map(parse_span_id).transpose()?,
+        p => p.map(parse_short_span_id).transpose()?,
     };
     Ok(B3Multi {
         ids,
@@ -361,8 +368,34 @@ mod tests {
             ),
             (
                 f(Some(T), Some(S), Some("cd"), None, None),
+                w(Some(0xcd), None, false),
+                "short parent, left-padded (Brave)",
+            ),
+            (
+                f(Some(T), Some(S), Some("00000000000000cd0"), None, None),
                 Err(E::SpanId),
-                "short parent",
+                "parent longer than 16 hex",
+            ),
+            (
+                f(
+                    Some("a3ce929d0e0e473"),
+                    Some("f067aa0ba902b7"),
+                    None,
+                    None,
+                    None,
+                ),
+                Ok(B3Multi {
+                    ids: TraceId::new(0xa3ce929d0e0e473).zip(SpanId::new(0xf067aa0ba902b7)),
+                    parent_span_id: None,
+                    sampled: None,
+                    debug: false,
+                }),
+                "ids without leading zeros, left-padded (Brave)",
+            ),
+            (
+                f(Some("0"), Some(S), None, None, None),
+                Err(E::ZeroId),
+                "short zero trace id",
             ),
             (
                 f(Some(T), Some(S), None, Some(""), None),
@@ -412,18 +445,26 @@ mod tests {
             "SpanId, not ParentSpanId, is the parent"
         );
         assert_eq!(ctx.sampling, Sampling::Deferred);
-        let first_wins = map(&[
+        let agree = map(&[
+            ("x-b3-traceid", T),
+            ("x-b3-traceid", T),
+            ("x-b3-spanid", S),
+            ("x-b3-sampled", "1"),
+            ("x-b3-sampled", "1"),
+        ]);
+        assert_eq!(
+            B3MultiCodec::extract(&agree).unwrap().unwrap().sampling,
+            Sampling::Sampled
+        );
+        let conflict = map(&[
             ("x-b3-traceid", T),
             ("x-b3-spanid", S),
             ("x-b3-sampled", "1"),
             ("x-b3-sampled", "0"),
         ]);
         assert_eq!(
-            B3MultiCodec::extract(&first_wins)
-                .unwrap()
-                .unwrap()
-                .sampling,
-            Sampling::Sampled
+            B3MultiCodec::extract(&conflict),
+            Err(DecodeError::Conflicting)
         );
         assert!(
             B3MultiCodec::extract(&map(&[("b3", "1")]))

@@ -246,7 +246,19 @@ impl Codec for BaggageCodec {
                 out.set(BAGGAGE.clone(), v);
             }
         }
-        Injected { baggage_dropped }
+        // A key that is not a token (from `sw8-correlation` or `EagleEye-UserData`, which
+        // allow any text) is dropped whatever the limits: reason `key`, not `limit`.
+        let baggage_dropped_key = if baggage_dropped == 0 {
+            0
+        } else {
+            let bad_keys = ctx.baggage.iter().filter(|e| !is_token(e.key.as_bytes()));
+            bad_keys.count()
+        };
+        Injected {
+            baggage_dropped,
+            baggage_dropped_key,
+            ..Injected::default()
+        }
     }
 }
 
@@ -428,6 +440,11 @@ mod tests {
         let mut out = HeaderMap::new();
         let injected = BaggageCodec::inject(&ctx, &hop(), &mut out);
         assert_eq!(injected.baggage_dropped, 1);
+        assert_eq!(
+            injected.baggage_drops(),
+            [("limit", 0), ("key", 1), ("value", 0)],
+            "`bad key` is not a token"
+        );
         assert_eq!(
             out[&BAGGAGE],
             "userId=Am%C3%A9lie,k=a%2Cb%3Bc%20d%22e%5Cf%25g;p1;q=1,p=v"

@@ -22,8 +22,28 @@ impl HeaderSink for HeaderMap {
 /// What one injection did besides writing headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Injected {
-    /// Baggage entries left out because the format's size limits were reached.
+    /// Baggage entries left out, whatever the reason (limits, keys, values).
     pub baggage_dropped: usize,
+    /// Of those, entries whose key the format cannot carry: per-item header formats
+    /// (`uberctx-*`, `ot-baggage-*`) need a lowercase header-name token, one per header.
+    pub baggage_dropped_key: usize,
+    /// Of those, entries whose value the format cannot carry (`ot-baggage-*` values go
+    /// verbatim, so they must be visible ASCII).
+    pub baggage_dropped_value: usize,
+}
+
+impl Injected {
+    /// Why baggage entries were dropped, as `(reason, count)`: the `reason` label of
+    /// `tracebridge_propagation_baggage_dropped_total`. `limit` = a size or count limit
+    /// of the format, `key` / `value` = the format cannot carry that key / value.
+    pub fn baggage_drops(&self) -> [(&'static str, usize); 3] {
+        let key_or_value = self.baggage_dropped_key + self.baggage_dropped_value;
+        [
+            ("limit", self.baggage_dropped.saturating_sub(key_or_value)),
+            ("key", self.baggage_dropped_key),
+            ("value", self.baggage_dropped_value),
+        ]
+    }
 }
 
 /// Trims the SP / HTAB that HTTP allows around a field value (§15.7).
@@ -49,16 +69,28 @@ pub fn value_str(v: &HeaderValue) -> Result<&str, DecodeError> {
     v.to_str().map(trim_ows).map_err(|_| DecodeError::Charset)
 }
 
-/// First value of a single-valued vendor header (`b3`, `uber-trace-id`, `sw8`, ...):
-/// "first value wins" (§15.6). `Ok(None)` when absent.
+/// The value of a single-valued vendor header (`b3`, `x-b3-traceid`, `uber-trace-id`,
+/// `sw8`, ...). `Ok(None)` when absent. A header repeated with the *same* value (after
+/// trimming) is that value: proxies and client libraries that add a header twice do no
+/// harm. Repeated with *different* values it is `Err(Conflicting)`: the request names two
+/// parents and picking one would be a guess, so the format counts as invalid, as W3C
+/// Trace Context rules for a repeated `traceparent` (§15.6 said "first value wins", as
+/// the B3 README does; B3 never says which of two different ids is right).
 pub fn first<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, DecodeError> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => value_str(v).map(Some),
+    let mut all = headers.get_all(name).iter();
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    let value = value_str(v)?;
+    for other in all {
+        if value_str(other)? != value {
+            return Err(DecodeError::Conflicting);
+        }
     }
+    Ok(Some(value))
 }
 
 /// The only value of a header that must not repeat (`traceparent`): a second field is
@@ -124,4 +156,59 @@ pub fn with_prefix<'a>(
 /// invalid is skipped rather than sent (returns `None`).
 pub fn header_value(bytes: impl Into<Bytes>) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes.into()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn first_rejects_conflicting_repeats_only() {
+        let name = HeaderName::from_static("x-b3-traceid");
+        type Row<'a> = (
+            &'a [(&'a str, &'a str)],
+            Result<Option<&'a str>, DecodeError>,
+            &'a str,
+        );
+        let rows: &[Row<'_>] = &[
+            (&[], Ok(None), "absent"),
+            (&[("x-b3-traceid", "a")], Ok(Some("a")), "one value"),
+            (
+                &[("x-b3-traceid", "a"), ("x-b3-traceid", "a")],
+                Ok(Some("a")),
+                "identical repeat",
+            ),
+            (
+                &[("x-b3-traceid", "a"), ("x-b3-traceid", " a\t")],
+                Ok(Some("a")),
+                "identical after trimming",
+            ),
+            (
+                &[("x-b3-traceid", "a"), ("x-b3-traceid", "b")],
+                Err(DecodeError::Conflicting),
+                "two different values",
+            ),
+            (
+                &[
+                    ("x-b3-traceid", "a"),
+                    ("x-b3-traceid", "a"),
+                    ("x-b3-traceid", "b"),
+                ],
+                Err(DecodeError::Conflicting),
+                "a conflict after an identical repeat",
+            ),
+        ];
+        for (pairs, want, why) in rows {
+            let h = map(pairs);
+            assert_eq!(first(&h, &name), *want, "{why}");
+        }
+    }
 }

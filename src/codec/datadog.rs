@@ -626,9 +626,14 @@ mod tests {
             Ok(("00000000000000000000000000000001", None, None)),
         ),
         (
-            "first trace-id value wins",
-            &[("x-datadog-trace-id", "1"), ("x-datadog-trace-id", "x")],
+            "identical trace-id repeats agree",
+            &[("x-datadog-trace-id", "1"), ("x-datadog-trace-id", "1")],
             Ok(("00000000000000000000000000000001", None, None)),
+        ),
+        (
+            "conflicting trace-id repeats",
+            &[("x-datadog-trace-id", "1"), ("x-datadog-trace-id", "x")],
+            Err("two different trace ids"),
         ),
         (
             "signed trace id",

@@ -438,7 +438,10 @@ impl Codec for EagleEyeCodec {
             user_data: (!user_data.is_empty()).then_some(Cow::Owned(user_data)),
         };
         encode(wire, out);
-        Injected { baggage_dropped }
+        Injected {
+            baggage_dropped,
+            ..Injected::default()
+        }
     }
 }
 
@@ -676,9 +679,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&TRACE_ID, HeaderValue::from_bytes(b"ea\xff").unwrap());
         assert_eq!(EagleEyeCodec::extract(&h), Err(DecodeError::Charset));
-        let h = map(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
+        let h = map(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", ARMS)]);
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();
         assert_eq!(ctx.trace_id, Some(hex128(ARMS)));
+        let h = map(&[("EagleEye-TraceID", ARMS), ("EagleEye-TraceID", "other")]);
+        assert_eq!(EagleEyeCodec::extract(&h), Err(DecodeError::Conflicting));
         let mut h = map(&[("EagleEye-TraceID", ARMS)]);
         h.insert(&USER_DATA, HeaderValue::from_bytes(b"k=\xff").unwrap());
         let ctx = EagleEyeCodec::extract(&h).unwrap().unwrap();

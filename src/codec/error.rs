@@ -7,6 +7,9 @@ pub enum DecodeError {
     /// A header that must appear once appeared several times (`traceparent`).
     #[error("header repeated")]
     Repeated,
+    /// A single-valued header appeared several times with different values.
+    #[error("conflicting repeated header")]
+    Conflicting,
     /// The value is not valid visible ASCII / UTF-8.
     #[error("invalid characters")]
     Charset,
@@ -41,8 +44,9 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Every reason, for pre-registering metric label sets.
-    pub const ALL: [DecodeError; 11] = [
+    pub const ALL: [DecodeError; 12] = [
         DecodeError::Repeated,
+        DecodeError::Conflicting,
         DecodeError::Charset,
         DecodeError::Malformed,
         DecodeError::Version,
@@ -59,6 +63,7 @@ impl DecodeError {
     pub const fn as_str(self) -> &'static str {
         match self {
             DecodeError::Repeated => "repeated",
+            DecodeError::Conflicting => "conflicting",
             DecodeError::Charset => "charset",
             DecodeError::Malformed => "malformed",
             DecodeError::Version => "version",

@@ -316,14 +316,22 @@ mod tests {
         let long = with(&|b| b.extend(vec![9; MAX_ENCODED / 4 * 3 - 29]));
         assert_eq!(b64(&long).len(), MAX_ENCODED);
         assert_eq!(decode(&b64(&long)).map(|w| w.options), Ok(Some(1)));
-        // First value wins.
+        // A repeat of the same value is that value; a different second value conflicts.
         let mut h = HeaderMap::new();
         h.append(
             &GRPC_TRACE_BIN,
             HeaderValue::from_static("AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE"),
         );
-        h.append(&GRPC_TRACE_BIN, HeaderValue::from_static("garbage"));
+        h.append(
+            &GRPC_TRACE_BIN,
+            HeaderValue::from_static("AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE"),
+        );
         assert!(GrpcTraceBinCodec::extract(&h).unwrap().is_some());
+        h.append(&GRPC_TRACE_BIN, HeaderValue::from_static("garbage"));
+        assert_eq!(
+            GrpcTraceBinCodec::extract(&h),
+            Err(DecodeError::Conflicting)
+        );
         assert_eq!(GrpcTraceBinCodec::extract(&HeaderMap::new()), Ok(None));
     }
 

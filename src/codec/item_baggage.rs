@@ -9,10 +9,16 @@
 //!   ASCII, is skipped: one bad item never invalidates the others or the trace context.
 //!   Extract keeps every item (the proxy's header-size limit bounds them).
 //! - Inject: W3C baggage keys are case-sensitive tokens, header names are not; a key that
-//!   is not a lowercase header-name token (empty, upper case, separators, non-ASCII) would
-//!   come back different or not at all, so it is dropped and counted rather than
-//!   lower-cased. A key already written is dropped and counted too: one header holds one
-//!   value, and the first one is what a reader of the ordered baggage takes. W3C
+//!   is not a lowercase header-name token (empty, upper case such as `userId`, separators,
+//!   non-ASCII) would come back different or not at all, so it is dropped from this format
+//!   and counted with reason `key` rather than lower-cased: `uberctx-userid` would reach
+//!   the service as a different key, which is worse than none (Jaeger's docs ask for
+//!   lowercase keys for this reason; OTel Python's OT propagator skips keys that are not
+//!   header tokens, OTel Java and go-contrib write them as they are and the case is lost).
+//!   The entry stays in every other format injected with it (W3C `baggage`,
+//!   `sw8-correlation`, `EagleEye-UserData`). A key already written is dropped and counted
+//!   (`key`) too: one header holds one value, and the first one is what a reader of the
+//!   ordered baggage takes. A value `Verbatim` cannot carry is counted as `value`. W3C
 //!   properties have no place here and are left out (not counted).
 //! - Limits: the W3C baggage minimums (64 entries, 8192 bytes counted as `key=value` text),
 //!   which OTel Java also applies to Jaeger baggage. Entries are taken in order; one that
@@ -20,7 +26,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{header_value, text, value_str, HeaderSink};
+use super::{header_value, text, value_str, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry};
 
 /// Most entries written per request (W3C baggage minimum).
@@ -110,52 +116,71 @@ pub(crate) fn extract(headers: &HeaderMap, prefix: &str, values: Values, out: &m
 }
 
 /// Writes one `{prefix}{key}` header per entry within the limits; returns how many entries
-/// were dropped.
+/// were dropped, and why.
 pub(crate) fn inject(
     baggage: &[BaggageEntry],
     prefix: &str,
     values: Values,
     out: &mut dyn HeaderSink,
-) -> usize {
+) -> Injected {
+    let mut report = Injected::default();
     if baggage.is_empty() {
-        return 0;
+        return report;
     }
     // The keys written so far, on the stack (at most MAX_ENTRIES of them).
     let mut written: [&str; MAX_ENTRIES] = [""; MAX_ENTRIES];
     let mut count = 0;
     let mut bytes = 0;
-    let mut dropped = 0;
     for entry in baggage {
         let fresh = written
             .get(..count)
             .is_some_and(|w| !w.contains(&entry.key.as_str()));
-        let header = (count < MAX_ENTRIES && fresh)
-            .then(|| item(entry, prefix, values))
-            .flatten()
-            .filter(|(_, _, size)| bytes + size <= MAX_BYTES);
+        let header = if !fresh || !is_lowercase_token(&entry.key) {
+            Err(Unfit::Key)
+        } else if count >= MAX_ENTRIES {
+            Err(Unfit::Limit)
+        } else {
+            item(entry, prefix, values).and_then(|h| {
+                if bytes + h.2 <= MAX_BYTES {
+                    Ok(h)
+                } else {
+                    Err(Unfit::Limit)
+                }
+            })
+        };
         match (header, written.get_mut(count)) {
-            (Some((name, value, size)), Some(slot)) => {
+            (Ok((name, value, size)), Some(slot)) => {
                 out.set(name, value);
                 *slot = &entry.key;
                 count += 1;
                 bytes += size;
             }
-            _ => dropped += 1,
+            (Err(Unfit::Key), _) => report.baggage_dropped_key += 1,
+            (Err(Unfit::Value), _) => report.baggage_dropped_value += 1,
+            (Err(Unfit::Limit), _) | (Ok(_), None) => {}
         }
     }
-    dropped
+    report.baggage_dropped = baggage.len() - count;
+    report
 }
 
-/// The header for one entry and its size as `key=value`; `None` when it cannot be sent.
+/// Why one entry cannot be written.
+enum Unfit {
+    /// Not a lowercase header-name token, or already written.
+    Key,
+    /// The value encoding cannot carry it.
+    Value,
+    /// Over the entry or byte limit.
+    Limit,
+}
+
+/// The header for one entry (its key already checked) and its size as `key=value`.
 fn item(
     entry: &BaggageEntry,
     prefix: &str,
     values: Values,
-) -> Option<(HeaderName, HeaderValue, usize)> {
-    if !is_lowercase_token(&entry.key) {
-        return None;
-    }
-    let value = values.encode(&entry.value)?;
+) -> Result<(HeaderName, HeaderValue, usize), Unfit> {
+    let value = values.encode(&entry.value).ok_or(Unfit::Value)?;
     let size = entry.key.len() + 1 + value.len();
     // `HeaderName::from_bytes` copies whatever it is given: build the name on the stack
     // when it is short, so that copy is its only allocation.
@@ -166,11 +191,12 @@ fn item(
             let (head, tail) = short.split_at_mut(prefix.len());
             head.copy_from_slice(prefix.as_bytes());
             tail.copy_from_slice(entry.key.as_bytes());
-            HeaderName::from_bytes(short).ok()?
+            HeaderName::from_bytes(short)
         }
-        None => HeaderName::from_bytes([prefix, entry.key.as_str()].concat().as_bytes()).ok()?,
-    };
-    Some((name, header_value(value)?, size))
+        None => HeaderName::from_bytes([prefix, entry.key.as_str()].concat().as_bytes()),
+    }
+    .map_err(|_| Unfit::Key)?;
+    Ok((name, header_value(value).ok_or(Unfit::Value)?, size))
 }
 
 #[cfg(test)]
@@ -255,7 +281,11 @@ mod tests {
         let mut h = HeaderMap::new();
         let dropped = inject(&baggage, "ot-baggage-", Values::Verbatim, &mut h);
         assert_eq!(h.len(), MAX_ENTRIES);
-        assert_eq!(dropped, 3 + 70 - MAX_ENTRIES);
+        assert_eq!(dropped.baggage_dropped, 3 + 70 - MAX_ENTRIES);
+        assert_eq!(
+            dropped.baggage_drops(),
+            [("limit", 70 - MAX_ENTRIES), ("key", 3), ("value", 0)]
+        );
         assert_eq!(h.get("ot-baggage-k0").unwrap(), "v");
         assert!(h.get("ot-baggage-k64").is_none());
 
@@ -268,8 +298,8 @@ mod tests {
         ];
         let mut h = HeaderMap::new();
         assert_eq!(
-            inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h),
-            2,
+            inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h).baggage_drops(),
+            [("limit", 1), ("key", 1), ("value", 0)],
             "b does not fit, c is already written"
         );
         assert_eq!(
@@ -287,9 +317,24 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(
             inject(&exact, "uberctx-", Values::UrlEncoded, &mut h),
-            0,
+            Injected::default(),
             "exactly at the limit"
         );
+        let mut h = HeaderMap::new();
+        let camel = vec![
+            entry("userId", "1"),
+            entry("name", "Amélie"),
+            entry("ok", "v"),
+        ];
+        let r = inject(&camel, "ot-baggage-", Values::Verbatim, &mut h);
+        assert_eq!(
+            r.baggage_drops(),
+            [("limit", 0), ("key", 1), ("value", 1)],
+            "an upper-case key is dropped, not lower-cased; a non-ASCII verbatim value too"
+        );
+        assert_eq!(r.baggage_dropped, 2);
+        assert!(h.get("ot-baggage-userid").is_none());
+        assert_eq!(h.get("ot-baggage-ok").unwrap(), "v");
     }
 
     /// Any characters, short enough that ten entries stay under [`MAX_BYTES`] encoded.
@@ -302,7 +347,7 @@ mod tests {
         fn inject_extract_round_trip(items in proptest::collection::btree_map("[a-z0-9_.-]{1,12}", any_text(), 0..10)) {
             let baggage: Baggage = items.iter().map(|(k, v)| entry(k, v)).collect();
             let mut h = HeaderMap::new();
-            prop_assert_eq!(inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h), 0);
+            prop_assert_eq!(inject(&baggage, "uberctx-", Values::UrlEncoded, &mut h), Injected::default());
             let mut back = Baggage::new();
             extract(&h, "uberctx-", Values::UrlEncoded, &mut back);
             back.sort_by(|a, b| a.key.cmp(&b.key));
@@ -313,8 +358,9 @@ mod tests {
         fn inject_never_writes_invalid_headers(key in any::<String>(), value in any::<String>()) {
             for values in [Values::UrlEncoded, Values::Verbatim] {
                 let mut h = HeaderMap::new();
-                let dropped = inject(&[entry(&key, &value)], "ot-baggage-", values, &mut h);
-                prop_assert_eq!(dropped + h.len(), 1);
+                let r = inject(&[entry(&key, &value)], "ot-baggage-", values, &mut h);
+                prop_assert_eq!(r.baggage_dropped + h.len(), 1);
+                prop_assert_eq!(r.baggage_dropped_key + r.baggage_dropped_value, r.baggage_dropped);
                 for (name, v) in &h {
                     prop_assert!(name.as_str().starts_with("ot-baggage-"));
                     prop_assert!(v.to_str().is_ok());

@@ -49,7 +49,10 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName};
 
 use super::item_baggage::{self, Values};
-use super::text::{hex_u128, hex_u64, into_string, percent_decode, split_ascii, split_once_ascii};
+use super::text::{
+    hex_u64, into_string, parse_short_span_id, parse_short_trace_id, percent_decode, split_ascii,
+    split_once_ascii,
+};
 use super::{
     first, header_value, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected,
 };
@@ -110,10 +113,10 @@ fn parse(s: &str) -> Result<UberTraceId<'_>, DecodeError> {
     ) else {
         return Err(DecodeError::Malformed);
     };
-    let trace_id =
-        TraceId::new(hex_u128(trace).ok_or(DecodeError::TraceId)?).ok_or(DecodeError::ZeroId)?;
-    let span_id =
-        SpanId::new(hex_u64(span).ok_or(DecodeError::SpanId)?).ok_or(DecodeError::ZeroId)?;
+    // Variable length, left-padded: the spec's MUST, and the parsers `ot-tracer-*` and
+    // `x-b3-*` share.
+    let trace_id = parse_short_trace_id(trace)?;
+    let span_id = parse_short_span_id(span)?;
     let flags = match flags.len() {
         1 | 2 => hex_u64(flags).ok_or(DecodeError::Sampling)? as u8,
         _ => return Err(DecodeError::Sampling),
@@ -246,14 +249,7 @@ impl Codec for JaegerCodec {
                 out.set(UBER_TRACE_ID.clone(), v);
             }
         }
-        Injected {
-            baggage_dropped: item_baggage::inject(
-                &ctx.baggage,
-                BAGGAGE_PREFIX,
-                Values::UrlEncoded,
-                out,
-            ),
-        }
+        item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::UrlEncoded, out)
     }
 }
 
@@ -606,8 +602,13 @@ mod tests {
             ("jaeger-debug-id", "x"),
         ]);
         assert_eq!(JaegerCodec::extract(&h), Err(DecodeError::Malformed));
-        let first_wins = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "junk")]);
-        assert!(JaegerCodec::extract(&first_wins).unwrap().is_some());
+        let same = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "a:b:0:1")]);
+        assert!(JaegerCodec::extract(&same).unwrap().is_some());
+        let conflict = map(&[("uber-trace-id", "a:b:0:1"), ("uber-trace-id", "junk")]);
+        assert_eq!(
+            JaegerCodec::extract(&conflict),
+            Err(DecodeError::Conflicting)
+        );
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! `propagators/ot/ot_propagator.go` and OTel Java `OtTracePropagator`.
 //!
 //! ```text
-//! ot-tracer-traceid = 16HEXDIGLC / 32HEXDIGLC   ; 64-bit ids left-padded to 128
-//! ot-tracer-spanid  = 16HEXDIGLC                ; the caller's span
+//! ot-tracer-traceid = 1*32HEXDIGLC              ; left-padded to 128 bits
+//! ot-tracer-spanid  = 1*16HEXDIGLC              ; the caller's span, left-padded
 //! ot-tracer-sampled = "true" / "false" / "1" / "0"  ; any case; absent = no decision
 //! ot-baggage-{key}  = value                     ; verbatim, one item per header
 //! ```
 //!
 //! Choices:
+//! - Ids may lack leading zeros: OpenTelemetry Python's OT propagator writes
+//!   `hex(id)[2:][-16:]` (a 15-digit span id about one time in 16) and reads 1–32 / 1–16
+//!   digits; OTel Java and go-contrib take only 16 / 32 and so lose those traces. We read
+//!   what Python reads (left-padded; all zeros stays invalid) and always write padded ids.
 //! - Trace and span id come together: one without the other, or `ot-tracer-sampled` without
 //!   them, is invalid (`Missing`; go-contrib's "require either both traceID and spanID or
 //!   none", and a decision alone means nothing in OT).
@@ -28,13 +32,13 @@
 //!   debug implies sampled) and leaves it out when deferred (§14: "omit"). Baggage is
 //!   written even without a trace id.
 //!
-//! The id and `sampled` parsers are the B3 ones ([`super::text::parse_trace_id`] and its
-//! neighbours): the rules are identical.
+//! The id and `sampled` parsers are shared with `x-b3-*` ([`super::text::parse_short_trace_id`]
+//! and its neighbours): the rules are identical.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::item_baggage::{self, Values};
-use super::text::{parse_sampled, parse_span_id, parse_trace_id};
+use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
 use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -102,8 +106,8 @@ pub fn decode(f: &Fields<'_>) -> Result<OtTrace, DecodeError> {
         return Err(DecodeError::Missing);
     };
     Ok(OtTrace {
-        trace_id: parse_trace_id(trace)?,
-        span_id: parse_span_id(span)?,
+        trace_id: parse_short_trace_id(trace)?,
+        span_id: parse_short_span_id(span)?,
         sampled: f.sampled.map(parse_sampled).transpose()?,
     })
 }
@@ -210,14 +214,7 @@ impl Codec for OtTraceCodec {
                 out.set(OT_TRACER_SAMPLED.clone(), v);
             }
         }
-        Injected {
-            baggage_dropped: item_baggage::inject(
-                &ctx.baggage,
-                BAGGAGE_PREFIX,
-                Values::Verbatim,
-                out,
-            ),
-        }
+        item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::Verbatim, out)
     }
 }
 
@@ -323,7 +320,14 @@ mod tests {
                 ("ot-tracer-spanid", S),
                 ("ot-tracer-sampled", "1"),
             ],
-            expect: Err("trace id neither 16 nor 32 hex"),
+            // vectors.json said "trace id neither 16 nor 32 hex": OTel Python reads 1–32
+            // digits, and so do we (issue 17).
+            expect: ok(
+                Some("00000000000001234567890abcd01234"),
+                Some(S),
+                Some(true),
+                false,
+            ),
         },
         Row {
             id: "ot-009",
@@ -425,6 +429,30 @@ mod tests {
                 Err(E::TraceId),
                 "upper-case trace id",
             ),
+            (
+                f(Some(T), Some("f067aa0ba902b7"), None),
+                Ok(OtTrace {
+                    trace_id: TraceId::new(0xa1ce929d0e0e4736a3ce929d0e0e4736).unwrap(),
+                    span_id: SpanId::new(0x00f067aa0ba902b7).unwrap(),
+                    sampled: None,
+                }),
+                "span id without leading zeros (OTel Python)",
+            ),
+            (
+                f(Some("3ce929d0e0e4736"), Some(S), None),
+                Ok(OtTrace {
+                    trace_id: TraceId::new(0x3ce929d0e0e4736).unwrap(),
+                    span_id: SpanId::new(0x00f067aa0ba902b7).unwrap(),
+                    sampled: None,
+                }),
+                "15-digit trace id",
+            ),
+            (
+                f(Some(T), Some("0"), None),
+                Err(E::ZeroId),
+                "a short zero span id",
+            ),
+            (f(Some(T), Some(""), None), Err(E::SpanId), "empty span id"),
         ];
         for (fields, want, why) in rows {
             assert_eq!(decode(fields), *want, "{fields:?}: {why}");
@@ -526,6 +554,7 @@ mod tests {
             r.baggage_dropped, 3,
             "upper-case key, non-ASCII value, value with edge whitespace"
         );
+        assert_eq!(r.baggage_drops(), [("limit", 0), ("key", 1), ("value", 2)]);
         assert_eq!(h.get("ot-baggage-user").unwrap(), "a b=c");
         let back = OtTraceCodec::extract(&h).unwrap().unwrap();
         assert_eq!(back.baggage, vec![entry("user", "a b=c")]);

@@ -24,9 +24,11 @@
 //!   Java agent's `java.util.Base64` decoder also takes unpadded input) and non-zero
 //!   trailing bits are ignored: lenient input, canonical output — padded base64, which the
 //!   Rust agent requires. Every field must decode to UTF-8.
-//! - **Trace id and segment id must be non-empty** (`Missing`): the Java agent's
-//!   `isValid()` rejects such carriers and no id can be derived from them. Service,
-//!   instance, endpoint and address may be empty on input (the Rust agent accepts them).
+//! - **Every string field must be non-empty** (`Missing`): trace id, segment id, service,
+//!   instance, endpoint and address. The Java agent's `ContextCarrier.isValid()` (and the
+//!   Python agent's `Carrier.is_valid`) reject a carrier with any of them empty, so the
+//!   service behind such a caller starts a new trace; continuing it here would make the
+//!   gateway the only hop that disagrees. (The Rust agent accepts empty fields.)
 //! - **Span index**: decimal digits only (no sign, leading zeros tolerated), at most
 //!   `i32::MAX`; anything else is `SpanId`.
 //! - **Size**: a value of 2 KiB or more is `TooLong` (the agents' default limit). Field
@@ -135,22 +137,34 @@ pub fn decode(value: &str) -> Result<Sw8<'static>, DecodeError> {
     };
     let trace_id = b64_text(trace)?;
     let segment_id = b64_text(segment)?;
-    if trace_id.is_empty() || segment_id.is_empty() {
-        return Err(DecodeError::Missing);
-    }
     let span_index = super::text::dec_u64(span)
         .and_then(|v| i32::try_from(v).ok())
         .ok_or(DecodeError::SpanId)?;
-    Ok(Sw8 {
+    let [service, instance, endpoint, address] =
+        [service, instance, endpoint, address].map(b64_text);
+    let w = Sw8 {
         sampled,
         trace_id: Cow::Owned(trace_id),
         segment_id: Cow::Owned(segment_id),
         span_index,
-        service: Cow::Owned(b64_text(service)?),
-        instance: Cow::Owned(b64_text(instance)?),
-        endpoint: Cow::Owned(b64_text(endpoint)?),
-        address: Cow::Owned(b64_text(address)?),
-    })
+        service: Cow::Owned(service?),
+        instance: Cow::Owned(instance?),
+        endpoint: Cow::Owned(endpoint?),
+        address: Cow::Owned(address?),
+    };
+    // `isValid()` of the Java agent: no empty string field.
+    let fields = [
+        &w.trace_id,
+        &w.segment_id,
+        &w.service,
+        &w.instance,
+        &w.endpoint,
+        &w.address,
+    ];
+    if fields.iter().any(|f| f.is_empty()) {
+        return Err(DecodeError::Missing);
+    }
+    Ok(w)
 }
 
 /// Serialises `w` with canonical padded base64.
@@ -646,7 +660,10 @@ impl Codec for SkyWalkingCodec {
                 out.set(SW8_X.clone(), v);
             }
         }
-        Injected { baggage_dropped }
+        Injected {
+            baggage_dropped,
+            ..Injected::default()
+        }
     }
 }
 
@@ -917,6 +934,30 @@ mod tests {
                 reason: "empty segment id (Java isValid)",
             },
             Row {
+                id: "edge-empty-service",
+                headers: &[("sw8", "1-MQ==-NQ==-3--aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty parent service (Java / Python isValid)",
+            },
+            Row {
+                id: "edge-empty-instance",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==--L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty parent instance (Java / Python isValid)",
+            },
+            Row {
+                id: "edge-empty-endpoint",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=--ZXhhbXBsZS5jb206ODA4MA==")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty parent endpoint (Java / Python isValid)",
+            },
+            Row {
+                id: "edge-empty-address",
+                headers: &[("sw8", "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-")],
+                expect: Err(DecodeError::Missing),
+                reason: "empty target address (Java / Python isValid)",
+            },
+            Row {
                 id: "edge-negative-span",
                 headers: &[("sw8", "1-MQ==-NQ==--1-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==")],
                 expect: Err(DecodeError::Malformed),
@@ -937,14 +978,9 @@ mod tests {
             Row {
                 id: "edge-empty-service-fields",
                 headers: &[("sw8", "1-MQ==-NQ==-0----")],
-                expect: Ok(Expect {
-                    trace: "6b86b273ff34fce19d6b804eff5a3f57",
-                    parent: "da5864cfd50f3db6",
-                    sampling: Sampling::Sampled,
-                    baggage: &[],
-                    native: None,
-                }),
-                reason: "empty service/instance/endpoint/address accepted like the Rust agent",
+                expect: Err(DecodeError::Missing),
+                reason: "empty service/instance/endpoint/address: the Java and Python agents' \
+                         isValid() reject it (the Rust agent would accept it)",
             },
         ]
     }
@@ -1015,15 +1051,13 @@ mod tests {
     }
 
     #[test]
-    fn first_value_wins_and_charset() {
-        let h = map(&[
-            (
-                "sw8",
-                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
-            ),
-            ("sw8", "garbage"),
-        ]);
-        assert!(SkyWalkingCodec::extract(&h).unwrap().is_some());
+    fn repeats_must_agree_and_charset() {
+        let v = "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==";
+        assert!(SkyWalkingCodec::extract(&map(&[("sw8", v), ("sw8", v)]))
+            .unwrap()
+            .is_some());
+        let h = map(&[("sw8", v), ("sw8", "garbage")]);
+        assert_eq!(SkyWalkingCodec::extract(&h), Err(DecodeError::Conflicting));
         let mut h = HeaderMap::new();
         h.insert(&SW8, HeaderValue::from_bytes(b"1-\xff").unwrap());
         assert_eq!(SkyWalkingCodec::extract(&h), Err(DecodeError::Charset));
@@ -1401,15 +1435,16 @@ mod tests {
         assert_eq!(back.first().unwrap().value, "1");
     }
 
+    /// A non-empty field: an empty one makes the whole `sw8` invalid.
     fn text() -> impl Strategy<Value = String> {
-        proptest::string::string_regex(".{0,40}").unwrap()
+        proptest::string::string_regex(".{1,40}").unwrap()
     }
 
     prop_compose! {
         fn wire()(
             sampled in any::<bool>(),
-            trace in text().prop_filter("non-empty", |s| !s.is_empty()),
-            segment in text().prop_filter("non-empty", |s| !s.is_empty()),
+            trace in text(),
+            segment in text(),
             span_index in 0..=i32::MAX,
             service in text(), instance in text(), endpoint in text(), address in text(),
         ) -> Sw8<'static> {
@@ -1523,7 +1558,8 @@ mod tests {
             trace in 1..=u128::MAX,
             span in 1..=u64::MAX,
             k in any::<u32>(),
-            service in text(), instance in text(), endpoint in text(), peer in text(),
+            // Empty ones too: inject must never write an empty field.
+            service in ".{0,40}", instance in ".{0,40}", endpoint in ".{0,40}", peer in ".{0,40}",
             original in proptest::option::of("[ -~]{1,60}"),
         ) {
             let trace = match &original {

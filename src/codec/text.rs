@@ -192,6 +192,22 @@ pub fn parse_span_id(s: &str) -> Result<SpanId, DecodeError> {
     SpanId::new(v).ok_or(DecodeError::ZeroId)
 }
 
+/// A trace id of 1 to 32 lowercase hex digits, left-padded to 128 bits, non-zero: what
+/// readers accept from writers that drop leading zeros (`ot-tracer-traceid`, as
+/// OpenTelemetry Python's OT propagator reads and writes it; `x-b3-traceid`, as Brave
+/// reads it; `uber-trace-id`, as the Jaeger spec requires).
+pub fn parse_short_trace_id(s: &str) -> Result<TraceId, DecodeError> {
+    let v = hex_u128(s).ok_or(DecodeError::TraceId)?;
+    TraceId::new(v).ok_or(DecodeError::ZeroId)
+}
+
+/// A span id of 1 to 16 lowercase hex digits, left-padded to 64 bits, non-zero (the span
+/// id counterpart of [`parse_short_trace_id`]).
+pub fn parse_short_span_id(s: &str) -> Result<SpanId, DecodeError> {
+    let v = hex_u64(s).ok_or(DecodeError::SpanId)?;
+    SpanId::new(v).ok_or(DecodeError::ZeroId)
+}
+
 /// `1` / `0`, or the legacy `true` / `false` in any case (`x-b3-sampled`,
 /// `ot-tracer-sampled`); anything else, the empty value included, is invalid.
 pub fn parse_sampled(s: &str) -> Result<bool, DecodeError> {
@@ -717,6 +733,23 @@ mod tests {
             "uppercase"
         );
         assert_eq!(parse_span_id("0000000000000000"), Err(E::ZeroId));
+        // Short ids: left-padded, at most 32 / 16 digits, never zero, never upper case.
+        assert_eq!(
+            parse_short_trace_id("a3ce929d0e0e473").map(TraceId::get),
+            Ok(0xa3ce929d0e0e473)
+        );
+        assert_eq!(parse_short_trace_id("1").map(TraceId::get), Ok(1));
+        assert_eq!(parse_short_trace_id(&"a".repeat(33)), Err(E::TraceId));
+        assert_eq!(parse_short_trace_id(""), Err(E::TraceId));
+        assert_eq!(parse_short_trace_id("000"), Err(E::ZeroId));
+        assert_eq!(parse_short_trace_id("A3"), Err(E::TraceId));
+        assert_eq!(
+            parse_short_span_id("942dc06bc69f265").map(SpanId::get),
+            Ok(0x942dc06bc69f265)
+        );
+        assert_eq!(parse_short_span_id(&"a".repeat(17)), Err(E::SpanId));
+        assert_eq!(parse_short_span_id("0"), Err(E::ZeroId));
+        assert_eq!(parse_short_span_id(""), Err(E::SpanId));
         assert_eq!(parse_sampled("TRUE"), Ok(true));
         assert_eq!(parse_sampled("0"), Ok(false));
         assert_eq!(parse_sampled(""), Err(E::Sampling));

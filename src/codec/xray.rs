@@ -543,10 +543,13 @@ mod tests {
     }
 
     #[test]
-    fn first_value_wins() {
-        let mut h = map("Root=1-abcdef12-1234567890abcdef12345678;Sampled=1");
-        h.append("x-amzn-trace-id", HeaderValue::from_static("garbage"));
+    fn repeats_must_agree() {
+        let v = "Root=1-abcdef12-1234567890abcdef12345678;Sampled=1";
+        let mut h = map(v);
+        h.append("x-amzn-trace-id", HeaderValue::from_static(v));
         assert!(XRayCodec::extract(&h).unwrap().is_some());
+        h.append("x-amzn-trace-id", HeaderValue::from_static("garbage"));
+        assert_eq!(XRayCodec::extract(&h), Err(DecodeError::Conflicting));
     }
 
     #[test]

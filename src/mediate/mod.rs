@@ -186,8 +186,9 @@ impl HeaderEdit for HeaderMap {
 pub struct InjectReport {
     /// The formats written, in order.
     pub formats: Vec<Format>,
-    /// Baggage entries left out over all formats' size limits.
-    pub baggage_dropped: usize,
+    /// The formats that left baggage entries out, with what they dropped and why (empty,
+    /// and not allocated, in the common case).
+    pub baggage_dropped: Vec<(Format, Injected)>,
 }
 
 /// The formats to write: the policy's list, plus with `preserve` the ones that
@@ -227,8 +228,10 @@ pub fn inject(
     }
     let mut report = InjectReport::default();
     for &format in formats {
-        let Injected { baggage_dropped } = format.inject(ctx, hop, req);
-        report.baggage_dropped += baggage_dropped;
+        let injected = format.inject(ctx, hop, req);
+        if injected.baggage_dropped > 0 {
+            report.baggage_dropped.push((format, injected));
+        }
         report.formats.push(format);
     }
     report

@@ -21,6 +21,8 @@ mod attr {
     pub const UPSTREAM: &str = "tracebridge.upstream";
     pub const UPSTREAM_ADDRESS: &str = "tracebridge.upstream.address";
     pub const EXTRACTED_FORMAT: &str = "tracebridge.extracted_format";
+    /// [`EXTRACTED_FORMAT`] of a request that brought no context.
+    pub const NO_FORMAT: &str = "none";
     pub const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
     pub const LINK_FORMAT: &str = "tracebridge.link.format";
     pub const LINK_REASON: &str = "tracebridge.link.reason";
@@ -252,9 +254,16 @@ impl RequestTrace {
             metrics.injected_for(*f).inc();
             self.observation.injected.insert(*f);
         }
-        metrics
-            .baggage_dropped
-            .inc_by(report.baggage_dropped as u64);
+        for (format, injected) in &report.baggage_dropped {
+            for (reason, n) in injected.baggage_drops() {
+                if n > 0 {
+                    metrics
+                        .baggage_dropped
+                        .with_label_values(&[format.as_str(), reason])
+                        .inc_by(n as u64);
+                }
+            }
+        }
     }
 
     /// Records that a peer is being picked; every pick after the first is a retry and
@@ -406,9 +415,10 @@ fn start_span(
     if let Some(ua) = facts.user_agent {
         attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_string()));
     }
-    if let Some(f) = plan.format {
-        attributes.push(KeyValue::new(attr::EXTRACTED_FORMAT, f.as_str()));
-    }
+    // `none` rather than no attribute, so dashboards can group the requests that
+    // arrived without context (the same word as the metrics' `route="none"`).
+    let extracted = plan.format.map_or(attr::NO_FORMAT, Format::as_str);
+    attributes.push(KeyValue::new(attr::EXTRACTED_FORMAT, extracted));
     sw_attributes(&plan.carried, &mut attributes);
     // On restart the incoming context comes first, then the conflicts.
     let restarted = plan.links.len() - plan.conflicts;

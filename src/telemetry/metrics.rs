@@ -33,8 +33,9 @@ pub struct Metrics {
     pub injected: IntCounterVec,
     /// `tracebridge_propagation_conflicts_total`: other formats carrying another trace.
     pub conflicts: IntCounter,
-    /// `tracebridge_propagation_baggage_dropped_total`: entries over a format's limits.
-    pub baggage_dropped: IntCounter,
+    /// `tracebridge_propagation_baggage_dropped_total{format,reason}`: entries a format
+    /// left out (`limit`: its size limits; `key` / `value`: it cannot carry them).
+    pub baggage_dropped: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -121,15 +122,16 @@ impl Metrics {
             "tracebridge_propagation_conflicts_total",
             "Valid contexts of another format carrying a different trace (kept as span links).",
         )?;
-        let baggage_dropped = IntCounter::new(
+        let baggage_dropped = counter_vec(
             "tracebridge_propagation_baggage_dropped_total",
-            "Baggage entries left out because a format's size limits were reached.",
+            "Baggage entries a format left out: over its size limits (limit), or a key or value it cannot carry (key, value).",
+            &["format", "reason"],
         )?;
         let spans_started = IntCounter::new(
             "tracebridge_spans_started_total",
             "Gateway spans started, sampled or not.",
         )?;
-        for c in [&extracted, &missing, &invalid, &injected] {
+        for c in [&extracted, &missing, &invalid, &injected, &baggage_dropped] {
             registry.register(Box::new(c.clone()))?;
         }
         let config_reloads = counter_vec(
@@ -161,7 +163,6 @@ impl Metrics {
         )?;
         for c in [
             &conflicts,
-            &baggage_dropped,
             &spans_started,
             &spans_exported,
             &access_log_errors,
