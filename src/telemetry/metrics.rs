@@ -35,6 +35,10 @@ pub struct Metrics {
     pub conflicts: IntCounter,
     /// `tracebridge_propagation_baggage_dropped_total`: entries over a format's limits.
     pub baggage_dropped: IntCounter,
+    /// `tracebridge_propagation_budget_dropped_total{reason}`: baggage members left out
+    /// of a request to keep its injected trace headers within `max_injected_bytes`
+    /// (`bytes`) or `max_injected_headers` (`headers`).
+    pub budget_dropped: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -129,7 +133,12 @@ impl Metrics {
             "tracebridge_spans_started_total",
             "Gateway spans started, sampled or not.",
         )?;
-        for c in [&extracted, &missing, &invalid, &injected] {
+        let budget_dropped = counter_vec(
+            "tracebridge_propagation_budget_dropped_total",
+            "Baggage members left out of a request to keep its injected trace headers within the budget, by the limit reached.",
+            &["reason"],
+        )?;
+        for c in [&extracted, &missing, &invalid, &injected, &budget_dropped] {
             registry.register(Box::new(c.clone()))?;
         }
         let config_reloads = counter_vec(
@@ -204,6 +213,7 @@ impl Metrics {
             injected,
             conflicts,
             baggage_dropped,
+            budget_dropped,
             spans_started,
             access_log_errors,
             coverage: Coverage::new(),
