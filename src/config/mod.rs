@@ -230,7 +230,7 @@ mod tests {
             kind = "echo"
             [[routes]]
             upstream = "u"
-            propagation = { forwarded = "x", trusted_networks = ["::1/129"] }
+            propagation = { forwarded = "x", trusted_networks = ["::1/129"], max_injected_bytes = 1 }
         "#;
         let err = load_str(text, None, 1).unwrap_err();
         let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
@@ -242,6 +242,7 @@ mod tests {
             "propagation.max_injected_headers: must be 0 (no budget) or at least 32",
             "routes[0].propagation.forwarded: unknown mode \"x\"",
             "routes[0].propagation.trusted_networks[0]: invalid network \"::1/129\"",
+            "routes[0].propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
         ];
         for w in want {
             assert!(
@@ -269,7 +270,7 @@ mod tests {
             name = "b"
             path_prefix = "/b"
             upstream = "u"
-            propagation = { forwarded = "replace", trusted_networks = [] }
+            propagation = { forwarded = "replace", trusted_networks = [], max_injected_headers = 40 }
         "#;
         let s = load_str(text, None, 1).unwrap();
         assert_eq!(
@@ -290,6 +291,7 @@ mod tests {
             "a route may trust no network"
         );
         assert_eq!((a.max_injected_bytes, a.max_injected_headers), (0, 64));
+        assert_eq!((b.max_injected_bytes, b.max_injected_headers), (0, 40));
         assert_eq!(s.defaults.trusted_networks, a.trusted_networks);
     }
 }

@@ -222,6 +222,10 @@ pub struct RawPropagationOverride {
     pub forwarded: Option<String>,
     /// Overrides `trusted_networks`.
     pub trusted_networks: Option<Vec<String>>,
+    /// Overrides `max_injected_bytes`.
+    pub max_injected_bytes: Option<usize>,
+    /// Overrides `max_injected_headers`.
+    pub max_injected_headers: Option<usize>,
 }
 
 /// `[server]`.

@@ -751,6 +751,14 @@ fn policy_override(
             .trusted_networks
             .as_ref()
             .map(|l| networks(c, &format!("{at}.propagation.trusted_networks"), l)),
+        max_injected_bytes: p.max_injected_bytes.map(|v| {
+            let at = format!("{at}.propagation.max_injected_bytes");
+            budget(c, &at, v, MIN_INJECTED_BYTES)
+        }),
+        max_injected_headers: p.max_injected_headers.map(|v| {
+            let at = format!("{at}.propagation.max_injected_headers");
+            budget(c, &at, v, MIN_INJECTED_HEADERS)
+        }),
     }
 }
 

@@ -19,9 +19,11 @@
 //!   the peer's address appended (`X-Forwarded-For: client, proxy1, peer`), and its
 //!   `X-Forwarded-Proto` / `-Host` kept. From anyone else, the incoming forwarding
 //!   headers are *replaced*: the chain starts at the peer. nginx's
-//!   `$proxy_add_x_forwarded_for` appends to a client's chain whoever sent it; we do not,
-//!   because an upstream reading the left-most entry would then take a spoofed address
-//!   (Envoy with `use_remote_address` and Traefik without `trustedIPs` also discard it).
+//!   `$proxy_add_x_forwarded_for`, and Envoy with `use_remote_address` and
+//!   `xff_num_trusted_hops = 0`, append the peer to whatever chain the client sent (Envoy
+//!   then believes only the peer itself); we do not, as Traefik does not (it drops the
+//!   `X-Forwarded-*` of peers outside `forwardedHeaders.trustedIPs`), because an upstream
+//!   reading the left-most entry would take a spoofed address.
 //! - [`ForwardedMode::Replace`]: one hop only — the resolved client, scheme and host,
 //!   with the incoming chains dropped (for upstreams that read the left-most entry and
 //!   must not see internal proxies).

@@ -157,6 +157,10 @@ pub struct PolicyOverride {
     pub forwarded: Option<ForwardedMode>,
     /// `trusted_networks`.
     pub trusted_networks: Option<Vec<IpNet>>,
+    /// `max_injected_bytes`.
+    pub max_injected_bytes: Option<usize>,
+    /// `max_injected_headers`.
+    pub max_injected_headers: Option<usize>,
 }
 
 impl PolicyOverride {
@@ -181,8 +185,10 @@ impl PolicyOverride {
                 .trusted_networks
                 .clone()
                 .unwrap_or_else(|| base.trusted_networks.clone()),
-            max_injected_bytes: base.max_injected_bytes,
-            max_injected_headers: base.max_injected_headers,
+            max_injected_bytes: self.max_injected_bytes.unwrap_or(base.max_injected_bytes),
+            max_injected_headers: self
+                .max_injected_headers
+                .unwrap_or(base.max_injected_headers),
         }
     }
 }
