@@ -437,4 +437,36 @@ mod tests {
             "case-sensitive like every enum key"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a client or a proxy sends: no panic, and a client address that is
+        /// the peer or one of the chain's addresses.
+        #[test]
+        fn any_chain_is_handled(chain in "[ -~\u{80}-\u{ff}]{0,120}", host in "[!-~]{0,30}") {
+            let Ok(value) = HeaderValue::from_bytes(chain.as_bytes()) else {
+                return Ok(());
+            };
+            let mut incoming = HeaderMap::new();
+            incoming.insert(X_FORWARDED_FOR.clone(), value.clone());
+            incoming.insert(FORWARDED.clone(), value.clone());
+            incoming.insert(X_FORWARDED_HOST.clone(), value);
+            let peer = ip("10.0.0.1");
+            for trusted in [nets(&[]), nets(&["0.0.0.0/0", "::/0"])] {
+                let client = client_address(peer, &incoming, &trusted);
+                proptest::prop_assert!(
+                    client == peer || chain.split(',').filter_map(parse_entry).any(|e| e == client)
+                );
+                for mode in [ForwardedMode::Append, ForwardedMode::Replace, ForwardedMode::Off] {
+                    let hop = Arrival {
+                        peer,
+                        trusted: !trusted.is_empty(),
+                        client,
+                        scheme: "http",
+                        host: Some(&host),
+                    };
+                    let _ = headers(mode, &hop, &incoming);
+                }
+            }
+        }
+    }
 }
