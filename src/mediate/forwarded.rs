@@ -29,7 +29,8 @@
 //!   must not see internal proxies).
 //! - [`ForwardedMode::Off`]: the gateway neither adds nor removes any of these headers.
 //!
-//! `Forwarded` elements are `for=...;host=...;proto=...`; an IPv6 address is written
+//! `Forwarded` elements are `for=...;host=...;proto=...` (when a trusted proxy sent only
+//! `X-Forwarded-For`, a `for=<client>` element goes first); an IPv6 address is written
 //! bracketed and quoted (`for="[2001:db8::1]"`, RFC 7239 §6), a host that is not a
 //! token is quoted.
 
@@ -221,7 +222,13 @@ pub fn headers(
         hop.peer.to_canonical()
     };
     let xff = chain(&X_FORWARDED_FOR, hop_ip.to_string());
-    let fwd = chain(&FORWARDED, element(hop_ip, host.as_deref(), &proto));
+    let mut fwd = chain(&FORWARDED, element(hop_ip, host.as_deref(), &proto));
+    // A trusted proxy that sent only X-Forwarded-For: `Forwarded` still starts at the
+    // client it named, so both headers agree on who the client is.
+    let only_xff = !incoming.contains_key(&FORWARDED);
+    if mode == ForwardedMode::Append && hop.trusted && only_xff && hop.client != hop_ip {
+        fwd = format!("for={}, {fwd}", node(hop.client));
+    }
     let mut out = Vec::with_capacity(4);
     let mut push = |name: &HeaderName, value: &str| {
         // Built from header values and addresses: only invalid bytes in a client's own
@@ -397,6 +404,14 @@ mod tests {
         assert_eq!(
             get(&h, &FORWARDED),
             Some("for=1.2.3.4;proto=https, for=10.0.0.2;host=shop.example;proto=https")
+        );
+        let mut xff_only = incoming.clone();
+        xff_only.remove(&FORWARDED);
+        let h = headers(ForwardedMode::Append, &hop, &xff_only);
+        assert_eq!(
+            get(&h, &FORWARDED),
+            Some("for=1.2.3.4, for=10.0.0.2;host=shop.example;proto=https"),
+            "Forwarded names the client X-Forwarded-For named"
         );
         let h = headers(ForwardedMode::Replace, &hop, &incoming);
         assert_eq!(get(&h, &X_FORWARDED_FOR), Some("1.2.3.4"));
