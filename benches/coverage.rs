@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
         invalid: set(&[Format::B3]),
         conflicts: 1,
         injected: set(&[Format::TraceContext, Format::Baggage]),
+        preflight: false,
     };
     // The first request of a generation builds its table: keep it out of the timing.
     coverage.record(&snapshot, Some(3), &typical);

@@ -110,10 +110,11 @@ fn bench(c: &mut Criterion) {
         server_address: Some("api.example.com"),
         server_port: Some(8080),
         client_address: Some("127.0.0.1".to_string()),
+        client_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
         protocol_version: "1.1",
         user_agent: Some("bench/1.0"),
         route: &route,
-        route_template: &template,
+        route_template: Some(&template),
         upstream: &upstream,
     };
     let peer: Arc<str> = "10.0.0.7:8080".into();

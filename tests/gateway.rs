@@ -90,7 +90,7 @@ fn no_route_is_404_with_a_short_body() {
         .send()
         .expect("request");
     assert_eq!(r.status(), 404);
-    assert_eq!(r.text().unwrap(), "no route\n");
+    assert_eq!(r.text().unwrap(), "{\"error\":\"no route\"}\n");
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn unreachable_upstream_is_502() {
     let started = Instant::now();
     let r = client().get(gw.url("/")).send().expect("request");
     assert_eq!(r.status(), 502);
-    assert_eq!(r.text().unwrap(), "upstream unreachable\n");
+    assert_eq!(r.text().unwrap(), "{\"error\":\"upstream unreachable\"}\n");
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
     // One try plus the one bounded retry, both refused.
     gw.metrics_containing(&[
@@ -213,7 +213,7 @@ fn stalled_upstream_is_504() {
     let started = Instant::now();
     let r = client().get(gw.url("/")).send().expect("request");
     assert_eq!(r.status(), 504);
-    assert_eq!(r.text().unwrap(), "upstream timed out\n");
+    assert_eq!(r.text().unwrap(), "{\"error\":\"upstream timed out\"}\n");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 

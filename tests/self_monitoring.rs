@@ -262,7 +262,7 @@ fn access_log_writes_one_json_line_per_request_with_its_trace_ids() {
             .find(|l| l["path"] == p)
             .unwrap_or_else(|| panic!("no line for {p}: {lines:#?}"))
     };
-    let spans = gw.spans.wait_for(2);
+    let spans = gw.spans.wait_for(3);
     let span_of = |trace: &str| {
         spans
             .iter()
@@ -317,11 +317,16 @@ fn access_log_writes_one_json_line_per_request_with_its_trace_ids() {
     assert_eq!(line["parent_id"], Value::Null);
     assert_eq!(line["extracted_format"], Value::Null);
 
-    // No route: logged all the same, without ids.
+    // No route: logged like a proxied request, with the ids of its own span (the
+    // gateway's own responses are correlated: the `[propagation]` defaults apply).
     let line = by_path("/nope");
     assert_eq!(line["route"], "none");
     assert_eq!(line["status"], 404);
-    assert_eq!(line["trace_id"], Value::Null);
+    let trace = line["trace_id"].as_str().unwrap();
+    assert_eq!(
+        line["span_id"],
+        span_of(trace).span_context.span_id().to_string()
+    );
     assert_eq!(line["upstream_address"], Value::Null);
     assert_eq!(line["injected_formats"], json!([]));
 }

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub router: Router,
     /// The upstreams, sorted by name; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
+    /// The `[propagation]` defaults: the policy of requests that match no route.
+    pub defaults: Arc<crate::mediate::Policy>,
     /// The access log, opened; `None` when disabled. Each generation opens its own, so
     /// a reload reopens the file (log rotation).
     pub access_log: Option<LogSink>,
@@ -184,6 +186,7 @@ pub fn compile(
         telemetry: v.telemetry,
         router: Router::new(&v.routes),
         upstreams,
+        defaults: Arc::new(v.defaults),
         access_log,
     })
 }

@@ -252,4 +252,83 @@ mod tests {
         )
         .is_ok());
     }
+
+    #[test]
+    fn ingress_keys_are_validated_with_their_paths() {
+        let text = r#"
+            [server]
+            trusted_proxies = ["10.0.0.0/8", "not-a-net"]
+            [propagation]
+            forwarded = "prepend"
+            trusted_networks = ["10.0.0.0/33"]
+            max_injected_bytes = 100
+            max_injected_headers = 3
+            [upstreams.u]
+            kind = "echo"
+            [[routes]]
+            upstream = "u"
+            propagation = { forwarded = "x", trusted_networks = ["::1/129"], max_injected_bytes = 1 }
+        "#;
+        let err = load_str(text, None, 1).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let want = [
+            "server.trusted_proxies[1]: invalid network \"not-a-net\"",
+            "propagation.forwarded: unknown mode \"prepend\"",
+            "propagation.trusted_networks[0]: invalid network \"10.0.0.0/33\"",
+            "propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
+            "propagation.max_injected_headers: must be 0 (no budget) or at least 32",
+            "routes[0].propagation.forwarded: unknown mode \"x\"",
+            "routes[0].propagation.trusted_networks[0]: invalid network \"::1/129\"",
+            "routes[0].propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
+        ];
+        for w in want {
+            assert!(
+                msgs.iter().any(|m| m.starts_with(w)),
+                "{w} not in {msgs:#?}"
+            );
+        }
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+    }
+
+    #[test]
+    fn ingress_keys_compile_with_overrides() {
+        let text = r#"
+            [server]
+            trusted_proxies = ["10.0.0.1", "fd00::/8"]
+            [propagation]
+            trusted_networks = ["192.168.0.0/16"]
+            max_injected_bytes = 0
+            [upstreams.u]
+            kind = "echo"
+            [[routes]]
+            name = "a"
+            upstream = "u"
+            [[routes]]
+            name = "b"
+            path_prefix = "/b"
+            upstream = "u"
+            propagation = { forwarded = "replace", trusted_networks = [], max_injected_headers = 40 }
+        "#;
+        let s = load_str(text, None, 1).unwrap();
+        assert_eq!(
+            s.server.trusted_proxies,
+            ["10.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()]
+        );
+        let a = &s.router.route(0).unwrap().policy;
+        let b = &s.router.route(1).unwrap().policy;
+        assert_eq!(
+            a.forwarded,
+            crate::mediate::ForwardedMode::Append,
+            "default"
+        );
+        assert_eq!(a.trusted_networks.len(), 1);
+        assert_eq!(b.forwarded, crate::mediate::ForwardedMode::Replace);
+        assert!(
+            b.trusted_networks.is_empty(),
+            "a route may trust no network"
+        );
+        assert_eq!((a.max_injected_bytes, a.max_injected_headers), (0, 64));
+        assert_eq!((b.max_injected_bytes, b.max_injected_headers), (0, 40));
+        assert_eq!(s.defaults.trusted_networks, a.trusted_networks);
+    }
 }

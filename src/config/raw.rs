@@ -152,6 +152,19 @@ pub struct RawPropagation {
     pub span: bool,
     /// Add a W3C `traceresponse` header to responses.
     pub response_header: bool,
+    /// Client-address forwarding headers (`X-Forwarded-For`, `-Proto`, `-Host`,
+    /// `Forwarded`): `"append"` (extend a trusted proxy's chain, start a new one for
+    /// anyone else), `"replace"` (one hop: the resolved client) or `"off"` (untouched).
+    pub forwarded: String,
+    /// CIDRs whose requests get `trust = "continue"` whatever `trust` says (internal
+    /// callers); everyone else gets `trust`. Matched against the client address
+    /// resolved with `[server] trusted_proxies`.
+    pub trusted_networks: Vec<String>,
+    /// Budget in bytes (`name: value\r\n`) for all trace headers injected into one
+    /// request, over every format; baggage is dropped first, ids never. 0 = none.
+    pub max_injected_bytes: usize,
+    /// Budget in header lines for the same; 0 = none.
+    pub max_injected_headers: usize,
 }
 
 impl Default for RawPropagation {
@@ -181,6 +194,10 @@ impl Default for RawPropagation {
             trust: "continue".to_string(),
             span: true,
             response_header: false,
+            forwarded: "append".to_string(),
+            trusted_networks: Vec::new(),
+            max_injected_bytes: crate::mediate::policy::DEFAULT_MAX_INJECTED_BYTES,
+            max_injected_headers: crate::mediate::policy::DEFAULT_MAX_INJECTED_HEADERS,
         }
     }
 }
@@ -201,6 +218,14 @@ pub struct RawPropagationOverride {
     pub span: Option<bool>,
     /// Overrides `response_header`.
     pub response_header: Option<bool>,
+    /// Overrides `forwarded`.
+    pub forwarded: Option<String>,
+    /// Overrides `trusted_networks`.
+    pub trusted_networks: Option<Vec<String>>,
+    /// Overrides `max_injected_bytes`.
+    pub max_injected_bytes: Option<usize>,
+    /// Overrides `max_injected_headers`.
+    pub max_injected_headers: Option<usize>,
 }
 
 /// `[server]`.
@@ -220,6 +245,10 @@ pub struct RawServer {
     pub admin_token: String,
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// CIDRs of proxies (load balancers, CDNs) whose `X-Forwarded-For` names the client;
+    /// from any other peer the forwarding headers are ignored and replaced. Empty =
+    /// trust no one.
+    pub trusted_proxies: Vec<String>,
     /// On SIGTERM: how long to keep serving in-flight and new requests before stopping.
     pub grace_period: String,
     /// After the grace period: how long to wait for the runtimes to finish.
@@ -239,6 +268,7 @@ impl Default for RawServer {
             admin_listen: "127.0.0.1:9901".to_string(),
             admin_token: String::new(),
             threads: 2,
+            trusted_proxies: Vec::new(),
             grace_period: "10s".to_string(),
             shutdown_timeout: "5s".to_string(),
             upgrade_sock: "/tmp/tracebridge_upgrade.sock".to_string(),

@@ -16,7 +16,7 @@ use super::raw::{
     RawSampling, RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
 };
 use crate::codec::Format;
-use crate::mediate::{Policy, PolicyOverride, Strategy, Trust};
+use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
 use crate::telemetry::otlp::{OtlpFileSettings, OtlpProtocol};
 use crate::telemetry::pipeline::QueueSettings;
 use crate::telemetry::tracer::DegradationSettings;
@@ -85,6 +85,8 @@ pub struct ServerSettings {
     pub admin_token: String,
     /// Proxy worker threads.
     pub threads: usize,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Grace period on SIGTERM.
     pub grace_period: Duration,
     /// Runtime shutdown timeout after the grace period.
@@ -250,6 +252,8 @@ pub struct Validated {
     pub routes: Vec<RouteSpec>,
     /// `[access_log]`.
     pub access_log: AccessLogSettings,
+    /// The `[propagation]` / `[sampling]` defaults (for requests that match no route).
+    pub defaults: Policy,
 }
 
 /// Collects problems while walking the config.
@@ -313,6 +317,7 @@ pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<Problem>> {
             upstreams,
             routes,
             access_log,
+            defaults,
         })
     } else {
         Err(c.problems)
@@ -388,6 +393,7 @@ fn server(c: &mut Collector, s: &RawServer) -> ServerSettings {
         admin_listen: s.admin_listen.clone(),
         admin_token: s.admin_token.clone(),
         threads: s.threads.max(1),
+        trusted_proxies: networks(c, "server.trusted_proxies", &s.trusted_proxies),
         grace_period: c.duration("server.grace_period".into(), &s.grace_period),
         shutdown_timeout: c.duration("server.shutdown_timeout".into(), &s.shutdown_timeout),
         upgrade_sock: s.upgrade_sock.clone(),
@@ -612,6 +618,39 @@ fn trust(c: &mut Collector, at: &str, s: &str) -> Trust {
     })
 }
 
+/// A CIDR list; a bare address is a single-host network (as nginx `set_real_ip_from`).
+fn networks(c: &mut Collector, at: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let s = s.trim();
+            match s.parse::<ipnet::IpNet>() {
+                Ok(net) => Some(net.trunc()),
+                Err(_) => match s.parse::<std::net::IpAddr>() {
+                    Ok(ip) => Some(ipnet::IpNet::from(ip)),
+                    Err(_) => {
+                        c.push(
+                            format!("{at}[{i}]"),
+                            format!("invalid network {s:?}: expected a CIDR such as \"10.0.0.0/8\" or an address"),
+                        );
+                        None
+                    }
+                },
+            }
+        })
+        .collect()
+}
+
+fn forwarded_mode(c: &mut Collector, at: &str, s: &str) -> ForwardedMode {
+    ForwardedMode::parse(s).unwrap_or_else(|| {
+        c.push(
+            at,
+            format!("unknown mode {s:?}: expected \"append\", \"replace\" or \"off\""),
+        );
+        ForwardedMode::Append
+    })
+}
+
 fn strategy(c: &mut Collector, at: &str, s: &str) -> Strategy {
     Strategy::parse(s).unwrap_or_else(|| {
         c.push(
@@ -644,7 +683,37 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
         response_header: p.response_header,
         strategy: strategy(c, "sampling.strategy", &s.strategy),
         ratio: ratio(c, "sampling.ratio", s.ratio),
+        forwarded: forwarded_mode(c, "propagation.forwarded", &p.forwarded),
+        trusted_networks: networks(c, "propagation.trusted_networks", &p.trusted_networks),
+        max_injected_bytes: budget(
+            c,
+            "propagation.max_injected_bytes",
+            p.max_injected_bytes,
+            MIN_INJECTED_BYTES,
+        ),
+        max_injected_headers: budget(
+            c,
+            "propagation.max_injected_headers",
+            p.max_injected_headers,
+            MIN_INJECTED_HEADERS,
+        ),
     }
+}
+
+/// The smallest byte budget accepted: every format's ids (about 1.3 KB with all 13)
+/// must fit, or the budget would only ever be exceeded.
+const MIN_INJECTED_BYTES: usize = 2048;
+/// The smallest header budget accepted, for the same reason (about 30 lines).
+const MIN_INJECTED_HEADERS: usize = 32;
+
+fn budget(c: &mut Collector, at: &str, v: usize, min: usize) -> usize {
+    if v != 0 && v < min {
+        c.push(
+            at,
+            format!("must be 0 (no budget) or at least {min}, so every format's ids fit"),
+        );
+    }
+    v
 }
 
 fn policy_override(
@@ -676,6 +745,22 @@ fn policy_override(
         ratio: s
             .ratio
             .map(|r| ratio(c, &format!("{at}.sampling.ratio"), r)),
+        forwarded: p
+            .forwarded
+            .as_ref()
+            .map(|m| forwarded_mode(c, &format!("{at}.propagation.forwarded"), m)),
+        trusted_networks: p
+            .trusted_networks
+            .as_ref()
+            .map(|l| networks(c, &format!("{at}.propagation.trusted_networks"), l)),
+        max_injected_bytes: p.max_injected_bytes.map(|v| {
+            let at = format!("{at}.propagation.max_injected_bytes");
+            budget(c, &at, v, MIN_INJECTED_BYTES)
+        }),
+        max_injected_headers: p.max_injected_headers.map(|v| {
+            let at = format!("{at}.propagation.max_injected_headers");
+            budget(c, &at, v, MIN_INJECTED_HEADERS)
+        }),
     }
 }
 

@@ -11,6 +11,7 @@
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
 pub mod extract;
+pub mod forwarded;
 pub mod policy;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -19,6 +20,7 @@ use crate::codec::{DecodeError, Format, FormatSet, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
+pub use forwarded::ForwardedMode;
 pub use policy::{Policy, PolicyOverride, Strategy, Trust};
 
 /// How the sampling decision must be made once the trace id is known.
@@ -68,8 +70,14 @@ impl Default for SamplingDirective {
     }
 }
 
-/// Step 1: extraction and trust.
+/// Step 1: extraction and trust, with the route's `trust`.
 pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
+    plan_with(policy, policy.trust, headers)
+}
+
+/// Step 1 with the trust chosen for this request ([`Policy::trust_for`]: by the
+/// client's network, else the route's).
+pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     let Extraction {
         primary,
         links,
@@ -94,14 +102,14 @@ pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
         .map(|(format, ctx)| (*format, ctx.parent_id));
     match primary {
         None => {}
-        Some((format, ctx)) if policy.trust == Trust::Restart => {
+        Some((format, ctx)) if trust == Trust::Restart => {
             plan.carried.baggage = ctx.baggage.clone();
             if ctx.trace_id.is_some() {
                 plan.links.insert(0, (format, ctx));
             }
         }
         Some((format, mut ctx)) => {
-            let trusted = policy.trust == Trust::Continue;
+            let trusted = trust == Trust::Continue;
             if trusted {
                 asked = if ctx.debug {
                     Some(true)
@@ -189,6 +197,95 @@ pub struct InjectReport {
     /// The formats that left baggage entries out, with what they dropped and why (empty,
     /// and not allocated, in the common case).
     pub baggage_dropped: Vec<(Format, Injected)>,
+    /// Baggage members left out of every format to stay within the request's
+    /// [`Budget`], and the limit that forced it.
+    pub budget_dropped: Option<(usize, BudgetLimit)>,
+    /// Trace header lines written.
+    pub headers: usize,
+    /// Their size on the wire (`name: value\r\n`).
+    pub bytes: usize,
+}
+
+/// One budget for all the trace headers injected into one request, over every format
+/// (each format's own baggage limits apply per format, so without it a large
+/// incoming baggage is multiplied by the number of formats). 0 = no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    /// Bytes on the wire, `name: value\r\n` per header.
+    pub bytes: usize,
+    /// Header lines.
+    pub headers: usize,
+}
+
+impl Budget {
+    /// No limit.
+    pub const NONE: Budget = Budget {
+        bytes: 0,
+        headers: 0,
+    };
+
+    /// The limit `t` exceeds, bytes first; `None` when within.
+    fn exceeded(self, t: Tally) -> Option<BudgetLimit> {
+        if self.bytes > 0 && t.bytes > self.bytes {
+            Some(BudgetLimit::Bytes)
+        } else if self.headers > 0 && t.headers > self.headers {
+            Some(BudgetLimit::Headers)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which limit of a [`Budget`] was reached (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetLimit {
+    /// `max_injected_bytes`.
+    Bytes,
+    /// `max_injected_headers`.
+    Headers,
+}
+
+impl BudgetLimit {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetLimit::Bytes => "bytes",
+            BudgetLimit::Headers => "headers",
+        }
+    }
+}
+
+/// Size of what was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    bytes: usize,
+    headers: usize,
+}
+
+impl Tally {
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.headers += 1;
+        self.bytes += name.as_str().len() + value.len() + 4;
+    }
+}
+
+impl HeaderSink for Tally {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.add(&name, &value);
+    }
+}
+
+/// Writes through to the request and counts.
+struct Tee<'a> {
+    req: &'a mut dyn HeaderEdit,
+    tally: Tally,
+}
+
+impl HeaderSink for Tee<'_> {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.tally.add(&name, &value);
+        self.req.set(name, value);
+    }
 }
 
 /// The formats to write: the policy's list, plus with `preserve` the ones that
@@ -221,19 +318,98 @@ pub fn inject(
     hop: &Hop<'_>,
     req: &mut dyn HeaderEdit,
 ) -> InjectReport {
+    inject_within(
+        formats,
+        strip_unlisted,
+        present,
+        ctx,
+        hop,
+        Budget::NONE,
+        req,
+    )
+}
+
+/// [`inject`] within `budget`. Over budget, whole baggage members are left out of every
+/// format, the last-listed first (the first members are usually the oldest, set
+/// nearest the trace's root), until everything fits; the ids, sampling and
+/// `tracestate` are never left out, even when they alone exceed the budget. The common
+/// case (within budget) writes once and only counts; over budget, the number of
+/// members kept is found by bisection over dry runs that only count.
+pub fn inject_within(
+    formats: &[Format],
+    strip_unlisted: bool,
+    present: FormatSet,
+    ctx: &TraceContext,
+    hop: &Hop<'_>,
+    budget: Budget,
+    req: &mut dyn HeaderEdit,
+) -> InjectReport {
     for format in Format::ALL {
         if present.contains(format) && (strip_unlisted || formats.contains(&format)) {
             strip(format, req);
         }
     }
+    let mut report = write_all(formats, ctx, hop, req);
+    let Some(limit) = budget.exceeded(Tally {
+        bytes: report.bytes,
+        headers: report.headers,
+    }) else {
+        return report;
+    };
+    if ctx.baggage.is_empty() {
+        return report;
+    }
+    // Undo, find how many members fit, write again.
+    for &format in formats {
+        strip(format, req);
+    }
+    let mut trimmed = ctx.clone();
+    let fits = |keep: usize, trimmed: &mut TraceContext| {
+        trimmed.baggage.truncate(keep);
+        let mut tally = Tally::default();
+        for &format in formats {
+            format.inject(trimmed, hop, &mut tally);
+        }
+        budget.exceeded(tally).is_none()
+    };
+    // Invariant: `lo` members fit (0 always "fits": ids are never dropped), `hi` do not.
+    let (mut lo, mut hi) = (0, ctx.baggage.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        trimmed.baggage.clone_from(&ctx.baggage);
+        if fits(mid, &mut trimmed) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    trimmed.baggage.clone_from(&ctx.baggage);
+    trimmed.baggage.truncate(lo);
+    report = write_all(formats, &trimmed, hop, req);
+    report.budget_dropped = Some((ctx.baggage.len() - lo, limit));
+    report
+}
+
+fn write_all(
+    formats: &[Format],
+    ctx: &TraceContext,
+    hop: &Hop<'_>,
+    req: &mut dyn HeaderEdit,
+) -> InjectReport {
+    let mut tee = Tee {
+        req,
+        tally: Tally::default(),
+    };
     let mut report = InjectReport::default();
     for &format in formats {
-        let injected = format.inject(ctx, hop, req);
+        let injected = format.inject(ctx, hop, &mut tee);
         if injected.baggage_dropped > 0 {
             report.baggage_dropped.push((format, injected));
         }
         report.formats.push(format);
     }
+    report.headers = tee.tally.headers;
+    report.bytes = tee.tally.bytes;
     report
 }
 
@@ -317,5 +493,221 @@ mod tests {
         ] {
             assert_eq!(plan(&policy, &headers(pairs)).incoming, None, "{pairs:?}");
         }
+    }
+
+    fn big_baggage_context() -> TraceContext {
+        let mut ctx = TraceContext {
+            trace_id: TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            sampling: Sampling::Sampled,
+            ..TraceContext::default()
+        };
+        // 10 KB of baggage, as in the issue: 200 members of ~50 bytes.
+        for i in 0..200 {
+            ctx.baggage.push(crate::model::BaggageEntry {
+                key: format!("key{i}"),
+                value: "v".repeat(44),
+                properties: String::new(),
+            });
+        }
+        ctx
+    }
+
+    fn hop() -> Hop<'static> {
+        Hop {
+            span_id: SpanId::new(0x00f0_67aa_0ba9_02b7).unwrap(),
+            service: "gw",
+            instance: "gw-1",
+            endpoint: "/",
+            peer_address: "10.0.0.1:80",
+            call_index: 1,
+        }
+    }
+
+    fn wire_size(h: &HeaderMap) -> (usize, usize) {
+        let bytes = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        (bytes, h.len())
+    }
+
+    #[test]
+    fn the_budget_drops_baggage_first_and_never_the_ids() {
+        let ctx = big_baggage_context();
+        let hop = hop();
+        let mut unlimited = HeaderMap::new();
+        let full = inject(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop,
+            &mut unlimited,
+        );
+        assert_eq!(wire_size(&unlimited), (full.bytes, full.headers));
+        assert!(
+            full.bytes > 8192,
+            "the amplification: {} bytes, {} headers",
+            full.bytes,
+            full.headers
+        );
+        assert_eq!(full.budget_dropped, None);
+
+        let budget = Budget {
+            bytes: 8192,
+            headers: 64,
+        };
+        let mut out = HeaderMap::new();
+        let r = inject_within(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop,
+            budget,
+            &mut out,
+        );
+        assert_eq!(
+            wire_size(&out),
+            (r.bytes, r.headers),
+            "counted what was written"
+        );
+        assert!(r.bytes <= 8192 && r.headers <= 64, "{r:?}");
+        let (dropped, limit) = r.budget_dropped.unwrap();
+        assert_eq!(limit, BudgetLimit::Bytes);
+        assert!(dropped > 0 && dropped < 200, "some baggage kept: {dropped}");
+        // Every format's id headers are there, with the same trace id.
+        for f in Format::ALL {
+            if f == Format::Baggage {
+                continue;
+            }
+            assert!(out.contains_key(&f.headers()[0]), "{f:?} ids dropped");
+        }
+        let tp = out["traceparent"].to_str().unwrap();
+        assert!(tp.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{tp}");
+        // What is kept is the first members, in every baggage format.
+        let kept = crate::codec::Format::Baggage
+            .extract(&out)
+            .unwrap()
+            .unwrap()
+            .baggage;
+        assert_eq!(kept[..], ctx.baggage[..kept.len()]);
+        // As much as fits: one more member would not.
+        let mut more = ctx.clone();
+        more.baggage.truncate(200 - dropped + 1);
+        let mut probe = HeaderMap::new();
+        let over = inject(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &more,
+            &hop,
+            &mut probe,
+        );
+        assert!(budget
+            .exceeded(Tally {
+                bytes: over.bytes,
+                headers: over.headers
+            })
+            .is_some());
+    }
+
+    #[test]
+    fn the_header_count_is_a_budget_too() {
+        let ctx = big_baggage_context();
+        let budget = Budget {
+            bytes: 0,
+            headers: 40,
+        };
+        let mut out = HeaderMap::new();
+        let r = inject_within(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop(),
+            budget,
+            &mut out,
+        );
+        assert!(out.len() <= 40, "{}", out.len());
+        assert_eq!(r.budget_dropped.map(|(_, l)| l), Some(BudgetLimit::Headers));
+    }
+
+    #[test]
+    fn ids_alone_over_budget_are_still_written() {
+        let ctx = big_baggage_context();
+        let budget = Budget {
+            bytes: 100,
+            headers: 1,
+        };
+        let mut out = HeaderMap::new();
+        let r = inject_within(
+            &[Format::TraceContext, Format::Baggage],
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop(),
+            budget,
+            &mut out,
+        );
+        assert!(out.contains_key("traceparent"));
+        assert!(!out.contains_key("baggage"));
+        assert_eq!(r.budget_dropped, Some((200, BudgetLimit::Bytes)));
+    }
+
+    #[test]
+    fn within_budget_nothing_is_dropped() {
+        let mut ctx = big_baggage_context();
+        ctx.baggage.truncate(3);
+        let mut out = HeaderMap::new();
+        let r = inject_within(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop(),
+            Budget {
+                bytes: 8192,
+                headers: 64,
+            },
+            &mut out,
+        );
+        assert_eq!(r.budget_dropped, None);
+        assert_eq!(
+            Format::Baggage.extract(&out).unwrap().unwrap().baggage,
+            ctx.baggage
+        );
+    }
+
+    #[test]
+    fn trust_chosen_per_request_overrides_the_route() {
+        let h = headers(&[("traceparent", TRACEPARENT)]);
+        let policy = Policy {
+            trust: Trust::Restart,
+            ..Policy::default()
+        };
+        assert_eq!(plan(&policy, &h).parent, None, "restart: new root");
+        let continued = plan_with(&policy, Trust::Continue, &h);
+        assert_eq!(continued.format, Some(Format::TraceContext));
+        assert!(continued.parent.is_some());
+    }
+
+    #[test]
+    fn every_formats_ids_fit_the_smallest_budget_config_accepts() {
+        let mut ctx = big_baggage_context();
+        ctx.baggage.clear();
+        let mut out = HeaderMap::new();
+        let r = inject(
+            &Format::ALL,
+            true,
+            FormatSet::default(),
+            &ctx,
+            &hop(),
+            &mut out,
+        );
+        // config::validate accepts budgets from 2048 bytes / 32 headers.
+        assert!(
+            r.bytes <= 2048 && r.headers <= 32,
+            "{} bytes, {} headers",
+            r.bytes,
+            r.headers
+        );
     }
 }

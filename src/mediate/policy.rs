@@ -1,6 +1,11 @@
 //! The compiled propagation policy of one route: the effective values of
 //! `[propagation]` and `[sampling]` after route-over-upstream-over-global overrides.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::forwarded::{self, ForwardedMode};
 use crate::codec::Format;
 
 /// What to do with an incoming context at this route.
@@ -75,6 +80,27 @@ pub struct Policy {
     pub strategy: Strategy,
     /// Ratio for new roots (or every trace with [`Strategy::Ratio`]).
     pub ratio: f64,
+    /// What to write into the forwarding headers (`X-Forwarded-*`, `Forwarded`).
+    pub forwarded: ForwardedMode,
+    /// Client networks whose context is always continued, whatever `trust` says.
+    pub trusted_networks: Vec<IpNet>,
+    /// Budget for every trace header injected into one request: bytes on the wire
+    /// (`name: value\r\n`); 0 = no budget.
+    pub max_injected_bytes: usize,
+    /// The same budget in header lines; 0 = no budget.
+    pub max_injected_headers: usize,
+}
+
+impl Policy {
+    /// The trust for a request from `client` (the address [`forwarded::client_address`]
+    /// resolved): `continue` inside `trusted_networks`, the route's `trust` outside
+    /// them (and when the address is unknown).
+    pub fn trust_for(&self, client: Option<IpAddr>) -> Trust {
+        match client {
+            Some(ip) if forwarded::contains(&self.trusted_networks, ip) => Trust::Continue,
+            _ => self.trust,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -90,9 +116,22 @@ impl Default for Policy {
             response_header: false,
             strategy: Strategy::Parent,
             ratio: 1.0,
+            forwarded: ForwardedMode::Append,
+            trusted_networks: Vec::new(),
+            max_injected_bytes: DEFAULT_MAX_INJECTED_BYTES,
+            max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
         }
     }
 }
+
+/// Default byte budget for injected trace headers: half of Node.js's 16 KiB limit on a
+/// whole request head, and one nginx `large_client_header_buffers` buffer (8 KiB), so
+/// the origin's own headers still fit.
+pub const DEFAULT_MAX_INJECTED_BYTES: usize = 8192;
+
+/// Default header-line budget: well under Apache's `LimitRequestFields` (100) for the
+/// whole request; every format's ids together take about 30 lines.
+pub const DEFAULT_MAX_INJECTED_HEADERS: usize = 64;
 
 /// A partial policy from an upstream's or a route's tables: `None` keeps the value
 /// underneath.
@@ -114,6 +153,14 @@ pub struct PolicyOverride {
     pub strategy: Option<Strategy>,
     /// `sampling.ratio`.
     pub ratio: Option<f64>,
+    /// `forwarded`.
+    pub forwarded: Option<ForwardedMode>,
+    /// `trusted_networks`.
+    pub trusted_networks: Option<Vec<IpNet>>,
+    /// `max_injected_bytes`.
+    pub max_injected_bytes: Option<usize>,
+    /// `max_injected_headers`.
+    pub max_injected_headers: Option<usize>,
 }
 
 impl PolicyOverride {
@@ -133,6 +180,48 @@ impl PolicyOverride {
             response_header: self.response_header.unwrap_or(base.response_header),
             strategy: self.strategy.unwrap_or(base.strategy),
             ratio: self.ratio.unwrap_or(base.ratio),
+            forwarded: self.forwarded.unwrap_or(base.forwarded),
+            trusted_networks: self
+                .trusted_networks
+                .clone()
+                .unwrap_or_else(|| base.trusted_networks.clone()),
+            max_injected_bytes: self.max_injected_bytes.unwrap_or(base.max_injected_bytes),
+            max_injected_headers: self
+                .max_injected_headers
+                .unwrap_or(base.max_injected_headers),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_by_network() {
+        let policy = Policy {
+            trust: Trust::Restart,
+            trusted_networks: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+            ..Policy::default()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(policy.trust_for(ip("10.1.2.3")), Trust::Continue);
+        assert_eq!(policy.trust_for(ip("fd00::5")), Trust::Continue);
+        assert_eq!(policy.trust_for(ip("::ffff:10.1.2.3")), Trust::Continue);
+        assert_eq!(policy.trust_for(ip("203.0.113.1")), Trust::Restart);
+        assert_eq!(
+            policy.trust_for(None),
+            Trust::Restart,
+            "unknown address: edge policy"
+        );
+        let plain = Policy {
+            trust: Trust::ContinueUnsampled,
+            ..Policy::default()
+        };
+        assert_eq!(
+            plain.trust_for(ip("10.1.2.3")),
+            Trust::ContinueUnsampled,
+            "no networks: the route's trust"
+        );
     }
 }

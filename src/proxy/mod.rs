@@ -8,11 +8,13 @@ mod dial;
 mod echo;
 pub mod trace;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use log::{warn, Level};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -23,9 +25,11 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
+use crate::mediate::forwarded;
+use crate::model::TraceId;
 use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
-use crate::telemetry::coverage::Observation;
+use crate::telemetry::coverage::{self, Observation};
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
 use crate::telemetry::Telemetry;
 use trace::{RequestFacts, RequestTrace, UpstreamHeaders};
@@ -73,13 +77,13 @@ pub struct RequestCtx {
     peer_address: Option<Arc<str>>,
     /// Why the request failed, for the span's `error.type`.
     error: Option<&'static str>,
-    /// For a request that matched no route: what it brought (coverage view).
-    unrouted: Observation,
     /// Held from peer selection until this request holds an upstream HTTP/2 stream.
     dial: Option<dial::DialTicket>,
     /// The status `fail_to_proxy` decided, for the logging phase when no response
     /// could be written (the client left: 499).
     failure_status: Option<u16>,
+    /// The forwarding headers (`X-Forwarded-*`, `Forwarded`) every attempt sets.
+    forwarding: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -97,11 +101,13 @@ impl RequestCtx {
     }
 }
 
-/// The request facts the gateway span records.
+/// The request facts the gateway span records; `template` is `None` without a route.
 fn facts<'a>(
     session: &'a Session,
-    route: &'a crate::config::Route,
+    route: &'a Arc<str>,
+    template: Option<&'a Arc<str>>,
     upstream: &'a Arc<str>,
+    client: Option<IpAddr>,
 ) -> RequestFacts<'a> {
     let req = session.req_header();
     let host = req
@@ -123,32 +129,35 @@ fn facts<'a>(
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port()),
-        client_address: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string()),
+        client_address: client.map(|ip| ip.to_string()),
+        client_ip: client,
         protocol_version: if session.is_http2() { "2" } else { "1.1" },
         user_agent: req
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
-        route: &route.name,
-        route_template: &route.path_prefix,
+        route,
+        route_template: template,
         upstream,
     }
 }
 
-/// Sends a complete short response from the gateway itself.
+/// Sends a complete short response from the gateway itself, with `traceresponse`
+/// when the policy asks for it.
 async fn respond(
     session: &mut Session,
     status: u16,
     content_type: &str,
     body: Bytes,
+    traceresponse: Option<HeaderValue>,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", content_type)?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("server", "tracebridge")?;
+    if let Some(v) = traceresponse {
+        resp.insert_header("traceresponse", v)?;
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
@@ -183,12 +192,36 @@ fn final_status_sent(session: &Session) -> Option<u16> {
         .map(|s| s.as_u16())
 }
 
-/// How a proxy failure is reported: status, short body, metric kind.
+/// The body of every response the gateway makes itself (404 no route, 502, 504, ...):
+/// `{"error":"<message>","trace_id":"<32 hex>"}` and a newline. `trace_id` only when
+/// the request has a trace and its policy sends `traceresponse` (exposing ids to
+/// clients is what that switch opts into), as Kong's error bodies carry a
+/// `request_id`.
+fn error_body(message: &str, trace_id: Option<TraceId>) -> Bytes {
+    let mut v = serde_json::json!({ "error": message });
+    if let Some(t) = trace_id {
+        v["trace_id"] = String::from_utf8_lossy(&t.to_hex()).into_owned().into();
+    }
+    let mut body = v.to_string().into_bytes();
+    body.push(b'\n');
+    Bytes::from(body)
+}
+
+/// The trace id for an error body and `traceresponse`, when the policy exposes them.
+fn exposed(trace: Option<&RequestTrace>) -> (Option<TraceId>, Option<HeaderValue>) {
+    let header = trace.and_then(RequestTrace::response_header);
+    (
+        trace.filter(|_| header.is_some()).map(|t| t.trace_id),
+        header,
+    )
+}
+
+/// How a proxy failure is reported: status, message, metric kind.
 fn classify(e: &Error) -> (u16, &'static str, &'static str) {
     match e.etype() {
-        ErrorType::HTTPStatus(code) => (*code, "error\n", "other"),
+        ErrorType::HTTPStatus(code) => (*code, "error", "other"),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            (504, "upstream timed out\n", "timeout")
+            (504, "upstream timed out", "timeout")
         }
         ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
@@ -196,12 +229,21 @@ fn classify(e: &Error) -> (u16, &'static str, &'static str) {
         | ErrorType::ConnectProxyFailure
         | ErrorType::TLSHandshakeFailure
         | ErrorType::InvalidCert
-        | ErrorType::HandshakeError => (502, "upstream unreachable\n", "connect"),
+        | ErrorType::HandshakeError => (502, "upstream unreachable", "connect"),
         _ => match e.esource() {
-            ErrorSource::Upstream => (502, "upstream error\n", "other"),
-            ErrorSource::Downstream => (400, "bad request\n", "downstream"),
-            ErrorSource::Internal | ErrorSource::Unset => (500, "internal error\n", "other"),
+            ErrorSource::Upstream => (502, "upstream error", "other"),
+            ErrorSource::Downstream => (400, "bad request", "downstream"),
+            ErrorSource::Internal | ErrorSource::Unset => (500, "internal error", "other"),
         },
+    }
+}
+
+/// Sets the forwarding headers on an outgoing request (each replaces every incoming
+/// value of its name).
+fn set_forwarding(req: &mut RequestHeader, headers: &[(HeaderName, HeaderValue)]) {
+    for (name, value) in headers {
+        // Only fails on invalid names or values; these were built valid.
+        let _ = req.insert_header(name.clone(), value.clone());
     }
 }
 
@@ -219,9 +261,9 @@ impl ProxyHttp for Gateway {
             trace: None,
             peer_address: None,
             error: None,
-            unrouted: Observation::default(),
             dial: None,
             failure_status: None,
+            forwarding: Vec::new(),
         }
     }
 
@@ -240,24 +282,60 @@ impl ProxyHttp for Gateway {
             .snapshot
             .router
             .find(host, req.uri.path(), &req.method, &req.headers);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
+        let trusted_proxies = &ctx.snapshot.server.trusted_proxies;
+        let client = peer.map(|p| forwarded::client_address(p, &req.headers, trusted_proxies));
         let Some(route) = ctx.route.and_then(|i| ctx.snapshot.router.route(i)) else {
-            ctx.unrouted = trace::observe_unrouted(&req.headers);
-            respond(
-                session,
-                404,
-                "text/plain",
-                Bytes::from_static(b"no route\n"),
-            )
-            .await?;
+            // No route, so no route policy: the `[propagation]` defaults give the span,
+            // the access log entry and `traceresponse`, as for a proxied request.
+            let none: Arc<str> = Arc::from(NO_ROUTE);
+            let trace = RequestTrace::begin(
+                ctx.snapshot.defaults.clone(),
+                &req.headers,
+                facts(session, &none, None, &none, client),
+                &self.telemetry,
+                &self.metrics,
+            );
+            let (trace_id, header) = exposed(Some(&trace));
+            ctx.trace = Some(trace);
+            let body = error_body("no route", trace_id);
+            respond(session, 404, "application/json", body, header).await?;
             return Ok(true);
         };
+        if let Some(peer) = peer {
+            let arrival = forwarded::Arrival {
+                peer,
+                trusted: forwarded::contains(trusted_proxies, peer),
+                client: client.unwrap_or(peer),
+                scheme: if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+                    "https"
+                } else {
+                    "http"
+                },
+                host: req
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| req.uri.authority().map(|a| a.as_str())),
+            };
+            ctx.forwarding = forwarded::headers(route.policy.forwarded, &arrival, &req.headers);
+        }
         let Some(upstream) = ctx.snapshot.upstreams.get(route.upstream) else {
             return Error::e_explain(ErrorType::InternalError, "route names a missing upstream");
         };
         let trace = RequestTrace::begin(
             route.policy.clone(),
             &session.req_header().headers,
-            facts(session, route, &upstream.name),
+            facts(
+                session,
+                &route.name,
+                Some(&route.path_prefix),
+                &upstream.name,
+                client,
+            ),
             &self.telemetry,
             &self.metrics,
         );
@@ -273,6 +351,7 @@ impl ProxyHttp for Gateway {
                 // Exactly what a real upstream would receive after every filter.
                 let mut forwarded = session.req_header().clone();
                 ctx.peer_address = Some(Arc::from("echo"));
+                set_forwarding(&mut forwarded, &ctx.forwarding);
                 if let Some(trace) = &mut ctx.trace {
                     let mut target = UpstreamHeaders(&mut forwarded);
                     trace.inject(&mut target, &self.telemetry, "echo", &self.metrics);
@@ -283,7 +362,8 @@ impl ProxyHttp for Gateway {
                 if !session.is_body_empty() {
                     session.set_keepalive(None);
                 }
-                respond(session, 200, "application/json", Bytes::from(body)).await?;
+                let header = ctx.trace.as_ref().and_then(RequestTrace::response_header);
+                respond(session, 200, "application/json", Bytes::from(body), header).await?;
                 Ok(true)
             }
             None => Error::e_explain(ErrorType::InternalError, "route names a missing upstream"),
@@ -374,6 +454,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        set_forwarding(upstream_request, &ctx.forwarding);
         let peer = ctx.peer_address.as_deref().unwrap_or("-");
         if let Some(trace) = &mut ctx.trace {
             trace.inject(
@@ -445,14 +526,16 @@ impl ProxyHttp for Gateway {
             e
         );
         if !gone {
-            let mut resp = ResponseHeader::build(code, Some(3))
+            let (trace_id, header) = exposed(ctx.trace.as_ref());
+            let body = error_body(body, trace_id);
+            let mut resp = ResponseHeader::build(code, Some(4))
                 .unwrap_or_else(|_| pingora::protocols::http::ServerSession::generate_error(code));
-            let _ = resp.insert_header("content-type", "text/plain");
+            let _ = resp.insert_header("content-type", "application/json");
             let _ = resp.insert_header("content-length", body.len().to_string());
-            if let Err(err) = session
-                .write_error_response(resp, Bytes::from_static(body.as_bytes()))
-                .await
-            {
+            if let Some(v) = header {
+                let _ = resp.insert_header("traceresponse", v);
+            }
+            if let Err(err) = session.write_error_response(resp, body).await {
                 warn!("failed to send the error response: {err}");
             }
         }
@@ -482,12 +565,13 @@ impl ProxyHttp for Gateway {
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
         let trace = ctx.trace.as_ref();
-        let observation = trace.map_or(ctx.unrouted, |t| t.observation);
+        let mut observation = trace.map_or_else(Observation::default, |t| t.observation);
+        let req = session.req_header();
+        observation.preflight = coverage::is_cors_preflight(&req.method, &req.headers);
         self.metrics
             .coverage
             .record(&ctx.snapshot, ctx.route, &observation);
         if let Some(sink) = &ctx.snapshot.access_log {
-            let req = session.req_header();
             let now = SystemTime::now();
             let entry = Entry {
                 time: now.checked_sub(elapsed).unwrap_or(now),

@@ -41,16 +41,19 @@ pub struct RequestFacts<'a> {
     pub server_address: Option<&'a str>,
     /// Port of the listener.
     pub server_port: Option<u16>,
-    /// Client IP (moved into the span).
+    /// Client IP (moved into the span): the peer, or from a trusted proxy the address
+    /// its `X-Forwarded-For` names (`mediate::forwarded::client_address`).
     pub client_address: Option<String>,
+    /// The same address, for trust by network.
+    pub client_ip: Option<std::net::IpAddr>,
     /// `1.1` or `2`.
     pub protocol_version: &'static str,
     /// `User-Agent`.
     pub user_agent: Option<&'a str>,
     /// Route name. The three config names are shared with the span, not copied.
     pub route: &'a Arc<str>,
-    /// Route path prefix (`http.route`).
-    pub route_template: &'a Arc<str>,
+    /// Route path prefix (`http.route`); `None` when no route matched.
+    pub route_template: Option<&'a Arc<str>>,
     /// Upstream name.
     pub upstream: &'a Arc<str>,
 }
@@ -155,13 +158,14 @@ impl RequestTrace {
         metrics: &Metrics,
     ) -> RequestTrace {
         let endpoint: Arc<str> = facts.path.into();
-        let plan = mediate::plan(&policy, headers);
+        let plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
         count_extraction(&plan, facts.route, metrics);
         let observation = Observation {
             incoming: plan.incoming.map(|(f, _)| f),
             invalid: formats_of(&plan.invalid),
             conflicts: u32::try_from(plan.conflicts).unwrap_or(u32::MAX),
             injected: FormatSet::default(),
+            preflight: false,
         };
         let formats = mediate::formats_to_inject(&policy, &plan);
         let parent = plan.parent.as_ref().and_then(|p| {
@@ -242,12 +246,17 @@ impl RequestTrace {
             peer_address,
             call_index: self.calls,
         };
-        let report = mediate::inject(
+        let budget = mediate::Budget {
+            bytes: self.policy.max_injected_bytes,
+            headers: self.policy.max_injected_headers,
+        };
+        let report = mediate::inject_within(
             &self.formats,
             self.policy.strip_unlisted,
             self.present,
             &self.outgoing,
             &hop,
+            budget,
             req,
         );
         for f in &report.formats {
@@ -263,6 +272,12 @@ impl RequestTrace {
                         .inc_by(n as u64);
                 }
             }
+        }
+        if let Some((dropped, limit)) = report.budget_dropped {
+            metrics
+                .budget_dropped
+                .with_label_values(&[limit.as_str()])
+                .inc_by(dropped as u64);
         }
     }
 
@@ -332,22 +347,6 @@ impl RequestTrace {
     }
 }
 
-/// What a request that matched no route brought, for the coverage view: extraction
-/// over every format in the default precedence (no route, so no route policy), nothing
-/// counted in the propagation metrics.
-pub fn observe_unrouted(headers: &HeaderMap) -> Observation {
-    let found = mediate::extract::extract(&Format::ALL, headers);
-    Observation {
-        incoming: found
-            .primary
-            .filter(|(_, ctx)| ctx.trace_id.is_some())
-            .map(|(f, _)| f),
-        invalid: formats_of(&found.invalid),
-        conflicts: u32::try_from(found.links.len()).unwrap_or(u32::MAX),
-        injected: FormatSet::default(),
-    }
-}
-
 /// The formats named in `list`.
 fn formats_of<T>(list: &[(Format, T)]) -> FormatSet {
     let mut set = FormatSet::default();
@@ -396,10 +395,14 @@ fn start_span(
         KeyValue::new(semconv::URL_PATH, StringValue::from(path.clone())),
         KeyValue::new(semconv::URL_SCHEME, facts.scheme),
         KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, facts.protocol_version),
-        KeyValue::new(
+    ]);
+    if let Some(template) = facts.route_template {
+        attributes.push(KeyValue::new(
             semconv::HTTP_ROUTE,
-            StringValue::from(facts.route_template.clone()),
-        ),
+            StringValue::from(template.clone()),
+        ));
+    }
+    attributes.extend([
         KeyValue::new(attr::ROUTE, StringValue::from(facts.route.clone())),
         KeyValue::new(attr::UPSTREAM, StringValue::from(facts.upstream.clone())),
     ]);
@@ -430,11 +433,15 @@ fn start_span(
             link(*f, ctx, if i < restarted { "restart" } else { "conflict" })
         })
         .collect();
-    let builder =
-        opentelemetry::trace::SpanBuilder::from_name(format!("{} {}", facts.method, facts.route))
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .with_links(links);
+    // Semantic conventions: `{method} {http.route}`, or `{method}` alone without a route.
+    let name = match facts.route_template {
+        Some(_) => format!("{} {}", facts.method, facts.route),
+        None => facts.method.to_string(),
+    };
+    let builder = opentelemetry::trace::SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .with_links(links);
     telemetry.start(builder, parent, plan.directive)
 }
 

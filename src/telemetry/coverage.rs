@@ -52,6 +52,17 @@ pub struct Observation {
     pub conflicts: u32,
     /// Formats written into the outgoing request; empty when it was never forwarded.
     pub injected: FormatSet,
+    /// A CORS preflight: the browser sends it without the page's trace context, so it
+    /// is counted apart, not as a request without context (a false blind spot).
+    pub preflight: bool,
+}
+
+/// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`.
+pub fn is_cors_preflight(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    method == http::Method::OPTIONS
+        && headers.contains_key(http::header::ORIGIN)
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Key of the requests that arrived without a trace context, next to the formats.
@@ -89,6 +100,8 @@ struct Hot {
     incoming: [AtomicU64; Format::COUNT],
     none: AtomicU64,
     injected: [AtomicU64; Format::COUNT],
+    /// CORS preflights: neither with nor without context.
+    preflight: AtomicU64,
 }
 
 /// The counters of one route.
@@ -107,6 +120,7 @@ impl Default for Counters {
                 incoming: per_format(),
                 none: AtomicU64::new(0),
                 injected: per_format(),
+                preflight: AtomicU64::new(0),
             }),
             invalid: per_format(),
             conflicts: AtomicU64::new(0),
@@ -119,6 +133,7 @@ impl Counters {
         let hot = &self.hot[SHARD.with(|s| *s)];
         match obs.incoming {
             Some(f) => hot.incoming[f.index()].fetch_add(1, Relaxed),
+            None if obs.preflight => hot.preflight.fetch_add(1, Relaxed),
             None => hot.none.fetch_add(1, Relaxed),
         };
         for f in obs.injected.iter() {
@@ -139,10 +154,12 @@ impl Counters {
         let mut injected = [0u64; Format::COUNT];
         let mut invalid = [0u64; Format::COUNT];
         let mut none = 0;
+        let mut preflights = 0;
         for hot in &self.hot {
             sum(&hot.incoming, &mut incoming);
             sum(&hot.injected, &mut injected);
             none += hot.none.load(Relaxed);
+            preflights += hot.preflight.load(Relaxed);
         }
         sum(&self.invalid, &mut invalid);
         let by_format = |totals: &[u64; Format::COUNT]| {
@@ -169,6 +186,7 @@ impl Counters {
             invalid: by_format(&invalid),
             conflicts: self.conflicts.load(Relaxed),
             injected: by_format(&injected),
+            preflights,
         }
     }
 }
@@ -249,11 +267,11 @@ impl Coverage {
         let mut routes: BTreeMap<String, RouteReport> = by_name
             .iter()
             .map(|(name, c)| (name.clone(), c.report()))
-            .filter(|(_, r)| r.requests > 0)
+            .filter(|(_, r)| r.requests > 0 || r.preflights > 0)
             .collect();
         drop(by_name);
         let unrouted = self.unrouted.report();
-        if unrouted.requests > 0 {
+        if unrouted.requests > 0 || unrouted.preflights > 0 {
             routes.insert(NO_ROUTE.to_string(), unrouted);
         }
         CoverageReport { routes }
@@ -275,6 +293,14 @@ pub struct RouteReport {
     pub conflicts: u64,
     /// Forwarded requests by format written.
     pub injected: BTreeMap<&'static str, u64>,
+    /// CORS preflights without context, not in `requests` (a browser never sends the
+    /// page's context on a preflight, so they are no blind spot); omitted when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub preflights: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The whole coverage view.
@@ -545,5 +571,42 @@ mod tests {
         // Every column starts at the same offset on every line.
         let col = lines[0].find("NONE").unwrap();
         assert_eq!(&lines[1][col - 2..col + 4], "     1");
+    }
+
+    #[test]
+    fn preflights_are_not_blind_spots() {
+        let cov = Coverage::new();
+        let s = snapshot(&["api"], 1);
+        let preflight = Observation {
+            preflight: true,
+            ..seen(None)
+        };
+        cov.record(&s, Some(0), &preflight);
+        cov.record(&s, Some(0), &preflight);
+        cov.record(&s, Some(0), &seen(Some(Format::TraceContext)));
+        // A preflight that did carry a context counts with its format.
+        cov.record(
+            &s,
+            Some(0),
+            &Observation {
+                preflight: true,
+                ..seen(Some(Format::B3))
+            },
+        );
+        let r = &cov.report().routes["api"];
+        assert_eq!(r.requests, 2);
+        assert_eq!(r.with_context_share, 1.0);
+        assert_eq!(r.preflights, 2);
+        assert!(!r.incoming.contains_key("none"));
+
+        let mut h = http::HeaderMap::new();
+        h.insert("origin", "https://app.example".parse().unwrap());
+        assert!(
+            !is_cors_preflight(&http::Method::OPTIONS, &h),
+            "no request method"
+        );
+        h.insert("access-control-request-method", "POST".parse().unwrap());
+        assert!(is_cors_preflight(&http::Method::OPTIONS, &h));
+        assert!(!is_cors_preflight(&http::Method::GET, &h));
     }
 }

@@ -36,6 +36,10 @@ pub struct Metrics {
     /// `tracebridge_propagation_baggage_dropped_total{format,reason}`: entries a format
     /// left out (`limit`: its size limits; `key` / `value`: it cannot carry them).
     pub baggage_dropped: IntCounterVec,
+    /// `tracebridge_propagation_budget_dropped_total{reason}`: baggage members left out
+    /// of a request to keep its injected trace headers within `max_injected_bytes`
+    /// (`bytes`) or `max_injected_headers` (`headers`).
+    pub budget_dropped: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -131,7 +135,19 @@ impl Metrics {
             "tracebridge_spans_started_total",
             "Gateway spans started, sampled or not.",
         )?;
-        for c in [&extracted, &missing, &invalid, &injected, &baggage_dropped] {
+        let budget_dropped = counter_vec(
+            "tracebridge_propagation_budget_dropped_total",
+            "Baggage members left out of a request to keep its injected trace headers within the budget, by the limit reached.",
+            &["reason"],
+        )?;
+        for c in [
+            &extracted,
+            &missing,
+            &invalid,
+            &injected,
+            &baggage_dropped,
+            &budget_dropped,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         let config_reloads = counter_vec(
@@ -205,6 +221,7 @@ impl Metrics {
             injected,
             conflicts,
             baggage_dropped,
+            budget_dropped,
             spans_started,
             access_log_errors,
             coverage: Coverage::new(),
