@@ -5,9 +5,11 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use support::{
     client, free_port, one_route, poll_until, CollectorMode, Origin, OtlpReceiver, StallingOrigin,
@@ -376,4 +378,256 @@ fn the_admin_index_lists_every_endpoint() {
         let status = client().get(gw.admin_url(path)).send().unwrap().status();
         assert_eq!(status, 200, "{path}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Item 6: the OpenTelemetry environment variables, and `translate --config`. The
+// environment is process-wide, so these run the built binary with its own.
+// ---------------------------------------------------------------------------------
+
+/// The built binary running a gateway; killed when dropped.
+struct Binary {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    /// Starts `tracebridge --config` on `sections` (more TOML after `[server]`) with
+    /// every request routed to `origin`, and `env` set. Waits for `/readyz`.
+    fn start(origin: SocketAddr, sections: &str, env: &[(&str, &str)]) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin) = (free_port(), free_port());
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+                 threads = 1\npid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
+                 [telemetry]\nexporter = \"none\"\n{sections}\n\
+                 [upstreams.origin]\npeers = [\"{origin}\"]\n[[routes]]\nname = \"main\"\nupstream = \"origin\"\n",
+                pid = dir.path().join("pid").display(),
+                sock = dir.path().join("upgrade.sock").display(),
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tracebridge"));
+        command
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for var in [
+            "OTEL_PROPAGATORS",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+        ] {
+            command.env_remove(var);
+        }
+        command.envs(env.iter().copied());
+        let child = command.spawn().expect("spawn tracebridge");
+        let mut binary = Binary {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = client()
+                .get(format!("http://127.0.0.1:{admin}/readyz"))
+                .send()
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return binary;
+            }
+            if let Ok(Some(status)) = binary.child.try_wait() {
+                panic!("gateway exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "gateway not ready after 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The headers the origin received for a GET with `headers`.
+    fn forwarded(&self, headers: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
+        let mut req = client().get(format!("http://127.0.0.1:{}/", self.port));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body: serde_json::Value = req.send().unwrap().json().unwrap();
+        body["headers"].as_object().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const B3_TRACE: &str = "a3ce929d0e0e47364bf92f3577b34da6";
+
+fn header<'a>(h: &'a serde_json::Map<String, serde_json::Value>, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.as_str())
+}
+
+#[test]
+fn otel_propagators_and_sampler_set_the_defaults_when_the_file_has_none() {
+    let origin = Origin::start("o");
+    let gw = Binary::start(
+        origin.addr,
+        "",
+        &[
+            ("OTEL_PROPAGATORS", "b3multi,jaeger"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_always_off"),
+        ],
+    );
+    // traceparent is not in the extract list: a new root, unsampled
+    // (parentbased_always_off), written as b3multi and jaeger only.
+    let h = gw.forwarded(&[("traceparent", TRACEPARENT)]);
+    assert_eq!(header(&h, "traceparent"), None, "stripped: {h:?}");
+    let trace = header(&h, "x-b3-traceid").expect("b3multi written");
+    assert_ne!(trace, TRACE, "not continued from traceparent");
+    assert_eq!(header(&h, "x-b3-sampled"), Some("0"), "{h:?}");
+    let uber = header(&h, "uber-trace-id").expect("jaeger written");
+    assert!(
+        uber.starts_with(&format!("{trace}:")) && uber.ends_with(":0"),
+        "{uber}"
+    );
+    // A sampled B3 parent is continued and its decision honoured (parent-based).
+    let h = gw.forwarded(&[
+        ("x-b3-traceid", B3_TRACE),
+        ("x-b3-spanid", "00f067aa0ba902b7"),
+        ("x-b3-sampled", "1"),
+    ]);
+    assert_eq!(header(&h, "x-b3-traceid"), Some(B3_TRACE));
+    assert_eq!(header(&h, "x-b3-sampled"), Some("1"));
+    assert!(header(&h, "uber-trace-id").unwrap().starts_with(B3_TRACE));
+    assert_eq!(header(&h, "traceparent"), None);
+}
+
+#[test]
+fn a_key_in_the_file_wins_over_the_otel_environment() {
+    let origin = Origin::start("o");
+    let gw = Binary::start(
+        origin.addr,
+        "[propagation]\ninject = [\"tracecontext\"]\n[sampling]\nstrategy = \"always\"\n",
+        &[
+            ("OTEL_PROPAGATORS", "b3multi,jaeger"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ],
+    );
+    // extract is not in the file: the environment's order (b3multi before the
+    // default's tracecontext) picks the B3 trace; inject and the strategy are in the
+    // file: only traceparent is written, sampled.
+    let h = gw.forwarded(&[
+        ("traceparent", TRACEPARENT),
+        ("x-b3-traceid", B3_TRACE),
+        ("x-b3-spanid", "00f067aa0ba902b7"),
+        ("x-b3-sampled", "0"),
+    ]);
+    let tp = header(&h, "traceparent").expect("tracecontext written");
+    assert!(tp.starts_with(&format!("00-{B3_TRACE}-")), "{tp}");
+    assert!(tp.ends_with("-01"), "strategy = always from the file: {tp}");
+    assert_eq!(header(&h, "x-b3-traceid"), None, "{h:?}");
+    assert_eq!(header(&h, "uber-trace-id"), None, "{h:?}");
+}
+
+/// `tracebridge translate --config FILE ARGS...` with `env`: exit code and stdout.
+fn translate(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tracebridge"));
+    command
+        .arg("translate")
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    for var in [
+        "OTEL_PROPAGATORS",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn translate_with_a_config_simulates_the_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let mut file = std::fs::File::create(&path).unwrap();
+    write!(
+        file,
+        "[propagation]\ninject = [\"b3multi\"]\n\
+         [upstreams.e]\nkind = \"echo\"\n\
+         [[routes]]\nname = \"main\"\nupstream = \"e\"\n\
+         [[routes]]\nname = \"edge\"\npath_prefix = \"/edge\"\nupstream = \"e\"\n\
+         propagation = {{ inject = [\"jaeger\"], trust = \"restart\" }}\n"
+    )
+    .unwrap();
+    drop(file);
+    let tp = format!("traceparent: {TRACEPARENT}");
+    // The main route continues the trace and writes b3multi only (traceparent stripped).
+    let (code, out) = translate(&path, &["--route", "main", "-H", &tp, "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["trust"], "continue");
+    assert_eq!(j["continued_from"], "tracecontext");
+    assert_eq!(j["inject"], serde_json::json!(["b3multi"]));
+    assert_eq!(j["headers"]["x-b3-traceid"], TRACE);
+    assert_eq!(j["headers"].get("traceparent"), None, "{j}");
+    // The edge route (chosen by path here) restarts: a new trace, the incoming one a
+    // link, written as jaeger only.
+    let (code, out) = translate(&path, &["--path", "/edge/x", "-H", &tp, "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["route"], "edge");
+    assert_eq!(j["trust"], "restart");
+    assert_eq!(j["new_trace"], true);
+    assert_eq!(j["links"][0]["trace_id"], TRACE);
+    let new_trace = j["trace_id"].as_str().unwrap();
+    assert_ne!(new_trace, TRACE);
+    assert!(j["headers"]["uber-trace-id"]
+        .as_str()
+        .unwrap()
+        .starts_with(new_trace));
+    assert_eq!(j["headers"].get("x-b3-traceid"), None, "{j}");
+    // The text form says the same in `#` lines before the headers.
+    let (code, out) = translate(&path, &["--route", "edge", "-H", &tp], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("# inject: jaeger; strip_unlisted: true\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("# trust: restart; new trace (tracecontext arrived, kept as a link)"),
+        "{out}"
+    );
+    assert!(out.contains("\nuber-trace-id: "), "{out}");
+    // The extract list comes from OTEL_PROPAGATORS where the file has none.
+    let (code, out) = translate(
+        &path,
+        &["--route", "main", "-H", &tp, "--json"],
+        &[("OTEL_PROPAGATORS", "jaeger")],
+    );
+    assert_eq!(code, 0, "{out}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["extract"], serde_json::json!(["jaeger"]));
+    assert_eq!(j["inject"], serde_json::json!(["b3multi"]), "the file's");
+    assert_eq!(j["new_trace"], true, "traceparent is not read");
+    // An unknown route is a clear error.
+    let (code, out) = translate(&path, &["--route", "nope", "-H", &tp], &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no route named \"nope\""), "{out}");
 }
