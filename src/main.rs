@@ -258,8 +258,11 @@ fn main() -> ExitCode {
     if let Some(Command::Coverage { admin }) = &cli.command {
         return run_coverage(admin);
     }
+    // pingora_load_balancing at info: its one other line, "... becomes healthy", is
+    // the recovery of a health-checked peer.
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,tracebridge=info"),
+        env_logger::Env::default()
+            .default_filter_or("warn,tracebridge=info,pingora_load_balancing=info"),
     )
     .init();
     let path = config_path(&cli);

@@ -192,6 +192,20 @@ fn a_failing_health_check_logs_one_short_line() {
         502,
         "no healthy peer"
     );
+    // The peer comes back (a TCP check only needs the connect): one more line.
+    let _listener = std::net::TcpListener::bind(dead).expect("rebind the peer's port");
+    let back = poll_until(Duration::from_secs(10), || {
+        let lines = lines_with(&dead.to_string());
+        (lines.len() >= 2)
+            .then(|| lines[1].clone())
+            .ok_or(format!("{lines:#?}"))
+    });
+    assert!(
+        back.ends_with(&format!("upstream origin peer {dead} becomes healthy")),
+        "{back}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines_with(&dead.to_string()).len(), 2);
 }
 
 // ---------------------------------------------------------------------------------
