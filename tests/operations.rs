@@ -143,6 +143,47 @@ fn a_dead_collector_is_logged_when_it_fails_and_once_more_when_it_recovers() {
 }
 
 #[test]
+fn a_collector_answering_500_is_logged_with_its_status_once() {
+    capture_logs();
+    let origin = Origin::start("o");
+    let receiver = OtlpReceiver::start(CollectorMode::Fail);
+    let endpoint = format!("http://{}", receiver.addr);
+    let telemetry = format!(
+        "[telemetry]\nexporter = \"otlp\"\nendpoint = \"{endpoint}\"\nbatch_size = 1\n\
+         batch_delay = \"5ms\"\n"
+    );
+    let gw = TestGateway::start(&one_route(origin.addr, 1, &telemetry, ""));
+    let http = client();
+    poll_until(Duration::from_secs(10), || {
+        http.get(gw.url("/")).send().map_err(|e| e.to_string())?;
+        (receiver.request_count() >= 4)
+            .then_some(())
+            .ok_or("fewer than 4 export calls".to_string())
+    });
+    let ours = format!("span export to {endpoint}/v1/traces");
+    let lines = poll_until(Duration::from_secs(5), || {
+        let lines = lines_with(&ours);
+        (!lines.is_empty())
+            .then_some(lines.clone())
+            .ok_or("no line".to_string())
+    });
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(" failing: the collector answered 500 Internal Server Error;"),
+        "{}",
+        lines[0]
+    );
+    receiver.set_mode(CollectorMode::Ok);
+    poll_until(Duration::from_secs(10), || {
+        http.get(gw.url("/")).send().map_err(|e| e.to_string())?;
+        let lines = lines_with(&ours);
+        (lines.len() == 2 && lines[1].contains(" recovered after "))
+            .then_some(())
+            .ok_or(format!("{lines:#?}"))
+    });
+}
+
+#[test]
 fn a_502_after_a_retry_is_logged_once() {
     capture_logs();
     let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
