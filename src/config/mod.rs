@@ -89,7 +89,14 @@ pub fn load_str_with_env(
         // Only the keys the file leaves out take the environment's value, so the file
         // is looked at as a table too (parsing succeeded once, so it does again).
         if let Ok(file) = text.parse::<toml::Table>() {
-            otel_env::apply(&mut raw, &file, &defaults);
+            let applied = otel_env::apply(&mut raw, &file, &defaults);
+            if !applied.is_empty() {
+                log::info!(
+                    "{}: {} from the OpenTelemetry environment variables",
+                    source.name(),
+                    applied.join(", ")
+                );
+            }
         }
     }
     let validated = validate::validate(&raw).map_err(error)?;

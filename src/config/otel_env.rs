@@ -154,32 +154,39 @@ fn ratio_arg(arg: Option<String>, warnings: &mut Vec<String>) -> f64 {
     }
 }
 
-/// Applies `defaults` to the keys the file's text does not set. `file` is the file as a
-/// TOML table (to tell a key written with its default value from an absent key).
-pub fn apply(raw: &mut RawConfig, file: &toml::Table, defaults: &EnvDefaults) {
+/// Applies `defaults` to the keys the file's text does not set, and returns those keys
+/// (for the log). `file` is the file as a TOML table (to tell a key written with its
+/// default value from an absent key).
+pub fn apply(raw: &mut RawConfig, file: &toml::Table, defaults: &EnvDefaults) -> Vec<&'static str> {
     let has = |table: &str, key: &str| {
         file.get(table)
             .and_then(toml::Value::as_table)
             .is_some_and(|t| t.contains_key(key))
     };
+    let mut applied = Vec::new();
     if let Some(list) = &defaults.propagators {
         if !has("propagation", "extract") {
             raw.propagation.extract = list.clone();
+            applied.push("propagation.extract");
         }
         if !has("propagation", "inject") {
             raw.propagation.inject = list.clone();
+            applied.push("propagation.inject");
         }
     }
     if let Some(strategy) = defaults.strategy {
         if !has("sampling", "strategy") {
             raw.sampling.strategy = strategy.to_string();
+            applied.push("sampling.strategy");
         }
     }
     if let Some(ratio) = defaults.ratio {
         if !has("sampling", "ratio") {
             raw.sampling.ratio = ratio;
+            applied.push("sampling.ratio");
         }
     }
+    applied
 }
 
 #[cfg(test)]
