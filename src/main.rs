@@ -104,21 +104,21 @@ fn run_coverage(admin: &str) -> ExitCode {
     }
 }
 
-/// The input headers of `translate`: the -H arguments, else stdin.
-fn translate_input(
-    headers: &[String],
-) -> Result<http::HeaderMap, Result<tracebridge::translate::TranslateError, String>> {
+/// The input headers of `translate`: the -H arguments, else stdin. `Err` is the
+/// message to print (a bad header line or an unreadable stdin: exit 1 either way).
+fn translate_input(headers: &[String]) -> Result<http::HeaderMap, String> {
     use std::io::Read;
     use tracebridge::translate;
-    if headers.is_empty() {
+    let parsed = if headers.is_empty() {
         let mut stdin = String::new();
         std::io::stdin()
             .read_to_string(&mut stdin)
-            .map_err(|e| Err(format!("cannot read stdin: {e}")))?;
-        translate::parse_headers(stdin.lines()).map_err(Ok)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        translate::parse_headers(stdin.lines())
     } else {
-        translate::parse_headers(headers.iter().map(String::as_str)).map_err(Ok)
-    }
+        translate::parse_headers(headers.iter().map(String::as_str))
+    };
+    parsed.map_err(|e| e.to_string())
 }
 
 /// `translate --config`: one route of the config, simulated.
@@ -138,11 +138,7 @@ fn run_simulation(
     };
     let input = match translate_input(headers) {
         Ok(input) => input,
-        Err(Ok(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(Err(e)) => {
+        Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
@@ -175,15 +171,14 @@ fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    let parsed = match translate_input(headers) {
-        Ok(input) => Ok(input),
-        Err(Ok(e)) => Err(e),
-        Err(Err(e)) => {
+    let input = match translate_input(headers) {
+        Ok(input) => input,
+        Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = parsed.and_then(|input| translate::translate(&input, &from, &to));
+    let result = translate::translate(&input, &from, &to);
     match result {
         Ok(t) if as_json => {
             println!("{:#}", translate::to_json(&t));
