@@ -500,4 +500,66 @@ mod tests {
         assert!(parse_formats(" , ").is_err());
         assert!(parse_formats("b3,nope").is_err());
     }
+
+    fn snapshot(text: &str, env: &[(&'static str, &'static str)]) -> Snapshot {
+        let env = env.to_vec();
+        let lookup = move |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        crate::config::load_str_with_env(text, None, 1, None, &lookup).unwrap()
+    }
+
+    const CONFIG: &str = "[upstreams.e]\nkind = \"echo\"\n\
+        [[routes]]\nname = \"main\"\nupstream = \"e\"\n\
+        [[routes]]\nname = \"edge\"\nhost = \"edge.example\"\nupstream = \"e\"\n\
+        propagation = { trust = \"continue_unsampled\", inject = [\"b3\"] }\n";
+
+    #[test]
+    fn simulate_runs_the_route_policy_with_the_environment_defaults() {
+        let input = parse_headers([
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "uber-trace-id: 1111111111111111:2222222222222222:0:1",
+        ])
+        .unwrap();
+        let s = snapshot(CONFIG, &[("OTEL_PROPAGATORS", "jaeger,b3multi")]);
+        let main = RouteQuery {
+            name: Some("main"),
+            ..RouteQuery::default()
+        };
+        let sim = simulate(&s, main.find(&s, &input).unwrap(), &input).unwrap();
+        // The environment's list: jaeger wins, traceparent is not read at all (no
+        // link) and, not written, is stripped.
+        assert_eq!(sim.continued_from, Some(Format::Jaeger));
+        assert_eq!(sim.formats, [Format::Jaeger, Format::B3Multi]);
+        assert!(sim.links.is_empty());
+        assert!(sim.headers.get("traceparent").is_none(), "stripped");
+        assert_eq!(
+            sim.headers["x-b3-traceid"],
+            "00000000000000001111111111111111"
+        );
+        // The edge route (by host) keeps the ids but makes its own decision
+        // (continue_unsampled; the default ratio 1.0 samples).
+        let edge = RouteQuery {
+            host: Some("EDGE.example:443"),
+            ..RouteQuery::default()
+        };
+        let sim = simulate(&s, edge.find(&s, &input).unwrap(), &input).unwrap();
+        assert_eq!(sim.route, "edge");
+        assert_eq!(sim.formats, [Format::B3]);
+        assert!(sim
+            .to_lines()
+            .contains("# trust: continue_unsampled; continued from jaeger"));
+        // Without the environment the default order reads traceparent first.
+        let s = snapshot(CONFIG, &[]);
+        let sim = simulate(&s, 0, &input).unwrap();
+        assert_eq!(sim.continued_from, Some(Format::TraceContext));
+        assert!(RouteQuery {
+            name: Some("nope"),
+            ..RouteQuery::default()
+        }
+        .find(&s, &input)
+        .is_err());
+    }
 }
