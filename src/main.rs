@@ -43,17 +43,33 @@ enum Command {
     /// Reads `-H 'name: value'` arguments, or `name: value` lines from stdin when no
     /// -H is given. Prints the translated headers as `name: value` lines (or JSON with
     /// --json). Exit 1: the headers were invalid; exit 2: no trace context found.
+    ///
+    /// With --config, simulates one route of that config instead of --from/--to: its
+    /// extract order, trust, sampling and inject list (and the OpenTelemetry
+    /// environment variables), printing the headers as the upstream would receive them
+    /// after `#` lines saying what the route did. The route is --route NAME, or the one
+    /// a GET for --host and --path (default /) matches.
     Translate {
         /// A request header, `name: value`; repeatable.
         #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
-        /// Formats to read, in precedence order: a comma list of format ids, or `all`.
-        #[arg(long, default_value = "all", value_name = "FORMATS")]
-        from: String,
-        /// Formats to write: a comma list of format ids, or `all`.
-        #[arg(long, default_value = "all", value_name = "FORMATS")]
-        to: String,
-        /// Print `{"extracted": {...}, "headers": {...}}` instead of header lines.
+        /// Formats to read, in precedence order: a comma list of format ids, or `all`
+        /// (default).
+        #[arg(long, value_name = "FORMATS", conflicts_with = "config")]
+        from: Option<String>,
+        /// Formats to write: a comma list of format ids, or `all` (default).
+        #[arg(long, value_name = "FORMATS", conflicts_with = "config")]
+        to: Option<String>,
+        /// With --config: the route to simulate, by name.
+        #[arg(long, value_name = "NAME", requires = "config", conflicts_with_all = ["host", "path"])]
+        route: Option<String>,
+        /// With --config: the Host of the request whose route is simulated.
+        #[arg(long, value_name = "HOST", requires = "config")]
+        host: Option<String>,
+        /// With --config: the path of the request whose route is simulated.
+        #[arg(long, value_name = "PATH", requires = "config")]
+        path: Option<String>,
+        /// Print JSON instead of header lines.
         #[arg(long)]
         json: bool,
     },
@@ -87,8 +103,65 @@ fn run_coverage(admin: &str) -> ExitCode {
     }
 }
 
-fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> ExitCode {
+/// The input headers of `translate`: the -H arguments, else stdin. `Err` is the
+/// message to print (a bad header line or an unreadable stdin: exit 1 either way).
+fn translate_input(headers: &[String]) -> Result<http::HeaderMap, String> {
     use std::io::Read;
+    use tracebridge::translate;
+    let parsed = if headers.is_empty() {
+        let mut stdin = String::new();
+        std::io::stdin()
+            .read_to_string(&mut stdin)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        translate::parse_headers(stdin.lines())
+    } else {
+        translate::parse_headers(headers.iter().map(String::as_str))
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+/// `translate --config`: one route of the config, simulated.
+fn run_simulation(
+    path: &std::path::Path,
+    headers: &[String],
+    query: tracebridge::translate::RouteQuery<'_>,
+    as_json: bool,
+) -> ExitCode {
+    use tracebridge::translate;
+    let snapshot = match config::load_file(path, 1) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid config {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let input = match translate_input(headers) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = query
+        .find(&snapshot, &input)
+        .and_then(|i| translate::simulate(&snapshot, i, &input));
+    match result {
+        Ok(s) if as_json => {
+            println!("{:#}", s.to_json());
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            print!("{}", s.to_lines());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> ExitCode {
     use tracebridge::translate::{self, TranslateError};
     let (from, to) = match (translate::parse_formats(from), translate::parse_formats(to)) {
         (Ok(f), Ok(t)) => (f, t),
@@ -97,17 +170,14 @@ fn run_translate(headers: &[String], from: &str, to: &str, as_json: bool) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    let mut stdin = String::new();
-    let parsed = if headers.is_empty() {
-        if let Err(e) = std::io::stdin().read_to_string(&mut stdin) {
-            eprintln!("error: cannot read stdin: {e}");
+    let input = match translate_input(headers) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
-        translate::parse_headers(stdin.lines())
-    } else {
-        translate::parse_headers(headers.iter().map(String::as_str))
     };
-    let result = parsed.and_then(|input| translate::translate(&input, &from, &to));
+    let result = translate::translate(&input, &from, &to);
     match result {
         Ok(t) if as_json => {
             println!("{:#}", translate::to_json(&t));
@@ -155,16 +225,38 @@ fn main() -> ExitCode {
         headers,
         from,
         to,
+        route,
+        host,
+        path,
         json,
     }) = &cli.command
     {
-        return run_translate(headers, from, to, *json);
+        if let Some(config) = &cli.config {
+            // Warnings about the OpenTelemetry environment variables go to stderr.
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+                .init();
+            let query = tracebridge::translate::RouteQuery {
+                name: route.as_deref(),
+                host: host.as_deref(),
+                path: path.as_deref(),
+            };
+            return run_simulation(config, headers, query, *json);
+        }
+        return run_translate(
+            headers,
+            from.as_deref().unwrap_or("all"),
+            to.as_deref().unwrap_or("all"),
+            *json,
+        );
     }
     if let Some(Command::Coverage { admin }) = &cli.command {
         return run_coverage(admin);
     }
+    // pingora_load_balancing at info: its one other line, "... becomes healthy", is
+    // the recovery of a health-checked peer.
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,tracebridge=info"),
+        env_logger::Env::default()
+            .default_filter_or("warn,tracebridge=info,pingora_load_balancing=info"),
     )
     .init();
     let path = config_path(&cli);

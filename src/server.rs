@@ -120,7 +120,7 @@ pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
                         queue,
                         stats,
                         move || {
-                            SdkExport::build(true, || {
+                            SdkExport::build(true, &resolved.endpoint, || {
                                 let mut exporter = otlp::build_grpc_exporter(&resolved)?;
                                 exporter.set_resource(&resource);
                                 Some(exporter)
@@ -131,7 +131,7 @@ pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
             }
             Exporter::Stdout => {
                 builder.with_span_processor(QueueProcessor::start(queue, stats, || {
-                    SdkExport::build(false, || Some(StdoutExporter))
+                    SdkExport::build(false, "stdout", || Some(StdoutExporter))
                 }))
             }
             Exporter::None => builder,

@@ -2,6 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
+//! | `GET /` | this list, as text |
 //! | `GET /healthz` | 200 `ok` while the process is alive |
 //! | `GET /readyz` | 200 once every proxy listener is bound, 503 before |
 //! | `GET /metrics` | Prometheus text format |
@@ -137,6 +138,34 @@ impl Admin {
     }
 }
 
+/// Every admin endpoint, one per line (`GET /`), as Envoy's admin `/` lists its own.
+const ENDPOINTS: [(&str, &str); 7] = [
+    ("GET  /", "this list"),
+    ("GET  /healthz", "200 while the process is alive"),
+    ("GET  /readyz", "200 once the proxy listeners are bound, 503 before"),
+    ("GET  /metrics", "Prometheus text format"),
+    (
+        "GET  /config",
+        "the serving config: generation, source, sha256, load time, last reload error (JSON)",
+    ),
+    (
+        "POST /reload",
+        "reload the config file now (bearer token when server.admin_token is set)",
+    ),
+    (
+        "GET  /coverage",
+        "per route: formats in and out, requests without context (JSON; text with Accept: text/plain)",
+    ),
+];
+
+fn index() -> Vec<u8> {
+    let mut out = format!("tracebridge {} admin\n\n", env!("CARGO_PKG_VERSION"));
+    for (path, what) in ENDPOINTS {
+        out.push_str(&format!("{path:<16}{what}\n"));
+    }
+    out.into_bytes()
+}
+
 /// True when `Accept` names `text/plain` (the table) — JSON is the default.
 fn wants_text(headers: &http::HeaderMap) -> bool {
     headers
@@ -187,9 +216,16 @@ impl ServeHttp for Admin {
                 "text/plain",
                 b"not ready\n".to_vec(),
             ),
+            "/" => reply(StatusCode::OK, "text/plain; charset=utf-8", index()),
             "/metrics" => {
                 self.metrics
                     .sync_pipeline(&self.telemetry.stats, self.telemetry.degraded());
+                let serving = self.config.load();
+                self.metrics.sync_upstreams(&serving);
+                self.metrics.sync_reload_state(
+                    self.config.last_error().is_none(),
+                    serving.source.loaded_at,
+                );
                 self.metrics.sync_config(
                     self.config.load().generation,
                     self.config

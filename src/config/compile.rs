@@ -143,7 +143,7 @@ pub fn compile(
             UpstreamKindSpec::Echo => UpstreamKind::Echo,
             UpstreamKindSpec::Http(spec) => match unchanged(&spec) {
                 Some(kept) => UpstreamKind::Http(kept),
-                None => match http_upstream(*spec) {
+                None => match http_upstream(&u.name, *spec) {
                     Ok(h) => UpstreamKind::Http(Arc::new(h)),
                     Err(message) => {
                         problems.push(Problem {
@@ -191,7 +191,53 @@ pub fn compile(
     })
 }
 
-fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
+/// A health check that names its peer and failure in a few words. pingora logs each
+/// health flip as `{backend_summary} becomes unhealthy, {error}`, and by default the
+/// summary is the `Backend`'s debug dump and a connect error's context the whole peer
+/// template (over a kilobyte on one line). This wrapper gives it `upstream NAME peer
+/// ADDR` and the root cause (`Connection refused (os error 111)`), so an operator sees
+/// one short line per flip.
+struct NamedCheck {
+    upstream: String,
+    inner: Box<dyn HealthCheck + Send + Sync>,
+}
+
+/// `e`'s root cause in words, without the peer dumps of the outer contexts.
+fn health_failure(e: &pingora::Error) -> Box<pingora::Error> {
+    let root = e.root_cause();
+    let why = if root.is::<pingora::Error>() {
+        e.context
+            .as_ref()
+            .map_or_else(|| e.etype().as_str().to_string(), |c| c.to_string())
+    } else {
+        root.to_string()
+    };
+    pingora::Error::explain(e.etype().clone(), why)
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for NamedCheck {
+    async fn check(&self, target: &pingora::lb::Backend) -> pingora::Result<()> {
+        self.inner
+            .check(target)
+            .await
+            .map_err(|e| health_failure(&e))
+    }
+
+    async fn health_status_change(&self, target: &pingora::lb::Backend, healthy: bool) {
+        self.inner.health_status_change(target, healthy).await;
+    }
+
+    fn backend_summary(&self, target: &pingora::lb::Backend) -> String {
+        format!("upstream {} peer {}", self.upstream, target.addr)
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
+}
+
+fn http_upstream(name: &str, spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
     // Addresses are already resolved, so this does no DNS.
     let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(spec.peers.iter().copied())
         .map_err(|e| format!("cannot build the peer set: {e}"))?;
@@ -218,7 +264,10 @@ fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
                 Box::new(http)
             }
         };
-        lb.set_health_check(check);
+        lb.set_health_check(Box::new(NamedCheck {
+            upstream: name.to_string(),
+            inner: check,
+        }));
         lb.health_check_frequency = Some(hc.interval);
     }
     let first = *spec.peers.first().ok_or("at least one peer is required")?;
@@ -255,4 +304,35 @@ fn http_upstream(spec: HttpUpstreamSpec) -> Result<HttpUpstream, String> {
         template,
         addresses,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::{Error, ErrorType};
+
+    #[test]
+    fn a_health_failure_is_its_root_cause_without_the_peer_dump() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let mut inner = Error::because(
+            ErrorType::ConnectRefused,
+            "Fail to connect to 127.0.0.1:9",
+            io,
+        );
+        inner = inner.more_context("Fail to connect to BasicPeer { options: PeerOptions { .. } }");
+        let short = health_failure(&inner);
+        assert_eq!(short.etype(), &ErrorType::ConnectRefused);
+        assert_eq!(
+            short.to_string(),
+            " ConnectRefused context: connection refused"
+        );
+        // No foreign cause (a non-2xx answer): the context is the reason.
+        let status = Error::explain(
+            ErrorType::CustomCode("non 200 code", 503),
+            "during http healthcheck",
+        );
+        assert!(health_failure(&status)
+            .to_string()
+            .ends_with("context: during http healthcheck"));
+    }
 }

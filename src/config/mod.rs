@@ -9,6 +9,7 @@
 
 pub mod compile;
 pub mod log_sink;
+pub mod otel_env;
 pub mod raw;
 pub mod router;
 pub mod validate;
@@ -56,6 +57,20 @@ pub fn load_str_reusing(
     generation: u64,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigError> {
+    let env = |name: &str| std::env::var(name).ok();
+    load_str_with_env(text, path, generation, previous, &env)
+}
+
+/// [`load_str_reusing`] with the process environment replaced by `env`: the
+/// OpenTelemetry variables of [`otel_env`] set the defaults of the keys the file leaves
+/// out.
+pub fn load_str_with_env(
+    text: &str,
+    path: Option<&Path>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Snapshot, ConfigError> {
     let source = Source {
         path: path.map(Path::to_path_buf),
         sha256: sha256_hex(text),
@@ -65,7 +80,25 @@ pub fn load_str_reusing(
         source_name: source.name(),
         problems,
     };
-    let raw = parse(text).map_err(error)?;
+    let mut raw = parse(text).map_err(error)?;
+    let defaults = otel_env::read(env);
+    for warning in &defaults.warnings {
+        log::warn!("{warning}");
+    }
+    if !defaults.is_empty() {
+        // Only the keys the file leaves out take the environment's value, so the file
+        // is looked at as a table too (parsing succeeded once, so it does again).
+        if let Ok(file) = text.parse::<toml::Table>() {
+            let applied = otel_env::apply(&mut raw, &file, &defaults);
+            if !applied.is_empty() {
+                log::info!(
+                    "{}: {} from the OpenTelemetry environment variables",
+                    source.name(),
+                    applied.join(", ")
+                );
+            }
+        }
+    }
     let validated = validate::validate(&raw).map_err(error)?;
     compile::compile(validated, source.clone(), generation, previous).map_err(error)
 }

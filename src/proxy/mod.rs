@@ -84,6 +84,12 @@ pub struct RequestCtx {
     failure_status: Option<u16>,
     /// The forwarding headers (`X-Forwarded-*`, `Forwarded`) every attempt sets.
     forwarding: Vec<(HeaderName, HeaderValue)>,
+    /// When the first attempt to reach the upstream began (upstream duration metric).
+    upstream_started: Option<Instant>,
+    /// The status the upstream answered with (0 = no answer).
+    upstream_status: u16,
+    /// Counts this request in `tracebridge_requests_in_flight` until the context drops.
+    _in_flight: crate::telemetry::metrics::InFlight,
 }
 
 impl RequestCtx {
@@ -264,6 +270,9 @@ impl ProxyHttp for Gateway {
             dial: None,
             failure_status: None,
             forwarding: Vec::new(),
+            upstream_started: None,
+            upstream_status: 0,
+            _in_flight: self.metrics.in_flight(),
         }
     }
 
@@ -378,6 +387,7 @@ impl ProxyHttp for Gateway {
         if let Some(trace) = &mut ctx.trace {
             trace.attempt();
         }
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         let Some(upstream) = &ctx.upstream else {
             return Error::e_explain(ErrorType::InternalError, "no upstream selected");
         };
@@ -473,6 +483,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.upstream_status = upstream_response.status.as_u16();
         if let Some(value) = ctx.trace.as_ref().and_then(RequestTrace::response_header) {
             upstream_response.insert_header("traceresponse", value)?;
         }
@@ -481,6 +492,20 @@ impl ProxyHttp for Gateway {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
         // fail_to_proxy writes the one log line per failed request itself.
+        true
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &Self::CTX,
+        _error: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        // pingora would also warn about every attempt that is retried, so a request
+        // that fails on both peers logged twice. Each attempt is counted
+        // (`tracebridge_upstream_failures_total`) and fail_to_proxy's one line says
+        // how many tries there were.
         true
     }
 
@@ -517,12 +542,13 @@ impl ProxyHttp for Gateway {
         ctx.failure_status = Some(code);
         log::log!(
             if gone { Level::Info } else { Level::Warn },
-            "{} {} route={} upstream={} status={} error=\"{}\"",
+            "{} {} route={} upstream={} status={} tries={} error=\"{}\"",
             session.req_header().method,
             session.req_header().uri.path(),
             ctx.route_name(),
             ctx.upstream_name(),
             code,
+            u16::from(ctx.retries) + 1,
             e
         );
         if !gone {
@@ -564,6 +590,18 @@ impl ProxyHttp for Gateway {
             .request_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+        if let Some(started) = ctx.upstream_started {
+            // Without an answer from the upstream, the class of the gateway's own 502/504.
+            let upstream_status = if ctx.upstream_status > 0 {
+                ctx.upstream_status
+            } else {
+                status
+            };
+            self.metrics
+                .upstream_request_duration
+                .with_label_values(&[ctx.upstream_name(), status_class(upstream_status)])
+                .observe(started.elapsed().as_secs_f64());
+        }
         let trace = ctx.trace.as_ref();
         let mut observation = trace.map_or_else(Observation::default, |t| t.observation);
         let req = session.req_header();

@@ -8,9 +8,14 @@ use super::pipeline::PipelineStats;
 use crate::codec::Format;
 use crate::telemetry::coverage::Coverage;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+/// Buckets of both duration histograms: 0.5 ms to 10 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The gateway's metrics, registered in their own registry.
 pub struct Metrics {
@@ -54,6 +59,23 @@ pub struct Metrics {
     pub span_queue_depth: IntGauge,
     /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
     pub access_log_errors: IntCounter,
+    /// `tracebridge_build_info{version}`: always 1; the labels say what runs.
+    pub build_info: IntGaugeVec,
+    /// `tracebridge_upstream_request_duration_seconds{upstream,status_class}`: from the
+    /// first attempt to reach an upstream to the end of the response.
+    pub upstream_request_duration: HistogramVec,
+    /// `tracebridge_requests_in_flight`: requests read and not yet finished.
+    pub requests_in_flight: IntGauge,
+    /// `tracebridge_upstream_peers{upstream}`: peers of each upstream of the serving config.
+    pub upstream_peers: IntGaugeVec,
+    /// `tracebridge_upstream_peers_healthy{upstream}`: of those, the ones requests go to.
+    pub upstream_peers_healthy: IntGaugeVec,
+    /// `tracebridge_config_last_reload_successful`: 0 while the newest reload attempt
+    /// was rejected (the previous config keeps serving), else 1.
+    pub config_last_reload_successful: IntGauge,
+    /// `tracebridge_config_last_reload_success_timestamp_seconds`: when the serving
+    /// config was loaded (Unix time).
+    pub config_last_reload_success_timestamp: Gauge,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
     pub coverage: Coverage,
@@ -82,10 +104,7 @@ impl Metrics {
                 "tracebridge_request_duration_seconds",
                 "Time from the request header to the end of the response, by route.",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
+            .buckets(DURATION_BUCKETS.to_vec()),
             &["route"],
         )?;
         let upstream_failures = IntCounterVec::new(
@@ -192,6 +211,64 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_failures.clone()))?;
         registry.register(Box::new(config_generation.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "tracebridge_build_info",
+                "Always 1; the version label says which tracebridge is running.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let upstream_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tracebridge_upstream_request_duration_seconds",
+                "Time from the first attempt to reach an upstream to the end of the response, \
+                 by upstream and status class (the gateway's 502/504 when no answer came).",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream", "status_class"],
+        )?;
+        let requests_in_flight = IntGauge::new(
+            "tracebridge_requests_in_flight",
+            "Requests whose header was read and whose response is not finished.",
+        )?;
+        let upstream_peers = IntGaugeVec::new(
+            Opts::new(
+                "tracebridge_upstream_peers",
+                "Peers of each upstream of the serving config.",
+            ),
+            &["upstream"],
+        )?;
+        let upstream_peers_healthy = IntGaugeVec::new(
+            Opts::new(
+                "tracebridge_upstream_peers_healthy",
+                "Peers of each upstream that requests go to (all of them without a health check).",
+            ),
+            &["upstream"],
+        )?;
+        let config_last_reload_successful = IntGauge::new(
+            "tracebridge_config_last_reload_successful",
+            "Whether the newest config reload attempt succeeded (0: rejected, the previous config serves).",
+        )?;
+        let config_last_reload_success_timestamp = Gauge::new(
+            "tracebridge_config_last_reload_success_timestamp_seconds",
+            "When the serving config was loaded, in Unix seconds.",
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(upstream_request_duration.clone()))?;
+        registry.register(Box::new(requests_in_flight.clone()))?;
+        registry.register(Box::new(upstream_peers.clone()))?;
+        registry.register(Box::new(upstream_peers_healthy.clone()))?;
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
+        // process_max_fds, process_start_time_seconds ... (Linux: read from /proc).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let per_format = |vec: &IntCounterVec| {
             let mut by_index: Vec<(usize, IntCounter)> = Format::ALL
                 .iter()
@@ -224,6 +301,13 @@ impl Metrics {
             budget_dropped,
             spans_started,
             access_log_errors,
+            build_info,
+            upstream_request_duration,
+            requests_in_flight,
+            upstream_peers,
+            upstream_peers_healthy,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
             coverage: Coverage::new(),
         })
     }
@@ -272,6 +356,45 @@ impl Metrics {
         }
     }
 
+    /// Copies the outcome of the newest reload and the serving config's load time
+    /// into the exported metrics, at scrape time.
+    pub fn sync_reload_state(&self, last_ok: bool, loaded_at: std::time::SystemTime) {
+        self.config_last_reload_successful.set(i64::from(last_ok));
+        let secs = loaded_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.config_last_reload_success_timestamp.set(secs);
+    }
+
+    /// Sets the peer gauges from the serving config's upstreams, at scrape time.
+    /// Upstreams that a reload removed disappear from the page.
+    pub fn sync_upstreams(&self, snapshot: &crate::config::Snapshot) {
+        use crate::config::UpstreamKind;
+        self.upstream_peers.reset();
+        self.upstream_peers_healthy.reset();
+        for u in &snapshot.upstreams {
+            let UpstreamKind::Http(h) = &u.kind else {
+                continue;
+            };
+            let backends = h.lb.backends();
+            let all = backends.get_backend();
+            let healthy = all.iter().filter(|b| backends.ready(b)).count();
+            self.upstream_peers
+                .with_label_values(&[&u.name])
+                .set(all.len() as i64);
+            self.upstream_peers_healthy
+                .with_label_values(&[&u.name])
+                .set(healthy as i64);
+        }
+    }
+
+    /// A guard that counts one request in flight until it is dropped (whatever way
+    /// the request ends).
+    pub fn in_flight(&self) -> InFlight {
+        self.requests_in_flight.inc();
+        InFlight(self.requests_in_flight.clone())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -284,6 +407,16 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// One request in [`Metrics::requests_in_flight`] while it lives.
+#[derive(Debug)]
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

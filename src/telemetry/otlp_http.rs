@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
 use super::otlp::OtlpSettings;
-use super::pipeline::{Batch, BatchExport, QueueSettings};
+use super::pipeline::{Batch, BatchExport, FailureLog, QueueSettings, FAILURE_REPORT_INTERVAL};
 
 /// Protobuf wire types.
 const VARINT: u32 = 0;
@@ -540,6 +540,8 @@ pub struct OtlpHttpExporter {
     resource_schema: Vec<u8>,
     /// `ScopeSpans.scope` (field 1), encoded once.
     scope: Vec<u8>,
+    /// Logs the start, continuation and end of a run of failed calls.
+    failures: FailureLog,
 }
 
 impl std::fmt::Debug for OtlpHttpExporter {
@@ -551,18 +553,41 @@ impl std::fmt::Debug for OtlpHttpExporter {
     }
 }
 
-/// Why an export call failed (the spans of the call are counted as dropped).
+/// Why an export call failed (the spans of the call are counted as dropped). The
+/// messages leave the endpoint out: the failure log line names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// No answer: connection refused, timeout, reset.
-    #[error("OTLP/HTTP export to {0} failed: {1}")]
+    #[error("no answer ({})", cause_chain(.1))]
     Send(String, reqwest::Error),
     /// The collector answered with a non-2xx status (500, 429 …).
-    #[error("OTLP/HTTP export to {0} answered {1}")]
+    #[error("the collector answered {1}")]
     Status(String, reqwest::StatusCode),
     /// gzip failed (out of memory).
     #[error("gzip: {0}")]
     Gzip(std::io::Error),
+}
+
+/// The causes under a reqwest error ("tcp connect error: Connection refused (os error
+/// 111)"), which its own message ("error sending request for url …") leaves out.
+fn cause_chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    if e.is_timeout() && !parts.iter().any(|p| p.contains("timed out")) {
+        parts.insert(0, "timed out".to_string());
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 impl OtlpHttpExporter {
@@ -624,6 +649,7 @@ impl OtlpHttpExporter {
                 field
             },
             scope: encoded_scope,
+            failures: FailureLog::new(settings.endpoint.clone(), FAILURE_REPORT_INTERVAL),
         })
     }
 
@@ -702,10 +728,15 @@ impl BatchExport for OtlpHttpExporter {
     /// worth; gzip) are framed by copying.
     fn export(&mut self, batch: &mut EncodedSpans) -> (u64, u64) {
         let (mut exported, mut failed) = (0, 0);
+        let mut failures =
+            std::mem::replace(&mut self.failures, FailureLog::new("", Duration::ZERO));
         let mut count = |n: usize, result: Result<(), ExportError>| match result {
-            Ok(()) => exported += n as u64,
+            Ok(()) => {
+                failures.observe(n as u64, Ok(()));
+                exported += n as u64;
+            }
             Err(e) => {
-                log::debug!("{e}");
+                failures.observe(n as u64, Err(&e));
                 failed += n as u64;
             }
         };
@@ -727,6 +758,7 @@ impl BatchExport for OtlpHttpExporter {
                 count(n, result);
             }
         }
+        self.failures = failures;
         batch.keep_head_room(self.head_room());
         (exported, failed)
     }

@@ -57,6 +57,123 @@ pub struct PipelineStats {
     pub capacity: AtomicUsize,
 }
 
+/// How often a collector that keeps failing is reported again. One line a minute
+/// says "still broken" without flooding the log at one failed call per batch delay.
+pub const FAILURE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Turns the outcome of every export call into a few log lines an operator can act on:
+/// one when exports start failing, one per [`FAILURE_REPORT_INTERVAL`] while they keep
+/// failing (with what failed meanwhile), one when an export succeeds again. The
+/// counters (`tracebridge_spans_dropped_total{reason="export_failed"}`) still count
+/// every span; the log only marks the transitions.
+#[derive(Debug)]
+pub struct FailureLog {
+    /// What is exported to, for the log lines (an endpoint, `stdout`).
+    target: String,
+    /// Minimum time between two "still failing" lines.
+    every: Duration,
+    failing: Option<Failing>,
+}
+
+#[derive(Debug)]
+struct Failing {
+    since: Instant,
+    reported: Instant,
+    /// Failed calls and their spans since the last line.
+    calls: u64,
+    spans: u64,
+    /// Failed calls and their spans since the failure began.
+    total_calls: u64,
+    total_spans: u64,
+}
+
+impl FailureLog {
+    /// A log for exports to `target`, reporting a lasting failure every `every`.
+    pub fn new(target: impl Into<String>, every: Duration) -> Self {
+        FailureLog {
+            target: target.into(),
+            every,
+            failing: None,
+        }
+    }
+
+    /// Records one export call of `spans` spans at `now`: `Err` carries why it failed.
+    /// Returns the line to log, if this call starts, continues (once per interval) or
+    /// ends a failure.
+    pub fn record(
+        &mut self,
+        now: Instant,
+        spans: u64,
+        outcome: Result<(), &dyn std::fmt::Display>,
+    ) -> Option<(log::Level, String)> {
+        let target = &self.target;
+        match (outcome, &mut self.failing) {
+            (Ok(()), None) => None,
+            (Ok(()), Some(f)) => {
+                let line = format!(
+                    "span export to {target} recovered after {}: {} calls ({} spans) failed meanwhile",
+                    humantime::format_duration(round_secs(now.duration_since(f.since))),
+                    f.total_calls,
+                    f.total_spans
+                );
+                self.failing = None;
+                Some((log::Level::Info, line))
+            }
+            (Err(e), None) => {
+                self.failing = Some(Failing {
+                    since: now,
+                    reported: now,
+                    calls: 0,
+                    spans: 0,
+                    total_calls: 1,
+                    total_spans: spans,
+                });
+                Some((
+                    log::Level::Warn,
+                    format!(
+                        "span export to {target} failing: {e}; spans are dropped and counted \
+                         (tracebridge_spans_dropped_total{{reason=\"export_failed\"}}) until it \
+                         recovers, reported again every {}",
+                        humantime::format_duration(self.every)
+                    ),
+                ))
+            }
+            (Err(e), Some(f)) => {
+                f.calls += 1;
+                f.spans += spans;
+                f.total_calls += 1;
+                f.total_spans += spans;
+                if now.duration_since(f.reported) < self.every {
+                    return None;
+                }
+                let line = format!(
+                    "span export to {target} still failing after {}: {} calls ({} spans) failed \
+                     since the last report; last error: {e}",
+                    humantime::format_duration(round_secs(now.duration_since(f.since))),
+                    f.calls,
+                    f.spans
+                );
+                f.reported = now;
+                f.calls = 0;
+                f.spans = 0;
+                Some((log::Level::Warn, line))
+            }
+        }
+    }
+
+    /// [`FailureLog::record`] now, writing the line to the log.
+    pub fn observe(&mut self, spans: u64, outcome: Result<(), &dyn std::fmt::Display>) {
+        if let Some((level, line)) = self.record(Instant::now(), spans, outcome) {
+            log::log!(level, "{line}");
+        }
+    }
+}
+
+/// Whole seconds (sub-second precision in "failing for 2m 3s 14ms 5us" is noise).
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
 /// How the queue holds spans until the exporter thread takes them.
 pub trait Batch: Send + 'static {
     /// A span made ready for the queue on the request's thread, before the queue's
@@ -138,6 +255,8 @@ impl Batch for SdkSpans {
 /// tokio runtime when it needs one.
 pub struct SdkExport<E> {
     exporter: E,
+    /// Logs the start, continuation and end of a run of failed calls.
+    failures: FailureLog,
     /// Declared after `exporter`, so it is dropped after it.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -145,7 +264,13 @@ pub struct SdkExport<E> {
 impl<E: SpanExporter> SdkExport<E> {
     /// Builds the exporter with `make` (inside the runtime when `needs_tokio`). Call it
     /// on the exporter thread. `None` after logging why.
-    pub fn build(needs_tokio: bool, make: impl FnOnce() -> Option<E>) -> Option<Self> {
+    ///
+    /// `target` names where spans go, for the failure log lines.
+    pub fn build(
+        needs_tokio: bool,
+        target: &str,
+        make: impl FnOnce() -> Option<E>,
+    ) -> Option<Self> {
         let runtime = if needs_tokio {
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -164,7 +289,11 @@ impl<E: SpanExporter> SdkExport<E> {
             let _guard = runtime.as_ref().map(|rt| rt.enter());
             make()?
         };
-        Some(SdkExport { exporter, runtime })
+        Some(SdkExport {
+            exporter,
+            failures: FailureLog::new(target, FAILURE_REPORT_INTERVAL),
+            runtime,
+        })
     }
 }
 
@@ -181,9 +310,12 @@ impl<E: SpanExporter> BatchExport for SdkExport<E> {
                 None => futures_executor::block_on(self.exporter.export(chunk)),
             };
             match result {
-                Ok(()) => exported += n as u64,
+                Ok(()) => {
+                    self.failures.observe(n as u64, Ok(()));
+                    exported += n as u64;
+                }
                 Err(e) => {
-                    log::debug!("span export failed: {e}");
+                    self.failures.observe(n as u64, Err(&e));
                     failed += n as u64;
                 }
             }
@@ -495,7 +627,7 @@ mod tests {
     ) -> (SdkTracerProvider, Arc<PipelineStats>) {
         let stats = Arc::new(PipelineStats::default());
         let processor = QueueProcessor::start(settings, stats.clone(), move || {
-            SdkExport::build(false, || Some(exporter))
+            SdkExport::build(false, "test", || Some(exporter))
         });
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
@@ -695,5 +827,51 @@ mod tests {
         provider.force_flush().expect("flush");
         assert_eq!(stats.dropped_export_failed.load(Ordering::Relaxed), 4);
         provider.shutdown().expect("shutdown");
+    }
+
+    #[test]
+    fn a_failure_is_logged_when_it_starts_every_interval_and_when_it_ends() {
+        let mut log = FailureLog::new("http://c:4318/v1/traces", Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let refused: &dyn std::fmt::Display = &"connection refused";
+        assert_eq!(log.record(at(0), 5, Ok(())), None, "healthy: silent");
+        let (level, first) = log.record(at(1), 5, Err(refused)).unwrap();
+        assert_eq!(level, log::Level::Warn);
+        assert!(
+            first
+                .starts_with("span export to http://c:4318/v1/traces failing: connection refused;"),
+            "{first}"
+        );
+        // One call per second for the next 59 s: nothing more.
+        for s in 2..61 {
+            assert_eq!(log.record(at(s), 2, Err(refused)), None, "second {s}");
+        }
+        let (level, again) = log.record(at(61), 2, Err(&"answered 503")).unwrap();
+        assert_eq!(level, log::Level::Warn);
+        assert_eq!(
+            again,
+            "span export to http://c:4318/v1/traces still failing after 1m: 60 calls (120 spans) \
+             failed since the last report; last error: answered 503"
+        );
+        assert_eq!(log.record(at(62), 2, Err(refused)), None);
+        let (level, back) = log.record(at(70), 7, Ok(())).unwrap();
+        assert_eq!(level, log::Level::Info);
+        assert_eq!(
+            back,
+            "span export to http://c:4318/v1/traces recovered after 1m 9s: 62 calls (127 spans) \
+             failed meanwhile"
+        );
+        assert_eq!(
+            log.record(at(71), 7, Ok(())),
+            None,
+            "recovered: silent again"
+        );
+        // A new failure is a new start.
+        assert!(log
+            .record(at(72), 1, Err(refused))
+            .unwrap()
+            .1
+            .contains(" failing: "));
     }
 }
