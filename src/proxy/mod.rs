@@ -5,6 +5,7 @@
 //! its context to the end: one generation per request.
 
 mod echo;
+pub mod limits;
 pub mod trace;
 
 use std::sync::Arc;
@@ -181,6 +182,15 @@ impl ProxyHttp for Gateway {
             error: None,
             unrouted: Observation::default(),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        limits::header_received(session);
+        if ctx.snapshot.server.keepalive_timeout.is_zero() {
+            // keepalive_timeout = 0 turns keep-alive off, as in nginx.
+            session.set_keepalive(None);
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -396,6 +406,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        limits::request_done(session, ctx.snapshot.server.keepalive_timeout);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(trace) = &mut ctx.trace {
             trace.finish(status, ctx.error, ctx.peer_address.as_ref());

@@ -49,6 +49,11 @@ pub struct Metrics {
     pub span_queue_depth: IntGauge,
     /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
     pub access_log_errors: IntCounter,
+    /// `tracebridge_downstream_connections`: client connections open now.
+    pub downstream_connections: IntGauge,
+    /// `tracebridge_downstream_connections_closed_total{reason}`: connections the gateway
+    /// closed on a client: `header_timeout`, `idle_timeout`, `over_limit`.
+    pub downstream_closed: IntCounterVec,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
     pub coverage: Coverage,
@@ -57,6 +62,9 @@ pub struct Metrics {
     injected_by_format: Vec<IntCounter>,
     extracted_by_format: Vec<IntCounter>,
 }
+
+/// The `reason` label values of `tracebridge_downstream_connections_closed_total`.
+pub const DOWNSTREAM_CLOSE_REASONS: [&str; 3] = ["header_timeout", "idle_timeout", "over_limit"];
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
@@ -159,6 +167,21 @@ impl Metrics {
             "tracebridge_access_log_errors_total",
             "Access log lines that could not be written (the request is not affected).",
         )?;
+        let downstream_connections = IntGauge::new(
+            "tracebridge_downstream_connections",
+            "Client connections open.",
+        )?;
+        let downstream_closed = counter_vec(
+            "tracebridge_downstream_connections_closed_total",
+            "Client connections the gateway closed: header not complete in time (header_timeout), idle keep-alive (idle_timeout), over server.max_connections at accept (over_limit).",
+            &["reason"],
+        )?;
+        for reason in DOWNSTREAM_CLOSE_REASONS {
+            // Present at zero from the start, so a dashboard sees the series.
+            downstream_closed.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(downstream_connections.clone()))?;
+        registry.register(Box::new(downstream_closed.clone()))?;
         for c in [
             &conflicts,
             &baggage_dropped,
@@ -206,6 +229,8 @@ impl Metrics {
             baggage_dropped,
             spans_started,
             access_log_errors,
+            downstream_connections,
+            downstream_closed,
             coverage: Coverage::new(),
         })
     }
