@@ -239,11 +239,18 @@ fn keepalive_timeout_zero_turns_keep_alive_off() {
 }
 
 #[test]
-fn over_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
+fn over_max_connections_with_none_idle_new_connections_are_closed_and_open_ones_keep_working() {
     let gw = TestGateway::start(&echo_config(
         "header_timeout = \"30s\"\nkeepalive_timeout = \"30s\"\nmax_connections = 4",
     ));
-    let mut held: Vec<TcpStream> = (0..4).map(|_| connect(gw.port)).collect();
+    // Four connections in the middle of a request header: busy, not evictable.
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(gw.port);
+            s.write_all(b"GET /x HTTP/1.1\r\n").expect("write");
+            s
+        })
+        .collect();
     gw.metrics_containing(&["tracebridge_downstream_connections 4"]);
     let started = Instant::now();
     let mut extra = connect(gw.port);
@@ -251,50 +258,55 @@ fn over_max_connections_new_connections_are_closed_and_open_ones_keep_working() 
         .expect("a connection over the cap was kept open");
     assert!(took < Duration::from_secs(1), "closed late: {took:?}");
     gw.metrics_containing(&[&format!("{} 1", closed_total("over_limit"))]);
-    // The admitted connections are served.
-    for s in &mut held[..2] {
-        s.write_all(GET).expect("write");
+    // The admitted connections finish their requests.
+    for s in &mut held {
+        s.write_all(b"Host: gw\r\n\r\n").expect("write");
         assert_eq!(read_response(s), 200);
     }
-    // A closed connection frees its slot.
-    held.truncate(3);
-    poll_until(Duration::from_secs(3), || {
-        let mut s = connect(gw.port);
-        s.write_all(GET).map_err(|e| e.to_string())?;
-        let mut first = [0u8; 12];
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        match s.read_exact(&mut first) {
-            Ok(()) if &first == b"HTTP/1.1 200" => Ok(()),
-            other => Err(format!("no slot freed yet: {other:?}")),
-        }
-    });
+    assert_eq!(metric(&gw, &closed_total("evicted")), 0.0);
+}
+
+#[test]
+fn at_the_cap_a_new_client_takes_the_place_of_the_oldest_idle_connection() {
+    let gw = TestGateway::start(&echo_config(
+        "header_timeout = \"30s\"\nkeepalive_timeout = \"30s\"\nmax_connections = 3",
+    ));
+    // The oldest: idle after a keep-alive response. Then two silent connections.
+    let mut oldest = connect(gw.port);
+    oldest.write_all(GET).expect("write");
+    assert_eq!(read_response(&mut oldest), 200);
+    let mut silent: Vec<TcpStream> = (0..2).map(|_| connect(gw.port)).collect();
+    gw.metrics_containing(&["tracebridge_downstream_connections 3"]);
+    let mut fresh = connect(gw.port);
+    fresh.write_all(GET).expect("write");
+    assert_eq!(read_response(&mut fresh), 200, "the new client is served");
+    assert!(
+        closed_after(&mut oldest, Instant::now(), Duration::from_secs(2)).is_some(),
+        "the oldest idle connection was not closed"
+    );
+    for s in &mut silent {
+        assert!(closed_after(s, Instant::now(), Duration::from_millis(200)).is_none());
+    }
+    gw.metrics_containing(&[&format!("{} 1", closed_total("evicted"))]);
+    assert_eq!(metric(&gw, &closed_total("over_limit")), 0.0);
 }
 
 #[test]
 fn idle_sockets_beyond_the_cap_do_not_lock_new_clients_out() {
-    // The issue's exhaustion in small: 20 silent sockets against a cap of 8. The 12 over
-    // the cap are closed at once, the 8 admitted are cut at the header deadline, and a
-    // new client is served while the test still holds all 20.
+    // The issue's exhaustion in small: 20 silent sockets against a cap of 8, with a
+    // header deadline far away. Each socket over the cap evicts an older silent one,
+    // and a new client is served at once while the test still holds all 20.
     let gw = TestGateway::start(&echo_config(
-        "header_timeout = \"1s\"\nkeepalive_timeout = \"1s\"\nmax_connections = 8",
+        "header_timeout = \"30s\"\nkeepalive_timeout = \"30s\"\nmax_connections = 8",
     ));
-    let started = Instant::now();
     let _held: Vec<TcpStream> = (0..20).map(|_| connect(gw.port)).collect();
-    gw.metrics_containing(&[&format!("{} 12", closed_total("over_limit"))]);
-    let served = poll_until(Duration::from_secs(4), || {
-        let resp = client()
-            .get(gw.url("/x"))
-            .send()
-            .map_err(|e| e.to_string())?;
-        if resp.status() == 200 {
-            Ok(started.elapsed())
-        } else {
-            Err(format!("status {}", resp.status()))
-        }
-    });
-    assert!(served < Duration::from_secs(4), "locked out for {served:?}");
-    gw.metrics_containing(&[&format!("{} 8", closed_total("header_timeout"))]);
+    gw.metrics_containing(&[&format!("{} 12", closed_total("evicted"))]);
+    let started = Instant::now();
+    let resp = client().get(gw.url("/x")).send().expect("served");
+    assert_eq!(resp.status(), 200);
+    let served = started.elapsed();
+    assert!(served < Duration::from_secs(1), "locked out for {served:?}");
+    assert_eq!(metric(&gw, &closed_total("over_limit")), 0.0);
 }
 
 #[test]
@@ -562,4 +574,86 @@ fn sigterm_on_an_idle_gateway_stops_at_once() {
         "an idle gateway took {stopped:?} to stop (grace period 10 s)"
     );
     assert!(closed_after(&mut silent, Instant::now(), Duration::from_secs(1)).is_some());
+}
+
+/// The binary, killed when dropped.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_128_file_descriptors_150_idle_sockets_do_not_lock_new_clients_out() {
+    // The issue's case, on the real binary with the default timeouts: 128 descriptors,
+    // 150 silent sockets. The automatic cap is (128 - 32) / 2 = 48; each socket over it
+    // evicts an older silent one, so the gateway keeps descriptors free (its admin
+    // listener answers) and a new client is served without waiting for a timeout.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.path().join("gw.toml");
+    // Default header_timeout (60 s) and keepalive_timeout (75 s).
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             threads = 1\n\
+             pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
+             [upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n\
+             [telemetry]\nexporter = \"none\"\n",
+            pid = dir.path().join("pid").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+        ),
+    )
+    .expect("write config");
+    let _gw = Binary(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 128 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_tracebridge"))
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    poll_until(Duration::from_secs(10), || match readyz(admin) {
+        Some(200) => Ok(()),
+        other => Err(format!("not ready: {other:?}")),
+    });
+    let started = Instant::now();
+    let _held: Vec<TcpStream> = (0..150).map(|_| connect(port)).collect();
+    let served = poll_until(Duration::from_secs(5), || {
+        let resp = client()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .map_err(|e| e.to_string())?;
+        match resp.status().as_u16() {
+            200 => Ok(started.elapsed()),
+            s => Err(format!("status {s}")),
+        }
+    });
+    assert!(served < Duration::from_secs(4), "locked out for {served:?}");
+    let metrics = client()
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("the admin listener answers while 150 sockets are held");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
+    };
+    assert!(value(&closed_total("evicted")) >= 102.0, "{metrics}");
+    // At most the cap, plus one evicted connection still closing.
+    assert!(
+        value("tracebridge_downstream_connections") <= 49.0,
+        "{metrics}"
+    );
+    eprintln!("served a new client {served:?} after opening 150 idle sockets");
 }

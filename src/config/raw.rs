@@ -238,7 +238,8 @@ pub struct RawServer {
     /// How long a keep-alive connection may sit idle between requests; `"0s"` turns
     /// keep-alive off. nginx's `keepalive_timeout` (75 s).
     pub keepalive_timeout: String,
-    /// Most downstream connections open at once; more are closed at accept and counted.
+    /// Most downstream connections open at once. At the cap a new connection evicts
+    /// the oldest idle one (as nginx does); with none idle it is closed at once.
     /// `0` (default) = half the open-file limit minus 32, as each proxied client also
     /// needs an upstream socket (nginx's `worker_connections` counts both the same way).
     pub max_connections: usize,

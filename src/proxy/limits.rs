@@ -17,15 +17,19 @@
 //! timeout, so trickling bytes does not extend it.
 //!
 //! [`Limited`] wraps pingora's `ServerApp`: it admits at most `max_connections`
-//! connections (the rest are closed at accept, like Envoy's `max_downstream_connections`)
-//! and holds a guard for each one's lifetime. HTTP/2 connections (TLS ALPN `h2` or the
+//! connections and holds a guard for each one's lifetime. At the cap, a new connection
+//! takes the place of the oldest one with no request under way (never sent a byte, or
+//! idle keep-alive), as nginx does when its `worker_connections` run out; when every
+//! connection is busy, the new one is closed at once (Envoy's
+//! `max_downstream_connections`). So idle sockets cannot lock new clients out. HTTP/2 connections (TLS ALPN `h2` or the
 //! h2c preface) are not given deadlines: pingora's `h2_idle_timeout` covers them.
 
+use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -101,6 +105,8 @@ fn soft_open_files(text: &str) -> Option<Option<usize>> {
 struct ConnState {
     state: AtomicU64,
     base: Instant,
+    /// Fired to close the connection to make room for a new one.
+    evict: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -137,7 +143,8 @@ pub struct ClientStream {
     header_timeout: Duration,
     /// Bytes read ahead by [`Peek::try_peek`], served before the socket.
     peeked: BytesMut,
-    /// The timer for the current deadline, and the deadline (ms) it is set for.
+    /// The timer, and the deadline (ms) it is set for; reset rather than reallocated
+    /// for each keep-alive request.
     timer: Option<(Pin<Box<tokio::time::Sleep>>, u64)>,
     header_timeouts: IntCounter,
     idle_timeouts: IntCounter,
@@ -178,14 +185,15 @@ impl ClientStream {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let deadline = word & DEADLINE_MASK;
-                let timer = match &mut self.timer {
-                    Some((sleep, at)) if *at == deadline => sleep,
-                    slot => {
-                        let when = self.conn.base + Duration::from_millis(deadline);
-                        let sleep = tokio::time::sleep_until(when.into());
-                        &mut slot.insert((Box::pin(sleep), deadline)).0
-                    }
-                };
+                let when =
+                    tokio::time::Instant::from(self.conn.base + Duration::from_millis(deadline));
+                let (timer, at) = self
+                    .timer
+                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(when)), deadline));
+                if *at != deadline {
+                    timer.as_mut().reset(when);
+                    *at = deadline;
+                }
                 ready!(timer.as_mut().poll(cx));
                 self.timer = None;
                 let header = phase == HEADER;
@@ -382,11 +390,17 @@ pub fn request_done(session: &pingora::proxy::Session, keepalive_timeout: Durati
     }
 }
 
-/// Open downstream connections, counted against the cap.
+/// How many of the oldest connections are looked at for one to evict, so a cap full
+/// of busy connections costs a bounded scan per refused connection.
+const EVICTION_SCAN: usize = 64;
+
+/// Open downstream connections, counted against the cap, oldest first.
 #[derive(Debug)]
 pub struct OpenConnections {
     count: AtomicUsize,
     gauge: IntGauge,
+    next_id: AtomicU64,
+    by_age: Mutex<BTreeMap<u64, Weak<ConnState>>>,
 }
 
 impl OpenConnections {
@@ -395,6 +409,8 @@ impl OpenConnections {
         Arc::new(OpenConnections {
             count: AtomicUsize::new(0),
             gauge,
+            next_id: AtomicU64::new(0),
+            by_age: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -403,23 +419,62 @@ impl OpenConnections {
         self.count.load(Ordering::Acquire)
     }
 
-    /// Counts one more connection, unless `cap` are open already.
-    fn admit(self: &Arc<Self>, cap: usize) -> Option<OpenGuard> {
-        self.count
+    /// Counts `conn` in, if fewer than `cap` are open or an idle one could be evicted
+    /// for it; `evicted` tells which happened.
+    fn admit(self: &Arc<Self>, cap: usize, conn: &Arc<ConnState>) -> Option<(OpenGuard, bool)> {
+        let under_cap = self
+            .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < cap).then_some(n + 1)
             })
-            .ok()?;
+            .is_ok();
+        let evicted = !under_cap && self.evict_idle();
+        if !under_cap && !evicted {
+            return None;
+        }
+        if evicted {
+            // The evicted connection's slot is handed over; its count drops when its
+            // task ends, a moment later.
+            self.count.fetch_add(1, Ordering::AcqRel);
+        }
         self.gauge.inc();
-        Some(OpenGuard(self.clone()))
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut by_age) = self.by_age.lock() {
+            by_age.insert(id, Arc::downgrade(conn));
+        }
+        Some((OpenGuard(self.clone(), id), evicted))
+    }
+
+    /// Tells the oldest connection with no request under way to close (nginx reuses
+    /// idle keep-alive and not-yet-used connections the same way when its
+    /// `worker_connections` run out). True if one was found.
+    fn evict_idle(&self) -> bool {
+        let Ok(mut by_age) = self.by_age.lock() else {
+            return false;
+        };
+        let victim = by_age.iter().take(EVICTION_SCAN).find_map(|(id, conn)| {
+            let conn = conn.upgrade()?;
+            conn.awaiting_request().then_some((*id, conn))
+        });
+        match victim {
+            Some((id, conn)) => {
+                by_age.remove(&id);
+                conn.evict.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 }
 
 /// One admitted connection; released when the connection ends.
-struct OpenGuard(Arc<OpenConnections>);
+struct OpenGuard(Arc<OpenConnections>, u64);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
+        if let Ok(mut by_age) = self.0.by_age.lock() {
+            by_age.remove(&self.1);
+        }
         self.0.count.fetch_sub(1, Ordering::AcqRel);
         self.0.gauge.dec();
     }
@@ -432,6 +487,7 @@ pub struct Limited<A> {
     open: Arc<OpenConnections>,
     auto_cap: usize,
     over_limit: IntCounter,
+    evicted: IntCounter,
     header_timeouts: IntCounter,
     idle_timeouts: IntCounter,
 }
@@ -452,21 +508,20 @@ impl<A> Limited<A> {
             open,
             auto_cap: auto_max_connections(),
             over_limit: closed("over_limit"),
+            evicted: closed("evicted"),
             header_timeouts: closed("header_timeout"),
             idle_timeouts: closed("idle_timeout"),
         }
     }
 }
 
-/// Resolves once shutdown began and `conn` has no request under way (pingora itself
-/// drops such connections only once they reach its request reader, not while it peeks
-/// for the h2c preface).
+/// Resolves when shutdown begins while `conn` has no request under way. pingora drops
+/// such connections itself once they wait in its request reader, but not while it
+/// peeks for the h2c preface, which would hold a drain until the header deadline. A
+/// connection busy at that moment is left to pingora: it closes it after the response.
 async fn idle_at_shutdown(conn: &ConnState, mut shutdown: ShutdownWatch) {
-    if shutdown.wait_for(|down| *down).await.is_err() {
-        return std::future::pending().await;
-    }
-    while !conn.awaiting_request() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if shutdown.wait_for(|down| *down).await.is_err() || !conn.awaiting_request() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -483,19 +538,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             0 => self.auto_cap,
             n => n,
         };
-        let Some(_guard) = self.open.admit(cap) else {
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let conn = Arc::new(ConnState {
+            state: AtomicU64::new(OPEN << PHASE_SHIFT),
+            base: Instant::now(),
+            evict: tokio::sync::Notify::new(),
+        });
+        if !h2 {
+            conn.arm(HEADER, server.header_timeout);
+        }
+        let Some((_guard, evicted)) = self.open.admit(cap, &conn) else {
             // Dropping the stream closes it; the connections already open keep working.
             self.over_limit.inc();
             log::debug!("over server.max_connections ({cap}): closing a new connection");
             return None;
         };
-        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        let conn = Arc::new(ConnState {
-            state: AtomicU64::new(OPEN << PHASE_SHIFT),
-            base: Instant::now(),
-        });
-        if !h2 {
-            conn.arm(HEADER, server.header_timeout);
+        if evicted {
+            self.evicted.inc();
         }
         let client = ClientStream {
             inner: stream,
@@ -511,6 +570,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             biased;
             reused = self.inner.process_new(Box::new(client), shutdown) => reused,
             () = idle_at_shutdown(&conn, shutdown.clone()) => None,
+            () = conn.evict.notified() => None,
         }
     }
 
@@ -545,27 +605,65 @@ mod tests {
         assert!(cap_for_open_files(None) >= FALLBACK_CAP);
     }
 
+    fn conn(phase: u64) -> Arc<ConnState> {
+        let c = Arc::new(ConnState {
+            state: AtomicU64::new(0),
+            base: Instant::now(),
+            evict: tokio::sync::Notify::new(),
+        });
+        c.arm(phase, Duration::from_secs(1));
+        c
+    }
+
+    fn busy() -> Arc<ConnState> {
+        let c = conn(HEADER);
+        c.state.fetch_or(BYTES_SEEN, Ordering::AcqRel);
+        c
+    }
+
     #[test]
     fn the_cap_admits_up_to_its_size_and_releases_on_drop() {
         let gauge = IntGauge::new("g", "g").unwrap();
         let open = OpenConnections::new(gauge.clone());
-        let a = open.admit(2).unwrap();
-        let b = open.admit(2).unwrap();
-        assert!(open.admit(2).is_none());
+        let (a, b, c) = (busy(), busy(), busy());
+        let (ga, _) = open.admit(2, &a).unwrap();
+        let (gb, _) = open.admit(2, &b).unwrap();
+        // Reason: both admitted connections are busy, none can be evicted.
+        assert!(open.admit(2, &c).is_none());
         assert_eq!((open.get(), gauge.get()), (2, 2));
-        drop(a);
-        let _c = open.admit(2).unwrap();
-        drop(b);
+        drop(ga);
+        let _gc = open.admit(2, &c).unwrap();
+        drop(gb);
         assert_eq!((open.get(), gauge.get()), (1, 1));
     }
 
     #[test]
-    fn a_request_is_under_way_once_header_bytes_arrived() {
-        let conn = ConnState {
-            state: AtomicU64::new(0),
-            base: Instant::now(),
+    fn at_the_cap_the_oldest_idle_connection_is_evicted() {
+        let open = OpenConnections::new(IntGauge::new("g", "g").unwrap());
+        let (old_busy, old_idle, young_idle) = (busy(), conn(IDLE), conn(HEADER));
+        let _g1 = open.admit(3, &old_busy).unwrap();
+        let _g2 = open.admit(3, &old_idle).unwrap();
+        let _g3 = open.admit(3, &young_idle).unwrap();
+        let newcomer = busy();
+        let (_g4, evicted) = open.admit(3, &newcomer).unwrap();
+        assert!(evicted);
+        let fired = |c: &ConnState| {
+            let waiter = c.evict.notified();
+            futures_executor::block_on(async {
+                tokio::select! {
+                    biased;
+                    () = waiter => true,
+                    () = std::future::ready(()) => false,
+                }
+            })
         };
-        conn.arm(HEADER, Duration::from_secs(1));
+        assert!(fired(&old_idle), "the oldest idle connection goes first");
+        assert!(!fired(&old_busy) && !fired(&young_idle));
+    }
+
+    #[test]
+    fn a_request_is_under_way_once_header_bytes_arrived() {
+        let conn = conn(HEADER);
         assert!(conn.awaiting_request());
         conn.state.fetch_or(BYTES_SEEN, Ordering::AcqRel);
         assert!(!conn.awaiting_request());

@@ -52,7 +52,7 @@ pub struct Metrics {
     /// `tracebridge_downstream_connections`: client connections open now.
     pub downstream_connections: IntGauge,
     /// `tracebridge_downstream_connections_closed_total{reason}`: connections the gateway
-    /// closed on a client: `header_timeout`, `idle_timeout`, `over_limit`.
+    /// closed on a client: `header_timeout`, `idle_timeout`, `evicted`, `over_limit`.
     pub downstream_closed: IntCounterVec,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
@@ -64,7 +64,8 @@ pub struct Metrics {
 }
 
 /// The `reason` label values of `tracebridge_downstream_connections_closed_total`.
-pub const DOWNSTREAM_CLOSE_REASONS: [&str; 3] = ["header_timeout", "idle_timeout", "over_limit"];
+pub const DOWNSTREAM_CLOSE_REASONS: [&str; 4] =
+    ["header_timeout", "idle_timeout", "evicted", "over_limit"];
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
@@ -173,7 +174,7 @@ impl Metrics {
         )?;
         let downstream_closed = counter_vec(
             "tracebridge_downstream_connections_closed_total",
-            "Client connections the gateway closed: header not complete in time (header_timeout), idle keep-alive (idle_timeout), over server.max_connections at accept (over_limit).",
+            "Client connections the gateway closed: header not complete in time (header_timeout), idle keep-alive (idle_timeout), idle and evicted for a new connection at server.max_connections (evicted), refused at server.max_connections with none idle (over_limit).",
             &["reason"],
         )?;
         for reason in DOWNSTREAM_CLOSE_REASONS {
