@@ -525,6 +525,17 @@ async fn idle_at_shutdown(conn: &ConnState, mut shutdown: ShutdownWatch) {
     }
 }
 
+/// Resolves when `conn` is told to make room while it still has no request under way
+/// (a request may have begun between the choice and this task's turn: it is served).
+async fn evicted_while_idle(conn: &ConnState) {
+    loop {
+        conn.evict.notified().await;
+        if conn.awaiting_request() {
+            return;
+        }
+    }
+}
+
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
     async fn process_new(
@@ -570,7 +581,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             biased;
             reused = self.inner.process_new(Box::new(client), shutdown) => reused,
             () = idle_at_shutdown(&conn, shutdown.clone()) => None,
-            () = conn.evict.notified() => None,
+            () = evicted_while_idle(&conn) => None,
         }
     }
 
