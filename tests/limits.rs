@@ -305,7 +305,8 @@ fn idle_sockets_beyond_the_cap_do_not_lock_new_clients_out() {
     let resp = client().get(gw.url("/x")).send().expect("served");
     assert_eq!(resp.status(), 200);
     let served = started.elapsed();
-    assert!(served < Duration::from_secs(1), "locked out for {served:?}");
+    // Far from the 30 s header deadline: an evicted socket made room.
+    assert!(served < Duration::from_secs(5), "locked out for {served:?}");
     assert_eq!(metric(&gw, &closed_total("over_limit")), 0.0);
 }
 
@@ -550,6 +551,7 @@ fn sigterm_drains_in_flight_requests_with_readyz_503_then_stops_before_the_grace
         stopped < Duration::from_secs(4),
         "waited out the grace period: {stopped:?}"
     );
+    eprintln!("stopped {stopped:?} after SIGTERM with a 1.5 s request in flight (grace 10 s)");
     assert!(
         logged("SIGTERM: draining for up to 10s"),
         "{:?}",
@@ -570,10 +572,11 @@ fn sigterm_on_an_idle_gateway_stops_at_once() {
     let sigterm = gw.terminate();
     let stopped = gw.wait_stopped(Duration::from_secs(5)) - sigterm;
     assert!(
-        stopped < Duration::from_secs(2),
+        stopped < Duration::from_secs(3),
         "an idle gateway took {stopped:?} to stop (grace period 10 s)"
     );
     assert!(closed_after(&mut silent, Instant::now(), Duration::from_secs(1)).is_some());
+    eprintln!("an idle gateway stopped {stopped:?} after SIGTERM (grace 10 s)");
 }
 
 /// The binary, killed when dropped.
@@ -626,7 +629,7 @@ fn with_128_file_descriptors_150_idle_sockets_do_not_lock_new_clients_out() {
     });
     let started = Instant::now();
     let _held: Vec<TcpStream> = (0..150).map(|_| connect(port)).collect();
-    let served = poll_until(Duration::from_secs(5), || {
+    let served = poll_until(Duration::from_secs(8), || {
         let resp = client()
             .get(format!("http://127.0.0.1:{port}/"))
             .timeout(Duration::from_secs(1))
@@ -637,7 +640,9 @@ fn with_128_file_descriptors_150_idle_sockets_do_not_lock_new_clients_out() {
             s => Err(format!("status {s}")),
         }
     });
-    assert!(served < Duration::from_secs(4), "locked out for {served:?}");
+    // About 2 s here: pingora's accept loop pauses 1 s when the burst of 150 runs it
+    // out of descriptors before the evicted sockets are closed. Before: 75 s.
+    assert!(served < Duration::from_secs(6), "locked out for {served:?}");
     let metrics = client()
         .get(format!("http://127.0.0.1:{admin}/metrics"))
         .send()
