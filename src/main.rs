@@ -16,7 +16,8 @@ use tracebridge::server::{self, StartOptions};
 /// default config (listen 127.0.0.1:8080, admin 127.0.0.1:9901, everything to the
 /// built-in echo upstream).
 ///
-/// Signals: SIGTERM stops gracefully after `server.grace_period`; SIGINT stops at once;
+/// Signals: SIGTERM drains (readyz 503, in-flight requests finish) and stops when the
+/// last client connection ends, at most after `server.grace_period`; SIGINT stops at once;
 /// SIGQUIT hands the listening sockets to a new process started with --upgrade
 /// (zero-downtime binary upgrade).
 #[derive(Parser, Debug)]
@@ -296,5 +297,7 @@ fn main() -> ExitCode {
         "tracebridge {} on {listen} (admin {admin}), config {source}",
         env!("CARGO_PKG_VERSION")
     );
-    built.server.run_forever()
+    built.run(Box::new(pingora::server::UnixShutdownSignalWatch));
+    // As pingora's `run_forever`: the runtimes are down, exit without unwinding them.
+    std::process::exit(0)
 }

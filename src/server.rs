@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{ListenFds, Server, ShutdownWatch};
+use pingora::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service;
@@ -25,6 +27,7 @@ use pingora::services::Service;
 use crate::admin::{Admin, Readiness};
 use crate::config::validate::host_name;
 use crate::config::{Exporter, TelemetrySettings, UpstreamKind};
+use crate::proxy::limits::{Limited, OpenConnections};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
 use crate::telemetry::otlp;
@@ -78,6 +81,33 @@ pub struct Built {
     pub metrics: Arc<Metrics>,
     /// The span pipeline: flush it after the server stops.
     pub telemetry: Arc<Telemetry>,
+    /// Client connections open now.
+    pub open_connections: Arc<OpenConnections>,
+    /// Stops the proxy listeners (and idle keep-alive connections) when a drain starts.
+    drain: Arc<tokio::sync::watch::Sender<bool>>,
+    config: Arc<ConfigHandle>,
+}
+
+impl Built {
+    /// `signal` with SIGTERM turned into a drain (see [`DrainOnTerm`]).
+    pub fn drain_on_term(
+        &self,
+        signal: Box<dyn ShutdownSignalWatch + Send + Sync>,
+    ) -> Box<dyn ShutdownSignalWatch> {
+        Box::new(DrainOnTerm {
+            inner: signal,
+            config: self.config.clone(),
+            readiness: self.readiness.clone(),
+            open: self.open_connections.clone(),
+            drain: self.drain.clone(),
+        })
+    }
+
+    /// Runs the server until `signal` stops it, SIGTERM draining as [`DrainOnTerm`] says.
+    pub fn run(self, signal: Box<dyn ShutdownSignalWatch + Send + Sync>) {
+        let shutdown_signal = self.drain_on_term(signal);
+        self.server.run(RunArgs { shutdown_signal });
+    }
 }
 
 /// The span pipeline `[telemetry]` asks for, with the standard OpenTelemetry
@@ -173,17 +203,22 @@ pub fn build_with_telemetry(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let mut app = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(config.clone(), metrics.clone(), telemetry.clone()),
-        "tracebridge proxy",
+    );
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = settings.h2c;
+    // HTTP/2 connections get the keep-alive idle timeout from pingora (the HTTP/1
+    // deadlines of `Limited` do not apply to them); set at start-up only.
+    options.h2_idle_timeout = Some(settings.keepalive_timeout).filter(|d| !d.is_zero());
+    app.server_options = Some(options);
+    let open_connections = OpenConnections::new(metrics.downstream_connections.clone());
+    let mut proxy = ListeningService::new(
+        "tracebridge proxy".to_string(),
+        Limited::new(app, config.clone(), &metrics, open_connections.clone()),
     );
     proxy.threads = Some(settings.threads);
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut options = pingora::apps::HttpServerOptions::default();
-        options.h2c = settings.h2c;
-        app.server_options = Some(options);
-    }
     let mut proxy_addrs = Vec::new();
     for addr in &settings.listen {
         // No L4 read buffer on plain listeners: pingora's default is a 64 KiB
@@ -218,7 +253,10 @@ pub fn build_with_telemetry(
     admin.threads = Some(1);
     admin.add_tcp(&settings.admin_listen);
 
-    let bound_proxy = PreBound::new(proxy, &proxy_addrs, opts.upgrade, Some(readiness.clone()))?;
+    let (drain, drain_rx) = tokio::sync::watch::channel(false);
+    let mut bound_proxy =
+        PreBound::new(proxy, &proxy_addrs, opts.upgrade, Some(readiness.clone()))?;
+    bound_proxy.drain = Some(drain_rx);
     let bound_admin = PreBound::new(
         admin,
         std::slice::from_ref(&settings.admin_listen),
@@ -235,14 +273,82 @@ pub fn build_with_telemetry(
     ));
     server.add_service(background_service(
         "tracebridge sighup",
-        ReloadOnHangup { config },
+        ReloadOnHangup {
+            config: config.clone(),
+        },
     ));
     Ok(Built {
         server,
         readiness,
         metrics,
         telemetry,
+        open_connections,
+        drain: Arc::new(drain),
+        config,
     })
+}
+
+/// SIGTERM as a drain that ends when the last client connection does.
+///
+/// pingora's own SIGTERM handling closes every listener at once — the admin listener
+/// too, so `/readyz` cannot say "draining" — then sleeps the whole grace period
+/// whatever is in flight. Here, on SIGTERM: the drain is logged, `/readyz` answers 503,
+/// the proxy listeners close and idle keep-alive connections are closed (as nginx's
+/// graceful shutdown does), in-flight requests finish (with `Connection: close`), and
+/// the process stops as soon as no client connection is left, or when `grace_period`
+/// ends. The admin listener stays up until then. Other signals pass through to pingora
+/// unchanged (SIGQUIT keeps pingora's upgrade hand-over and grace period).
+struct DrainOnTerm {
+    inner: Box<dyn ShutdownSignalWatch + Send + Sync>,
+    config: Arc<ConfigHandle>,
+    readiness: Arc<Readiness>,
+    open: Arc<OpenConnections>,
+    drain: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnTerm {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.inner.recv().await;
+        if !matches!(signal, ShutdownSignal::GracefulTerminate) {
+            return signal;
+        }
+        let grace = self.config.load().server.grace_period;
+        let started = Instant::now();
+        log::info!(
+            "SIGTERM: draining for up to {} (grace_period): /readyz answers 503, new connections are refused, {} client connections open",
+            humantime::format_duration(grace),
+            self.open.get()
+        );
+        self.readiness.set_draining();
+        let _ = self.drain.send(true);
+        let drained = async {
+            while self.open.get() > 0 && started.elapsed() < grace {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            () = drained => {}
+            // A second signal (SIGINT) stops at once.
+            _ = self.inner.recv() => log::info!("stopping at once: another signal during the drain"),
+        }
+        match self.open.get() {
+            0 => log::info!(
+                "drained in {:.1?}: no client connection left; stopping",
+                started.elapsed()
+            ),
+            n => log::warn!("grace period over: closing {n} client connections"),
+        }
+        // The drain is done: pingora's graceful path would sleep the grace period again.
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Resolves when `watch` turns true; never when its sender is gone without that.
+async fn fired(mut watch: tokio::sync::watch::Receiver<bool>) {
+    if watch.wait_for(|on| *on).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A listening service whose sockets were bound before the server started.
@@ -250,6 +356,8 @@ struct PreBound<S> {
     inner: S,
     bound: Vec<(String, TcpListener)>,
     readiness: Option<Arc<Readiness>>,
+    /// A drain that stops this service before pingora's shutdown does.
+    drain: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<S: Service> PreBound<S> {
@@ -277,6 +385,7 @@ impl<S: Service> PreBound<S> {
             inner,
             bound,
             readiness,
+            drain: None,
         })
     }
 }
@@ -300,6 +409,21 @@ impl<S: Service> Service for PreBound<S> {
         if let Some(r) = &self.readiness {
             r.set_ready();
         }
+        // The service sees one shutdown watch: on at pingora's shutdown or at the drain.
+        let shutdown = match self.drain.take() {
+            Some(drain) => {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = fired(shutdown) => {}
+                        () = fired(drain) => {}
+                    }
+                    let _ = tx.send(true);
+                });
+                rx
+            }
+            None => shutdown,
+        };
         self.inner
             .start_service(fds, shutdown, listeners_per_fd)
             .await;

@@ -175,6 +175,11 @@ fn version_and_help() {
 
 /// Starts the binary on free ports with `grace_period`, waits until it serves.
 fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
+    start_gateway_with(dir, grace, "[upstreams.e]\nkind = \"echo\"\n")
+}
+
+/// [`start_gateway`] with `upstream` (an `[upstreams.e]` section) instead of echo.
+fn start_gateway_with(dir: &Path, grace: &str, upstream: &str) -> (std::process::Child, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -192,7 +197,7 @@ fn start_gateway(dir: &Path, grace: &str) -> (std::process::Child, u16) {
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
              grace_period = \"{grace}\"\nshutdown_timeout = \"1s\"\n\
              pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
-             [upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n",
+             {upstream}[[routes]]\nupstream = \"e\"\n",
             pid = dir.join("pid").display(),
             sock = dir.join("upgrade.sock").display(),
         ),
@@ -261,12 +266,32 @@ fn wait_exit(child: &mut std::process::Child, limit: std::time::Duration) -> std
 #[test]
 fn sigterm_waits_the_configured_grace_period_and_sigint_is_fast() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = start_gateway(dir.path(), "1s");
+    // An upstream that accepts (the kernel's backlog) and never answers: a request to
+    // it is in flight until the grace period ends.
+    let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!(
+        "[upstreams.e]\npeers = [\"{}\"]\n",
+        stalled.local_addr().unwrap()
+    );
+    let (mut child, port) = start_gateway_with(dir.path(), "1s", &upstream);
+    let in_flight =
+        std::thread::spawn(move || get_is_200(port, "/", std::time::Duration::from_secs(10)));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     signal(&child, "-TERM");
     let took = wait_exit(&mut child, std::time::Duration::from_secs(8));
     assert!(
         took >= std::time::Duration::from_millis(900),
         "grace period honoured: {took:?}"
+    );
+    assert_ne!(in_flight.join().unwrap(), Some(true));
+
+    // With nothing in flight, SIGTERM does not wait out the grace period.
+    let (mut child, _) = start_gateway(dir.path(), "30s");
+    signal(&child, "-TERM");
+    let took = wait_exit(&mut child, std::time::Duration::from_secs(5));
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "idle drain: {took:?}"
     );
 
     let (mut child, _) = start_gateway(dir.path(), "30s");

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /` | this list, as text |
 //! | `GET /healthz` | 200 `ok` while the process is alive |
-//! | `GET /readyz` | 200 once every proxy listener is bound, 503 before |
+//! | `GET /readyz` | 200 once every proxy listener is bound, 503 before and while draining (SIGTERM) |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time, last reload error |
 //! | `POST /reload` | reload the config file now (bearer token when `server.admin_token` is set) |
@@ -21,10 +21,11 @@ use pingora::protocols::http::ServerSession;
 use crate::reload::ConfigHandle;
 use crate::telemetry::{Metrics, Telemetry};
 
-/// Whether the proxy listeners are bound; set once by the server.
+/// Whether the proxy listeners are bound and not draining; set by the server.
 #[derive(Debug, Default)]
 pub struct Readiness {
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Readiness {
@@ -33,9 +34,19 @@ impl Readiness {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// True once every proxy listener is bound.
+    /// Marks the gateway as draining (SIGTERM): not ready from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True while draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// True once every proxy listener is bound, until a drain starts.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
     }
 }
 
@@ -211,6 +222,11 @@ impl ServeHttp for Admin {
             "/readyz" if self.readiness.is_ready() => {
                 reply(StatusCode::OK, "text/plain", b"ready\n".to_vec())
             }
+            "/readyz" if self.readiness.is_draining() => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"draining\n".to_vec(),
+            ),
             "/readyz" => reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",

@@ -249,14 +249,29 @@ pub struct RawServer {
     /// from any other peer the forwarding headers are ignored and replaced. Empty =
     /// trust no one.
     pub trusted_proxies: Vec<String>,
-    /// On SIGTERM: how long to keep serving in-flight and new requests before stopping.
+    /// On SIGTERM: how long in-flight requests may take to finish. The gateway exits as
+    /// soon as no connection is left, so an idle gateway stops at once.
     pub grace_period: String,
-    /// After the grace period: how long to wait for the runtimes to finish.
+    /// After an upgrade's (SIGQUIT) grace period: how long to wait for the runtimes to
+    /// finish. SIGTERM's drain ends when the connections do, so it does not use it.
     pub shutdown_timeout: String,
     /// Unix socket over which listening sockets pass to a new process on `--upgrade`.
     pub upgrade_sock: String,
     /// Where the process id is written (used by the zero-downtime upgrade recipe).
     pub pid_file: String,
+    /// How long a client has to send a whole request header, from the connection's
+    /// accept (first request) or from the first byte (later keep-alive requests). A
+    /// deadline, not a per-read timeout: a client trickling bytes is cut at it. nginx's
+    /// `client_header_timeout` (60 s).
+    pub header_timeout: String,
+    /// How long a keep-alive connection may sit idle between requests; `"0s"` turns
+    /// keep-alive off. nginx's `keepalive_timeout` (75 s).
+    pub keepalive_timeout: String,
+    /// Most downstream connections open at once. At the cap a new connection evicts
+    /// the oldest idle one (as nginx does); with none idle it is closed at once.
+    /// `0` (default) = half the open-file limit minus 32, as each proxied client also
+    /// needs an upstream socket (nginx's `worker_connections` counts both the same way).
+    pub max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -273,6 +288,9 @@ impl Default for RawServer {
             shutdown_timeout: "5s".to_string(),
             upgrade_sock: "/tmp/tracebridge_upgrade.sock".to_string(),
             pid_file: "/tmp/tracebridge.pid".to_string(),
+            header_timeout: "60s".to_string(),
+            keepalive_timeout: "75s".to_string(),
+            max_connections: 0,
         }
     }
 }

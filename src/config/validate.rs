@@ -95,6 +95,12 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     /// Pid file path.
     pub pid_file: String,
+    /// Deadline for a whole request header (`header_timeout`).
+    pub header_timeout: Duration,
+    /// Idle time allowed between keep-alive requests; zero = no keep-alive.
+    pub keepalive_timeout: Duration,
+    /// Cap on open downstream connections; 0 = derived from the open-file limit.
+    pub max_connections: usize,
 }
 
 /// A validated TLS listener.
@@ -398,6 +404,9 @@ fn server(c: &mut Collector, s: &RawServer) -> ServerSettings {
         shutdown_timeout: c.duration("server.shutdown_timeout".into(), &s.shutdown_timeout),
         upgrade_sock: s.upgrade_sock.clone(),
         pid_file: s.pid_file.clone(),
+        header_timeout: c.positive_duration("server.header_timeout".into(), &s.header_timeout),
+        keepalive_timeout: c.duration("server.keepalive_timeout".into(), &s.keepalive_timeout),
+        max_connections: s.max_connections,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod dial;
 mod echo;
+pub mod limits;
 pub mod trace;
 
 use std::net::IpAddr;
@@ -274,6 +275,15 @@ impl ProxyHttp for Gateway {
             upstream_status: 0,
             _in_flight: self.metrics.in_flight(),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        limits::header_received(session);
+        if ctx.snapshot.server.keepalive_timeout.is_zero() {
+            // keepalive_timeout = 0 turns keep-alive off, as in nginx.
+            session.set_keepalive(None);
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -572,6 +582,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        limits::request_done(session, ctx.snapshot.server.keepalive_timeout);
         // What the client got; else what fail_to_proxy decided (499 for a client that
         // left), so the access log, the metric and the span agree with its log line.
         let status = final_status_sent(session)

@@ -76,6 +76,11 @@ pub struct Metrics {
     /// `tracebridge_config_last_reload_success_timestamp_seconds`: when the serving
     /// config was loaded (Unix time).
     pub config_last_reload_success_timestamp: Gauge,
+    /// `tracebridge_downstream_connections`: client connections open now.
+    pub downstream_connections: IntGauge,
+    /// `tracebridge_downstream_connections_closed_total{reason}`: connections the gateway
+    /// closed on a client: `header_timeout`, `idle_timeout`, `evicted`, `over_limit`.
+    pub downstream_closed: IntCounterVec,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
     pub coverage: Coverage,
@@ -84,6 +89,10 @@ pub struct Metrics {
     injected_by_format: Vec<IntCounter>,
     extracted_by_format: Vec<IntCounter>,
 }
+
+/// The `reason` label values of `tracebridge_downstream_connections_closed_total`.
+pub const DOWNSTREAM_CLOSE_REASONS: [&str; 4] =
+    ["header_timeout", "idle_timeout", "evicted", "over_limit"];
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
@@ -196,6 +205,21 @@ impl Metrics {
             "tracebridge_access_log_errors_total",
             "Access log lines that could not be written (the request is not affected).",
         )?;
+        let downstream_connections = IntGauge::new(
+            "tracebridge_downstream_connections",
+            "Client connections open.",
+        )?;
+        let downstream_closed = counter_vec(
+            "tracebridge_downstream_connections_closed_total",
+            "Client connections the gateway closed: header not complete in time (header_timeout), idle keep-alive (idle_timeout), idle and evicted for a new connection at server.max_connections (evicted), refused at server.max_connections with none idle (over_limit).",
+            &["reason"],
+        )?;
+        for reason in DOWNSTREAM_CLOSE_REASONS {
+            // Present at zero from the start, so a dashboard sees the series.
+            downstream_closed.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(downstream_connections.clone()))?;
+        registry.register(Box::new(downstream_closed.clone()))?;
         for c in [
             &conflicts,
             &spans_started,
@@ -308,6 +332,8 @@ impl Metrics {
             upstream_peers_healthy,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
+            downstream_connections,
+            downstream_closed,
             coverage: Coverage::new(),
         })
     }
