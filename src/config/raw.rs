@@ -228,6 +228,12 @@ pub struct RawServer {
     pub upgrade_sock: String,
     /// Where the process id is written (used by the zero-downtime upgrade recipe).
     pub pid_file: String,
+    /// Accept a config without `[[routes]]` (every request answered 404). Off, so that a
+    /// file cut short by an editor never replaces a working config.
+    pub allow_no_routes: bool,
+    /// Let a reload remove the `admin_token` of the serving config. Off, so that a file
+    /// rewritten without the line does not silently open `POST /reload`.
+    pub allow_admin_token_removal: bool,
 }
 
 impl Default for RawServer {
@@ -243,6 +249,8 @@ impl Default for RawServer {
             shutdown_timeout: "5s".to_string(),
             upgrade_sock: "/tmp/tracebridge_upgrade.sock".to_string(),
             pid_file: "/tmp/tracebridge.pid".to_string(),
+            allow_no_routes: false,
+            allow_admin_token_removal: false,
         }
     }
 }
