@@ -77,13 +77,16 @@ fn parse_collecting(text: &str) -> Result<Parsed, Vec<Problem>> {
         }]);
     }
     // The common case, a valid file, in one pass.
-    if let Ok(raw) = toml::from_str::<raw::RawConfig>(text) {
-        return Ok(Parsed {
-            raw,
-            problems: Vec::new(),
-            removed: Vec::new(),
-        });
-    }
+    let first = match toml::from_str::<raw::RawConfig>(text) {
+        Ok(raw) => {
+            return Ok(Parsed {
+                raw,
+                problems: Vec::new(),
+                removed: Vec::new(),
+            })
+        }
+        Err(e) => e,
+    };
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map(|span| line_at(text, span.start));
         vec![Problem {
@@ -100,6 +103,15 @@ fn parse_collecting(text: &str) -> Result<Parsed, Vec<Problem>> {
             table.clone(),
         )) {
             Ok(raw) => {
+                if problems.is_empty() {
+                    // The table went through where the text did not: never accept what
+                    // the one-pass parse refused.
+                    problems.push(Problem {
+                        path: String::new(),
+                        message: first.message().trim().to_string(),
+                        line: first.span().map(|span| line_at(text, span.start)),
+                    });
+                }
                 problems.sort_by_key(|p: &Problem| p.line);
                 return Ok(Parsed {
                     raw,
