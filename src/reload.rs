@@ -219,8 +219,8 @@ pub fn watch(
     Ok(watcher)
 }
 
-/// Most rounds [`settle`] waits: a file rewritten without pause for this long is read
-/// as it is (the reload still validates it).
+/// Most rounds [`settle`] takes: a file whose content still differs between the two reads
+/// of every round is then read as it is (the reload still validates it).
 const MAX_SETTLE_ROUNDS: usize = 25;
 
 /// After an event: waits until `interval` passes without events, then reads the file,

@@ -429,3 +429,42 @@ fn a_file_written_in_pieces_is_read_once_whole() {
     assert!(served > 50, "traffic flowed: {served}");
     assert_eq!(gw.handle.load().router.len(), 2);
 }
+
+#[test]
+fn a_reload_shows_its_route_warnings_in_config_status() {
+    let origin = Origin::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tracebridge.toml");
+    let template = one_route(origin.addr, 2, "", "");
+    let gw = TestGateway::start_file(&path, &template);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(
+            &client()
+                .get(gw.admin_url("/config"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(status()["warnings"], serde_json::json!([]));
+    // The same route twice: valid, the second never matches.
+    let doubled = gw.render(&format!(
+        "{template}\n[[routes]]\nname = \"again\"\nupstream = \"origin\"\n"
+    ));
+    std::fs::write(&path, doubled).unwrap();
+    let warnings = poll_until(Duration::from_secs(10), || {
+        let w = status()["warnings"].clone();
+        if w.as_array().is_some_and(|a| !a.is_empty()) {
+            Ok(w)
+        } else {
+            Err(format!("no warning after the reload: {w}"))
+        }
+    });
+    assert_eq!(
+        warnings[0].as_str().unwrap(),
+        "routes[1]: route \"again\" duplicates routes[0] (\"main\"), which matches every \
+         request it would and comes first: it never matches"
+    );
+}
