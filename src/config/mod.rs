@@ -662,12 +662,27 @@ propagation = { injct = ["b3"], extract = ["zipkin"] }
     #[test]
     fn every_raw_struct_rejects_unknown_keys() {
         // parse_collecting finds unknown keys through serde's deny_unknown_fields: a raw
-        // struct without it would accept any key silently.
+        // struct without it would accept any key silently. Each deserialized struct's
+        // attributes (from its derive to its `struct` line) must carry it.
         let src = include_str!("raw.rs");
-        let structs = src.matches("Deserialize)]").count();
-        let denying = src.matches("#[serde(deny_unknown_fields").count();
-        assert!(structs >= 12, "{structs}");
-        assert_eq!(structs, denying, "a raw struct lacks deny_unknown_fields");
+        let mut checked = Vec::new();
+        let mut attrs: Option<String> = None;
+        for line in src.lines().map(str::trim_start) {
+            if line.starts_with("#[derive(") && line.contains("Deserialize") {
+                attrs = Some(String::new());
+            } else if let Some(a) = attrs.as_mut() {
+                if line.starts_with("pub struct ") || line.starts_with("struct ") {
+                    checked.push(line.to_string());
+                    assert!(a.contains("deny_unknown_fields"), "{line} lacks it");
+                    attrs = None;
+                } else if line.starts_with("pub enum ") || line.starts_with("enum ") {
+                    attrs = None;
+                } else {
+                    a.push_str(line);
+                }
+            }
+        }
+        assert!(checked.len() >= 12, "{checked:?}");
     }
 
     #[test]
