@@ -650,6 +650,23 @@ propagation = { injct = ["b3"], extract = ["zipkin"] }
     }
 
     #[test]
+    fn the_number_of_key_problems_listed_is_bounded() {
+        let text: String = (0..150).map(|i| format!("bogus{i} = {i}\n")).collect();
+        let problems = parse(&text).unwrap_err();
+        assert_eq!(problems.len(), MAX_KEY_PROBLEMS + 1);
+        // Top-level keys: whatever sections the raw config has.
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("line 1: bogus0: unknown key `bogus0`; valid keys here: `server`, "),
+            "{problems:?}"
+        );
+        assert!(problems[MAX_KEY_PROBLEMS]
+            .message
+            .starts_with("more than 100"));
+    }
+
+    #[test]
     fn a_valid_file_still_parses_in_one_pass() {
         let raw = parse(DEFAULT_CONFIG).unwrap();
         assert_eq!(raw.routes.len(), 1);

@@ -364,8 +364,13 @@ fn listen_address(c: &mut Collector, path: String, addr: &str) {
 fn readable_file(c: &mut Collector, path: String, file: &str) {
     if file.is_empty() {
         c.push(path, "is required");
-    } else if let Err(e) = std::fs::metadata(file) {
-        c.push(path, format!("cannot read {file:?}: {e}"));
+    } else {
+        match std::fs::metadata(file) {
+            Err(e) => c.push(path, format!("cannot read {file:?}: {e}")),
+            // A FIFO would block start-up in the TLS setup, as it would for the config.
+            Ok(m) if !m.is_file() => c.push(path, format!("{file:?} is not a regular file")),
+            Ok(_) => {}
+        }
     }
 }
 
@@ -1029,6 +1034,29 @@ mod tests {
             upstream: "e".into(),
             ..RawRoute::default()
         }
+    }
+
+    #[test]
+    fn tls_files_must_be_regular_files() {
+        let mut raw = echo_routes(vec![route("", "/", &[], None)]);
+        raw.server.tls.push(super::super::raw::RawTlsListener {
+            listen: "127.0.0.1:8443".into(),
+            cert: "/dev/zero".into(),
+            key: "/nonexistent/key.pem".into(),
+        });
+        let problems: Vec<String> = validate(&raw)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems[0],
+            "server.tls[0].cert: \"/dev/zero\" is not a regular file"
+        );
+        assert!(
+            problems[1].starts_with("server.tls[0].key: cannot read"),
+            "{problems:?}"
+        );
     }
 
     #[test]
