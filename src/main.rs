@@ -268,6 +268,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Allowed but probably not meant (a route that never matches): said, not refused.
+    for w in &snapshot.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(Command::Check) = cli.command {
         println!("{}: ok", snapshot.source.name());
         return ExitCode::SUCCESS;

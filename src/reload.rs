@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -85,9 +85,15 @@ impl ConfigHandle {
     /// Reads, validates and compiles the file again and swaps it in; on any problem the
     /// old snapshot keeps serving and the error is returned (and kept for `/config`).
     pub fn reload(&self) -> Result<Reloaded, ConfigError> {
+        self.reload_text(None)
+    }
+
+    /// [`ConfigHandle::reload`] with the file's text already read (by the watcher, which
+    /// saw it stay unchanged): exactly the text that settled is loaded.
+    fn reload_text(&self, text: Option<String>) -> Result<Reloaded, ConfigError> {
         let _one_at_a_time = self.reloading.lock();
         let old = self.load();
-        let result = self.build_next(&old);
+        let result = self.build_next(&old, text);
         match &result {
             Ok(Reloaded::Swapped(generation)) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -116,10 +122,11 @@ impl ConfigHandle {
         }
     }
 
-    fn build_next(&self, old: &Snapshot) -> Result<Reloaded, ConfigError> {
-        let (text, path) = match &self.path {
-            Some(path) => (read(path)?, Some(path.as_path())),
-            None => (config::DEFAULT_CONFIG.to_string(), None),
+    fn build_next(&self, old: &Snapshot, text: Option<String>) -> Result<Reloaded, ConfigError> {
+        let (text, path) = match (&self.path, text) {
+            (Some(path), Some(text)) => (text, Some(path.as_path())),
+            (Some(path), None) => (config::read_file(path)?, Some(path.as_path())),
+            (None, _) => (config::DEFAULT_CONFIG.to_string(), None),
         };
         if config::sha256_hex(&text) == old.source.sha256 {
             return Ok(Reloaded::Unchanged(old.generation));
@@ -127,21 +134,13 @@ impl ConfigHandle {
         let generation = self.last_generation.load(Ordering::Relaxed) + 1;
         let next = config::load_str_reusing(&text, path, generation, Some(old))?;
         warn_about_restart_only_changes(old, &next);
+        for w in &next.warnings {
+            log::warn!("config generation {generation}: {w}");
+        }
         self.last_generation.store(generation, Ordering::Relaxed);
         self.current.store(Arc::new(next));
         Ok(Reloaded::Swapped(generation))
     }
-}
-
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
-        source_name: path.display().to_string(),
-        problems: vec![config::Problem {
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-            line: None,
-        }],
-    })
 }
 
 /// Listeners, threads and the span pipeline are built once at start-up.
@@ -166,8 +165,12 @@ fn warn_about_restart_only_changes(old: &Snapshot, new: &Snapshot) {
 /// `..data` symlink in a ConfigMap volume. Both are seen as events in the directory,
 /// not on the file itself, so the directory is watched. Access events are ignored (the
 /// reload's own read would otherwise trigger the next reload) and events are debounced
-/// for `debounce`; a file that did not really change is not reloaded (same SHA-256).
-/// The returned watcher stops when dropped.
+/// for `debounce`. Then the file must settle (see [`settle`]): it is read, and read
+/// again after another `debounce` without events, and only content that stayed the same
+/// is loaded, so a file an editor truncates and then writes, or writes in pieces, is
+/// read once it is whole (each read is cheap: the file is at most
+/// [`config::MAX_FILE_BYTES`]). A file that did not really change is not reloaded (same
+/// SHA-256). The returned watcher stops when dropped.
 pub fn watch(
     handle: Arc<ConfigHandle>,
     debounce: Duration,
@@ -204,19 +207,50 @@ pub fn watch(
     std::thread::Builder::new()
         .name("tracebridge-reload".into())
         .spawn(move || {
-            // One reload per burst: wait for `debounce` without events.
             while rx.recv().is_ok() {
-                loop {
-                    match rx.recv_timeout(debounce) {
-                        Ok(()) => continue,
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
+                let Some(text) = settle(&path, debounce, &rx) else {
+                    return;
+                };
                 // The outcome is logged and kept by `reload` itself.
-                let _ = handle.reload();
+                let _ = handle.reload_text(text);
             }
         })
         .map_err(|e| notify::Error::generic(&format!("cannot start the reload thread: {e}")))?;
     Ok(watcher)
+}
+
+/// Most rounds [`settle`] takes: a file whose content still differs between the two reads
+/// of every round is then read as it is (the reload still validates it).
+const MAX_SETTLE_ROUNDS: usize = 25;
+
+/// After an event: waits until `interval` passes without events, then reads the file,
+/// and reads it again after another `interval` without events. Only when both reads
+/// agree is that text returned (`Some(Some(text))`), so what is loaded stayed unchanged
+/// for the whole interval: a writer that truncates and then writes, or pauses mid-file
+/// for less than two intervals, is never read half-way. `Some(None)`: the file cannot be
+/// read (the reload reads it itself and reports why) or did not settle within
+/// [`MAX_SETTLE_ROUNDS`] (the reload reads whatever is there; it still validates).
+/// `None`: the watcher is gone.
+fn settle(path: &Path, interval: Duration, events: &Receiver<()>) -> Option<Option<String>> {
+    // True once `interval` passed without an event.
+    let quiet = || match events.recv_timeout(interval) {
+        Ok(()) => Some(false),
+        Err(RecvTimeoutError::Timeout) => Some(true),
+        Err(RecvTimeoutError::Disconnected) => None,
+    };
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        while !quiet()? {}
+        let Ok(first) = config::read_file(path) else {
+            return Some(None);
+        };
+        if !quiet()? {
+            continue;
+        }
+        match config::read_file(path) {
+            Ok(again) if again == first => return Some(Some(again)),
+            Ok(_) => continue,
+            Err(_) => return Some(None),
+        }
+    }
+    Some(None)
 }

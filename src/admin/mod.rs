@@ -94,6 +94,8 @@ impl Admin {
                 "error": self.config.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
             },
             "last_reload_error": last_error,
+            // Routes that never match, and the like: valid, but probably not meant.
+            "warnings": s.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
         .to_string()
         .into_bytes();

@@ -62,6 +62,9 @@ pub struct Snapshot {
     /// The access log, opened; `None` when disabled. Each generation opens its own, so
     /// a reload reopens the file (log rotation).
     pub access_log: Option<LogSink>,
+    /// What validation found allowed but probably not meant (routes that never match);
+    /// printed by `check`, logged at start-up and on reload.
+    pub warnings: Vec<Problem>,
 }
 
 /// A compiled upstream.
@@ -188,6 +191,7 @@ pub fn compile(
         upstreams,
         defaults: Arc::new(v.defaults),
         access_log,
+        warnings: v.warnings,
     })
 }
 

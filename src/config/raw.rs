@@ -272,6 +272,12 @@ pub struct RawServer {
     /// `0` (default) = half the open-file limit minus 32, as each proxied client also
     /// needs an upstream socket (nginx's `worker_connections` counts both the same way).
     pub max_connections: usize,
+    /// Accept a config without `[[routes]]` (every request answered 404). Off, so that a
+    /// file cut short by an editor never replaces a working config.
+    pub allow_no_routes: bool,
+    /// Let a reload remove the `admin_token` of the serving config. Off, so that a file
+    /// rewritten without the line does not silently open `POST /reload`.
+    pub allow_admin_token_removal: bool,
 }
 
 impl Default for RawServer {
@@ -291,6 +297,8 @@ impl Default for RawServer {
             header_timeout: "60s".to_string(),
             keepalive_timeout: "75s".to_string(),
             max_connections: 0,
+            allow_no_routes: false,
+            allow_admin_token_removal: false,
         }
     }
 }
