@@ -622,7 +622,9 @@ mod tests {
     }
 
     fn h2_upstream(extra: &str) -> String {
-        format!("[upstreams.g]\npeers = [\"127.0.0.1:50051\"]\nprotocol = \"h2c\"\n{extra}")
+        routed(&format!(
+            "[upstreams.g]\npeers = [\"127.0.0.1:50051\"]\nprotocol = \"h2c\"\n{extra}"
+        ))
     }
 
     #[test]
