@@ -1,5 +1,5 @@
 //! The `tracebridge` binary: `check`, start-up failures, `--version`, and every file
-//! in `conf/` (and the W3C conformance config in `tests/w3c/`) validating.
+//! in `conf/` (and the W3C conformance config in `tests/w3c/`, and the README's examples) validating.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -37,6 +37,30 @@ fn every_file_in_conf_validates() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+    }
+}
+
+/// The README's example configs are whole configs a reader may copy: each validates.
+#[test]
+fn every_config_in_the_readme_validates() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let f = dir.path().join(format!("readme-{i}.toml"));
+        std::fs::write(&f, block).unwrap();
+        let out = bin().arg("check").arg("--config").arg(&f).output().unwrap();
+        assert!(
+            out.status.success(),
+            "README config {i}:\n{block}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
