@@ -110,7 +110,10 @@ impl RequestTrace {
         }
     }
 
-    /// Writes the context into one outgoing request (every attempt is a new call).
+    /// Writes the context into one outgoing request (every attempt is a new call, so
+    /// SkyWalking's and EagleEye's call index counts it). The retry event is recorded
+    /// by [`Self::attempt`] alone: a retry after the connection was up passes through
+    /// both hooks, and recording in both made two events for one retry.
     pub fn inject(
         &mut self,
         req: &mut dyn HeaderEdit,
@@ -119,11 +122,6 @@ impl RequestTrace {
         metrics: &Metrics,
     ) {
         self.calls += 1;
-        if self.calls > 1 {
-            if let Some(span) = &mut self.span {
-                span.retry(self.calls);
-            }
-        }
         let hop = Hop {
             span_id: self.span_id,
             service: &telemetry.service_name,
@@ -168,7 +166,8 @@ impl RequestTrace {
     }
 
     /// Records that a peer is being picked; every pick after the first is a retry and
-    /// gets an event on the span.
+    /// gets an event on the span. Every retry picks a peer (a connect failure never
+    /// reaches [`Self::inject`]), so this is the one place that records it.
     pub fn attempt(&mut self) {
         self.attempts += 1;
         if self.attempts > 1 {
