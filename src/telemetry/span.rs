@@ -307,3 +307,294 @@ fn builder(
         .with_attributes(attributes)
         .with_links(links)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http::{HeaderMap, HeaderValue};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+    use super::*;
+    use crate::config::spec::DegradationSettings;
+    use crate::mediate::{self, Policy, Trust};
+    use crate::telemetry::tracer::Identity;
+
+    /// Keeps every exported span in memory (the simple processor exports on `end`).
+    #[derive(Debug, Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Memory {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn telemetry() -> (Telemetry, Memory) {
+        let memory = Memory::default();
+        let exporter = memory.clone();
+        let identity = Identity {
+            service_name: "gw".into(),
+            service_instance: "gw-1".into(),
+            host_name: "host".into(),
+            extra: vec![],
+        };
+        let t = Telemetry::new(&identity, 0.0, DegradationSettings::default(), |b, _, _| {
+            b.with_simple_exporter(exporter)
+        });
+        (t, memory)
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// Starts, optionally retries, and finishes one span for `incoming`; returns it.
+    fn one_span(
+        policy: &Policy,
+        incoming: &[(&'static str, &'static str)],
+        route_template: Option<&Arc<str>>,
+        retries: &[u32],
+        outcome: Outcome<'_>,
+    ) -> SpanData {
+        let (telemetry, memory) = telemetry();
+        let plan = mediate::plan(policy, &headers(incoming));
+        let route: Arc<str> = "main".into();
+        let upstream: Arc<str> = "orders".into();
+        let path: Arc<str> = "/orders/42".into();
+        let facts = RequestFacts {
+            method: "GET",
+            path: &path,
+            scheme: "http",
+            server_address: Some("shop.example"),
+            server_port: Some(8080),
+            client_address: Some("192.0.2.7".into()),
+            client_ip: None,
+            protocol_version: "1.1",
+            user_agent: Some("curl/8"),
+            route: &route,
+            route_template,
+            upstream: &upstream,
+        };
+        let mut span = GatewaySpan::start(&telemetry, &plan, facts, &path);
+        for attempt in retries {
+            span.retry(*attempt);
+        }
+        span.finish(outcome);
+        let spans = memory.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 1);
+        spans.into_iter().next().unwrap()
+    }
+
+    fn attr(span: &SpanData, key: &str) -> Option<Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    }
+
+    fn text(span: &SpanData, key: &str) -> Option<String> {
+        attr(span, key).map(|v| v.as_str().into_owned())
+    }
+
+    #[test]
+    fn a_continued_span_carries_the_semantic_conventions() {
+        let template: Arc<str> = "/orders".into();
+        let address: Arc<str> = "10.0.0.1:80".into();
+        let span = one_span(
+            &Policy::default(),
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+            Some(&template),
+            &[],
+            Outcome {
+                status: 200,
+                error: None,
+                injected: &[Format::TraceContext, Format::B3],
+                upstream_address: Some(&address),
+            },
+        );
+        assert_eq!(span.name, "GET main");
+        assert_eq!(span.span_kind, SpanKind::Server);
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(span.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert!(span.span_context.is_sampled());
+        for (key, want) in [
+            (semconv::HTTP_REQUEST_METHOD, "GET"),
+            (semconv::URL_PATH, "/orders/42"),
+            (semconv::URL_SCHEME, "http"),
+            (semconv::HTTP_ROUTE, "/orders"),
+            (semconv::SERVER_ADDRESS, "shop.example"),
+            (semconv::CLIENT_ADDRESS, "192.0.2.7"),
+            (semconv::USER_AGENT_ORIGINAL, "curl/8"),
+            (semconv::NETWORK_PROTOCOL_VERSION, "1.1"),
+            (attr::ROUTE, "main"),
+            (attr::UPSTREAM, "orders"),
+            (attr::UPSTREAM_ADDRESS, "10.0.0.1:80"),
+            (attr::EXTRACTED_FORMAT, "tracecontext"),
+        ] {
+            assert_eq!(text(&span, key).as_deref(), Some(want), "{key}");
+        }
+        assert_eq!(attr(&span, semconv::SERVER_PORT), Some(Value::I64(8080)));
+        assert_eq!(
+            attr(&span, semconv::HTTP_RESPONSE_STATUS_CODE),
+            Some(Value::I64(200))
+        );
+        assert_eq!(
+            attr(&span, attr::INJECTED_FORMATS),
+            Some(Value::Array(
+                vec![StringValue::from("tracecontext"), StringValue::from("b3")].into()
+            ))
+        );
+        assert_eq!(attr(&span, semconv::ERROR_TYPE), None);
+        assert_eq!(span.status, Status::Unset);
+        assert!(span.events.is_empty());
+        assert!(span.links.is_empty());
+    }
+
+    #[test]
+    fn retries_are_events_and_a_failure_is_an_error() {
+        let span = one_span(
+            &Policy::default(),
+            &[],
+            None,
+            &[2],
+            Outcome {
+                status: 502,
+                error: Some("connect"),
+                injected: &[],
+                upstream_address: None,
+            },
+        );
+        // No route template: the name is the method alone, and a context-less request
+        // is a new root marked `none`.
+        assert_eq!(span.name, "GET");
+        assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+        assert_eq!(text(&span, attr::EXTRACTED_FORMAT).as_deref(), Some("none"));
+        assert_eq!(attr(&span, semconv::HTTP_ROUTE), None);
+        let events: Vec<_> = span.events.iter().collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].name, attr::RETRY_EVENT);
+        assert_eq!(
+            events[0].attributes,
+            vec![KeyValue::new(attr::ATTEMPT, 2_i64)]
+        );
+        assert_eq!(text(&span, semconv::ERROR_TYPE).as_deref(), Some("connect"));
+        assert!(matches!(span.status, Status::Error { .. }));
+        // Without an error kind, a 5xx from the upstream is the error.
+        let span = one_span(
+            &Policy::default(),
+            &[],
+            None,
+            &[],
+            Outcome {
+                status: 503,
+                ..Outcome::default()
+            },
+        );
+        assert_eq!(text(&span, semconv::ERROR_TYPE).as_deref(), Some("503"));
+        assert_eq!(
+            span.status,
+            Status::Error {
+                description: "HTTP 503".into()
+            }
+        );
+    }
+
+    #[test]
+    fn skywalking_and_eagleeye_originals_become_attributes() {
+        let span = one_span(
+            &Policy::default(),
+            &[(
+                "sw8",
+                "1-NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDE=-\
+                     NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDI=-1-\
+                     c3ZjLWE=-aW5zdC0x-R0VUOi9vcmRlcnM=-Z2F0ZXdheTo4MDgw",
+            )],
+            None,
+            &[],
+            Outcome::default(),
+        );
+        for (key, want) in [
+            (
+                "sw8.trace_id",
+                "56a5e1c519ae4c76a2b8b11d92cead7f.12.16563474296430001",
+            ),
+            ("parent.service", "svc-a"),
+            ("parent.service.instance", "inst-1"),
+            ("parent.endpoint", "GET:/orders"),
+            ("network.AddressUsedAtPeer", "gateway:8080"),
+        ] {
+            assert_eq!(text(&span, key).as_deref(), Some(want), "{key}");
+        }
+        assert_eq!(attr(&span, "sw8.parent_span_id"), Some(Value::I64(1)));
+        // No status sent: no status code attribute.
+        assert_eq!(attr(&span, semconv::HTTP_RESPONSE_STATUS_CODE), None);
+        // EagleEye alone (with sw8 too, its other trace id would be a conflict).
+        let span = one_span(
+            &Policy::default(),
+            &[
+                ("eagleeye-traceid", "eac0a8020216868084400006973d000a"),
+                ("eagleeye-rpcid", "0.1"),
+            ],
+            None,
+            &[],
+            Outcome::default(),
+        );
+        assert_eq!(
+            text(&span, attr::EXTRACTED_FORMAT).as_deref(),
+            Some("eagleeye")
+        );
+        assert_eq!(
+            text(&span, "eagleeye.trace_id").as_deref(),
+            Some("eac0a8020216868084400006973d000a")
+        );
+        assert_eq!(text(&span, "eagleeye.rpc_id").as_deref(), Some("0.1"));
+    }
+
+    #[test]
+    fn restart_links_the_incoming_context_instead_of_continuing_it() {
+        let policy = Policy {
+            trust: Trust::Restart,
+            ..Policy::default()
+        };
+        let span = one_span(
+            &policy,
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+            None,
+            &[],
+            Outcome::default(),
+        );
+        assert_ne!(
+            span.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let links: Vec<_> = span.links.iter().collect();
+        assert_eq!(links.len(), 1);
+        assert_eq!(
+            links[0].span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            links[0].attributes,
+            vec![
+                KeyValue::new(attr::LINK_FORMAT, "tracecontext"),
+                KeyValue::new(attr::LINK_REASON, "restart"),
+            ]
+        );
+    }
+}
