@@ -103,14 +103,15 @@ impl Built {
     }
 }
 
-/// The span pipeline `[telemetry]` asks for ([`Telemetry::from_settings`]).
+/// The span pipeline `[telemetry]` asks for: [`Telemetry::from_settings`], kept
+/// here for callers that assemble a gateway themselves (the test harness).
 pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
     Telemetry::from_settings(settings)
 }
 
 /// Builds the whole gateway over `config`, with the span pipeline of its `[telemetry]`.
 pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, StartError> {
-    let telemetry = Arc::new(telemetry(&config.load().telemetry));
+    let telemetry = Arc::new(Telemetry::from_settings(&config.load().telemetry));
     build_with_telemetry(config, opts, telemetry)
 }
 

@@ -205,4 +205,42 @@ mod tests {
         assert_eq!(Compression::expected(), "\"none\" or \"gzip\"");
         assert_eq!(<Compression as Named>::parse("zstd"), None);
     }
+
+    #[test]
+    fn a_config_with_unknown_words_names_the_accepted_ones() {
+        let text = "[telemetry]\nexporter = \"jaeger\"\n";
+        let err = crate::config::load_str(text, None, 1).expect_err("unknown exporter");
+        assert!(
+            err.to_string().contains(
+                "telemetry.exporter: unknown exporter \"jaeger\": expected \"otlp\", \"stdout\" or \"none\""
+            ),
+            "{err}"
+        );
+        let text =
+            "[telemetry]\nexporter = \"otlp\"\nprotocol = \"thrift\"\ncompression = \"zstd\"\n";
+        let err = crate::config::load_str(text, None, 1)
+            .expect_err("unknown protocol and compression")
+            .to_string();
+        assert!(
+            err.contains("telemetry.protocol: unknown protocol \"thrift\": expected \"http/protobuf\" or \"grpc\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("telemetry.compression: unknown compression \"zstd\": expected \"none\" or \"gzip\""),
+            "{err}"
+        );
+        let text = "[upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n\
+                    [telemetry]\nexporter = \"otlp\"\nprotocol = \"http\"\ncompression = \"gzip\"\n";
+        let snapshot = crate::config::load_str(text, None, 1).expect("valid");
+        assert_eq!(
+            snapshot.telemetry.exporter,
+            Exporter::Otlp(OtlpFileSettings {
+                protocol: OtlpProtocol::HttpProtobuf,
+                endpoint: String::new(),
+                headers: BTreeMap::new(),
+                timeout: Duration::from_secs(10),
+                compression: Compression::Gzip,
+            })
+        );
+    }
 }
