@@ -388,3 +388,175 @@ pub fn encode_span(span: &SpanData, buf: &mut Vec<u8>) {
         fixed32_field(buf, 16, span_flags(context, span.parent_span_is_remote));
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Byte-for-byte comparisons with prost's encoding of opentelemetry-proto's own
+    //! conversion; the span builders are shared with `otlp_http`'s tests.
+
+    use super::*;
+    use opentelemetry::trace::{Event, Link, TraceFlags, TraceId, TraceState};
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use proptest::prelude::*;
+    use prost::Message;
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    pub(crate) fn context(
+        trace: u128,
+        span: u64,
+        flags: u8,
+        state: &str,
+        remote: bool,
+    ) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(span),
+            TraceFlags::new(flags),
+            remote,
+            state.parse::<TraceState>().unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn span(
+        name: &'static str,
+        attrs: Vec<KeyValue>,
+        parent: u64,
+        remote: bool,
+        status: Status,
+    ) -> SpanData {
+        let start = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        SpanData {
+            span_context: context(
+                0x0af7651916cd43dd8448eb211c80319c,
+                0xb7ad6b7169203331,
+                1,
+                "",
+                false,
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: remote,
+            span_kind: SpanKind::Server,
+            name: Cow::Borrowed(name),
+            start_time: start,
+            end_time: start + Duration::from_micros(1500),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: InstrumentationScope::builder("tracebridge").build(),
+        }
+    }
+
+    pub(crate) fn gateway_attrs() -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.path", "/api/orders"),
+            KeyValue::new("http.response.status_code", 200i64),
+            KeyValue::new("tracebridge.extracted", ""),
+            KeyValue::new("flag", false),
+            KeyValue::new("zero", 0i64),
+            KeyValue::new("negative", -42i64),
+            KeyValue::new("ratio", 0.25),
+            KeyValue::new(
+                "tracebridge.injected",
+                Value::Array(Array::String(vec!["tracecontext".into(), "b3multi".into()])),
+            ),
+            KeyValue::new("bools", Value::Array(Array::Bool(vec![true, false]))),
+            KeyValue::new("ints", Value::Array(Array::I64(vec![1, -1]))),
+            KeyValue::new("floats", Value::Array(Array::F64(vec![0.5]))),
+        ]
+    }
+
+    /// What prost writes for opentelemetry-proto's own conversion of `span`.
+    fn reference(span: &SpanData) -> Vec<u8> {
+        ProtoSpan::from(span.clone()).encode_to_vec()
+    }
+
+    /// Our bytes for `span`.
+    fn ours(span: &SpanData) -> Vec<u8> {
+        let mut buf = vec![];
+        encode_span(span, &mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_gateway_span_is_byte_for_byte_what_prost_writes() {
+        for (parent, remote, status) in [
+            (0, false, Status::Unset),
+            (0x00f067aa0ba902b7, true, Status::Ok),
+            (0x00f067aa0ba902b7, false, Status::error("upstream refused")),
+        ] {
+            let s = span("GET /api", gateway_attrs(), parent, remote, status);
+            assert_eq!(ours(&s), reference(&s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn events_links_tracestate_and_counts_are_encoded_too() {
+        let mut s = span("op", vec![KeyValue::new("k", "v")], 7, true, Status::Unset);
+        s.span_context = context(1, 2, 0, "vendor=abc,other=1", false);
+        s.span_kind = SpanKind::Client;
+        s.dropped_attributes_count = 3;
+        s.events.events = vec![Event::new(
+            "retry",
+            UNIX_EPOCH + Duration::from_secs(5),
+            vec![KeyValue::new("attempt", 2i64)],
+            1,
+        )];
+        s.events.dropped_count = 4;
+        s.links.links = vec![Link::new(
+            context(9, 8, 1, "a=b", true),
+            vec![KeyValue::new("why", "follows")],
+            6,
+        )];
+        s.links.dropped_count = 5;
+        assert_eq!(ours(&s), reference(&s));
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::I64),
+            (-200i64..200).prop_map(Value::I64),
+            any::<f64>().prop_map(Value::F64),
+            ".{0,40}".prop_map(|s| Value::String(s.into())),
+            proptest::collection::vec(".{0,8}", 0..4)
+                .prop_map(|v| Value::Array(Array::String(v.into_iter().map(Into::into).collect()))),
+            proptest::collection::vec(any::<i64>(), 0..4).prop_map(|v| Value::Array(Array::I64(v))),
+            proptest::collection::vec(any::<bool>(), 0..4)
+                .prop_map(|v| Value::Array(Array::Bool(v))),
+            proptest::collection::vec(any::<f64>(), 0..4).prop_map(|v| Value::Array(Array::F64(v))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_attributes_encode_as_prost_does(
+            attrs in proptest::collection::vec(("[a-z.]{0,20}", value()), 0..20),
+            parent in any::<u64>(),
+            remote in any::<bool>(),
+        ) {
+            let attrs = attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+            let status = match parent % 3 {
+                0 => Status::Unset,
+                1 => Status::Ok,
+                _ => Status::error(format!("{parent}")),
+            };
+            let s = span("x", attrs, parent, remote, status);
+            prop_assert_eq!(ours(&s), reference(&s));
+        }
+
+        #[test]
+        fn varint_len_is_the_written_length(v in any::<u64>(), shift in 0u32..64) {
+            for v in [v, v >> shift] {
+                let mut buf = vec![];
+                varint(&mut buf, v);
+                prop_assert_eq!(varint_len(v), buf.len());
+            }
+        }
+    }
+}
