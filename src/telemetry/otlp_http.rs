@@ -20,13 +20,12 @@ use std::time::Duration;
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
-pub use super::otlp_proto::encode_span;
-use super::otlp_proto::{bytes_field, key, key_value, message, varint, varint_len, LEN};
-
 use super::otlp::OtlpSettings;
+use super::otlp_proto::{
+    bytes_field, encode_span, key, key_value, message, varint, varint_len, LEN,
+};
 use super::pipeline::{Batch, BatchExport, FailureLog, FAILURE_REPORT_INTERVAL};
-use crate::config::spec::Compression;
-use crate::config::spec::QueueSettings;
+use crate::config::spec::{Compression, QueueSettings};
 
 thread_local! {
     /// The request thread's buffer for encoding one span, reused from span to span.
