@@ -18,12 +18,13 @@ use tikv_jemallocator::Jemalloc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use tracebridge::codec::Format;
+use tracebridge::config::spec::{DegradationSettings, QueueSettings};
 use tracebridge::mediate::Policy;
-use tracebridge::proxy::trace::{RequestFacts, RequestTrace};
+use tracebridge::proxy::trace::RequestTrace;
 use tracebridge::telemetry::otlp_http::EncodedSpans;
-use tracebridge::telemetry::pipeline::{Batch, BatchExport, QueueProcessor, QueueSettings};
-use tracebridge::telemetry::tracer::{DegradationSettings, Identity};
-use tracebridge::telemetry::{Metrics, Telemetry};
+use tracebridge::telemetry::pipeline::{Batch, BatchExport, QueueProcessor};
+use tracebridge::telemetry::tracer::Identity;
+use tracebridge::telemetry::{Metrics, RequestFacts, Telemetry};
 
 /// Counts allocations, on top of the allocator the `tracebridge` binary uses (jemalloc).
 struct Counting;

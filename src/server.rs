@@ -25,18 +25,11 @@ use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::validate::host_name;
-use crate::config::{Exporter, TelemetrySettings, UpstreamKind};
+use crate::config::{TelemetrySettings, UpstreamKind};
 use crate::proxy::limits::{Limited, OpenConnections};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
-use crate::telemetry::otlp;
-use crate::telemetry::otlp_http::OtlpHttpExporter;
-use crate::telemetry::pipeline::{QueueProcessor, SdkExport};
-use crate::telemetry::stdout::StdoutExporter;
-use crate::telemetry::tracer::SCOPE_NAME;
 use crate::telemetry::{Metrics, Telemetry};
-use opentelemetry_sdk::trace::SpanExporter as _;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 
 /// How the process was asked to start.
@@ -110,68 +103,15 @@ impl Built {
     }
 }
 
-/// The span pipeline `[telemetry]` asks for, with the standard OpenTelemetry
-/// environment variables applied over the file. Spans leave through a bounded queue
-/// and an exporter thread, so exporting never runs on a request's path.
+/// The span pipeline `[telemetry]` asks for: [`Telemetry::from_settings`], kept
+/// here for callers that assemble a gateway themselves (the test harness).
 pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
-    let env = |name: &str| std::env::var(name).ok();
-    let identity = otlp::identity(
-        &settings.service_name,
-        &settings.service_instance,
-        &host_name(),
-        &env,
-    );
-    let exporter = settings.exporter.clone();
-    let queue = settings.queue;
-    Telemetry::new(
-        &identity,
-        settings.max_traces_per_second,
-        settings.degradation,
-        move |builder, resource, stats| match exporter {
-            Exporter::Otlp(file) => {
-                let resolved = otlp::resolve(&file, &env);
-                log::info!(
-                    "exporting spans over OTLP ({:?}) to {}",
-                    resolved.protocol,
-                    resolved.endpoint
-                );
-                let resource = resource.clone();
-                match resolved.protocol {
-                    otlp::OtlpProtocol::HttpProtobuf => builder.with_span_processor(
-                        QueueProcessor::start(queue, stats, move || {
-                            OtlpHttpExporter::new(&resolved, &resource, SCOPE_NAME)
-                                .map_err(|e| {
-                                    log::error!("cannot build the OTLP/HTTP exporter: {e}")
-                                })
-                                .ok()
-                        }),
-                    ),
-                    otlp::OtlpProtocol::Grpc => builder.with_span_processor(QueueProcessor::start(
-                        queue,
-                        stats,
-                        move || {
-                            SdkExport::build(true, &resolved.endpoint, || {
-                                let mut exporter = otlp::build_grpc_exporter(&resolved)?;
-                                exporter.set_resource(&resource);
-                                Some(exporter)
-                            })
-                        },
-                    )),
-                }
-            }
-            Exporter::Stdout => {
-                builder.with_span_processor(QueueProcessor::start(queue, stats, || {
-                    SdkExport::build(false, "stdout", || Some(StdoutExporter))
-                }))
-            }
-            Exporter::None => builder,
-        },
-    )
+    Telemetry::from_settings(settings)
 }
 
 /// Builds the whole gateway over `config`, with the span pipeline of its `[telemetry]`.
 pub fn build(config: Arc<ConfigHandle>, opts: StartOptions) -> Result<Built, StartError> {
-    let telemetry = Arc::new(telemetry(&config.load().telemetry));
+    let telemetry = Arc::new(Telemetry::from_settings(&config.load().telemetry));
     build_with_telemetry(config, opts, telemetry)
 }
 

@@ -12,6 +12,7 @@ pub mod log_sink;
 pub mod otel_env;
 pub mod raw;
 pub mod router;
+pub mod spec;
 pub mod suggest;
 pub mod validate;
 
@@ -23,9 +24,8 @@ use sha2::{Digest, Sha256};
 pub use compile::{HttpUpstream, Snapshot, Source, Upstream, UpstreamKind};
 pub use log_sink::LogSink;
 pub use router::{Route, Router};
-pub use validate::{
-    AccessLogSettings, ConfigError, Exporter, Problem, ServerSettings, TelemetrySettings,
-};
+pub use spec::{Exporter, TelemetrySettings};
+pub use validate::{AccessLogSettings, ConfigError, Problem, ServerSettings};
 
 /// The built-in default config: the same text as `conf/tracebridge.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../conf/tracebridge.toml");

@@ -15,11 +15,13 @@ use super::raw::{
     RawAccessLog, RawConfig, RawHealthCheck, RawPropagation, RawPropagationOverride, RawRoute,
     RawSampling, RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
 };
+use super::spec::{
+    Compression, DegradationSettings, ExporterKind, Named, OtlpFileSettings, OtlpProtocol,
+    QueueSettings,
+};
+pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
 use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
-use crate::telemetry::otlp::{OtlpFileSettings, OtlpProtocol};
-use crate::telemetry::pipeline::QueueSettings;
-use crate::telemetry::tracer::DegradationSettings;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,34 +138,6 @@ pub struct UpstreamSpec {
     pub kind: UpstreamKindSpec,
     /// Its propagation and sampling overrides.
     pub policy: PolicyOverride,
-}
-
-/// Where spans go.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Exporter {
-    /// OTLP to a collector (environment variables override these file values).
-    Otlp(OtlpFileSettings),
-    /// JSON lines on standard output.
-    Stdout,
-    /// Nowhere (spans are still made, so ids and sampling behave the same).
-    None,
-}
-
-/// Validated `[telemetry]` and the process-wide part of `[sampling]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetrySettings {
-    /// `service.name`.
-    pub service_name: String,
-    /// `service.instance.id` (the host name when not configured).
-    pub service_instance: String,
-    /// The exporter.
-    pub exporter: Exporter,
-    /// Sampled new roots per second; 0 = no cap.
-    pub max_traces_per_second: f64,
-    /// The export queue.
-    pub queue: QueueSettings,
-    /// Dynamic degradation.
-    pub degradation: DegradationSettings,
 }
 
 /// The two kinds of upstream.
@@ -486,14 +460,18 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
     if t.service_name.is_empty() {
         c.push("telemetry.service_name", "must not be empty");
     }
-    let exporter = match t.exporter.as_str() {
-        "otlp" => Exporter::Otlp(otlp(c, t)),
-        "stdout" => Exporter::Stdout,
-        "none" => Exporter::None,
-        other => {
+    let exporter = match ExporterKind::parse(&t.exporter) {
+        Some(ExporterKind::Otlp) => Exporter::Otlp(otlp(c, t)),
+        Some(ExporterKind::Stdout) => Exporter::Stdout,
+        Some(ExporterKind::None) => Exporter::None,
+        None => {
             c.push(
                 "telemetry.exporter",
-                format!("unknown exporter {other:?}: expected \"otlp\", \"stdout\" or \"none\""),
+                format!(
+                    "unknown exporter {:?}: expected {}",
+                    t.exporter,
+                    ExporterKind::expected()
+                ),
             );
             Exporter::None
         }
@@ -586,8 +564,9 @@ fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
         c.push(
             "telemetry.protocol",
             format!(
-                "unknown protocol {:?}: expected \"http/protobuf\" or \"grpc\"",
-                t.protocol
+                "unknown protocol {:?}: expected {}",
+                t.protocol,
+                OtlpProtocol::expected()
             ),
         );
         OtlpProtocol::HttpProtobuf
@@ -596,23 +575,23 @@ fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
     if !t.endpoint.is_empty() && !url_ok {
         c.push("telemetry.endpoint", "must be an http:// or https:// URL");
     }
-    let gzip = match t.compression.as_str() {
-        "none" | "" => false,
-        "gzip" => true,
-        other => {
-            c.push(
-                "telemetry.compression",
-                format!("unknown compression {other:?}: expected \"none\" or \"gzip\""),
-            );
-            false
-        }
-    };
+    let compression = Compression::parse(&t.compression).unwrap_or_else(|| {
+        c.push(
+            "telemetry.compression",
+            format!(
+                "unknown compression {:?}: expected {}",
+                t.compression,
+                Compression::expected()
+            ),
+        );
+        Compression::None
+    });
     OtlpFileSettings {
         protocol,
         endpoint: t.endpoint.clone(),
         headers: t.headers.clone(),
         timeout: c.positive_duration("telemetry.timeout".into(), &t.timeout),
-        gzip,
+        compression,
     }
 }
 

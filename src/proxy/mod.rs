@@ -32,8 +32,9 @@ use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
 use crate::telemetry::coverage::{self, Observation};
 use crate::telemetry::metrics::{status_class, Metrics, NO_ROUTE};
+use crate::telemetry::RequestFacts;
 use crate::telemetry::Telemetry;
-use trace::{RequestFacts, RequestTrace, UpstreamHeaders};
+use trace::{RequestTrace, UpstreamHeaders};
 
 /// The gateway's proxy logic, shared by every worker thread.
 pub struct Gateway {

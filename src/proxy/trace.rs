@@ -4,59 +4,15 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::trace::{Link, Span as _, SpanKind, Status};
-use opentelemetry::{KeyValue, StringValue, Value};
-use opentelemetry_semantic_conventions::attribute as semconv;
 use pingora::http::RequestHeader;
 
 use crate::codec::{Format, FormatSet, HeaderSink};
 use crate::mediate::{self, HeaderEdit, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 use crate::telemetry::coverage::Observation;
+use crate::telemetry::span::RequestFacts;
+use crate::telemetry::span::{remote_parent, GatewaySpan, Outcome};
 use crate::telemetry::{Metrics, Telemetry};
-
-/// Attribute names of our own, all under one prefix.
-mod attr {
-    pub const ROUTE: &str = "tracebridge.route";
-    pub const UPSTREAM: &str = "tracebridge.upstream";
-    pub const UPSTREAM_ADDRESS: &str = "tracebridge.upstream.address";
-    pub const EXTRACTED_FORMAT: &str = "tracebridge.extracted_format";
-    /// [`EXTRACTED_FORMAT`] of a request that brought no context.
-    pub const NO_FORMAT: &str = "none";
-    pub const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
-    pub const LINK_FORMAT: &str = "tracebridge.link.format";
-    pub const LINK_REASON: &str = "tracebridge.link.reason";
-    pub const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
-}
-
-/// The request facts the span describes.
-pub struct RequestFacts<'a> {
-    /// Method.
-    pub method: &'a str,
-    /// Path (no query).
-    pub path: &'a str,
-    /// `http` or `https`.
-    pub scheme: &'static str,
-    /// Host the client addressed, without port.
-    pub server_address: Option<&'a str>,
-    /// Port of the listener.
-    pub server_port: Option<u16>,
-    /// Client IP (moved into the span): the peer, or from a trusted proxy the address
-    /// its `X-Forwarded-For` names (`mediate::forwarded::client_address`).
-    pub client_address: Option<String>,
-    /// The same address, for trust by network.
-    pub client_ip: Option<std::net::IpAddr>,
-    /// `1.1` or `2`.
-    pub protocol_version: &'static str,
-    /// `User-Agent`.
-    pub user_agent: Option<&'a str>,
-    /// Route name. The three config names are shared with the span, not copied.
-    pub route: &'a Arc<str>,
-    /// Route path prefix (`http.route`); `None` when no route matched.
-    pub route_template: Option<&'a Arc<str>>,
-    /// Upstream name.
-    pub upstream: &'a Arc<str>,
-}
 
 /// Per-request trace state, from the first filter to the span's end.
 pub struct RequestTrace {
@@ -85,67 +41,7 @@ pub struct RequestTrace {
     calls: u32,
     /// Peer selections so far: each one after the first is a retry.
     attempts: u32,
-    span: Option<opentelemetry_sdk::trace::Span>,
-}
-
-fn sw_attributes(ctx: &TraceContext, out: &mut Vec<KeyValue>) {
-    if let Some(sw) = &ctx.originals.skywalking {
-        // The names the OpenTelemetry Collector's SkyWalking receiver uses.
-        out.push(KeyValue::new("sw8.trace_id", sw.trace_id.clone()));
-        out.push(KeyValue::new(
-            "sw8.parent_segment_id",
-            sw.segment_id.clone(),
-        ));
-        out.push(KeyValue::new(
-            "sw8.parent_span_id",
-            i64::from(sw.span_index),
-        ));
-        out.push(KeyValue::new("parent.service", sw.service.clone()));
-        out.push(KeyValue::new(
-            "parent.service.instance",
-            sw.instance.clone(),
-        ));
-        out.push(KeyValue::new("parent.endpoint", sw.endpoint.clone()));
-        out.push(KeyValue::new(
-            "network.AddressUsedAtPeer",
-            sw.address.clone(),
-        ));
-    }
-    if let Some(ee) = &ctx.originals.eagleeye {
-        out.push(KeyValue::new("eagleeye.trace_id", ee.trace_id.clone()));
-        out.push(KeyValue::new("eagleeye.rpc_id", ee.rpc_id.clone()));
-    }
-    if let Some(id) = &ctx.originals.jaeger_debug_id {
-        out.push(KeyValue::new(attr::JAEGER_DEBUG_ID, id.clone()));
-    }
-}
-
-fn otel_trace_id(t: TraceId) -> opentelemetry::trace::TraceId {
-    opentelemetry::trace::TraceId::from_bytes(t.to_bytes())
-}
-
-fn link(format: Format, ctx: &TraceContext, reason: &'static str) -> Option<Link> {
-    let trace = ctx.trace_id?;
-    let span = ctx
-        .parent_id
-        .map_or(opentelemetry::trace::SpanId::INVALID, |s| {
-            opentelemetry::trace::SpanId::from_bytes(s.to_bytes())
-        });
-    let sc = opentelemetry::trace::SpanContext::new(
-        otel_trace_id(trace),
-        span,
-        opentelemetry::trace::TraceFlags::default(),
-        true,
-        Default::default(),
-    );
-    Some(Link::new(
-        sc,
-        vec![
-            KeyValue::new(attr::LINK_FORMAT, format.as_str()),
-            KeyValue::new(attr::LINK_REASON, reason),
-        ],
-        0,
-    ))
+    span: Option<GatewaySpan>,
 }
 
 impl RequestTrace {
@@ -168,25 +64,18 @@ impl RequestTrace {
             preflight: false,
         };
         let formats = mediate::formats_to_inject(&policy, &plan);
-        let parent = plan.parent.as_ref().and_then(|p| {
-            p.trace_id
-                .map(|t| (t, p.parent_id, p.sampling.decision() == Some(true)))
-        });
+        let parent = remote_parent(&plan);
         // Degraded (the span pipeline cannot keep up): propagation only, by itself.
         let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.degraded() {
-            let span = start_span(&plan, parent, facts, &endpoint, telemetry);
+            let span = GatewaySpan::start(telemetry, &plan, facts, &endpoint);
             metrics.spans_started.inc();
-            telemetry.span_started();
-            let sc = span.span_context();
-            let trace_id = TraceId::new(u128::from_be_bytes(sc.trace_id().to_bytes()));
-            let span_id = SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes()));
-            match (trace_id, span_id) {
-                (Some(t), Some(s)) => (t, s, sc.is_sampled(), Some(span)),
+            match span.ids() {
+                (Some(t), Some(s), sampled) => (t, s, sampled, Some(span)),
                 // The SDK never hands out zero ids; fall back to fresh ones regardless.
-                _ => (
+                (_, _, sampled) => (
                     telemetry.new_trace_id(),
                     telemetry.new_span_id(),
-                    sc.is_sampled(),
+                    sampled,
                     Some(span),
                 ),
             }
@@ -221,7 +110,10 @@ impl RequestTrace {
         }
     }
 
-    /// Writes the context into one outgoing request (every attempt is a new call).
+    /// Writes the context into one outgoing request (every attempt is a new call, so
+    /// SkyWalking's and EagleEye's call index counts it). The retry event is recorded
+    /// by [`Self::attempt`] alone: a retry after the connection was up passes through
+    /// both hooks, and recording in both made two events for one retry.
     pub fn inject(
         &mut self,
         req: &mut dyn HeaderEdit,
@@ -230,14 +122,6 @@ impl RequestTrace {
         metrics: &Metrics,
     ) {
         self.calls += 1;
-        if self.calls > 1 {
-            if let Some(span) = &mut self.span {
-                span.add_event(
-                    "retry",
-                    vec![KeyValue::new("tracebridge.attempt", i64::from(self.calls))],
-                );
-            }
-        }
         let hop = Hop {
             span_id: self.span_id,
             service: &telemetry.service_name,
@@ -282,18 +166,13 @@ impl RequestTrace {
     }
 
     /// Records that a peer is being picked; every pick after the first is a retry and
-    /// gets an event on the span.
+    /// gets an event on the span. Every retry picks a peer (a connect failure never
+    /// reaches [`Self::inject`]), so this is the one place that records it.
     pub fn attempt(&mut self) {
         self.attempts += 1;
         if self.attempts > 1 {
             if let Some(span) = &mut self.span {
-                span.add_event(
-                    "retry",
-                    vec![KeyValue::new(
-                        "tracebridge.attempt",
-                        i64::from(self.attempts),
-                    )],
-                );
+                span.retry(self.attempts);
             }
         }
     }
@@ -312,38 +191,14 @@ impl RequestTrace {
         error: Option<&str>,
         upstream_address: Option<&Arc<str>>,
     ) {
-        let Some(mut span) = self.span.take() else {
-            return;
-        };
-        if status > 0 {
-            span.set_attribute(KeyValue::new(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status),
-            ));
+        if let Some(span) = self.span.take() {
+            span.finish(Outcome {
+                status,
+                error,
+                injected: &self.formats,
+                upstream_address,
+            });
         }
-        let injected: Vec<StringValue> = self.formats.iter().map(|f| f.as_str().into()).collect();
-        span.set_attribute(KeyValue::new(
-            attr::INJECTED_FORMATS,
-            Value::Array(injected.into()),
-        ));
-        if let Some(addr) = upstream_address {
-            span.set_attribute(KeyValue::new(
-                attr::UPSTREAM_ADDRESS,
-                StringValue::from(addr.clone()),
-            ));
-        }
-        match error {
-            Some(e) => {
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.to_string()));
-                span.set_status(Status::error(e.to_string()));
-            }
-            None if status >= 500 => {
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
-                span.set_status(Status::error(format!("HTTP {status}")));
-            }
-            None => {}
-        }
-        span.end();
     }
 }
 
@@ -368,81 +223,6 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
         None => metrics.missing.with_label_values(&[route]).inc(),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);
-}
-
-/// `http.request.method`: the registered methods without an allocation.
-fn method_value(method: &str) -> StringValue {
-    const KNOWN: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
-    ];
-    match KNOWN.iter().find(|m| **m == method) {
-        Some(m) => StringValue::from(*m),
-        None => StringValue::from(method.to_string()),
-    }
-}
-
-fn start_span(
-    plan: &Plan,
-    parent: Option<(TraceId, Option<SpanId>, bool)>,
-    facts: RequestFacts<'_>,
-    path: &Arc<str>,
-    telemetry: &Telemetry,
-) -> opentelemetry_sdk::trace::Span {
-    // Sized for the common case so the list is allocated once.
-    let mut attributes = Vec::with_capacity(16);
-    attributes.extend([
-        KeyValue::new(semconv::HTTP_REQUEST_METHOD, method_value(facts.method)),
-        KeyValue::new(semconv::URL_PATH, StringValue::from(path.clone())),
-        KeyValue::new(semconv::URL_SCHEME, facts.scheme),
-        KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, facts.protocol_version),
-    ]);
-    if let Some(template) = facts.route_template {
-        attributes.push(KeyValue::new(
-            semconv::HTTP_ROUTE,
-            StringValue::from(template.clone()),
-        ));
-    }
-    attributes.extend([
-        KeyValue::new(attr::ROUTE, StringValue::from(facts.route.clone())),
-        KeyValue::new(attr::UPSTREAM, StringValue::from(facts.upstream.clone())),
-    ]);
-    if let Some(host) = facts.server_address {
-        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_string()));
-    }
-    if let Some(port) = facts.server_port {
-        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
-    }
-    if let Some(client) = facts.client_address {
-        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, client));
-    }
-    if let Some(ua) = facts.user_agent {
-        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_string()));
-    }
-    // `none` rather than no attribute, so dashboards can group the requests that
-    // arrived without context (the same word as the metrics' `route="none"`).
-    let extracted = plan.format.map_or(attr::NO_FORMAT, Format::as_str);
-    attributes.push(KeyValue::new(attr::EXTRACTED_FORMAT, extracted));
-    sw_attributes(&plan.carried, &mut attributes);
-    // On restart the incoming context comes first, then the conflicts.
-    let restarted = plan.links.len() - plan.conflicts;
-    let links: Vec<Link> = plan
-        .links
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (f, ctx))| {
-            link(*f, ctx, if i < restarted { "restart" } else { "conflict" })
-        })
-        .collect();
-    // Semantic conventions: `{method} {http.route}`, or `{method}` alone without a route.
-    let name = match facts.route_template {
-        Some(_) => format!("{} {}", facts.method, facts.route),
-        None => facts.method.to_string(),
-    };
-    let builder = opentelemetry::trace::SpanBuilder::from_name(name)
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .with_links(links);
-    telemetry.start(builder, parent, plan.directive)
 }
 
 /// pingora's request header as a mediation target: edits go through its own methods so

@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use super::labels::{NONE, NO_ROUTE};
 use crate::codec::{Format, FormatSet};
 use crate::config::Snapshot;
-use crate::telemetry::metrics::NO_ROUTE;
 
 /// What one request brought and what the gateway did with it, for the coverage view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub fn is_cors_preflight(method: &http::Method, headers: &http::HeaderMap) -> bo
 }
 
 /// Key of the requests that arrived without a trace context, next to the formats.
-const NO_CONTEXT: &str = "none";
+const NO_CONTEXT: &str = NONE;
 
 /// How many copies of the per-request counters each route keeps; a thread always adds
 /// to the same copy, so two worker threads do not bounce one cache line between cores.

@@ -94,8 +94,7 @@ pub struct Metrics {
 pub const DOWNSTREAM_CLOSE_REASONS: [&str; 4] =
     ["header_timeout", "idle_timeout", "evicted", "over_limit"];
 
-/// Route label for requests that matched no route.
-pub const NO_ROUTE: &str = "none";
+pub use super::labels::NO_ROUTE;
 
 impl Metrics {
     /// Creates and registers every metric.

@@ -13,25 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    /// Protobuf over HTTP (the default), port 4318.
-    HttpProtobuf,
-    /// gRPC, port 4317.
-    Grpc,
-}
-
-impl OtlpProtocol {
-    /// Parses `http/protobuf` or `grpc`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "http/protobuf" | "http" => Some(OtlpProtocol::HttpProtobuf),
-            "grpc" => Some(OtlpProtocol::Grpc),
-            _ => None,
-        }
-    }
-}
+use crate::config::spec::{Compression, OtlpFileSettings, OtlpProtocol};
 
 /// Everything the OTLP exporter is built from, after environment overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,23 +26,8 @@ pub struct OtlpSettings {
     pub headers: BTreeMap<String, String>,
     /// Per-export timeout.
     pub timeout: Duration,
-    /// gzip the payload.
-    pub gzip: bool,
-}
-
-/// The file's values, before the environment is applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtlpFileSettings {
-    /// `protocol`.
-    pub protocol: OtlpProtocol,
-    /// `endpoint`: a base URL (`http://collector:4318`); empty = the protocol's default.
-    pub endpoint: String,
-    /// `headers`.
-    pub headers: BTreeMap<String, String>,
-    /// `timeout`.
-    pub timeout: Duration,
-    /// `compression = "gzip"`.
-    pub gzip: bool,
+    /// Payload compression.
+    pub compression: Compression,
 }
 
 fn traces_url(base: &str, protocol: OtlpProtocol) -> String {
@@ -127,7 +94,7 @@ pub fn resolve(file: &OtlpFileSettings, env: &dyn Fn(&str) -> Option<String>) ->
         endpoint,
         headers,
         timeout: file.timeout,
-        gzip: file.gzip,
+        compression: file.compression,
     }
 }
 
@@ -149,7 +116,7 @@ pub fn build_grpc_exporter(s: &OtlpSettings) -> Option<opentelemetry_otlp::SpanE
         .with_endpoint(s.endpoint.clone())
         .with_timeout(s.timeout)
         .with_metadata(metadata);
-    if s.gzip {
+    if s.compression == Compression::Gzip {
         b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
     }
     match b.build() {
@@ -174,7 +141,7 @@ mod tests {
             endpoint: "http://collector:4318/".into(),
             headers: BTreeMap::from([("x-tenant".into(), "a".into())]),
             timeout: Duration::from_secs(5),
-            gzip: false,
+            compression: Compression::None,
         }
     }
 

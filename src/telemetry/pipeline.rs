@@ -29,16 +29,7 @@ use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
-/// Queue and batching settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QueueSettings {
-    /// Spans the queue holds before dropping.
-    pub queue_size: usize,
-    /// Spans per export call at most.
-    pub batch_size: usize,
-    /// Longest a span waits before its batch is exported.
-    pub batch_delay: Duration,
-}
+use crate::config::spec::QueueSettings;
 
 /// What the pipeline did, for metrics and degradation.
 #[derive(Debug, Default)]

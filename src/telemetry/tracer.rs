@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
+use crate::config::spec::DegradationSettings;
 use crate::mediate::SamplingDirective;
 use crate::model::{SpanId, TraceId};
 
@@ -185,30 +186,6 @@ impl Identity {
             KeyValue::new(a::HOST_NAME, self.host_name.clone()),
         ]);
         Resource::builder_empty().with_attributes(attrs).build()
-    }
-}
-
-/// When to stop making spans (propagation only) and when to start again.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DegradationSettings {
-    /// Degrade when the export queue stays above this share of its capacity.
-    pub high_water: f64,
-    /// Recover when it stays below this share.
-    pub low_water: f64,
-    /// Degrade when more spans than this start per second (0 = no limit).
-    pub max_spans_per_second: f64,
-    /// How long a condition must hold before switching either way.
-    pub hold: std::time::Duration,
-}
-
-impl Default for DegradationSettings {
-    fn default() -> Self {
-        DegradationSettings {
-            high_water: 0.8,
-            low_water: 0.2,
-            max_spans_per_second: 0.0,
-            hold: std::time::Duration::from_secs(1),
-        }
     }
 }
 

@@ -1,0 +1,246 @@
+//! The validated telemetry settings: what `validate` produces from `[telemetry]` and
+//! what `telemetry` builds its pipeline from. They live in `config` so that imports run
+//! one way (`config → telemetry`); the checks that produce them stay in `validate.rs`.
+//!
+//! Each config word with a closed set of values is a typed enum whose accepted names
+//! come from one table ([`Named::NAMES`]): parsing and the "expected …" message both
+//! read it, so they cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A config word with a closed set of values.
+pub trait Named: Sized + Copy + PartialEq + 'static {
+    /// Every documented spelling and its value; the first spelling of a value is its name.
+    const NAMES: &'static [(&'static str, Self)];
+    /// Extra spellings accepted but not advertised in messages.
+    const ALIASES: &'static [(&'static str, Self)] = &[];
+
+    /// The value spelled `s` (surrounding white space ignored).
+    fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        Self::NAMES
+            .iter()
+            .chain(Self::ALIASES)
+            .find(|(name, _)| *name == s)
+            .map(|(_, v)| *v)
+    }
+
+    /// The canonical spelling.
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// `"a", "b" or "c"`: the accepted names, for an error message.
+    fn expected() -> String {
+        let quoted: Vec<String> = Self::NAMES.iter().map(|(n, _)| format!("{n:?}")).collect();
+        match quoted.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            Some((last, _)) => last.clone(),
+            None => String::new(),
+        }
+    }
+}
+
+/// `telemetry.exporter`: where spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExporterKind {
+    /// OTLP to a collector.
+    Otlp,
+    /// JSON lines on standard output.
+    Stdout,
+    /// Nowhere.
+    None,
+}
+
+impl Named for ExporterKind {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("otlp", ExporterKind::Otlp),
+        ("stdout", ExporterKind::Stdout),
+        ("none", ExporterKind::None),
+    ];
+}
+
+/// `telemetry.protocol`: the OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (the default), port 4318.
+    HttpProtobuf,
+    /// gRPC, port 4317.
+    Grpc,
+}
+
+impl Named for OtlpProtocol {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("http/protobuf", OtlpProtocol::HttpProtobuf),
+        ("grpc", OtlpProtocol::Grpc),
+    ];
+    /// `http`: a shorthand the gateway has always accepted (also from
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    const ALIASES: &'static [(&'static str, Self)] = &[("http", OtlpProtocol::HttpProtobuf)];
+}
+
+impl OtlpProtocol {
+    /// Parses `http/protobuf` or `grpc` (kept for callers that do not import [`Named`]).
+    pub fn parse(s: &str) -> Option<Self> {
+        <Self as Named>::parse(s)
+    }
+}
+
+/// `telemetry.compression` of OTLP payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Uncompressed (the OpenTelemetry SDKs' default too).
+    #[default]
+    None,
+    /// gzip, the one compression every OTLP receiver must accept.
+    Gzip,
+}
+
+impl Named for Compression {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("none", Compression::None), ("gzip", Compression::Gzip)];
+    /// An empty value means the default, as an unset `OTEL_EXPORTER_OTLP_COMPRESSION` does.
+    const ALIASES: &'static [(&'static str, Self)] = &[("", Compression::None)];
+}
+
+/// The file's OTLP values, before the environment is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpFileSettings {
+    /// `protocol`.
+    pub protocol: OtlpProtocol,
+    /// `endpoint`: a base URL (`http://collector:4318`); empty = the protocol's default.
+    pub endpoint: String,
+    /// `headers`.
+    pub headers: BTreeMap<String, String>,
+    /// `timeout`.
+    pub timeout: Duration,
+    /// `compression`.
+    pub compression: Compression,
+}
+
+/// Where spans go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exporter {
+    /// OTLP to a collector (environment variables override these file values).
+    Otlp(OtlpFileSettings),
+    /// JSON lines on standard output.
+    Stdout,
+    /// Nowhere (spans are still made, so ids and sampling behave the same).
+    None,
+}
+
+/// The export queue and its batching.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueSettings {
+    /// Spans the queue holds before dropping.
+    pub queue_size: usize,
+    /// Spans per export call at most.
+    pub batch_size: usize,
+    /// Longest a span waits before its batch is exported.
+    pub batch_delay: Duration,
+}
+
+/// When to stop making spans (propagation only) and when to start again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DegradationSettings {
+    /// Degrade when the export queue stays above this share of its capacity.
+    pub high_water: f64,
+    /// Recover when it stays below this share.
+    pub low_water: f64,
+    /// Degrade when more spans than this start per second (0 = no limit).
+    pub max_spans_per_second: f64,
+    /// How long a condition must hold before switching either way.
+    pub hold: Duration,
+}
+
+impl Default for DegradationSettings {
+    fn default() -> Self {
+        DegradationSettings {
+            high_water: 0.8,
+            low_water: 0.2,
+            max_spans_per_second: 0.0,
+            hold: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Validated `[telemetry]` and the process-wide part of `[sampling]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// `service.name`.
+    pub service_name: String,
+    /// `service.instance.id` (the host name when not configured).
+    pub service_instance: String,
+    /// The exporter.
+    pub exporter: Exporter,
+    /// Sampled new roots per second; 0 = no cap.
+    pub max_traces_per_second: f64,
+    /// The export queue.
+    pub queue: QueueSettings,
+    /// Dynamic degradation.
+    pub degradation: DegradationSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_aliases_stay_out_of_messages() {
+        for (name, v) in ExporterKind::NAMES {
+            assert_eq!(<ExporterKind as Named>::parse(name), Some(*v));
+            assert_eq!(v.name(), *name);
+        }
+        assert_eq!(ExporterKind::expected(), "\"otlp\", \"stdout\" or \"none\"");
+        assert_eq!(
+            OtlpProtocol::parse(" http "),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
+        assert_eq!(OtlpProtocol::expected(), "\"http/protobuf\" or \"grpc\"");
+        assert_eq!(<Compression as Named>::parse(""), Some(Compression::None));
+        assert_eq!(Compression::expected(), "\"none\" or \"gzip\"");
+        assert_eq!(<Compression as Named>::parse("zstd"), None);
+    }
+
+    #[test]
+    fn a_config_with_unknown_words_names_the_accepted_ones() {
+        let text = "[telemetry]\nexporter = \"jaeger\"\n";
+        let err = crate::config::load_str(text, None, 1).expect_err("unknown exporter");
+        assert!(
+            err.to_string().contains(
+                "telemetry.exporter: unknown exporter \"jaeger\": expected \"otlp\", \"stdout\" or \"none\""
+            ),
+            "{err}"
+        );
+        let text =
+            "[telemetry]\nexporter = \"otlp\"\nprotocol = \"thrift\"\ncompression = \"zstd\"\n";
+        let err = crate::config::load_str(text, None, 1)
+            .expect_err("unknown protocol and compression")
+            .to_string();
+        assert!(
+            err.contains("telemetry.protocol: unknown protocol \"thrift\": expected \"http/protobuf\" or \"grpc\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("telemetry.compression: unknown compression \"zstd\": expected \"none\" or \"gzip\""),
+            "{err}"
+        );
+        let text = "[upstreams.e]\nkind = \"echo\"\n[[routes]]\nupstream = \"e\"\n\
+                    [telemetry]\nexporter = \"otlp\"\nprotocol = \"http\"\ncompression = \"gzip\"\n";
+        let snapshot = crate::config::load_str(text, None, 1).expect("valid");
+        assert_eq!(
+            snapshot.telemetry.exporter,
+            Exporter::Otlp(OtlpFileSettings {
+                protocol: OtlpProtocol::HttpProtobuf,
+                endpoint: String::new(),
+                headers: BTreeMap::new(),
+                timeout: Duration::from_secs(10),
+                compression: Compression::Gzip,
+            })
+        );
+    }
+}
