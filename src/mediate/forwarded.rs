@@ -34,7 +34,9 @@
 //! bracketed and quoted (`for="[2001:db8::1]"`, RFC 7239 §6), a host that is not a
 //! token is quoted.
 
-use std::net::IpAddr;
+// `core::net`: the address values only; `std::net` also holds sockets and DNS, which
+// the pure modules must not reach (`.ci/run` checks it).
+use core::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -84,7 +86,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = e.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    if let Ok(sa) = e.parse::<std::net::SocketAddr>() {
+    if let Ok(sa) = e.parse::<core::net::SocketAddr>() {
         return Some(sa.ip().to_canonical());
     }
     e.strip_prefix('[')

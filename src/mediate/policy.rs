@@ -1,7 +1,9 @@
 //! The compiled propagation policy of one route: the effective values of
 //! `[propagation]` and `[sampling]` after route-over-upstream-over-global overrides.
 
-use std::net::IpAddr;
+// `core::net`: the address values only; `std::net` also holds sockets and DNS, which
+// the pure modules must not reach (`.ci/run` checks it).
+use core::net::IpAddr;
 
 use ipnet::IpNet;
 
