@@ -41,6 +41,8 @@ use core::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::model::named::named_enum;
+
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -50,26 +52,17 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// `Forwarded` (RFC 7239).
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// What the gateway writes into the forwarding headers of the upstream request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardedMode {
-    /// Extend a trusted proxy's chains with the peer; start a new chain otherwise.
-    Append,
-    /// Write one hop: the resolved client.
-    Replace,
-    /// Leave the headers as they arrived.
-    Off,
-}
-
-impl ForwardedMode {
-    /// Parses the config value.
-    pub fn parse(s: &str) -> Option<ForwardedMode> {
-        match s {
-            "append" => Some(ForwardedMode::Append),
-            "replace" => Some(ForwardedMode::Replace),
-            "off" => Some(ForwardedMode::Off),
-            _ => None,
-        }
+named_enum! {
+    /// What the gateway writes into the forwarding headers of the upstream request
+    /// (`forwarded`; a "mode" in messages).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ForwardedMode("mode") {
+        /// Extend a trusted proxy's chains with the peer; start a new chain otherwise.
+        Append = "append",
+        /// Write one hop: the resolved client.
+        Replace = "replace",
+        /// Leave the headers as they arrived.
+        Off = "off",
     }
 }
 
@@ -251,6 +244,7 @@ pub fn headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Named;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
@@ -442,14 +436,17 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        assert_eq!(ForwardedMode::parse("append"), Some(ForwardedMode::Append));
         assert_eq!(
-            ForwardedMode::parse("replace"),
+            ForwardedMode::from_name("append"),
+            Some(ForwardedMode::Append)
+        );
+        assert_eq!(
+            ForwardedMode::from_name("replace"),
             Some(ForwardedMode::Replace)
         );
-        assert_eq!(ForwardedMode::parse("off"), Some(ForwardedMode::Off));
+        assert_eq!(ForwardedMode::from_name("off"), Some(ForwardedMode::Off));
         assert_eq!(
-            ForwardedMode::parse("Append"),
+            ForwardedMode::from_name("Append"),
             None,
             "case-sensitive like every enum key"
         );
