@@ -90,8 +90,9 @@ fn healthz_answers_while_a_slow_reload_runs() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (status, body, took) = reloading.join().unwrap();
+    // The file watcher may have taken the new text first (the POST then waits for it
+    // on the reload lock, off the admin thread all the same, and finds it unchanged).
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["changed"], true, "{body}");
     assert_eq!(gw.handle.load().router.len(), MAX_ROUTES);
 
     // A reload too quick to outlast a few probes would show nothing either way.

@@ -1,12 +1,12 @@
 //! Closed sets of values chosen by name in the config file (`trust = "restart"`).
 //!
-//! A set is declared once with [`named_enum!`]: the enum and its names in one place.
+//! A set is declared once with `named_enum!`: the enum and its names in one place.
 //! Parsing, the canonical name (written back by `translate`, listed in messages) and the
 //! "expected …" list of a validation message all read that one table, so they cannot
 //! drift apart (as strum's `EnumString` / `IntoStaticStr` derives do it, without the
 //! dependency).
 
-/// A closed set of values written by name. Implemented by [`named_enum!`].
+/// A closed set of values written by name. Implemented by `named_enum!`.
 pub trait Named: Copy + Eq + 'static {
     /// What a value is called in a message: `unknown trust "x"`.
     const WHAT: &'static str;
