@@ -16,11 +16,6 @@ admin_listen = "{admin}"
 threads = 1
 "#;
 
-/// The longest `/healthz` may take while a reload runs. It answers in about a
-/// millisecond; the bound leaves room for a machine busy with other builds, and is far
-/// below the reload's own seconds, which a `/healthz` queued behind it would wait.
-const HEALTHZ_BOUND: Duration = Duration::from_millis(500);
-
 /// A valid config about as large as the limits allow (`MAX_ROUTES` routes, each with its
 /// own upstream and override tables; under `MAX_FILE_BYTES`): loading it takes seconds
 /// on a debug build, the honest slow reload (file read, parse, validation of every key,
@@ -95,18 +90,17 @@ fn healthz_answers_while_a_slow_reload_runs() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(gw.handle.load().router.len(), MAX_ROUTES);
 
-    // A reload too quick to outlast a few probes would show nothing either way.
-    assert!(
-        took >= HEALTHZ_BOUND * 4,
-        "the reload took only {took:?}: make the config larger for this test to mean anything"
-    );
+    // `/healthz` answers in about a millisecond; queued behind the reload it would wait
+    // about as long as the reload. A quarter of the reload (and at most a second) tells
+    // the two apart on a fast machine as on one busy with other builds.
+    let bound = (took / 4).min(Duration::from_secs(1));
     let slowest = latencies.iter().map(|(d, _)| *d).max().unwrap_or_default();
     eprintln!(
         "reload took {took:?}; /healthz answered {} times meanwhile, slowest {slowest:?}",
         latencies.len()
     );
     assert!(
-        slowest < HEALTHZ_BOUND,
+        slowest < bound,
         "/healthz took {slowest:?} while the reload ran ({took:?} in all)"
     );
     assert!(
