@@ -43,7 +43,7 @@ pub trait Named: Copy + Eq + 'static {
 /// Declares a fieldless enum with the config name of each variant, and its [`Named`]
 /// impl:
 ///
-/// ```ignore
+/// ```text
 /// named_enum! {
 ///     /// How the sampling decision is made.
 ///     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
