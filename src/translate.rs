@@ -17,8 +17,8 @@ use serde_json::{json, Map, Value};
 use crate::codec::{DecodeError, Format};
 use crate::config::Snapshot;
 use crate::mediate::extract::{extract, Extraction};
-use crate::mediate::{self, Policy, SamplingDirective, Trust};
-use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
+use crate::mediate::{self, Policy, SamplingDirective};
+use crate::model::{Hop, Named, Sampling, SpanId, TraceContext, TraceId};
 use crate::telemetry::tracer::ratio_sampled;
 
 const UNUSED_SPAN: SpanId = match SpanId::new(1) {
@@ -318,14 +318,6 @@ pub fn simulate(
     })
 }
 
-fn trust_str(t: Trust) -> &'static str {
-    match t {
-        Trust::Continue => "continue",
-        Trust::Restart => "restart",
-        Trust::ContinueUnsampled => "continue_unsampled",
-    }
-}
-
 fn format_list(formats: &[Format]) -> Vec<&'static str> {
     formats.iter().map(|f| f.as_str()).collect()
 }
@@ -353,7 +345,7 @@ impl Simulation {
         };
         out.push_str(&format!(
             "# trust: {}; {what}; sampled: {}\n",
-            trust_str(p.trust),
+            p.trust.name(),
             self.sampled
         ));
         out.push_str(&to_lines(&self.headers));
@@ -379,7 +371,7 @@ impl Simulation {
             "inject": format_list(&p.inject),
             "preserve": p.preserve,
             "strip_unlisted": p.strip_unlisted,
-            "trust": trust_str(p.trust),
+            "trust": p.trust.name(),
             "span": p.span,
             "continued_from": self.continued_from.map(Format::as_str),
             "new_trace": self.continued_from.is_none(),

@@ -107,7 +107,7 @@ impl Admin {
 impl Admin {
     /// `POST /reload`: 200 with the serving generation, 400 with every problem (the old
     /// config keeps serving), 401 without the configured bearer token.
-    fn reload(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
+    async fn reload(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
         let token = self.config.load().server.admin_token.clone();
         if !token.is_empty() {
             let presented = req
@@ -128,7 +128,23 @@ impl Admin {
             body.push(b'\n');
             body
         };
-        match self.config.reload() {
+        // A reload reads the file, resolves peer names and compiles: seconds for a large
+        // config, and the admin service has one thread. Off it, as SIGHUP does, so
+        // `/healthz` and `/readyz` keep answering meanwhile (a liveness probe that timed
+        // out would restart a healthy gateway).
+        let config = self.config.clone();
+        let outcome = match tokio::task::spawn_blocking(move || config.reload()).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                log::error!("config reload task failed: {e}");
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    b"the reload failed; the previous config keeps serving\n".to_vec(),
+                );
+            }
+        };
+        match outcome {
             Ok(crate::reload::Reloaded::Swapped(g)) => reply(
                 StatusCode::OK,
                 "application/json",
@@ -210,7 +226,7 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         if req.method == http::Method::POST && req.uri.path() == "/reload" {
-            return self.reload(req);
+            return self.reload(req).await;
         }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return reply(

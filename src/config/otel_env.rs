@@ -41,6 +41,7 @@
 
 use super::raw::RawConfig;
 use crate::codec::Format;
+use crate::mediate::Strategy;
 
 /// The variables read here.
 pub const PROPAGATORS: &str = "OTEL_PROPAGATORS";
@@ -55,7 +56,7 @@ pub struct EnvDefaults {
     /// Format ids, deduplicated, in order (empty for `none`).
     pub propagators: Option<Vec<String>>,
     /// A `[sampling] strategy` value.
-    pub strategy: Option<&'static str>,
+    pub strategy: Option<Strategy>,
     /// A `[sampling] ratio` value.
     pub ratio: Option<f64>,
     /// One line per value that was ignored, and why.
@@ -85,12 +86,12 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> EnvDefaults {
             1.0
         };
         let (strategy, ratio) = match name.as_str() {
-            "always_on" => (Some("always"), None),
-            "always_off" => (Some("never"), None),
-            "traceidratio" => (Some("ratio"), Some(arg)),
-            "parentbased_always_on" => (Some("parent"), Some(1.0)),
-            "parentbased_always_off" => (Some("parent"), Some(0.0)),
-            "parentbased_traceidratio" => (Some("parent"), Some(arg)),
+            "always_on" => (Some(Strategy::Always), None),
+            "always_off" => (Some(Strategy::Never), None),
+            "traceidratio" => (Some(Strategy::Ratio), Some(arg)),
+            "parentbased_always_on" => (Some(Strategy::Parent), Some(1.0)),
+            "parentbased_always_off" => (Some(Strategy::Parent), Some(0.0)),
+            "parentbased_traceidratio" => (Some(Strategy::Parent), Some(arg)),
             "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
                 out.warnings.push(format!(
                     "{SAMPLER}={sampler}: a remote sampler has no equivalent in tracebridge; ignored"
@@ -176,7 +177,7 @@ pub fn apply(raw: &mut RawConfig, file: &toml::Table, defaults: &EnvDefaults) ->
     }
     if let Some(strategy) = defaults.strategy {
         if !has("sampling", "strategy") {
-            raw.sampling.strategy = strategy.to_string();
+            raw.sampling.strategy = strategy.into();
             applied.push("sampling.strategy");
         }
     }
@@ -192,6 +193,7 @@ pub fn apply(raw: &mut RawConfig, file: &toml::Table, defaults: &EnvDefaults) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Named;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {
@@ -328,7 +330,7 @@ mod tests {
         ];
         for (vars, strategy, ratio, warnings) in rows {
             let got = read(&env(vars));
-            assert_eq!(got.strategy, *strategy, "{vars:?}");
+            assert_eq!(got.strategy.map(Named::name), *strategy, "{vars:?}");
             assert_eq!(got.ratio, *ratio, "{vars:?}");
             assert_eq!(
                 got.warnings.len(),

@@ -4,7 +4,93 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use crate::mediate::{ForwardedMode, Strategy, Trust};
+use crate::model::named::named_enum;
+use crate::model::Named;
+
+/// A key whose value is one of a closed set (`trust`, `kind`, `protocol`, …), as
+/// written: one of `T`'s names, or text that is none of them. The text is kept rather
+/// than refused by serde, so that validation reports it with its key path and `T`'s
+/// names next to every other problem (see `validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice<T> {
+    /// A valid name.
+    Known(T),
+    /// Anything else, as written.
+    Unknown(String),
+}
+
+impl<T: Named> Choice<T> {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Choice::Known(value) => value.name(),
+            Choice::Unknown(text) => text,
+        }
+    }
+}
+
+impl<T: Named> From<T> for Choice<T> {
+    fn from(value: T) -> Self {
+        Choice::Known(value)
+    }
+}
+
+impl<T: Named> From<&str> for Choice<T> {
+    fn from(text: &str) -> Self {
+        T::from_name(text).map_or_else(|| Choice::Unknown(text.to_string()), Choice::Known)
+    }
+}
+
+impl<T: Named> PartialEq<&str> for Choice<T> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl<'de, T: Named> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A string of any content; only a value of another type is serde's to refuse.
+        String::deserialize(deserializer).map(|text| Choice::from(text.as_str()))
+    }
+}
+
+named_enum! {
+    /// `[upstreams.NAME] kind`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum UpstreamKindName("kind") {
+        /// Forward to `peers`.
+        Http = "http",
+        /// The built-in echo service.
+        Echo = "echo",
+    }
+}
+
+named_enum! {
+    /// How the gateway talks to an upstream's peers (`[upstreams.NAME] protocol`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Protocol("protocol") {
+        /// HTTP/1.1 (over TLS if `tls`, with h2 offered by ALPN).
+        Http1 = "http1" | "http/1.1",
+        /// HTTP/2 with prior knowledge over cleartext.
+        H2c = "h2c",
+        /// HTTP/2 over TLS.
+        H2 = "h2",
+    }
+}
+
+named_enum! {
+    /// `[upstreams.NAME.health_check] kind`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum HealthCheckKind("kind") {
+        /// The connection succeeds.
+        Tcp = "tcp",
+        /// A GET of `path` answers 2xx.
+        Http = "http",
+    }
+}
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -108,7 +194,7 @@ impl Default for RawTelemetry {
 pub struct RawSampling {
     /// `"parent"` (honour the incoming decision; `ratio` for new roots), `"always"`,
     /// `"never"` or `"ratio"` (`ratio` for every trace, by trace id).
-    pub strategy: String,
+    pub strategy: Choice<Strategy>,
     /// Probability of sampling a new root (or every trace with `"ratio"`), 0.0 to 1.0.
     pub ratio: f64,
     /// Cap on new sampled roots per second, process-wide; 0 = no cap.
@@ -118,7 +204,7 @@ pub struct RawSampling {
 impl Default for RawSampling {
     fn default() -> Self {
         RawSampling {
-            strategy: "parent".to_string(),
+            strategy: Strategy::Parent.into(),
             ratio: 1.0,
             max_traces_per_second: 0.0,
         }
@@ -130,7 +216,7 @@ impl Default for RawSampling {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSamplingOverride {
     /// Overrides `[sampling].strategy`.
-    pub strategy: Option<String>,
+    pub strategy: Option<Choice<Strategy>>,
     /// Overrides `[sampling].ratio`.
     pub ratio: Option<f64>,
 }
@@ -147,7 +233,7 @@ pub struct RawPropagation {
     pub strip_unlisted: bool,
     /// `"continue"`, `"restart"` (new trace, incoming context kept as a link) or
     /// `"continue_unsampled"` (keep the ids, ignore the incoming sampled/debug flags).
-    pub trust: String,
+    pub trust: Choice<Trust>,
     /// Make a gateway span; `false` = propagation only (the incoming parent passes through).
     pub span: bool,
     /// Add a W3C `traceresponse` header to responses.
@@ -155,7 +241,7 @@ pub struct RawPropagation {
     /// Client-address forwarding headers (`X-Forwarded-For`, `-Proto`, `-Host`,
     /// `Forwarded`): `"append"` (extend a trusted proxy's chain, start a new one for
     /// anyone else), `"replace"` (one hop: the resolved client) or `"off"` (untouched).
-    pub forwarded: String,
+    pub forwarded: Choice<ForwardedMode>,
     /// CIDRs whose requests get `trust = "continue"` whatever `trust` says (internal
     /// callers); everyone else gets `trust`. Matched against the client address
     /// resolved with `[server] trusted_proxies`.
@@ -191,10 +277,10 @@ impl Default for RawPropagation {
                 .map(String::from)
                 .to_vec(),
             strip_unlisted: true,
-            trust: "continue".to_string(),
+            trust: Trust::Continue.into(),
             span: true,
             response_header: false,
-            forwarded: "append".to_string(),
+            forwarded: ForwardedMode::Append.into(),
             trusted_networks: Vec::new(),
             max_injected_bytes: crate::mediate::policy::DEFAULT_MAX_INJECTED_BYTES,
             max_injected_headers: crate::mediate::policy::DEFAULT_MAX_INJECTED_HEADERS,
@@ -213,13 +299,13 @@ pub struct RawPropagationOverride {
     /// Overrides `strip_unlisted`.
     pub strip_unlisted: Option<bool>,
     /// Overrides `trust`.
-    pub trust: Option<String>,
+    pub trust: Option<Choice<Trust>>,
     /// Overrides `span`.
     pub span: Option<bool>,
     /// Overrides `response_header`.
     pub response_header: Option<bool>,
     /// Overrides `forwarded`.
-    pub forwarded: Option<String>,
+    pub forwarded: Option<Choice<ForwardedMode>>,
     /// Overrides `trusted_networks`.
     pub trusted_networks: Option<Vec<String>>,
     /// Overrides `max_injected_bytes`.
@@ -324,12 +410,12 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: i64 = 100;
 pub struct RawUpstream {
     /// `"http"` (forward to `peers`) or `"echo"` (built-in: answer with the request as it
     /// would have been forwarded).
-    pub kind: String,
+    pub kind: Choice<UpstreamKindName>,
     /// `host:port` of each peer; resolved when the config is loaded. Round-robin.
     pub peers: Vec<String>,
     /// `"http1"`, `"h2c"` (HTTP/2 cleartext, needed for gRPC without TLS) or `"h2"`
-    /// (HTTP/2 over TLS; implies `tls`).
-    pub protocol: String,
+    /// (HTTP/2 over TLS; implies `tls`). `"http/1.1"` is accepted for `"http1"`.
+    pub protocol: Choice<Protocol>,
     /// Connect to the peers over TLS.
     pub tls: bool,
     /// TLS server name; defaults to the host part of the peer.
@@ -366,9 +452,9 @@ pub struct RawUpstream {
 impl Default for RawUpstream {
     fn default() -> Self {
         RawUpstream {
-            kind: "http".to_string(),
+            kind: UpstreamKindName::Http.into(),
             peers: Vec::new(),
-            protocol: "http1".to_string(),
+            protocol: Protocol::Http1.into(),
             tls: false,
             sni: String::new(),
             tls_verify: true,
@@ -390,7 +476,7 @@ impl Default for RawUpstream {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHealthCheck {
     /// `"tcp"` (connect succeeds) or `"http"` (a GET answers 2xx).
-    pub kind: String,
+    pub kind: Choice<HealthCheckKind>,
     /// Time between checks.
     pub interval: String,
     /// For `"http"`: the path to GET.
@@ -406,7 +492,7 @@ pub struct RawHealthCheck {
 impl Default for RawHealthCheck {
     fn default() -> Self {
         RawHealthCheck {
-            kind: "tcp".to_string(),
+            kind: HealthCheckKind::Tcp.into(),
             interval: "5s".to_string(),
             path: "/".to_string(),
             host: "localhost".to_string(),
@@ -462,4 +548,99 @@ pub struct RawHeaderMatch {
     pub name: String,
     /// Exact value; absent = the header only has to be present.
     pub value: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad value of every closed-set key, at every level it can be written: each is
+    /// reported in one pass, with its key path (no line: validation's, not serde's) and
+    /// the names from its type's one table, byte for byte the messages of the
+    /// hand-written lists these tables replaced.
+    #[test]
+    fn every_bad_choice_is_reported_with_its_path_and_the_valid_names() {
+        let text = r#"
+            [propagation]
+            trust = "trusting"
+            forwarded = "prepend"
+            [sampling]
+            strategy = "sometimes"
+            [upstreams.a]
+            kind = "grpc"
+            propagation = { trust = "Continue" }
+            sampling = { strategy = "" }
+            [upstreams.b]
+            peers = ["127.0.0.1:1"]
+            protocol = "h3"
+            health_check = { kind = "udp" }
+            [[routes]]
+            upstream = "b"
+            propagation = { forwarded = "x" }
+        "#;
+        let err = crate::config::load_str(text, None, 1).unwrap_err();
+        let got: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let want = [
+            r#"propagation.trust: unknown trust "trusting": expected "continue", "restart" or "continue_unsampled""#,
+            r#"sampling.strategy: unknown strategy "sometimes": expected "parent", "always", "never" or "ratio""#,
+            r#"propagation.forwarded: unknown mode "prepend": expected "append", "replace" or "off""#,
+            r#"upstreams.a.kind: unknown kind "grpc": expected "http" or "echo""#,
+            r#"upstreams.a.propagation.trust: unknown trust "Continue": expected "continue", "restart" or "continue_unsampled""#,
+            r#"upstreams.a.sampling.strategy: unknown strategy "": expected "parent", "always", "never" or "ratio""#,
+            r#"upstreams.b.protocol: unknown protocol "h3": expected "http1", "h2c" or "h2""#,
+            r#"upstreams.b.health_check.kind: unknown kind "udp": expected "tcp" or "http""#,
+            r#"routes[0].propagation.forwarded: unknown mode "x": expected "append", "replace" or "off""#,
+        ];
+        assert_eq!(got, want);
+    }
+
+    /// A value of another type is still serde's to refuse, with its path and line.
+    #[test]
+    fn a_choice_of_the_wrong_type_is_a_parse_problem() {
+        let err = crate::config::parse("[propagation]\ntrust = 1\n").unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "line 2: propagation.trust: invalid type: integer `1`, expected a string"
+        );
+    }
+
+    /// Every name of every table (aliases too) is accepted where the key is written,
+    /// and the default of each key is one of them.
+    #[test]
+    fn every_name_in_the_tables_parses() {
+        fn each<T: Named + std::fmt::Debug>(key: impl Fn(&RawConfig) -> &Choice<T>, toml: &str) {
+            for &(name, value) in T::NAMES {
+                let raw = crate::config::parse(&toml.replace("NAME", name)).unwrap();
+                assert_eq!(*key(&raw), Choice::Known(value), "{name}");
+            }
+            assert!(matches!(key(&RawConfig::default()), Choice::Known(_)));
+        }
+        let upstream = |raw: &RawConfig| raw.upstreams["u"].clone();
+        each(|r| &r.propagation.trust, "[propagation]\ntrust = \"NAME\"");
+        each(
+            |r| &r.propagation.forwarded,
+            "[propagation]\nforwarded = \"NAME\"",
+        );
+        each(|r| &r.sampling.strategy, "[sampling]\nstrategy = \"NAME\"");
+        for &(name, value) in UpstreamKindName::NAMES {
+            let raw = crate::config::parse(&format!("[upstreams.u]\nkind = \"{name}\"")).unwrap();
+            assert_eq!(upstream(&raw).kind, Choice::Known(value));
+        }
+        for &(name, value) in Protocol::NAMES {
+            let raw =
+                crate::config::parse(&format!("[upstreams.u]\nprotocol = \"{name}\"")).unwrap();
+            assert_eq!(upstream(&raw).protocol, Choice::Known(value));
+        }
+        assert!(Protocol::NAMES.contains(&("http/1.1", Protocol::Http1)));
+        for &(name, value) in HealthCheckKind::NAMES {
+            let text = format!("[upstreams.u]\nhealth_check = {{ kind = \"{name}\" }}");
+            let raw = crate::config::parse(&text).unwrap();
+            let kind = upstream(&raw).health_check.map(|h| h.kind);
+            assert_eq!(kind, Some(Choice::Known(value)));
+        }
+        let defaults = RawUpstream::default();
+        assert_eq!(defaults.kind, "http");
+        assert_eq!(defaults.protocol, "http1");
+        assert_eq!(RawHealthCheck::default().kind, "tcp");
+    }
 }

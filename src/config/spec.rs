@@ -2,109 +2,51 @@
 //! what `telemetry` builds its pipeline from. They live in `config` so that imports run
 //! one way (`config → telemetry`); the checks that produce them stay in `validate.rs`.
 //!
-//! Each config word with a closed set of values is a typed enum whose accepted names
-//! come from one table ([`Named::NAMES`]): parsing and the "expected …" message both
-//! read it, so they cannot drift apart.
+//! The closed sets of words (`exporter`, `protocol`, `compression`) are declared with
+//! [`named_enum!`](crate::model::named), like every other config choice: parsing and the
+//! "expected …" message read one table.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A config word with a closed set of values.
-pub trait Named: Sized + Copy + PartialEq + 'static {
-    /// Every documented spelling and its value; the first spelling of a value is its name.
-    const NAMES: &'static [(&'static str, Self)];
-    /// Extra spellings accepted but not advertised in messages.
-    const ALIASES: &'static [(&'static str, Self)] = &[];
+use crate::model::named::named_enum;
 
-    /// The value spelled `s` (surrounding white space ignored).
-    fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        Self::NAMES
-            .iter()
-            .chain(Self::ALIASES)
-            .find(|(name, _)| *name == s)
-            .map(|(_, v)| *v)
-    }
-
-    /// The canonical spelling.
-    fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map_or("", |(name, _)| name)
-    }
-
-    /// `"a", "b" or "c"`: the accepted names, for an error message.
-    fn expected() -> String {
-        let quoted: Vec<String> = Self::NAMES.iter().map(|(n, _)| format!("{n:?}")).collect();
-        match quoted.split_last() {
-            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-            Some((last, _)) => last.clone(),
-            None => String::new(),
-        }
+named_enum! {
+    /// `telemetry.exporter`: where spans go.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ExporterKind("exporter") {
+        /// OTLP to a collector.
+        Otlp = "otlp",
+        /// JSON lines on standard output.
+        Stdout = "stdout",
+        /// Nowhere.
+        None = "none",
     }
 }
 
-/// `telemetry.exporter`: where spans go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExporterKind {
-    /// OTLP to a collector.
-    Otlp,
-    /// JSON lines on standard output.
-    Stdout,
-    /// Nowhere.
-    None,
-}
-
-impl Named for ExporterKind {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("otlp", ExporterKind::Otlp),
-        ("stdout", ExporterKind::Stdout),
-        ("none", ExporterKind::None),
-    ];
-}
-
-/// `telemetry.protocol`: the OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    /// Protobuf over HTTP (the default), port 4318.
-    HttpProtobuf,
-    /// gRPC, port 4317.
-    Grpc,
-}
-
-impl Named for OtlpProtocol {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("http/protobuf", OtlpProtocol::HttpProtobuf),
-        ("grpc", OtlpProtocol::Grpc),
-    ];
-    /// `http`: a shorthand the gateway has always accepted (also from
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL`).
-    const ALIASES: &'static [(&'static str, Self)] = &[("http", OtlpProtocol::HttpProtobuf)];
-}
-
-impl OtlpProtocol {
-    /// Parses `http/protobuf` or `grpc` (kept for callers that do not import [`Named`]).
-    pub fn parse(s: &str) -> Option<Self> {
-        <Self as Named>::parse(s)
+named_enum! {
+    /// `telemetry.protocol`: the OTLP transport. `http` is a shorthand the gateway has
+    /// always accepted (also from `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum OtlpProtocol("protocol") {
+        /// Protobuf over HTTP (the default), port 4318.
+        HttpProtobuf = "http/protobuf" | "http",
+        /// gRPC, port 4317.
+        Grpc = "grpc",
     }
 }
 
-/// `telemetry.compression` of OTLP payloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// Uncompressed (the OpenTelemetry SDKs' default too).
-    #[default]
-    None,
-    /// gzip, the one compression every OTLP receiver must accept.
-    Gzip,
-}
-
-impl Named for Compression {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("none", Compression::None), ("gzip", Compression::Gzip)];
-    /// An empty value means the default, as an unset `OTEL_EXPORTER_OTLP_COMPRESSION` does.
-    const ALIASES: &'static [(&'static str, Self)] = &[("", Compression::None)];
+named_enum! {
+    /// `telemetry.compression` of OTLP payloads. An empty value means the default, as an
+    /// unset `OTEL_EXPORTER_OTLP_COMPRESSION` does.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Compression("compression") {
+        /// Uncompressed (the OpenTelemetry SDKs' default too).
+        #[default]
+        None = "none" | "",
+        /// gzip, the one compression every OTLP receiver must accept.
+        Gzip = "gzip",
+    }
 }
 
 /// The file's OTLP values, before the environment is applied.
@@ -188,22 +130,23 @@ pub struct TelemetrySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Named;
 
     #[test]
     fn names_parse_back_and_aliases_stay_out_of_messages() {
         for (name, v) in ExporterKind::NAMES {
-            assert_eq!(<ExporterKind as Named>::parse(name), Some(*v));
+            assert_eq!(ExporterKind::from_name(name), Some(*v));
             assert_eq!(v.name(), *name);
         }
         assert_eq!(ExporterKind::expected(), "\"otlp\", \"stdout\" or \"none\"");
         assert_eq!(
-            OtlpProtocol::parse(" http "),
+            OtlpProtocol::from_name("http"),
             Some(OtlpProtocol::HttpProtobuf)
         );
         assert_eq!(OtlpProtocol::expected(), "\"http/protobuf\" or \"grpc\"");
-        assert_eq!(<Compression as Named>::parse(""), Some(Compression::None));
+        assert_eq!(Compression::from_name(""), Some(Compression::None));
         assert_eq!(Compression::expected(), "\"none\" or \"gzip\"");
-        assert_eq!(<Compression as Named>::parse("zstd"), None);
+        assert_eq!(Compression::from_name("zstd"), None);
     }
 
     #[test]

@@ -11,17 +11,19 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use super::raw::Protocol;
 use super::raw::{
-    RawAccessLog, RawConfig, RawHealthCheck, RawPropagation, RawPropagationOverride, RawRoute,
-    RawSampling, RawSamplingOverride, RawServer, RawTelemetry, RawUpstream,
+    Choice, HealthCheckKind, RawAccessLog, RawConfig, RawHealthCheck, RawPropagation,
+    RawPropagationOverride, RawRoute, RawSampling, RawSamplingOverride, RawServer, RawTelemetry,
+    RawUpstream, UpstreamKindName,
 };
 use super::spec::{
-    Compression, DegradationSettings, ExporterKind, Named, OtlpFileSettings, OtlpProtocol,
-    QueueSettings,
+    DegradationSettings, ExporterKind, OtlpFileSettings, OtlpProtocol, QueueSettings,
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
 use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
+use crate::model::Named;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,17 +118,6 @@ pub struct TlsListener {
     pub cert: String,
     /// Private key path (checked readable).
     pub key: String,
-}
-
-/// How the gateway talks to an upstream's peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// HTTP/1.1 (over TLS if `tls`, with h2 offered by ALPN).
-    Http1,
-    /// HTTP/2 with prior knowledge over cleartext.
-    H2c,
-    /// HTTP/2 over TLS.
-    H2,
 }
 
 /// A validated upstream.
@@ -270,6 +261,21 @@ impl Collector {
             Err(msg) => {
                 self.push(path, msg);
                 Duration::ZERO
+            }
+        }
+    }
+
+    /// The value of a closed-set key; `None` when the text is none of `T`'s names, which
+    /// is reported with the names from `T`'s one table.
+    fn choice<T: Named>(&mut self, path: impl Into<String>, value: &Choice<T>) -> Option<T> {
+        match value {
+            Choice::Known(value) => Some(*value),
+            Choice::Unknown(text) => {
+                self.push(
+                    path,
+                    format!("unknown {} {text:?}: expected {}", T::WHAT, T::expected()),
+                );
+                None
             }
         }
     }
@@ -433,21 +439,16 @@ fn upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> UpstreamSpec {
             "name must be letters, digits, '-' or '_'",
         );
     }
-    let kind = match u.kind.as_str() {
-        "echo" => {
+    let kind = match c.choice(at("kind"), &u.kind) {
+        Some(UpstreamKindName::Echo) => {
             if !u.peers.is_empty() {
                 c.push(at("peers"), "an echo upstream has no peers");
             }
             UpstreamKindSpec::Echo
         }
-        "http" => UpstreamKindSpec::Http(Box::new(http_upstream(c, name, u))),
-        other => {
-            c.push(
-                at("kind"),
-                format!("unknown kind {other:?}: expected \"http\" or \"echo\""),
-            );
-            UpstreamKindSpec::Echo
-        }
+        Some(UpstreamKindName::Http) => UpstreamKindSpec::Http(Box::new(http_upstream(c, name, u))),
+        // Reported; the peers of an upstream of unknown kind are not looked at.
+        None => UpstreamKindSpec::Echo,
     };
     UpstreamSpec {
         name: name.to_string(),
@@ -460,21 +461,12 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
     if t.service_name.is_empty() {
         c.push("telemetry.service_name", "must not be empty");
     }
-    let exporter = match ExporterKind::parse(&t.exporter) {
+    // The telemetry words stay strings in the raw layer (the OpenTelemetry environment
+    // fills them in, see `otel_env`), so they are read here, trimmed as env values are.
+    let exporter = match c.choice("telemetry.exporter", &Choice::from(t.exporter.trim())) {
         Some(ExporterKind::Otlp) => Exporter::Otlp(otlp(c, t)),
         Some(ExporterKind::Stdout) => Exporter::Stdout,
-        Some(ExporterKind::None) => Exporter::None,
-        None => {
-            c.push(
-                "telemetry.exporter",
-                format!(
-                    "unknown exporter {:?}: expected {}",
-                    t.exporter,
-                    ExporterKind::expected()
-                ),
-            );
-            Exporter::None
-        }
+        Some(ExporterKind::None) | None => Exporter::None,
     };
     if t.queue_size == 0 {
         c.push("telemetry.queue_size", "must be at least 1");
@@ -560,32 +552,16 @@ fn access_log(c: &mut Collector, a: &RawAccessLog) -> AccessLogSettings {
 }
 
 fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
-    let protocol = OtlpProtocol::parse(&t.protocol).unwrap_or_else(|| {
-        c.push(
-            "telemetry.protocol",
-            format!(
-                "unknown protocol {:?}: expected {}",
-                t.protocol,
-                OtlpProtocol::expected()
-            ),
-        );
-        OtlpProtocol::HttpProtobuf
-    });
+    let protocol = c
+        .choice("telemetry.protocol", &Choice::from(t.protocol.trim()))
+        .unwrap_or(OtlpProtocol::HttpProtobuf);
     let url_ok = t.endpoint.starts_with("http://") || t.endpoint.starts_with("https://");
     if !t.endpoint.is_empty() && !url_ok {
         c.push("telemetry.endpoint", "must be an http:// or https:// URL");
     }
-    let compression = Compression::parse(&t.compression).unwrap_or_else(|| {
-        c.push(
-            "telemetry.compression",
-            format!(
-                "unknown compression {:?}: expected {}",
-                t.compression,
-                Compression::expected()
-            ),
-        );
-        Compression::None
-    });
+    let compression = c
+        .choice("telemetry.compression", &Choice::from(t.compression.trim()))
+        .unwrap_or_default();
     OtlpFileSettings {
         protocol,
         endpoint: t.endpoint.clone(),
@@ -638,16 +614,8 @@ fn formats(
     (out, preserve)
 }
 
-fn trust(c: &mut Collector, at: &str, s: &str) -> Trust {
-    Trust::parse(s).unwrap_or_else(|| {
-        c.push(
-            at,
-            format!(
-                "unknown trust {s:?}: expected \"continue\", \"restart\" or \"continue_unsampled\""
-            ),
-        );
-        Trust::Continue
-    })
+fn trust(c: &mut Collector, at: &str, value: &Choice<Trust>) -> Trust {
+    c.choice(at, value).unwrap_or(Trust::Continue)
 }
 
 /// A CIDR list; a bare address is a single-host network (as nginx `set_real_ip_from`).
@@ -673,26 +641,12 @@ fn networks(c: &mut Collector, at: &str, list: &[String]) -> Vec<ipnet::IpNet> {
         .collect()
 }
 
-fn forwarded_mode(c: &mut Collector, at: &str, s: &str) -> ForwardedMode {
-    ForwardedMode::parse(s).unwrap_or_else(|| {
-        c.push(
-            at,
-            format!("unknown mode {s:?}: expected \"append\", \"replace\" or \"off\""),
-        );
-        ForwardedMode::Append
-    })
+fn forwarded_mode(c: &mut Collector, at: &str, value: &Choice<ForwardedMode>) -> ForwardedMode {
+    c.choice(at, value).unwrap_or(ForwardedMode::Append)
 }
 
-fn strategy(c: &mut Collector, at: &str, s: &str) -> Strategy {
-    Strategy::parse(s).unwrap_or_else(|| {
-        c.push(
-            at,
-            format!(
-                "unknown strategy {s:?}: expected \"parent\", \"always\", \"never\" or \"ratio\""
-            ),
-        );
-        Strategy::Parent
-    })
+fn strategy(c: &mut Collector, at: &str, value: &Choice<Strategy>) -> Strategy {
+    c.choice(at, value).unwrap_or(Strategy::Parent)
 }
 
 fn ratio(c: &mut Collector, at: &str, r: f64) -> f64 {
@@ -808,18 +762,9 @@ fn http_upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> HttpUpstream
             Err(msg) => c.push(format!("upstreams.{name}.peers[{i}]"), msg),
         }
     }
-    let protocol = match u.protocol.as_str() {
-        "http1" | "http/1.1" => Protocol::Http1,
-        "h2c" => Protocol::H2c,
-        "h2" => Protocol::H2,
-        other => {
-            c.push(
-                at("protocol"),
-                format!("unknown protocol {other:?}: expected \"http1\", \"h2c\" or \"h2\""),
-            );
-            Protocol::Http1
-        }
-    };
+    let protocol = c
+        .choice(at("protocol"), &u.protocol)
+        .unwrap_or(Protocol::Http1);
     let tls = u.tls || protocol == Protocol::H2;
     if protocol == Protocol::H2c && u.tls {
         c.push(
@@ -877,20 +822,13 @@ fn max_concurrent_streams(c: &mut Collector, at: &str, u: &RawUpstream) -> usize
 }
 
 fn health_check(c: &mut Collector, at: &str, h: &RawHealthCheck) -> HealthCheckSpec {
-    let http = match h.kind.as_str() {
-        "tcp" => None,
-        "http" => {
+    let http = match c.choice(format!("{at}.kind"), &h.kind) {
+        Some(HealthCheckKind::Tcp) | None => None,
+        Some(HealthCheckKind::Http) => {
             if !h.path.starts_with('/') {
                 c.push(format!("{at}.path"), "must start with '/'");
             }
             Some((h.path.clone(), h.host.clone()))
-        }
-        other => {
-            c.push(
-                format!("{at}.kind"),
-                format!("unknown kind {other:?}: expected \"tcp\" or \"http\""),
-            );
-            None
         }
     };
     if h.healthy_threshold == 0 {

@@ -34,10 +34,14 @@
 //! bracketed and quoted (`for="[2001:db8::1]"`, RFC 7239 §6), a host that is not a
 //! token is quoted.
 
-use std::net::IpAddr;
+// `core::net`: the address values only; `std::net` also holds sockets and DNS, which
+// the pure modules must not reach (`.ci/run` checks it).
+use core::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+
+use crate::model::named::named_enum;
 
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -48,26 +52,17 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// `Forwarded` (RFC 7239).
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// What the gateway writes into the forwarding headers of the upstream request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardedMode {
-    /// Extend a trusted proxy's chains with the peer; start a new chain otherwise.
-    Append,
-    /// Write one hop: the resolved client.
-    Replace,
-    /// Leave the headers as they arrived.
-    Off,
-}
-
-impl ForwardedMode {
-    /// Parses the config value.
-    pub fn parse(s: &str) -> Option<ForwardedMode> {
-        match s {
-            "append" => Some(ForwardedMode::Append),
-            "replace" => Some(ForwardedMode::Replace),
-            "off" => Some(ForwardedMode::Off),
-            _ => None,
-        }
+named_enum! {
+    /// What the gateway writes into the forwarding headers of the upstream request
+    /// (`forwarded`; a "mode" in messages).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ForwardedMode("mode") {
+        /// Extend a trusted proxy's chains with the peer; start a new chain otherwise.
+        Append = "append",
+        /// Write one hop: the resolved client.
+        Replace = "replace",
+        /// Leave the headers as they arrived.
+        Off = "off",
     }
 }
 
@@ -84,7 +79,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = e.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    if let Ok(sa) = e.parse::<std::net::SocketAddr>() {
+    if let Ok(sa) = e.parse::<core::net::SocketAddr>() {
         return Some(sa.ip().to_canonical());
     }
     e.strip_prefix('[')
@@ -249,6 +244,7 @@ pub fn headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Named;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
@@ -440,14 +436,17 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        assert_eq!(ForwardedMode::parse("append"), Some(ForwardedMode::Append));
         assert_eq!(
-            ForwardedMode::parse("replace"),
+            ForwardedMode::from_name("append"),
+            Some(ForwardedMode::Append)
+        );
+        assert_eq!(
+            ForwardedMode::from_name("replace"),
             Some(ForwardedMode::Replace)
         );
-        assert_eq!(ForwardedMode::parse("off"), Some(ForwardedMode::Off));
+        assert_eq!(ForwardedMode::from_name("off"), Some(ForwardedMode::Off));
         assert_eq!(
-            ForwardedMode::parse("Append"),
+            ForwardedMode::from_name("Append"),
             None,
             "case-sensitive like every enum key"
         );

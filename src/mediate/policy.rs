@@ -1,61 +1,43 @@
 //! The compiled propagation policy of one route: the effective values of
 //! `[propagation]` and `[sampling]` after route-over-upstream-over-global overrides.
 
-use std::net::IpAddr;
+// `core::net`: the address values only; `std::net` also holds sockets and DNS, which
+// the pure modules must not reach (`.ci/run` checks it).
+use core::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::forwarded::{self, ForwardedMode};
 use crate::codec::Format;
+use crate::model::named::named_enum;
 
-/// What to do with an incoming context at this route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust {
-    /// Continue the incoming trace and honour its sampling and debug flags.
-    Continue,
-    /// Start a new trace; the incoming context is kept only as a span link and its
-    /// `tracestate` and originals are dropped (the W3C "restart" mutation).
-    Restart,
-    /// Continue the incoming ids but make our own sampling decision: a client cannot
-    /// force sampling with a sampled or debug flag.
-    ContinueUnsampled,
-}
-
-impl Trust {
-    /// Parses the config value.
-    pub fn parse(s: &str) -> Option<Trust> {
-        match s {
-            "continue" => Some(Trust::Continue),
-            "restart" => Some(Trust::Restart),
-            "continue_unsampled" => Some(Trust::ContinueUnsampled),
-            _ => None,
-        }
+named_enum! {
+    /// What to do with an incoming context at this route (`trust`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Trust("trust") {
+        /// Continue the incoming trace and honour its sampling and debug flags.
+        Continue = "continue",
+        /// Start a new trace; the incoming context is kept only as a span link and its
+        /// `tracestate` and originals are dropped (the W3C "restart" mutation).
+        Restart = "restart",
+        /// Continue the incoming ids but make our own sampling decision: a client cannot
+        /// force sampling with a sampled or debug flag.
+        ContinueUnsampled = "continue_unsampled",
     }
 }
 
-/// How the sampling decision is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Honour the incoming decision; new roots and deferred decisions use the ratio.
-    Parent,
-    /// Sample every request.
-    Always,
-    /// Sample no request (context still propagates, marked not sampled).
-    Never,
-    /// Sample by trace id with the ratio, whatever the incoming decision.
-    Ratio,
-}
-
-impl Strategy {
-    /// Parses the config value.
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "parent" => Some(Strategy::Parent),
-            "always" => Some(Strategy::Always),
-            "never" => Some(Strategy::Never),
-            "ratio" => Some(Strategy::Ratio),
-            _ => None,
-        }
+named_enum! {
+    /// How the sampling decision is made (`[sampling] strategy`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Strategy("strategy") {
+        /// Honour the incoming decision; new roots and deferred decisions use the ratio.
+        Parent = "parent",
+        /// Sample every request.
+        Always = "always",
+        /// Sample no request (context still propagates, marked not sampled).
+        Never = "never",
+        /// Sample by trace id with the ratio, whatever the incoming decision.
+        Ratio = "ratio",
     }
 }
 

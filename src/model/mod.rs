@@ -7,9 +7,11 @@
 //! without loss.
 
 mod ids;
+pub(crate) mod named;
 mod originals;
 
 pub use ids::{SpanId, TraceId};
+pub use named::Named;
 pub use originals::{Datadog, EagleEye, Instana, Originals, SkyWalking, XRay};
 
 /// A sampling decision as carried on the wire.

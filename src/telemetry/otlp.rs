@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::spec::{Compression, OtlpFileSettings, OtlpProtocol};
+use crate::model::Named;
 
 /// Everything the OTLP exporter is built from, after environment overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +70,7 @@ pub fn resolve(file: &OtlpFileSettings, env: &dyn Fn(&str) -> Option<String>) ->
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .and_then(|p| OtlpProtocol::parse(&p))
+        .and_then(|p| OtlpProtocol::from_name(p.trim()))
         .unwrap_or(file.protocol);
     let endpoint = if let Some(full) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         full
