@@ -25,7 +25,7 @@ use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{TelemetrySettings, UpstreamKind};
+use crate::config::UpstreamKind;
 use crate::proxy::limits::{Limited, OpenConnections};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
@@ -101,12 +101,6 @@ impl Built {
         let shutdown_signal = self.drain_on_term(signal);
         self.server.run(RunArgs { shutdown_signal });
     }
-}
-
-/// The span pipeline `[telemetry]` asks for: [`Telemetry::from_settings`], kept
-/// here for callers that assemble a gateway themselves (the test harness).
-pub fn telemetry(settings: &TelemetrySettings) -> Telemetry {
-    Telemetry::from_settings(settings)
 }
 
 /// Builds the whole gateway over `config`, with the span pipeline of its `[telemetry]`.

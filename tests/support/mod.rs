@@ -206,7 +206,7 @@ impl TestGateway {
                 settings.degradation,
                 |b, _, _| b.with_simple_exporter(exporter),
             ),
-            _ => server::telemetry(&settings),
+            _ => Telemetry::from_settings(&settings),
         };
         let built = server::build_with_telemetry(
             handle.clone(),
