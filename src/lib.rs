@@ -6,6 +6,7 @@
 //! `model → codec → mediate → telemetry / config → reload → proxy / admin → main`.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;

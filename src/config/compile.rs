@@ -123,7 +123,7 @@ impl HttpUpstream {
 
 /// Builds a snapshot from validated specs. Validation already checked everything that
 /// can fail in practice; what is left is reported the same way.
-pub fn compile(
+pub(crate) fn compile(
     v: Validated,
     source: Source,
     generation: u64,

@@ -7,13 +7,13 @@
 //! 3. [`compile::compile`]: the immutable [`Snapshot`] the request path reads (router,
 //!    balancers, peer templates), so a request never touches config text.
 
-pub mod compile;
-pub mod log_sink;
-pub mod otel_env;
-pub mod raw;
-pub mod router;
+pub(crate) mod compile;
+pub(crate) mod log_sink;
+pub(crate) mod otel_env;
+pub(crate) mod raw;
+pub(crate) mod router;
 pub mod spec;
-pub mod suggest;
+pub(crate) mod suggest;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -44,15 +44,15 @@ use crate::codec::Format;
 use crate::mediate::Strategy;
 
 /// The variables read here.
-pub const PROPAGATORS: &str = "OTEL_PROPAGATORS";
+pub(crate) const PROPAGATORS: &str = "OTEL_PROPAGATORS";
 /// The sampler name.
-pub const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub(crate) const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 /// The sampler's argument.
-pub const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+pub(crate) const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 
 /// What the environment asks for, after the spec's rules for bad values.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EnvDefaults {
+pub(crate) struct EnvDefaults {
     /// Format ids, deduplicated, in order (empty for `none`).
     pub propagators: Option<Vec<String>>,
     /// A `[sampling] strategy` value.
@@ -65,13 +65,13 @@ pub struct EnvDefaults {
 
 impl EnvDefaults {
     /// True when nothing is to be applied.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.propagators.is_none() && self.strategy.is_none() && self.ratio.is_none()
     }
 }
 
 /// Reads the variables through `env` (`std::env::var` in the gateway, a table in tests).
-pub fn read(env: &dyn Fn(&str) -> Option<String>) -> EnvDefaults {
+pub(crate) fn read(env: &dyn Fn(&str) -> Option<String>) -> EnvDefaults {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let mut out = EnvDefaults::default();
     if let Some(list) = var(PROPAGATORS) {
@@ -158,7 +158,11 @@ fn ratio_arg(arg: Option<String>, warnings: &mut Vec<String>) -> f64 {
 /// Applies `defaults` to the keys the file's text does not set, and returns those keys
 /// (for the log). `file` is the file as a TOML table (to tell a key written with its
 /// default value from an absent key).
-pub fn apply(raw: &mut RawConfig, file: &toml::Table, defaults: &EnvDefaults) -> Vec<&'static str> {
+pub(crate) fn apply(
+    raw: &mut RawConfig,
+    file: &toml::Table,
+    defaults: &EnvDefaults,
+) -> Vec<&'static str> {
     let has = |table: &str, key: &str| {
         file.get(table)
             .and_then(toml::Value::as_table)

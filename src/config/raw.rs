@@ -402,7 +402,7 @@ pub struct RawTlsListener {
 }
 
 /// Default of `[upstreams.NAME] max_concurrent_streams` (why: on the field).
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: i64 = 100;
+pub(crate) const DEFAULT_MAX_CONCURRENT_STREAMS: i64 = 100;
 
 /// `[upstreams.NAME]`.
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,10 @@ use crate::codec::Format;
 /// The candidate closest to `word`, if it is close enough to be what was meant: at
 /// most a third of the word's letters differ (at least one edit is always allowed), or
 /// one is the other with a prefix or suffix added (`timeout` → `read_timeout`).
-pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_lower = word.to_ascii_lowercase();
     let budget = (word.chars().count() / 3).max(1);
     candidates
@@ -48,7 +51,7 @@ const OTHER_NAMES: &[(&str, &[&str])] = &[
 
 /// What to suggest for an unknown format name: `` `b3` or `b3multi` ``, or `None`.
 /// `preserve` is a candidate where the list accepts it.
-pub fn format(word: &str, allow_preserve: bool) -> Option<String> {
+pub(crate) fn format(word: &str, allow_preserve: bool) -> Option<String> {
     let lower = word.trim().to_ascii_lowercase();
     if let Some((_, ids)) = OTHER_NAMES.iter().find(|(name, _)| *name == lower) {
         return Some(one_of(ids.iter().copied()));

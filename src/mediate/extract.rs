@@ -32,7 +32,7 @@ pub struct Extraction {
 }
 
 /// Runs `formats` in order over `headers`.
-pub fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
+pub(crate) fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
     let mut out = Extraction::default();
     // Contexts without ids, kept until we know whether any format has ids.
     let mut idless: Option<(Format, TraceContext)> = None;

@@ -44,13 +44,13 @@ use ipnet::IpNet;
 use crate::model::named::named_enum;
 
 /// `X-Forwarded-For`.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// `Forwarded` (RFC 7239).
-pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub(crate) static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 named_enum! {
     /// What the gateway writes into the forwarding headers of the upstream request
@@ -67,7 +67,7 @@ named_enum! {
 }
 
 /// Whether `ip` is in one of `nets`. IPv4-mapped IPv6 addresses count as IPv4.
-pub fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
+pub(crate) fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     nets.iter().any(|n| n.contains(&ip))
 }
@@ -108,7 +108,7 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// The client's address: `peer` unless `peer` is a trusted proxy (see the module docs).
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
     if !contains(trusted, peer) {
         return peer;
@@ -134,7 +134,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
 
 /// The original request as the gateway sees it (before forwarding headers are applied).
 #[derive(Debug, Clone, Copy)]
-pub struct Arrival<'a> {
+pub(crate) struct Arrival<'a> {
     /// The TCP peer.
     pub peer: IpAddr,
     /// Whether the peer is a trusted proxy.
@@ -186,7 +186,7 @@ fn element(for_: IpAddr, host: Option<&str>, proto: &str) -> String {
 
 /// The forwarding headers to set on the upstream request (each replaces every incoming
 /// value of its name); empty with [`ForwardedMode::Off`].
-pub fn headers(
+pub(crate) fn headers(
     mode: ForwardedMode,
     hop: &Arrival<'_>,
     incoming: &HeaderMap,

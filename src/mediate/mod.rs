@@ -10,9 +10,9 @@
 //! 3. [`outgoing`]: the context every injected format carries;
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
-pub mod extract;
-pub mod forwarded;
-pub mod policy;
+pub(crate) mod extract;
+pub(crate) mod forwarded;
+pub(crate) mod policy;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 

@@ -109,11 +109,11 @@ impl Default for Policy {
 /// Default byte budget for injected trace headers: half of Node.js's 16 KiB limit on a
 /// whole request head, and one nginx `large_client_header_buffers` buffer (8 KiB), so
 /// the origin's own headers still fit.
-pub const DEFAULT_MAX_INJECTED_BYTES: usize = 8192;
+pub(crate) const DEFAULT_MAX_INJECTED_BYTES: usize = 8192;
 
 /// Default header-line budget: well under Apache's `LimitRequestFields` (100) for the
 /// whole request; every format's ids together take about 30 lines.
-pub const DEFAULT_MAX_INJECTED_HEADERS: usize = 64;
+pub(crate) const DEFAULT_MAX_INJECTED_HEADERS: usize = 64;
 
 /// A partial policy from an upstream's or a route's tables: `None` keeps the value
 /// underneath.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Held while a request takes its upstream stream; dropping it lets the next one in.
-pub type DialTicket = tokio::sync::OwnedMutexGuard<()>;
+pub(super) type DialTicket = tokio::sync::OwnedMutexGuard<()>;
 
 /// Above this many pools, gates nobody holds or waits for are dropped (upstream peers
 /// and their option sets change with reloads; the map must not grow with them).
@@ -30,14 +30,14 @@ const PRUNE_ABOVE: usize = 256;
 
 /// One gate per upstream connection pool (pingora's `reuse_hash` of the peer).
 #[derive(Debug, Default)]
-pub struct DialGates {
+pub(super) struct DialGates {
     gates: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl DialGates {
     /// Waits, at most `wait`, for the gate of pool `pool`. `None` after `wait`: go
     /// ahead unordered.
-    pub async fn enter(&self, pool: u64, wait: Duration) -> Option<DialTicket> {
+    pub(super) async fn enter(&self, pool: u64, wait: Duration) -> Option<DialTicket> {
         let gate = {
             // A panic elsewhere while holding this lock leaves a consistent map.
             let mut gates = self

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// `{"method": ..., "path": ..., "headers": {"name": "value" or ["v1", "v2"]}}`.
 /// Header names are lowercase; repeated headers become arrays in arrival order; values
 /// that are not UTF-8 are shown lossily.
-pub fn describe(req: &RequestHeader) -> Vec<u8> {
+pub(super) fn describe(req: &RequestHeader) -> Vec<u8> {
     let mut headers = Map::new();
     for (name, value) in req.headers.iter() {
         let value = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());

@@ -71,7 +71,7 @@ const DEADLINE_MASK: u64 = BYTES_SEEN - 1;
 
 /// The automatic `max_connections`: half the soft open-file limit (each proxied client
 /// also holds an upstream socket) after a small reserve.
-pub fn auto_max_connections() -> usize {
+pub(crate) fn auto_max_connections() -> usize {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|text| soft_open_files(&text))
@@ -136,7 +136,7 @@ impl ConnState {
 }
 
 /// A client connection with a request-header deadline and a keep-alive idle timeout.
-pub struct ClientStream {
+pub(crate) struct ClientStream {
     inner: Stream,
     conn: Arc<ConnState>,
     /// The header deadline armed at the first byte after an idle period.
@@ -377,14 +377,14 @@ fn client_stream(session: &pingora::proxy::Session) -> Option<&ClientStream> {
 }
 
 /// The request header is complete: no deadline while the request is served.
-pub fn header_received(session: &pingora::proxy::Session) {
+pub(crate) fn header_received(session: &pingora::proxy::Session) {
     if let Some(c) = client_stream(session) {
         c.conn.state.store(OPEN << PHASE_SHIFT, Ordering::Release);
     }
 }
 
 /// The response is done: the connection may now sit idle for `keepalive_timeout`.
-pub fn request_done(session: &pingora::proxy::Session, keepalive_timeout: Duration) {
+pub(crate) fn request_done(session: &pingora::proxy::Session, keepalive_timeout: Duration) {
     if let Some(c) = client_stream(session) {
         c.conn.arm(IDLE, keepalive_timeout);
     }
@@ -481,7 +481,7 @@ impl Drop for OpenGuard {
 }
 
 /// pingora's `ServerApp` (the proxy) behind the connection cap and the deadlines.
-pub struct Limited<A> {
+pub(crate) struct Limited<A> {
     inner: Arc<A>,
     config: Arc<ConfigHandle>,
     open: Arc<OpenConnections>,
@@ -495,7 +495,7 @@ pub struct Limited<A> {
 impl<A> Limited<A> {
     /// `inner` limited by the `[server]` settings of the live config (read at each
     /// accept, so a reload applies to new connections).
-    pub fn new(
+    pub(crate) fn new(
         inner: A,
         config: Arc<ConfigHandle>,
         metrics: &Metrics,

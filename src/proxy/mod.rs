@@ -6,7 +6,7 @@
 
 mod dial;
 mod echo;
-pub mod limits;
+pub(crate) mod limits;
 pub mod trace;
 
 use std::net::IpAddr;

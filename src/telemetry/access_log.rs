@@ -28,7 +28,7 @@ use crate::telemetry::Metrics;
 
 /// One access log line.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     /// When the request header arrived.
     #[serde(serialize_with = "rfc3339_millis")]
     pub time: SystemTime,
@@ -82,7 +82,7 @@ fn hex<S: Serializer, T: std::fmt::Display>(id: &Option<T>, s: S) -> Result<S::O
 
 impl Entry<'_> {
     /// The line, newline-terminated.
-    pub fn to_line(&self) -> Vec<u8> {
+    pub(crate) fn to_line(&self) -> Vec<u8> {
         let mut line = Vec::with_capacity(512);
         // Writing plain fields into a Vec cannot fail; an empty object is the fallback.
         if serde_json::to_writer(&mut line, self).is_err() {
@@ -96,7 +96,7 @@ impl Entry<'_> {
 
 /// Writes `entry` to `sink`; a failure is counted (and logged the first time), never
 /// returned: the request it describes is already answered.
-pub fn write(sink: &LogSink, entry: &Entry<'_>, metrics: &Metrics) {
+pub(crate) fn write(sink: &LogSink, entry: &Entry<'_>, metrics: &Metrics) {
     if let Err(e) = sink.write_line(&entry.to_line()) {
         metrics.access_log_errors.inc();
         if sink.first_failure() {

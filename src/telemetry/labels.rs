@@ -5,7 +5,7 @@
 /// arrived without a trace context (coverage `incoming`), or whose span has no
 /// extracted format (`tracebridge.extracted_format`). One word, so dashboards can
 /// group them the same way everywhere.
-pub const NONE: &str = "none";
+pub(crate) const NONE: &str = "none";
 
 /// Route label for requests that matched no route.
-pub const NO_ROUTE: &str = NONE;
+pub(crate) const NO_ROUTE: &str = NONE;

@@ -91,10 +91,10 @@ pub struct Metrics {
 }
 
 /// The `reason` label values of `tracebridge_downstream_connections_closed_total`.
-pub const DOWNSTREAM_CLOSE_REASONS: [&str; 4] =
+pub(crate) const DOWNSTREAM_CLOSE_REASONS: [&str; 4] =
     ["header_timeout", "idle_timeout", "evicted", "over_limit"];
 
-pub use super::labels::NO_ROUTE;
+pub(crate) use super::labels::NO_ROUTE;
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -446,7 +446,7 @@ impl Drop for InFlight {
 }
 
 /// `1xx` … `5xx`, or `other` for anything outside 100..=599 (0 = no response sent).
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
         200..=299 => "2xx",

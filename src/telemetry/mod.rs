@@ -1,17 +1,17 @@
 //! Telemetry: the gateway span (OpenTelemetry SDK), its exporters, metrics, the
 //! coverage view and the access log.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod coverage;
-pub mod exporters;
-pub mod labels;
-pub mod metrics;
-pub mod otlp;
+pub(crate) mod exporters;
+pub(crate) mod labels;
+pub(crate) mod metrics;
+pub(crate) mod otlp;
 pub mod otlp_http;
-pub mod otlp_proto;
+pub(crate) mod otlp_proto;
 pub mod pipeline;
-pub mod span;
-pub mod stdout;
+pub(crate) mod span;
+pub(crate) mod stdout;
 pub mod tracer;
 
 pub use metrics::Metrics;

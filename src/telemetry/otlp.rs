@@ -48,7 +48,7 @@ fn default_base(protocol: OtlpProtocol) -> &'static str {
 
 /// Parses a `k1=v1,k2=v2` list (the OTel environment format), percent-decoding values
 /// and skipping malformed items.
-pub fn parse_pairs(s: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_pairs(s: &str) -> Vec<(String, String)> {
     s.split(',')
         .filter_map(|item| {
             let (k, v) = item.split_once('=')?;
@@ -66,7 +66,10 @@ pub fn parse_pairs(s: &str) -> Vec<(String, String)> {
 }
 
 /// Applies the environment (`env` looks a variable up) over the file's settings.
-pub fn resolve(file: &OtlpFileSettings, env: &dyn Fn(&str) -> Option<String>) -> OtlpSettings {
+pub(crate) fn resolve(
+    file: &OtlpFileSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> OtlpSettings {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -101,7 +104,7 @@ pub fn resolve(file: &OtlpFileSettings, env: &dyn Fn(&str) -> Option<String>) ->
 
 /// Builds the gRPC exporter (OTLP/HTTP is [`super::otlp_http`]). Call it inside a
 /// tokio runtime: tonic needs one to build its channel. `None` after logging why.
-pub fn build_grpc_exporter(s: &OtlpSettings) -> Option<opentelemetry_otlp::SpanExporter> {
+pub(crate) fn build_grpc_exporter(s: &OtlpSettings) -> Option<opentelemetry_otlp::SpanExporter> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
     let mut metadata = tonic::metadata::MetadataMap::new();
     for (k, v) in &s.headers {
@@ -194,7 +197,7 @@ mod tests {
 
 /// The gateway's identity after `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`
 /// (environment over file; `OTEL_SERVICE_NAME` over a `service.name` in the attributes).
-pub fn identity(
+pub(crate) fn identity(
     service_name: &str,
     service_instance: &str,
     host_name: &str,

@@ -335,7 +335,7 @@ fn kind(kind: &SpanKind) -> u64 {
 
 /// Appends the `Span` message of `span` (without a key or length): fields in tag
 /// order, defaults left out, as prost writes them.
-pub fn encode_span(span: &SpanData, buf: &mut Vec<u8>) {
+pub(crate) fn encode_span(span: &SpanData, buf: &mut Vec<u8>) {
     {
         let context = &span.span_context;
         bytes_field(buf, 1, &context.trace_id().to_bytes());

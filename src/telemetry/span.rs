@@ -20,29 +20,29 @@ use crate::mediate::Plan;
 use crate::model::{SpanId, TraceContext, TraceId};
 
 /// Attribute and event names of our own, all under one prefix.
-pub mod attr {
+pub(crate) mod attr {
     /// The route's name.
-    pub const ROUTE: &str = "tracebridge.route";
+    pub(crate) const ROUTE: &str = "tracebridge.route";
     /// The upstream's name.
-    pub const UPSTREAM: &str = "tracebridge.upstream";
+    pub(crate) const UPSTREAM: &str = "tracebridge.upstream";
     /// The peer address the last attempt went to.
-    pub const UPSTREAM_ADDRESS: &str = "tracebridge.upstream.address";
+    pub(crate) const UPSTREAM_ADDRESS: &str = "tracebridge.upstream.address";
     /// The format the context was continued from, or [`NO_FORMAT`].
-    pub const EXTRACTED_FORMAT: &str = "tracebridge.extracted_format";
+    pub(crate) const EXTRACTED_FORMAT: &str = "tracebridge.extracted_format";
     /// [`EXTRACTED_FORMAT`] of a request that brought no context.
-    pub const NO_FORMAT: &str = crate::telemetry::labels::NONE;
+    pub(crate) const NO_FORMAT: &str = crate::telemetry::labels::NONE;
     /// The formats written into the outgoing request.
-    pub const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
+    pub(crate) const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
     /// A link's format.
-    pub const LINK_FORMAT: &str = "tracebridge.link.format";
+    pub(crate) const LINK_FORMAT: &str = "tracebridge.link.format";
     /// Why a link was made: `restart` or `conflict`.
-    pub const LINK_REASON: &str = "tracebridge.link.reason";
+    pub(crate) const LINK_REASON: &str = "tracebridge.link.reason";
     /// Jaeger's `jaeger-debug-id`.
-    pub const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
+    pub(crate) const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
     /// The event added on each retry.
-    pub const RETRY_EVENT: &str = "retry";
+    pub(crate) const RETRY_EVENT: &str = "retry";
     /// The retry event's attempt number (2 for the first retry).
-    pub const ATTEMPT: &str = "tracebridge.attempt";
+    pub(crate) const ATTEMPT: &str = "tracebridge.attempt";
 }
 
 /// The request facts the span describes.
@@ -89,7 +89,7 @@ pub struct Outcome<'a> {
 
 /// The remote parent a plan continues: trace id, parent span id (absent for an AWS
 /// ALB's `Root=` only), sampled.
-pub fn remote_parent(plan: &Plan) -> Option<(TraceId, Option<SpanId>, bool)> {
+pub(crate) fn remote_parent(plan: &Plan) -> Option<(TraceId, Option<SpanId>, bool)> {
     plan.parent.as_ref().and_then(|p| {
         p.trace_id
             .map(|t| (t, p.parent_id, p.sampling.decision() == Some(true)))

@@ -11,7 +11,7 @@ use serde_json::{json, Map};
 
 /// Writes spans to standard output as JSON lines.
 #[derive(Debug, Default)]
-pub struct StdoutExporter;
+pub(crate) struct StdoutExporter;
 
 fn value(v: &Value) -> serde_json::Value {
     match v {
@@ -39,7 +39,7 @@ fn nanos(t: std::time::SystemTime) -> u128 {
 }
 
 /// One span as a JSON object.
-pub fn span_json(span: &SpanData) -> serde_json::Value {
+pub(crate) fn span_json(span: &SpanData) -> serde_json::Value {
     let parent = span.parent_span_id;
     json!({
         "trace_id": span.span_context.trace_id().to_string(),
