@@ -408,17 +408,10 @@ impl Codec for TraceContextCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, map, raw_map};
+    use crate::codec::testutil::{ctx_with, hop_at, map, raw_map, ts};
     use proptest::prelude::*;
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
-
-    fn ts(pairs: &[(&str, &str)]) -> TraceState {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     /// (id, header name, value, trace id, parent id, sampled, random).
     type Valid = (
@@ -906,17 +899,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&TRACEPARENT, HeaderValue::from_bytes(b"00-\xff").unwrap());
         assert_eq!(TraceContextCodec::extract(&h), Err(DecodeError::Charset));
-    }
-
-    fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
-        TraceContext {
-            trace_id: TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736),
-            parent_id: SpanId::new(1),
-            sampling,
-            debug,
-            random,
-            ..TraceContext::default()
-        }
     }
 
     #[test]

@@ -173,29 +173,11 @@ fn take_own_member(ctx: &mut TraceContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, map};
+    use crate::codec::testutil::{ctx_with, hop_at, map, ts};
     use crate::codec::tracecontext::{decode_tracestate, TRACESTATE};
-    use crate::model::{Sampling, SpanId, TraceId, TraceState};
+    use crate::model::{Sampling, SpanId};
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
-
-    fn ts(pairs: &[(&str, &str)]) -> TraceState {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
-        TraceContext {
-            trace_id: TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736),
-            parent_id: SpanId::new(1),
-            sampling,
-            debug,
-            random,
-            ..TraceContext::default()
-        }
-    }
 
     fn originals(sw: Option<&str>, ee: Option<(&str, &str)>) -> Originals {
         Originals {
