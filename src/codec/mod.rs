@@ -30,7 +30,7 @@ pub mod xray;
 
 pub use carrier::{
     exactly_one, exactly_one_value, first, header_value, joined, trim_ows, trim_ows_bytes,
-    value_str, with_prefix, HeaderSink, Injected,
+    value_str, HeaderSink, Injected,
 };
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};
