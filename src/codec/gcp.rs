@@ -151,7 +151,7 @@ impl Codec for GcpCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, raw_map};
+    use crate::codec::testutil::{self, hop_at, raw_map, run};
     use proptest::prelude::*;
 
     /// The gateway span is 139592093 in decimal.
@@ -170,59 +170,6 @@ mod tests {
         &'static str,
         Result<(&'static str, &'static str, bool), &'static str>,
     );
-
-    const VECTORS: &[Row] = &[
-        (
-            "xcloud-001",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093;o=1",
-            Ok(("d36a105d7002f0dee73c0dfb9553764a", "000000000852019d", true)),
-        ),
-        (
-            "xcloud-002",
-            "x-cloud-trace-context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093;o=0",
-            Ok((
-                "d36a105d7002f0dee73c0dfb9553764a",
-                "000000000852019d",
-                false,
-            )),
-        ),
-        (
-            "xcloud-003",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093",
-            Ok((
-                "d36a105d7002f0dee73c0dfb9553764a",
-                "000000000852019d",
-                false,
-            )),
-        ),
-        (
-            "xcloud-004",
-            "X-Cloud-Trace-Context",
-            "00000000000000000000000000000000/139592093;o=1",
-            Err("all-zero trace id"),
-        ),
-        (
-            "xcloud-005",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/0;o=1",
-            Err("span id 0"),
-        ),
-        (
-            "xcloud-006",
-            "X-Cloud-Trace-Context",
-            "D36A105D7002F0DEE73C0DFB9553764A/139592093;o=1",
-            Err("upper-case trace id does not match ^[0-9a-f]{32}"),
-        ),
-        (
-            "xcloud-007",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/18446744073709551616;o=1",
-            Err("span id overflows u64"),
-        ),
-    ];
 
     const EDGES: &[Row] = &[
         (
@@ -330,9 +277,16 @@ mod tests {
         ("empty", "x-cloud-trace-context", "", Err("empty value")),
     ];
 
+    /// Every `xcloud-*` vector of tests/data/vectors.json.
     #[test]
-    fn vectors_and_edges() {
-        for (id, name, value, expected) in VECTORS.iter().chain(EDGES) {
+    fn vectors() {
+        run(&testutil::vectors("xcloud"), GcpCodec::extract, |_, _| {});
+    }
+
+    /// Cases beyond vectors.json.
+    #[test]
+    fn edges() {
+        for (id, name, value, expected) in EDGES {
             let got = GcpCodec::extract(&map(name, value));
             match expected {
                 Ok((trace, span, sampled)) => {

@@ -121,6 +121,10 @@ pub struct Expect {
     pub debug: bool,
     /// In order.
     pub baggage: Vec<(String, String)>,
+    /// W3C only (false elsewhere).
+    pub random: bool,
+    /// W3C only: the members kept, or `None` when the header is dropped whole (or absent).
+    pub tracestate: Option<Vec<(String, String)>>,
 }
 
 /// How an invalid case must be rejected: extract returns an error (not `Ok(None)`), this
@@ -194,6 +198,8 @@ pub fn valid(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        random: false,
+        tracestate: None,
     }))
 }
 
@@ -210,8 +216,8 @@ pub fn case_mut<'a, N>(cases: &'a mut [Case<N>], id: &str) -> &'a mut Case<N> {
         .unwrap_or_else(|| panic!("no case {id}"))
 }
 
-/// Runs every case through `extract`, checking ids, sampling, debug, baggage in order, that
-/// `random` (W3C-only) stays unset, and `native` on each context.
+/// Runs every case through `extract`, checking ids, sampling, debug, baggage in order, the
+/// W3C-only `random` flag and `tracestate`, and `native` on each context.
 pub fn run<N>(
     cases: &[Case<N>],
     extract: impl Fn(&HeaderMap) -> Result<Option<TraceContext>, DecodeError>,
@@ -236,7 +242,9 @@ pub fn run<N>(
                 );
                 assert_eq!(ctx.sampling, want.sampling, "{id}: sampling");
                 assert_eq!(ctx.debug, want.debug, "{id}: debug");
-                assert!(!ctx.random, "{id}: random is W3C-only");
+                assert_eq!(ctx.random, want.random, "{id}: random");
+                let tracestate = want.tracestate.clone().unwrap_or_default();
+                assert_eq!(ctx.tracestate, tracestate, "{id}: tracestate");
                 let baggage: Vec<(&str, &str)> = want
                     .baggage
                     .iter()
@@ -292,6 +300,9 @@ struct RawExpect {
     #[serde(default)]
     debug: bool,
     baggage: Option<Ordered<String>>,
+    #[serde(default)]
+    random: bool,
+    tracestate: Option<Vec<(String, String)>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +338,8 @@ impl RawVector {
                 },
                 debug: e.debug,
                 baggage: e.baggage.map(|b| b.0).unwrap_or_default(),
+                random: e.random,
+                tracestate: e.tracestate,
             })),
         };
         Case {

@@ -408,132 +408,81 @@ impl Codec for TraceContextCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{ctx_with, hop_at, map, raw_map, ts};
+    use crate::codec::testutil::{
+        self, case_mut, ctx_with, hop_at, map, raw_map, rejected, run, ts,
+    };
     use proptest::prelude::*;
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
 
-    /// (id, header name, value, trace id, parent id, sampled, random).
-    type Valid = (
-        &'static str,
-        &'static str,
-        &'static str,
-        u128,
-        u64,
-        bool,
-        bool,
-    );
-
-    #[rustfmt::skip]
-    const VALID: &[Valid] = &[
-        ("w3c-001", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
-        ("w3c-002", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, false, false),
-        ("w3c-003", "TrAcEpArEnT", "00-12345678901234567890123456789012-1234567890123456-01", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
-        ("w3c-009", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
-        ("w3c-010", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
-        ("w3c-029", "traceparent", " \t00-12345678901234567890123456789012-1234567890123456-01 \t", 0x12345678901234567890123456789012, 0x1234567890123456, true, false),
-        ("w3c-030", "traceparent", "00-12345678901234567890123456789012-1234567890123456-02", 0x12345678901234567890123456789012, 0x1234567890123456, false, true),
-        ("w3c-031", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
-        ("w3c-032", "traceparent", "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-XYZxsf09", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, true, false),
-        ("w3c-033", "traceparent", "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-08", 0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, false, false),
+    /// The exact error of every invalid `w3c-*` vector (vectors.json says only "invalid").
+    const ERRORS: &[(&str, DecodeError)] = &[
+        ("w3c-005", DecodeError::Repeated),
+        ("w3c-006", DecodeError::Sampling),
+        ("w3c-007", DecodeError::Malformed),
+        ("w3c-008", DecodeError::Malformed),
+        ("w3c-011", DecodeError::Malformed),
+        ("w3c-012", DecodeError::Version),
+        ("w3c-013", DecodeError::Version),
+        ("w3c-014", DecodeError::Version),
+        ("w3c-015", DecodeError::Version),
+        ("w3c-016", DecodeError::Version),
+        ("w3c-017", DecodeError::Version),
+        ("w3c-018", DecodeError::ZeroId),
+        ("w3c-019", DecodeError::TraceId),
+        ("w3c-020", DecodeError::TraceId),
+        ("w3c-021", DecodeError::TraceId),
+        ("w3c-022", DecodeError::ZeroId),
+        ("w3c-023", DecodeError::SpanId),
+        ("w3c-024", DecodeError::SpanId),
+        ("w3c-025", DecodeError::SpanId),
+        ("w3c-026", DecodeError::Sampling),
+        ("w3c-027", DecodeError::Sampling),
+        ("w3c-028", DecodeError::Sampling),
+        ("w3c-034", DecodeError::Version),
+        ("w3c-035", DecodeError::TraceId),
+        ("w3c-036", DecodeError::SpanId),
+        ("w3c-037", DecodeError::Sampling),
+        ("w3c-038", DecodeError::Missing),
+        ("w3c-039", DecodeError::Sampling),
+        ("w3c-040", DecodeError::Sampling),
     ];
 
+    /// Every `w3c-*` vector of tests/data/vectors.json: the context, `random`, the
+    /// `tracestate` kept (the `traceparent` stays valid whatever happens to it), the exact
+    /// errors; and `tracestate` at string level.
     #[test]
-    fn valid_vectors() {
-        for &(id, name, value, trace, parent, sampled, random) in VALID {
-            let ctx = TraceContextCodec::extract(&map(&[(name, value)]))
-                .unwrap_or_else(|e| panic!("{id}: {e}"))
-                .unwrap_or_else(|| panic!("{id}: absent"));
-            assert_eq!(ctx.trace_id, TraceId::new(trace), "{id}");
-            assert_eq!(ctx.parent_id, SpanId::new(parent), "{id}");
-            let sampling = if sampled {
-                Sampling::Sampled
-            } else {
-                Sampling::NotSampled
+    fn vectors() {
+        let mut cases = testutil::vectors("w3c");
+        // Absent, not invalid: a wrong header name is not traceparent at all (w3c-004), and
+        // a tracestate without traceparent is never parsed (w3c-060).
+        for id in ["w3c-004", "w3c-060"] {
+            case_mut(&mut cases, id).expect = Ok(None);
+        }
+        for (id, error) in ERRORS {
+            case_mut(&mut cases, id).expect = rejected(*error);
+        }
+        run(&cases, TraceContextCodec::extract, |_, _| {});
+        for case in &cases {
+            let (Ok(Some(want)), true) = (&case.expect, case.headers.contains_key(&TRACESTATE))
+            else {
+                continue;
             };
-            assert_eq!(ctx.sampling, sampling, "{id}");
-            assert_eq!(ctx.random, random, "{id}");
-            assert!(!ctx.debug, "{id}");
-            assert!(ctx.baggage.is_empty() && ctx.tracestate.is_empty(), "{id}");
+            let fields: Vec<&str> = case
+                .headers
+                .get_all(&TRACESTATE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(
+                decode_tracestate(&fields.join(",")).ok(),
+                want.tracestate,
+                "{} (string level)",
+                case.id
+            );
         }
-    }
-
-    /// (id, traceparent value, expected error, why it is invalid).
-    #[rustfmt::skip]
-    const INVALID: &[(&str, &str, DecodeError, &str)] = &[
-        ("w3c-006", "00-12345678901234567890123456789012-1234567890123456-01.", DecodeError::Sampling, "version 00 must be exactly 55 chars"),
-        ("w3c-007", "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", DecodeError::Malformed, "version 00 must not carry extra fields"),
-        ("w3c-008", "00-12345678901234567890123456789012-1234567890123456-01-", DecodeError::Malformed, "a trailing '-' is an extra empty field"),
-        ("w3c-011", "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like", DecodeError::Malformed, "future-version flags must be followed by '-' or the end"),
-        ("w3c-012", "ff-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version ff is forbidden"),
-        ("w3c-013", ".0-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "illegal character in version"),
-        ("w3c-014", "0.-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "illegal character in version"),
-        ("w3c-015", "000-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version longer than 2 hex"),
-        ("w3c-016", "0000-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version longer than 2 hex"),
-        ("w3c-017", "0-12345678901234567890123456789012-1234567890123456-01", DecodeError::Version, "version shorter than 2 hex"),
-        ("w3c-018", "00-00000000000000000000000000000000-1234567890123456-01", DecodeError::ZeroId, "all-zero trace-id"),
-        ("w3c-019", "00-.2345678901234567890123456789012-1234567890123456-01", DecodeError::TraceId, "illegal character in trace-id"),
-        ("w3c-020", "00-123456789012345678901234567890123-1234567890123456-01", DecodeError::TraceId, "trace-id 33 hex chars"),
-        ("w3c-021", "00-1234567890123456789012345678901-1234567890123456-01", DecodeError::TraceId, "trace-id 31 hex chars"),
-        ("w3c-022", "00-12345678901234567890123456789012-0000000000000000-01", DecodeError::ZeroId, "all-zero parent-id"),
-        ("w3c-023", "00-12345678901234567890123456789012-123456789012345.-01", DecodeError::SpanId, "illegal character in parent-id"),
-        ("w3c-024", "00-12345678901234567890123456789012-12345678901234567-01", DecodeError::SpanId, "parent-id 17 hex chars"),
-        ("w3c-025", "00-12345678901234567890123456789012-123456789012345-01", DecodeError::SpanId, "parent-id 15 hex chars"),
-        ("w3c-026", "00-12345678901234567890123456789012-1234567890123456-.0", DecodeError::Sampling, "illegal character in trace-flags"),
-        ("w3c-027", "00-12345678901234567890123456789012-1234567890123456-001", DecodeError::Sampling, "trace-flags 3 chars"),
-        ("w3c-028", "00-12345678901234567890123456789012-1234567890123456-1", DecodeError::Sampling, "trace-flags 1 char"),
-        ("w3c-034", "A0-00000000000000000000000000000000-0000000000000000-01", DecodeError::Version, "upper case version"),
-        ("w3c-035", "00-AB000000000000000000000000000000-cd00000000000000-01", DecodeError::TraceId, "upper case trace-id"),
-        ("w3c-036", "00-ab000000000000000000000000000000-CD00000000000000-01", DecodeError::SpanId, "upper case parent-id"),
-        ("w3c-037", "00-ab000000000000000000000000000000-cd00000000000000-A1", DecodeError::Sampling, "upper case trace-flags"),
-        ("w3c-038", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", DecodeError::Missing, "missing trace-flags"),
-        ("w3c-039", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-", DecodeError::Sampling, "empty trace-flags"),
-        ("w3c-040", "00-ab000000000000000000000000000000-cd00000000000000-0100", DecodeError::Sampling, "trace-flags 4 chars"),
-    ];
-
-    #[test]
-    fn invalid_vectors() {
-        for (id, value, err, why) in INVALID {
-            let got = TraceContextCodec::extract(&map(&[("traceparent", value)]));
-            assert_eq!(got, Err(*err), "{id}: {why}");
-        }
-        let h = map(&[
-            (
-                "traceparent",
-                "00-12345678901234567890123456789011-1234567890123456-01",
-            ),
-            (
-                "traceparent",
-                "00-12345678901234567890123456789012-1234567890123456-01",
-            ),
-        ]);
-        let got = TraceContextCodec::extract(&h);
-        assert_eq!(
-            got,
-            Err(DecodeError::Repeated),
-            "w3c-005: traceparent sent twice"
-        );
-    }
-
-    #[test]
-    fn absent_vectors() {
-        // w3c-004: a wrong header name is not traceparent at all: the format is absent.
-        let h = map(&[(
-            "trace-parent",
-            "00-12345678901234567890123456789012-1234567890123456-01",
-        )]);
-        assert_eq!(TraceContextCodec::extract(&h), Ok(None), "w3c-004");
-        // w3c-060: tracestate without traceparent is discarded (never parsed).
-        assert_eq!(
-            TraceContextCodec::extract(&map(&[("tracestate", "foo=1")])),
-            Ok(None),
-            "w3c-060"
-        );
         assert_eq!(TraceContextCodec::extract(&HeaderMap::new()), Ok(None));
     }
-
-    /// (id, tracestate fields, members kept; `None` = whole header dropped).
-    type StateRow = (&'static str, Vec<String>, Option<Vec<(String, String)>>);
 
     fn bars(n: usize) -> Vec<String> {
         (1..=n)
@@ -546,103 +495,6 @@ mod tests {
                     .join(",")
             })
             .collect()
-    }
-
-    fn state_rows() -> Vec<StateRow> {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let z256 = "z".repeat(256);
-        let all_value = " !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
-        vec![
-            (
-                "w3c-041",
-                s(&["foo=1,bar=2"]),
-                Some(ts(&[("foo", "1"), ("bar", "2")])),
-            ),
-            (
-                "w3c-042",
-                s(&["foo=1,bar=2", "rojo=1,congo=2", "baz=3"]),
-                Some(ts(&[
-                    ("foo", "1"),
-                    ("bar", "2"),
-                    ("rojo", "1"),
-                    ("congo", "2"),
-                    ("baz", "3"),
-                ])),
-            ),
-            ("w3c-043", s(&[""]), Some(vec![])),
-            ("w3c-044", s(&["foo=1", ""]), Some(ts(&[("foo", "1")]))),
-            (
-                "w3c-045",
-                s(&["foo=1 \t , \t bar=2, \t baz=3"]),
-                Some(ts(&[("foo", "1"), ("bar", "2"), ("baz", "3")])),
-            ),
-            ("w3c-046", s(&["\t foo=1 \t"]), Some(ts(&[("foo", "1")]))),
-            ("w3c-047", s(&["foo =1"]), None),
-            ("w3c-048", s(&["FOO=1"]), None),
-            ("w3c-049", s(&["foo.bar=1"]), None),
-            (
-                "w3c-050",
-                s(&["foo@=1,bar=2"]),
-                Some(ts(&[("foo@", "1"), ("bar", "2")])),
-            ),
-            ("w3c-051", s(&["@foo=1,bar=2"]), None),
-            (
-                "w3c-052",
-                s(&["foo@bar@baz=1,bar=2"]),
-                Some(ts(&[("foo@bar@baz", "1"), ("bar", "2")])),
-            ),
-            ("w3c-053", s(&["foo=bar=baz"]), None),
-            ("w3c-054", s(&["foo=,bar=3"]), None),
-            (
-                "w3c-055",
-                bars(32),
-                Some(
-                    (1..=32)
-                        .map(|i| (format!("bar{i:02}"), format!("{i:02}")))
-                        .collect(),
-                ),
-            ),
-            ("w3c-056", bars(33), None),
-            (
-                "w3c-057",
-                vec!["foo=1".into(), format!("{z256}=1")],
-                Some(vec![("foo".into(), "1".into()), (z256.clone(), "1".into())]),
-            ),
-            ("w3c-058", vec!["foo=1".into(), format!("{z256}z=1")], None),
-            (
-                "w3c-059",
-                vec![format!(
-                    "abcdefghijklmnopqrstuvwxyz0123456789_-*/={all_value}"
-                )],
-                Some(ts(&[(
-                    "abcdefghijklmnopqrstuvwxyz0123456789_-*/",
-                    all_value,
-                )])),
-            ),
-        ]
-    }
-
-    #[test]
-    fn tracestate_vectors() {
-        for (id, fields, kept) in state_rows() {
-            let mut h = map(&[("traceparent", TP)]);
-            for f in &fields {
-                h.append(&TRACESTATE, HeaderValue::from_str(f).unwrap());
-            }
-            let ctx = TraceContextCodec::extract(&h).unwrap().unwrap();
-            // The traceparent stays valid whatever happens to tracestate.
-            assert_eq!(
-                ctx.trace_id,
-                TraceId::new(0x12345678901234567890123456789012),
-                "{id}"
-            );
-            assert_eq!(ctx.tracestate, kept.clone().unwrap_or_default(), "{id}");
-            assert_eq!(
-                decode_tracestate(&fields.join(",")).ok(),
-                kept,
-                "{id} (string level)"
-            );
-        }
     }
 
     /// The official harness's header-parsing cases (wire-formats §2.2, `test/test.py` at
