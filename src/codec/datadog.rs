@@ -465,7 +465,9 @@ impl Codec for DatadogCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{self, case_mut, get, hop_at, map, raw_map, run};
+    use crate::codec::testutil::{
+        self, case_mut, edge, get, hop_at, map, raw_map, run, Case, Edge,
+    };
     use proptest::prelude::*;
 
     /// The gateway span is 5678, so `x-datadog-parent-id: 5678` on inject.
@@ -473,14 +475,8 @@ mod tests {
         hop_at(5678, 1)
     }
 
-    type Expect = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
-
     /// (id, headers, expected (trace, parent, sampled) or the reason it is invalid).
-    type Row = (
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        Expect,
-    );
+    type Row = (&'static str, &'static [(&'static str, &'static str)], Edge);
 
     const EDGES: &[Row] = &[
         (
@@ -608,23 +604,11 @@ mod tests {
 
     #[test]
     fn edges() {
-        for (id, headers, expected) in EDGES {
-            let got = DatadogCodec::extract(&map(headers));
-            match expected {
-                Ok((trace, parent, sampled)) => {
-                    let ctx = got.unwrap_or_else(|e| panic!("{id}: {e}")).unwrap();
-                    assert_eq!(ctx.trace_id.unwrap().to_string(), *trace, "{id}");
-                    assert_eq!(
-                        ctx.parent_id.map(|p| p.to_string()).as_deref(),
-                        *parent,
-                        "{id}"
-                    );
-                    assert_eq!(ctx.sampling.decision(), *sampled, "{id}");
-                    assert!(!ctx.debug && !ctx.random, "{id}");
-                }
-                Err(reason) => assert!(got.is_err(), "{id} must be rejected: {reason}"),
-            }
-        }
+        let cases: Vec<Case> = EDGES
+            .iter()
+            .map(|(id, headers, row)| edge(id, headers, row))
+            .collect();
+        run(&cases, DatadogCodec::extract, |_, _| {});
     }
 
     #[test]

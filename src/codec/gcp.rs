@@ -151,16 +151,12 @@ impl Codec for GcpCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{self, hop_at, raw_map, run};
+    use crate::codec::testutil::{self, edge, hop_at, raw_map, run, Case};
     use proptest::prelude::*;
 
     /// The gateway span is 139592093 in decimal.
     fn hop() -> Hop<'static> {
         hop_at(0x0000_0000_0852_019d, 1)
-    }
-
-    fn map(name: &str, value: &str) -> HeaderMap {
-        crate::codec::testutil::map(&[(name, value)])
     }
 
     /// (id, header name as sent, value, expected (trace, span, sampled) or the reason it is invalid).
@@ -286,19 +282,14 @@ mod tests {
     /// Cases beyond vectors.json.
     #[test]
     fn edges() {
-        for (id, name, value, expected) in EDGES {
-            let got = GcpCodec::extract(&map(name, value));
-            match expected {
-                Ok((trace, span, sampled)) => {
-                    let ctx = got.unwrap_or_else(|e| panic!("{id}: {e}")).unwrap();
-                    assert_eq!(ctx.trace_id.unwrap().to_string(), *trace, "{id}");
-                    assert_eq!(ctx.parent_id.unwrap().to_string(), *span, "{id}");
-                    assert_eq!(ctx.sampling.decision(), Some(*sampled), "{id}");
-                    assert!(!ctx.debug && !ctx.random, "{id}");
-                }
-                Err(reason) => assert!(got.is_err(), "{id} must be rejected: {reason}"),
-            }
-        }
+        let cases: Vec<Case> = EDGES
+            .iter()
+            .map(|(id, name, value, row)| {
+                let row = row.map(|(trace, span, sampled)| (trace, Some(span), Some(sampled)));
+                edge(id, &[(name, value)], &row)
+            })
+            .collect();
+        run(&cases, GcpCodec::extract, |_, _| {});
     }
 
     #[test]

@@ -203,6 +203,31 @@ pub fn valid(
     }))
 }
 
+/// A row of a codec's edge table: `Ok((trace, parent, sampled))` in hex (`None` sampled =
+/// deferred), or `Err(why it is invalid)`.
+pub type Edge = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
+
+/// The case of an edge-table row: no debug, no baggage; invalid = an error.
+pub fn edge(id: &str, headers: &[(&str, &str)], row: &Edge) -> Case {
+    let expect = match *row {
+        Ok((trace, parent, sampled)) => Ok(Some(Expect {
+            trace: Some(trace.into()),
+            span: parent.map(String::from),
+            sampling: match sampled {
+                Some(true) => Sampling::Sampled,
+                Some(false) => Sampling::NotSampled,
+                None => Sampling::Deferred,
+            },
+            debug: false,
+            baggage: Vec::new(),
+            random: false,
+            tracestate: None,
+        })),
+        Err(_) => Err(Reject::Any),
+    };
+    Case::new(id, headers, expect, row.err().unwrap_or_default())
+}
+
 /// An invalid case rejected with exactly `e`.
 pub fn rejected(e: DecodeError) -> Result<Option<Expect>, Reject> {
     Err(Reject::Exactly(e))
