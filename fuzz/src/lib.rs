@@ -27,8 +27,8 @@ use tracebridge::codec::{
     b3, b3multi, baggage, datadog, eagleeye, gcp, grpc_trace_bin, instana, jaeger, ottrace,
     skywalking, tracecontext, xray, Format,
 };
-use tracebridge::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 use tracebridge::mediate::carry;
+use tracebridge::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// Lines read from one input.
 pub const MAX_LINES: usize = 32;
