@@ -219,8 +219,8 @@ fn check_other_formats(from: Format, ctx: &TraceContext) {
 }
 
 /// SkyWalking and EagleEye ids the model cannot hold survive a W3C-only hop (the `tb`
-/// tracestate member, `mediate::carry`), while they fit in it: the W3C codec drops a member over 256
-/// characters.
+/// tracestate member, `mediate::carry`), while they fit in it: the W3C codec drops a member
+/// over 256 characters.
 fn check_w3c_hop(format: Format, ctx: &TraceContext, t: TraceId) {
     let short = match format {
         Format::SkyWalking => ctx
