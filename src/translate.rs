@@ -154,7 +154,7 @@ pub fn translate(
     };
     let mut headers = HeaderMap::new();
     for f in to {
-        f.inject(&context, &hop, &mut headers);
+        mediate::carry::inject(*f, &context, &hop, &mut headers);
     }
     Ok(Translation {
         format,

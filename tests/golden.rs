@@ -11,6 +11,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracebridge::codec::{skywalking, tracecontext, Format};
+use tracebridge::mediate::carry;
 use tracebridge::model::{BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
@@ -51,7 +52,7 @@ fn hop() -> Hop<'static> {
 
 fn inject(format: Format, ctx: &TraceContext, hop: &Hop<'_>) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let injected = format.inject(ctx, hop, &mut h);
+    let injected = carry::inject(format, ctx, hop, &mut h);
     assert_eq!(injected.baggage_dropped, 0, "{format}: dropped baggage");
     h
 }
@@ -480,7 +481,9 @@ fn skywalking_survives_a_w3c_hop() {
         wire.get("tracestate").unwrap(),
         "tb=sw:NTZhNWUxYzUxOWFlNGM3NmEyYjhiMTFkOTJjZWFkN2YuMTIuMTY1NjM0NzQyOTY0MzAwMDE"
     );
-    let mut at_b = Format::TraceContext.extract(&wire).unwrap().unwrap();
+    let mut at_b = carry::extract(Format::TraceContext, &wire)
+        .unwrap()
+        .unwrap();
     at_b.baggage = Format::Baggage.extract(&wire).unwrap().unwrap().baggage;
     assert_eq!(at_b.trace_id, trace);
     assert!(at_b.tracestate.is_empty(), "tb is consumed, not forwarded");
@@ -530,7 +533,9 @@ fn eagleeye_survives_a_w3c_hop() {
             format!("tb=ee:{tb_ee};rpc:0.2.1.3"),
             "{trace_id}"
         );
-        let at_b = Format::TraceContext.extract(&wire).unwrap().unwrap();
+        let at_b = carry::extract(Format::TraceContext, &wire)
+            .unwrap()
+            .unwrap();
         assert_eq!(at_b.trace_id, Some(trace), "{trace_id}");
         let ee = at_b.originals.eagleeye.as_deref().unwrap();
         assert_eq!(
@@ -582,7 +587,9 @@ fn both_originals_share_one_tb_member() {
     );
     let ts = tracecontext::decode_tracestate(ts).unwrap();
     assert_eq!(ts.len(), 1);
-    let at_b = Format::TraceContext.extract(&wire).unwrap().unwrap();
+    let at_b = carry::extract(Format::TraceContext, &wire)
+        .unwrap()
+        .unwrap();
     let sw8 = inject(Format::SkyWalking, &at_b, &hop_at(8, 1));
     let sw8 = skywalking::decode(sw8.get("sw8").unwrap().to_str().unwrap()).unwrap();
     assert_eq!(sw8.trace_id, "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");

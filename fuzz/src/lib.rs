@@ -27,6 +27,7 @@ use tracebridge::codec::{
     b3, b3multi, baggage, datadog, eagleeye, gcp, grpc_trace_bin, instana, jaeger, ottrace,
     skywalking, tracecontext, xray, Format,
 };
+use tracebridge::mediate::carry;
 use tracebridge::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// Lines read from one input.
@@ -218,8 +219,8 @@ fn check_other_formats(from: Format, ctx: &TraceContext) {
 }
 
 /// SkyWalking and EagleEye ids the model cannot hold survive a W3C-only hop (the `tb`
-/// tracestate member), while they fit in it: tracecontext.rs drops a member over 256
-/// characters.
+/// tracestate member, `mediate::carry`), while they fit in it: the W3C codec drops a member
+/// over 256 characters.
 fn check_w3c_hop(format: Format, ctx: &TraceContext, t: TraceId) {
     let short = match format {
         Format::SkyWalking => ctx
@@ -236,8 +237,8 @@ fn check_w3c_hop(format: Format, ctx: &TraceContext, t: TraceId) {
     };
     let hop = hop();
     let mut w3c = HeaderMap::new();
-    Format::TraceContext.inject(ctx, &hop, &mut w3c);
-    let mid = match Format::TraceContext.extract(&w3c) {
+    carry::inject(Format::TraceContext, ctx, &hop, &mut w3c);
+    let mid = match carry::extract(Format::TraceContext, &w3c) {
         Ok(Some(mid)) => mid,
         other => panic!("{format} -> w3c: {other:?} from {w3c:?}"),
     };

@@ -39,9 +39,9 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::{to_context, State};
+use super::b3_state::{from_sampling, to_context, State};
 use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
-use super::{b3, first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// `X-B3-TraceId`.
@@ -224,7 +224,7 @@ impl Codec for B3MultiCodec {
         let Some(trace_id) = ctx.trace_id else {
             return Injected::default();
         };
-        let state = b3::from_sampling(ctx);
+        let state = from_sampling(ctx);
         let wire = B3Multi {
             ids: Some((trace_id, hop.span_id)),
             parent_span_id: None,
@@ -262,7 +262,7 @@ mod tests {
     use crate::codec::testutil::{hop, map, raw_map};
     use crate::model::Sampling;
 
-    // The `b3-*` vectors run in `b3::tests::vectors`, through both codecs in precedence order.
+    // The `b3-*` vectors run in `codec::tests::b3_vectors`, through both codecs in precedence order.
 
     const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";

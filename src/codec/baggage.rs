@@ -265,8 +265,7 @@ impl Codec for BaggageCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop, map, raw_map};
-    use crate::model::Sampling;
+    use crate::codec::testutil::{self, hop, map, raw_map, run, Case};
     use proptest::prelude::*;
 
     /// Extracts from one `baggage` field per element.
@@ -283,69 +282,33 @@ mod tests {
         }
     }
 
-    /// (id, fields, expected entries as key, value, properties).
-    type Row = (
-        &'static str,
-        &'static [&'static str],
-        &'static [(&'static str, &'static str, &'static str)],
-    );
-
-    const VECTORS: &[Row] = &[
-        (
-            "w3c-baggage-001",
-            &["userId=alice,serverNode=DF%2028,isProduction=false"],
-            &[("userId", "alice", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
-        ),
-        (
-            "w3c-baggage-002",
-            &["userId=Am%C3%A9lie,serverNode=DF%2028,isProduction=false"],
-            &[("userId", "Amélie", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
-        ),
-        (
-            "w3c-baggage-003",
-            &["userId =   alice", "serverNode = DF%2028, isProduction = false"],
-            &[("userId", "alice", ""), ("serverNode", "DF 28", ""), ("isProduction", "false", "")],
-        ),
-        (
-            "w3c-baggage-004",
-            &["key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue"],
-            &[
-                ("key1", "value1", "property1;property2"),
-                ("key2", "value2", ""),
-                ("key3", "value3", "propertyKey=propertyValue"),
-            ],
-        ),
-        (
-            "w3c-baggage-005",
-            &["SomeKey=SomeValue;SomeProp,SomeKey2=SomeValue2;ValueProp=PropVal"],
-            &[("SomeKey", "SomeValue", "SomeProp"), ("SomeKey2", "SomeValue2", "ValueProp=PropVal")],
-        ),
-        (
-            "w3c-baggage-006",
-            &["SomeKey \t = \t SomeValue \t ; \t SomeProp \t , \t SomeKey2 \t = \t SomeValue2 \t ; \t ValueProp \t = \t PropVal"],
-            &[("SomeKey", "SomeValue", "SomeProp"), ("SomeKey2", "SomeValue2", "ValueProp=PropVal")],
-        ),
-        (
-            "w3c-baggage-007",
-            &["SomeKey=%09%20%22%27%3B%3Dasdf%21%40%23%24%25%5E%26%2A%28%29"],
-            &[("SomeKey", "\t \"';=asdf!@#$%^&*()", "")],
-        ),
-        ("w3c-baggage-008", &["SomeKey=SomeValue=equals"], &[("SomeKey", "SomeValue=equals", "")]),
-    ];
-
+    /// Every `w3c-baggage-*` vector of tests/data/vectors.json (keys and values in order),
+    /// and the properties it does not write down: each entry's, in order.
     #[test]
     fn vectors() {
-        for (id, fields, want) in VECTORS {
-            let ctx = extract(fields)
-                .unwrap_or_else(|e| panic!("{id}: {e}"))
-                .unwrap();
-            let want: Baggage = want.iter().map(|(k, v, p)| entry(k, v, p)).collect();
-            assert_eq!(ctx.baggage, want, "{id}");
-            assert_eq!(ctx.trace_id, None, "{id}");
-            assert_eq!(ctx.parent_id, None, "{id}");
-            assert_eq!(ctx.sampling, Sampling::Deferred, "{id}");
-            assert!(!ctx.debug, "{id}");
-        }
+        let properties: &[(&str, &[&str])] = &[
+            (
+                "w3c-baggage-004",
+                &["property1;property2", "", "propertyKey=propertyValue"],
+            ),
+            ("w3c-baggage-005", &["SomeProp", "ValueProp=PropVal"]),
+            ("w3c-baggage-006", &["SomeProp", "ValueProp=PropVal"]),
+        ];
+        let cases: Vec<Case<&[&str]>> = testutil::vectors("w3c-baggage")
+            .into_iter()
+            .map(|c| {
+                let props = properties.iter().find(|(id, _)| *id == c.id);
+                c.with_native(props.map_or(&[][..], |(_, p)| *p))
+            })
+            .collect();
+        run(&cases, BaggageCodec::extract, |props, ctx| {
+            let got: Vec<&str> = ctx.baggage.iter().map(|e| e.properties.as_str()).collect();
+            if props.is_empty() {
+                assert!(got.iter().all(|p| p.is_empty()), "{got:?}");
+            } else {
+                assert_eq!(got, *props);
+            }
+        });
     }
 
     #[test]

@@ -132,20 +132,6 @@ pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, 
     Ok(out)
 }
 
-/// Every header whose (lowercase) name starts with `prefix`, as `(suffix, value)` in
-/// map order, for per-item baggage headers (`uberctx-`, `ot-baggage-`). Values that are
-/// not visible ASCII are skipped: one bad item never invalidates the others.
-pub fn with_prefix<'a>(
-    headers: &'a HeaderMap,
-    prefix: &'a str,
-) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-    headers.iter().filter_map(move |(name, value)| {
-        let suffix = name.as_str().strip_prefix(prefix)?;
-        let value = value_str(value).ok()?;
-        Some((suffix, value))
-    })
-}
-
 /// A header value from bytes the codec built itself, taken over without a copy: a
 /// `String` or `Vec<u8>` whose capacity is its length becomes the value's buffer as it
 /// is (one with spare capacity costs `Bytes` a second allocation, so codecs size their

@@ -465,7 +465,9 @@ impl Codec for DatadogCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{get, hop_at, map, raw_map};
+    use crate::codec::testutil::{
+        self, case_mut, edge, get, hop_at, map, raw_map, run, Case, Edge,
+    };
     use proptest::prelude::*;
 
     /// The gateway span is 5678, so `x-datadog-parent-id: 5678` on inject.
@@ -473,101 +475,8 @@ mod tests {
         hop_at(5678, 1)
     }
 
-    type Expect = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
-
     /// (id, headers, expected (trace, parent, sampled) or the reason it is invalid).
-    type Row = (
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        Expect,
-    );
-
-    const VECTORS: &[Row] = &[
-        (
-            "datadog-001",
-            &[
-                ("x-datadog-trace-id", "1234"),
-                ("x-datadog-parent-id", "5678"),
-                ("x-datadog-sampling-priority", "1"),
-                ("x-datadog-origin", "synthetics"),
-                (
-                    "x-datadog-tags",
-                    "_dd.p.test=value,_dd.p.tid=0000000000004321,any=tag",
-                ),
-            ],
-            Ok((
-                "000000000000432100000000000004d2",
-                Some("000000000000162e"),
-                Some(true),
-            )),
-        ),
-        (
-            "datadog-002",
-            &[
-                ("x-datadog-trace-id", "1234"),
-                ("x-datadog-parent-id", "5678"),
-                ("x-datadog-sampling-priority", "1"),
-                ("x-datadog-tags", "_dd.p.test=value,_dd.p.tid=4321,any=tag"),
-            ],
-            Ok((
-                "000000000000000000000000000004d2",
-                Some("000000000000162e"),
-                Some(true),
-            )),
-        ),
-        (
-            "datadog-003",
-            &[
-                ("x-datadog-trace-id", "1234"),
-                ("x-datadog-parent-id", "5678"),
-                ("x-datadog-sampling-priority", "incorrect"),
-            ],
-            Ok((
-                "000000000000000000000000000004d2",
-                Some("000000000000162e"),
-                None,
-            )),
-        ),
-        (
-            "datadog-004",
-            &[
-                ("x-datadog-trace-id", "1234"),
-                ("x-datadog-parent-id", "5678"),
-            ],
-            Ok((
-                "000000000000000000000000000004d2",
-                Some("000000000000162e"),
-                None,
-            )),
-        ),
-        (
-            "datadog-005",
-            &[
-                ("x-datadog-trace-id", "7277407061855694839"),
-                ("x-datadog-parent-id", "5678"),
-                ("x-datadog-sampling-priority", "1"),
-                ("x-datadog-tags", "_dd.p.tid=80f198ee56343ba8"),
-            ],
-            Ok((
-                "80f198ee56343ba864fe8b2a57d3eff7",
-                Some("000000000000162e"),
-                Some(true),
-            )),
-        ),
-        (
-            "datadog-006",
-            &[("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "5678")],
-            Err("trace id 0 is invalid"),
-        ),
-        (
-            "datadog-007",
-            &[
-                ("x-datadog-trace-id", "abc"),
-                ("x-datadog-parent-id", "5678"),
-            ],
-            Err("trace id must be an unsigned decimal u64"),
-        ),
-    ];
+    type Row = (&'static str, &'static [(&'static str, &'static str)], Edge);
 
     const EDGES: &[Row] = &[
         (
@@ -683,30 +592,30 @@ mod tests {
         ),
     ];
 
+    /// Every `datadog-*` vector of tests/data/vectors.json.
     #[test]
-    fn vectors_and_edges() {
-        for (id, headers, expected) in VECTORS.iter().chain(EDGES) {
-            let got = DatadogCodec::extract(&map(headers));
-            match expected {
-                Ok((trace, parent, sampled)) => {
-                    let ctx = got.unwrap_or_else(|e| panic!("{id}: {e}")).unwrap();
-                    assert_eq!(ctx.trace_id.unwrap().to_string(), *trace, "{id}");
-                    assert_eq!(
-                        ctx.parent_id.map(|p| p.to_string()).as_deref(),
-                        *parent,
-                        "{id}"
-                    );
-                    assert_eq!(ctx.sampling.decision(), *sampled, "{id}");
-                    assert!(!ctx.debug && !ctx.random, "{id}");
-                }
-                Err(reason) => assert!(got.is_err(), "{id} must be rejected: {reason}"),
-            }
-        }
+    fn vectors() {
+        run(
+            &testutil::vectors("datadog"),
+            DatadogCodec::extract,
+            |_, _| {},
+        );
+    }
+
+    #[test]
+    fn edges() {
+        let cases: Vec<Case> = EDGES
+            .iter()
+            .map(|(id, headers, row)| edge(id, headers, row))
+            .collect();
+        run(&cases, DatadogCodec::extract, |_, _| {});
     }
 
     #[test]
     fn datadog_001_native_fields() {
-        let ctx = DatadogCodec::extract(&map(VECTORS[0].1)).unwrap().unwrap();
+        let mut cases = testutil::vectors("datadog");
+        let headers = &case_mut(&mut cases, "datadog-001").headers;
+        let ctx = DatadogCodec::extract(headers).unwrap().unwrap();
         assert_eq!(ctx.trace_id.unwrap().get(), 317_007_296_906_698_644_522_194);
         let dd = ctx.originals.datadog.as_deref().unwrap();
         assert_eq!(dd.priority, Some(1));
@@ -957,11 +866,11 @@ mod tests {
 
     #[test]
     fn round_trip_through_headers() {
-        for (_, headers, expected) in VECTORS {
-            if expected.is_err() {
+        for case in testutil::vectors("datadog") {
+            if case.expect.is_err() {
                 continue;
             }
-            let ctx = DatadogCodec::extract(&map(headers)).unwrap().unwrap();
+            let ctx = DatadogCodec::extract(&case.headers).unwrap().unwrap();
             let out = inject(&ctx);
             let back = DatadogCodec::extract(&out).unwrap().unwrap();
             assert_eq!(back.trace_id, ctx.trace_id);

@@ -448,63 +448,22 @@ impl Codec for EagleEyeCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{get, hex128, hex64, hop_at, map, pairs, raw_map};
+    use crate::codec::testutil::{
+        self, case_mut, get, hex128, hop_at, map, raw_map, rejected, run, valid, Case,
+    };
     use proptest::prelude::*;
 
-    struct Expect {
-        trace: &'static str,
-        parent: &'static str,
-        sampling: Sampling,
-        baggage: &'static [(&'static str, &'static str)],
-        /// Originals: TraceID, RpcID, Sampled.
-        native: (&'static str, &'static str, Option<&'static str>),
-    }
-
-    struct Row {
-        id: &'static str,
-        headers: &'static [(&'static str, &'static str)],
-        expect: Result<Option<Expect>, DecodeError>,
-        /// Why the row is invalid, or why it departs from vectors.json.
-        reason: &'static str,
-    }
+    /// Originals: TraceID, RpcID, Sampled; `None` where there is no context.
+    type Native = Option<(&'static str, &'static str, Option<&'static str>)>;
 
     const ARMS: &str = "eac0a8020216868084400006973d000a";
 
-    fn rows() -> Vec<Row> {
+    /// Cases beyond tests/data/vectors.json, with the exact error.
+    fn edge_cases() -> Vec<Case<Native>> {
         vec![
-            Row {
-                id: "eagleeye-001",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0.1")],
-                expect: Ok(Some(Expect {
-                    trace: ARMS,
-                    parent: "8984458b5a12e4e1",
-                    sampling: Sampling::Deferred,
-                    baggage: &[],
-                    native: (ARMS, "0.1", None),
-                })),
-                reason: "vectors.json leaves the parent null (to be synthesised); we assert the \
-                         documented derivation SHA-256(\"TraceID|RpcID\")[..8]",
-            },
-            Row {
-                id: "eagleeye-002",
-                headers: &[
-                    ("EagleEye-TraceID", "0ad1348f1403169275002100356696"),
-                    ("EagleEye-RpcID", "0"),
-                ],
-                expect: Ok(Some(Expect {
-                    trace: "000ad1348f1403169275002100356696",
-                    parent: "ca0e97d7b2b05ffb",
-                    sampling: Sampling::Deferred,
-                    baggage: &[],
-                    native: ("0ad1348f1403169275002100356696", "0", None),
-                })),
-                reason:
-                    "30 hex chars left-padded; parent derived as in eagleeye-001 (vector: null)",
-            },
-            // Edge cases beyond vectors.json.
-            Row {
-                id: "edge-spanid-sampled-userdata",
-                headers: &[
+            Case::new(
+                "edge-spanid-sampled-userdata",
+                &[
                     ("EagleEye-TraceID", ARMS),
                     ("EagleEye-RpcID", "0.1.2"),
                     ("EagleEye-SpanID", "5678"),
@@ -516,162 +475,157 @@ mod tests {
                         "k1=v1&k2=a%20b%26c&bad&=x& k3 = &k4=%E2%82%AC",
                     ),
                 ],
-                expect: Ok(Some(Expect {
-                    trace: ARMS,
-                    parent: "000000000000162e",
-                    sampling: Sampling::Sampled,
-                    baggage: &[("k1", "v1"), ("k2", "a b&c"), ("k3", ""), ("k4", "€")],
-                    native: (ARMS, "0.1.2", Some("TRUE")),
-                })),
-                reason: "decimal SpanID is the parent; elements without `=` or key skipped",
-            },
-            Row {
-                id: "edge-not-sampled",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-Sampled", "0")],
-                expect: Ok(Some(Expect {
-                    trace: ARMS,
-                    parent: "cfa5b3ab1533c72c",
-                    sampling: Sampling::NotSampled,
-                    baggage: &[],
-                    native: (ARMS, "", Some("0")),
-                })),
-                reason:
-                    "missing RpcID is the root `0` (parent = SHA-256(\"TraceID|0\")), kept as \"\"",
-            },
-            Row {
-                id: "edge-unknown-sampled-bad-spanid",
-                headers: &[
+                valid(
+                    ARMS,
+                    "000000000000162e",
+                    Sampling::Sampled,
+                    &[("k1", "v1"), ("k2", "a b&c"), ("k3", ""), ("k4", "€")],
+                ),
+                "decimal SpanID is the parent; elements without `=` or key skipped",
+            )
+            .native(Some((ARMS, "0.1.2", Some("TRUE")))),
+            Case::new(
+                "edge-not-sampled",
+                &[("EagleEye-TraceID", ARMS), ("EagleEye-Sampled", "0")],
+                valid(ARMS, "cfa5b3ab1533c72c", Sampling::NotSampled, &[]),
+                "missing RpcID is the root `0` (parent = SHA-256(\"TraceID|0\")), kept as \"\"",
+            )
+            .native(Some((ARMS, "", Some("0")))),
+            Case::new(
+                "edge-unknown-sampled-bad-spanid",
+                &[
                     ("EagleEye-TraceID", "EAC0A8020216868084400006973D000A"),
                     ("EagleEye-RpcID", "0"),
                     ("EagleEye-SpanID", "0x12"),
                     ("EagleEye-Sampled", "maybe"),
                 ],
-                expect: Ok(Some(Expect {
-                    trace: "19a2f0a8c27f75838077e614fd922045",
-                    parent: "83959cb528a1ab0e",
-                    sampling: Sampling::Deferred,
-                    baggage: &[],
-                    native: ("EAC0A8020216868084400006973D000A", "0", Some("maybe")),
-                })),
-                reason:
-                    "uppercase id is hashed; unparsable SpanID ignored; unknown Sampled → deferred",
-            },
-            Row {
-                id: "edge-zero-spanid-and-hex",
-                headers: &[
+                valid(
+                    "19a2f0a8c27f75838077e614fd922045",
+                    "83959cb528a1ab0e",
+                    Sampling::Deferred,
+                    &[],
+                ),
+                "uppercase id is hashed; unparsable SpanID ignored; unknown Sampled → deferred",
+            )
+            .native(Some((
+                "EAC0A8020216868084400006973D000A",
+                "0",
+                Some("maybe"),
+            ))),
+            Case::new(
+                "edge-zero-spanid-and-hex",
+                &[
                     ("EagleEye-TraceID", "0000"),
                     ("EagleEye-RpcID", "0"),
                     ("EagleEye-SpanID", "0"),
                 ],
-                expect: Ok(Some(Expect {
-                    trace: "9af15b336e6a9619928537df30b2e6a2",
-                    parent: "6710abddfe561df6",
-                    sampling: Sampling::Deferred,
-                    baggage: &[],
-                    native: ("0000", "0", None),
-                })),
-                reason: "all-zero hex id falls back to SHA-256; zero SpanID ignored",
-            },
-            Row {
-                id: "edge-absent",
-                headers: &[("EagleEye-UserData", "k=v"), ("EagleEye-pAppName", "x")],
-                expect: Ok(None),
-                reason: "no TraceID: not an EagleEye context",
-            },
-            Row {
-                id: "edge-rpcid-without-traceid",
-                headers: &[("EagleEye-RpcID", "0.1")],
-                expect: Err(DecodeError::Missing),
-                reason: "RpcID without TraceID",
-            },
-            Row {
-                id: "edge-empty-traceid",
-                headers: &[("EagleEye-TraceID", "")],
-                expect: Err(DecodeError::TraceId),
-                reason: "empty TraceID",
-            },
-            Row {
-                id: "edge-traceid-space",
-                headers: &[("EagleEye-TraceID", "ab cd")],
-                expect: Err(DecodeError::TraceId),
-                reason: "inner whitespace",
-            },
-            Row {
-                id: "edge-traceid-too-long",
-                headers: &[(
+                valid(
+                    "9af15b336e6a9619928537df30b2e6a2",
+                    "6710abddfe561df6",
+                    Sampling::Deferred,
+                    &[],
+                ),
+                "all-zero hex id falls back to SHA-256; zero SpanID ignored",
+            )
+            .native(Some(("0000", "0", None))),
+            Case::new(
+                "edge-absent",
+                &[("EagleEye-UserData", "k=v"), ("EagleEye-pAppName", "x")],
+                Ok(None),
+                "no TraceID: not an EagleEye context",
+            ),
+            Case::new(
+                "edge-rpcid-without-traceid",
+                &[("EagleEye-RpcID", "0.1")],
+                rejected(DecodeError::Missing),
+                "RpcID without TraceID",
+            ),
+            Case::new(
+                "edge-empty-traceid",
+                &[("EagleEye-TraceID", "")],
+                rejected(DecodeError::TraceId),
+                "empty TraceID",
+            ),
+            Case::new(
+                "edge-traceid-space",
+                &[("EagleEye-TraceID", "ab cd")],
+                rejected(DecodeError::TraceId),
+                "inner whitespace",
+            ),
+            Case::new(
+                "edge-traceid-too-long",
+                &[(
                     "EagleEye-TraceID",
                     "0123456789012345678901234567890123456789012345678901234567890123x",
                 )],
-                expect: Err(DecodeError::TooLong),
-                reason: "65 chars",
-            },
-            Row {
-                id: "edge-rpcid-empty-component",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0..1")],
-                expect: Err(DecodeError::Malformed),
-                reason: "empty component",
-            },
-            Row {
-                id: "edge-rpcid-trailing-dot",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0.1.")],
-                expect: Err(DecodeError::Malformed),
-                reason: "trailing dot",
-            },
-            Row {
-                id: "edge-rpcid-letters",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0.a")],
-                expect: Err(DecodeError::Malformed),
-                reason: "non-digit component",
-            },
-            Row {
-                id: "edge-rpcid-empty",
-                headers: &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "")],
-                expect: Err(DecodeError::Malformed),
-                reason: "empty RpcID",
-            },
+                rejected(DecodeError::TooLong),
+                "65 chars",
+            ),
+            Case::new(
+                "edge-rpcid-empty-component",
+                &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0..1")],
+                rejected(DecodeError::Malformed),
+                "empty component",
+            ),
+            Case::new(
+                "edge-rpcid-trailing-dot",
+                &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0.1.")],
+                rejected(DecodeError::Malformed),
+                "trailing dot",
+            ),
+            Case::new(
+                "edge-rpcid-letters",
+                &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "0.a")],
+                rejected(DecodeError::Malformed),
+                "non-digit component",
+            ),
+            Case::new(
+                "edge-rpcid-empty",
+                &[("EagleEye-TraceID", ARMS), ("EagleEye-RpcID", "")],
+                rejected(DecodeError::Malformed),
+                "empty RpcID",
+            ),
         ]
     }
 
+    /// Every `eagleeye-*` vector of tests/data/vectors.json and the edge cases.
     #[test]
     fn vectors() {
-        for row in rows() {
-            let got = EagleEyeCodec::extract(&map(row.headers));
-            match (&row.expect, got) {
-                (Err(want), Err(got)) => assert_eq!(*want, got, "{}: {}", row.id, row.reason),
-                (Ok(None), Ok(None)) => {}
-                (Ok(Some(want)), Ok(Some(ctx))) => {
-                    assert_eq!(
-                        ctx.trace_id,
-                        Some(hex128(want.trace)),
-                        "{}: {}",
-                        row.id,
-                        row.reason
-                    );
-                    assert_eq!(
-                        ctx.parent_id,
-                        Some(hex64(want.parent)),
-                        "{}: {}",
-                        row.id,
-                        row.reason
-                    );
-                    assert_eq!(ctx.sampling, want.sampling, "{}", row.id);
-                    assert!(!ctx.debug && !ctx.random, "{}", row.id);
-                    assert_eq!(pairs(&ctx.baggage), want.baggage, "{}", row.id);
-                    let ee = ctx.originals.eagleeye.as_deref().unwrap();
-                    assert_eq!(
-                        (
-                            ee.trace_id.as_str(),
-                            ee.rpc_id.as_str(),
-                            ee.sampled.as_deref()
-                        ),
-                        want.native,
-                        "{}",
-                        row.id
-                    );
-                }
-                (want, got) => panic!("{}: want {:?} got {:?}", row.id, want.as_ref().err(), got),
+        let mut cases = testutil::vectors("eagleeye");
+        // vectors.json leaves the parent null (to be synthesised); we assert the documented
+        // derivation SHA-256("TraceID|RpcID")[..8]; eagleeye-002's 30 hex chars are left-padded.
+        for (id, parent) in [
+            ("eagleeye-001", "8984458b5a12e4e1"),
+            ("eagleeye-002", "ca0e97d7b2b05ffb"),
+        ] {
+            if let Ok(Some(e)) = &mut case_mut(&mut cases, id).expect {
+                e.span = Some(parent.into());
             }
         }
+        let natives = [
+            ("eagleeye-001", (ARMS, "0.1", None)),
+            (
+                "eagleeye-002",
+                ("0ad1348f1403169275002100356696", "0", None),
+            ),
+        ];
+        let mut cases: Vec<Case<Native>> = cases
+            .into_iter()
+            .map(|c| {
+                let native = natives.iter().find(|(id, _)| *id == c.id).map(|(_, n)| *n);
+                c.with_native(native)
+            })
+            .collect();
+        cases.extend(edge_cases());
+        run(&cases, EagleEyeCodec::extract, |native, ctx| {
+            let ee = ctx.originals.eagleeye.as_deref().unwrap();
+            let got = (
+                ee.trace_id.as_str(),
+                ee.rpc_id.as_str(),
+                ee.sampled.as_deref(),
+            );
+            assert_eq!(Some(got), *native);
+        });
     }
 
     #[test]

@@ -151,16 +151,12 @@ impl Codec for GcpCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, raw_map};
+    use crate::codec::testutil::{self, edge, hop_at, raw_map, run, Case};
     use proptest::prelude::*;
 
     /// The gateway span is 139592093 in decimal.
     fn hop() -> Hop<'static> {
         hop_at(0x0000_0000_0852_019d, 1)
-    }
-
-    fn map(name: &str, value: &str) -> HeaderMap {
-        crate::codec::testutil::map(&[(name, value)])
     }
 
     /// (id, header name as sent, value, expected (trace, span, sampled) or the reason it is invalid).
@@ -170,59 +166,6 @@ mod tests {
         &'static str,
         Result<(&'static str, &'static str, bool), &'static str>,
     );
-
-    const VECTORS: &[Row] = &[
-        (
-            "xcloud-001",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093;o=1",
-            Ok(("d36a105d7002f0dee73c0dfb9553764a", "000000000852019d", true)),
-        ),
-        (
-            "xcloud-002",
-            "x-cloud-trace-context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093;o=0",
-            Ok((
-                "d36a105d7002f0dee73c0dfb9553764a",
-                "000000000852019d",
-                false,
-            )),
-        ),
-        (
-            "xcloud-003",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/139592093",
-            Ok((
-                "d36a105d7002f0dee73c0dfb9553764a",
-                "000000000852019d",
-                false,
-            )),
-        ),
-        (
-            "xcloud-004",
-            "X-Cloud-Trace-Context",
-            "00000000000000000000000000000000/139592093;o=1",
-            Err("all-zero trace id"),
-        ),
-        (
-            "xcloud-005",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/0;o=1",
-            Err("span id 0"),
-        ),
-        (
-            "xcloud-006",
-            "X-Cloud-Trace-Context",
-            "D36A105D7002F0DEE73C0DFB9553764A/139592093;o=1",
-            Err("upper-case trace id does not match ^[0-9a-f]{32}"),
-        ),
-        (
-            "xcloud-007",
-            "X-Cloud-Trace-Context",
-            "d36a105d7002f0dee73c0dfb9553764a/18446744073709551616;o=1",
-            Err("span id overflows u64"),
-        ),
-    ];
 
     const EDGES: &[Row] = &[
         (
@@ -330,21 +273,23 @@ mod tests {
         ("empty", "x-cloud-trace-context", "", Err("empty value")),
     ];
 
+    /// Every `xcloud-*` vector of tests/data/vectors.json.
     #[test]
-    fn vectors_and_edges() {
-        for (id, name, value, expected) in VECTORS.iter().chain(EDGES) {
-            let got = GcpCodec::extract(&map(name, value));
-            match expected {
-                Ok((trace, span, sampled)) => {
-                    let ctx = got.unwrap_or_else(|e| panic!("{id}: {e}")).unwrap();
-                    assert_eq!(ctx.trace_id.unwrap().to_string(), *trace, "{id}");
-                    assert_eq!(ctx.parent_id.unwrap().to_string(), *span, "{id}");
-                    assert_eq!(ctx.sampling.decision(), Some(*sampled), "{id}");
-                    assert!(!ctx.debug && !ctx.random, "{id}");
-                }
-                Err(reason) => assert!(got.is_err(), "{id} must be rejected: {reason}"),
-            }
-        }
+    fn vectors() {
+        run(&testutil::vectors("xcloud"), GcpCodec::extract, |_, _| {});
+    }
+
+    /// Cases beyond vectors.json.
+    #[test]
+    fn edges() {
+        let cases: Vec<Case> = EDGES
+            .iter()
+            .map(|(id, name, value, row)| {
+                let row = row.map(|(trace, span, sampled)| (trace, Some(span), Some(sampled)));
+                edge(id, &[(name, value)], &row)
+            })
+            .collect();
+        run(&cases, GcpCodec::extract, |_, _| {});
     }
 
     #[test]

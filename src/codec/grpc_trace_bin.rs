@@ -183,7 +183,7 @@ impl Codec for GrpcTraceBinCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, map, raw_map};
+    use crate::codec::testutil::{self, case_mut, hop_at, map, raw_map, rejected, run};
     use base64::engine::general_purpose::STANDARD_NO_PAD;
     use proptest::prelude::*;
 
@@ -191,41 +191,17 @@ mod tests {
         GrpcTraceBinCodec::extract(&map(&[(GRPC_TRACE_BIN_NAME, value)]))
     }
 
-    /// (id, header value, trace id, span id, sampled).
-    #[rustfmt::skip]
-    const VALID: &[(&str, &str, u128, u64, bool)] = &[
-        ("grpc-trace-bin-001", "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE=", 0x4bf92f3577b34da6a3ce929d000e4736, 0x34f067aa0ba902b7, true),
-        ("grpc-trace-bin-002", "AABL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE", 0x4bf92f3577b34da6a3ce929d000e4736, 0x34f067aa0ba902b7, true),
-        ("grpc-trace-bin-003", "AAAONgwAAAAAAAAAAAAAAAAAAQAAAAAAAAACAgA=", 0x0e360c00000000000000000000000000, 2, false),
-        ("grpc-trace-bin-004", "AAAONgwAAAAAAAAAAAAAAAAAAQAAAAAAAAACAgE=", 0x0e360c00000000000000000000000000, 2, true),
-    ];
-
-    /// (id, header value, error, why).
-    #[rustfmt::skip]
-    const INVALID: &[(&str, &str, DecodeError, &str)] = &[
-        ("grpc-trace-bin-005", "AQBL+S81d7NNpqPOkp0ADkc2ATTwZ6oLqQK3AgE=", DecodeError::Version, "version byte != 0"),
-        ("grpc-trace-bin-006", "AAE08GeqC6kCtwIB", DecodeError::Malformed, "first field is not trace-id (field 0)"),
-    ];
-
+    /// Every `grpc-trace-bin-*` vector of tests/data/vectors.json, with the exact errors.
     #[test]
     fn vectors() {
-        for (id, value, trace, span, sampled) in VALID {
-            let ctx = extract(value)
-                .unwrap_or_else(|e| panic!("{id}: {e}"))
-                .unwrap();
-            assert_eq!(ctx.trace_id, TraceId::new(*trace), "{id}");
-            assert_eq!(ctx.parent_id, SpanId::new(*span), "{id}");
-            let want = if *sampled {
-                Sampling::Sampled
-            } else {
-                Sampling::NotSampled
-            };
-            assert_eq!(ctx.sampling, want, "{id}");
-            assert!(!ctx.debug && !ctx.random && ctx.baggage.is_empty(), "{id}");
+        let mut cases = testutil::vectors("grpc-trace-bin");
+        for (id, error) in [
+            ("grpc-trace-bin-005", DecodeError::Version), // version byte != 0
+            ("grpc-trace-bin-006", DecodeError::Malformed), // first field is not trace-id
+        ] {
+            case_mut(&mut cases, id).expect = rejected(error);
         }
-        for (id, value, err, why) in INVALID {
-            assert_eq!(extract(value), Err(*err), "{id}: {why}");
-        }
+        run(&cases, GrpcTraceBinCodec::extract, |_, _| {});
     }
 
     fn b64(bytes: &[u8]) -> String {

@@ -4,6 +4,7 @@
 //! Two layers per format: wire ⇄ string (`decode` / `encode`, pure and lossless) and
 //! wire ⇄ model (`extract` / `inject` over an `http::HeaderMap`).
 
+mod b3_state;
 mod carrier;
 mod error;
 mod format;
@@ -29,7 +30,7 @@ pub mod xray;
 
 pub use carrier::{
     exactly_one, exactly_one_value, first, header_value, joined, trim_ows, trim_ows_bytes,
-    value_str, with_prefix, HeaderSink, Injected,
+    value_str, HeaderSink, Injected,
 };
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};
@@ -204,8 +205,38 @@ pub fn present(headers: &HeaderMap) -> FormatSet {
 }
 
 #[cfg(test)]
-mod presence_tests {
+mod tests {
+    use super::testutil::{self, run};
     use super::*;
+
+    /// The B3 precedence of mediation over the two B3 codecs: `b3` first, `x-b3-*` when `b3`
+    /// gave no context; an invalid vector is reported invalid by at least one of them.
+    fn b3_then_multi(h: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+        match (Format::B3.extract(h), Format::B3Multi.extract(h)) {
+            (Ok(Some(single)), _) => Ok(Some(single)),
+            (_, Ok(Some(multi))) => Ok(Some(multi)),
+            (_, Err(e)) | (Err(e), _) => Err(e),
+            (Ok(None), Ok(None)) => Ok(None),
+        }
+    }
+
+    /// Every `b3-*` vector of tests/data/vectors.json, through both B3 codecs.
+    #[test]
+    fn b3_vectors() {
+        run(&testutil::vectors("b3"), b3_then_multi, |_, _| {});
+    }
+
+    #[test]
+    fn b3_019_is_resolved_by_precedence_not_by_either_codec() {
+        let mut cases = testutil::vectors("b3");
+        let h = &testutil::case_mut(&mut cases, "b3-019").headers;
+        assert_eq!(
+            Format::B3.extract(h),
+            Err(DecodeError::Malformed),
+            "trailing dash"
+        );
+        assert!(matches!(Format::B3Multi.extract(h), Ok(Some(_))));
+    }
 
     #[test]
     fn every_owned_header_and_prefix_is_detected() {

@@ -223,136 +223,15 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::testutil::{check, entry, hop, map, ok, raw_map, Expect, Row};
+    use crate::codec::testutil::{self, entry, hop, map, raw_map, run};
 
     const T: &str = "a1ce929d0e0e4736a3ce929d0e0e4736";
     const S: &str = "00f067aa0ba902b7";
 
-    /// Every `ot-*` vector of vectors.json.
-    const VECTORS: &[Row] = &[
-        Row {
-            id: "ot-001",
-            headers: &[
-                ("ot-tracer-traceid", T),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "0"),
-            ],
-            expect: ok(Some(T), Some(S), Some(false), false),
-        },
-        Row {
-            id: "ot-002",
-            headers: &[
-                ("ot-tracer-traceid", T),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "1"),
-                ("ot-baggage-test", "value123"),
-            ],
-            expect: Ok(Expect {
-                trace: Some(T),
-                span: Some(S),
-                sampled: Some(true),
-                debug: false,
-                baggage: &[("test", "value123")],
-            }),
-        },
-        Row {
-            id: "ot-003",
-            headers: &[
-                ("ot-tracer-traceid", "a3ce929d0e0e4736"),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "true"),
-            ],
-            expect: ok(
-                Some("0000000000000000a3ce929d0e0e4736"),
-                Some(S),
-                Some(true),
-                false,
-            ),
-        },
-        Row {
-            id: "ot-004",
-            headers: &[
-                ("ot-tracer-traceid", T),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "0"),
-                ("ot-baggage-test", "value123"),
-                ("ot-baggage-test2", "value456"),
-            ],
-            expect: Ok(Expect {
-                trace: Some(T),
-                span: Some(S),
-                sampled: Some(false),
-                debug: false,
-                baggage: &[("test", "value123"), ("test2", "value456")],
-            }),
-        },
-        Row {
-            id: "ot-005",
-            headers: &[
-                ("ot-tracer-traceid", "a1ce929d0e0e4736a3ce929d0e0e47360000"),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "1"),
-            ],
-            expect: Err("trace id longer than 32 hex"),
-        },
-        Row {
-            id: "ot-006",
-            headers: &[
-                ("ot-tracer-traceid", T),
-                ("ot-tracer-spanid", "00f067aa0ba902b70000"),
-                ("ot-tracer-sampled", "1"),
-            ],
-            expect: Err("span id not 16 hex"),
-        },
-        Row {
-            id: "ot-007",
-            headers: &[
-                ("ot-tracer-traceid", "zcd00v0000000000a3ce929d0e0e4736"),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "1"),
-            ],
-            expect: Err("non-hex trace id"),
-        },
-        Row {
-            id: "ot-008",
-            headers: &[
-                ("ot-tracer-traceid", "1234567890abcd01234"),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "1"),
-            ],
-            // vectors.json said "trace id neither 16 nor 32 hex": OTel Python reads 1–32
-            // digits, and so do we (issue 17).
-            expect: ok(
-                Some("00000000000001234567890abcd01234"),
-                Some(S),
-                Some(true),
-                false,
-            ),
-        },
-        Row {
-            id: "ot-009",
-            headers: &[
-                ("ot-tracer-traceid", T),
-                ("ot-tracer-spanid", S),
-                ("ot-tracer-sampled", "wired"),
-            ],
-            expect: Err("bad sampled value"),
-        },
-    ];
-
+    /// Every `ot-*` vector of tests/data/vectors.json.
     #[test]
     fn vectors() {
-        for row in VECTORS {
-            let got = OtTraceCodec::extract(&map(row.headers));
-            match &row.expect {
-                Ok(expect) => check(
-                    row.id,
-                    &got.unwrap_or_else(|e| panic!("{}: {e}", row.id)).unwrap(),
-                    expect,
-                ),
-                Err(reason) => assert!(got.is_err(), "{}: {got:?}, but {reason}", row.id),
-            }
-        }
+        run(&testutil::vectors("ot"), OtTraceCodec::extract, |_, _| {});
     }
 
     fn f<'a>(

@@ -326,7 +326,7 @@ impl Codec for XRayCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::testutil::{hop_at, raw_map};
+    use crate::codec::testutil::{self, edge, hop_at, raw_map, run, Case, Edge};
     use http::HeaderValue;
     use proptest::prelude::*;
 
@@ -340,43 +340,8 @@ mod tests {
         crate::codec::testutil::map(&[("X-Amzn-Trace-Id", value)])
     }
 
-    fn hex_id(ctx: &TraceContext) -> (String, Option<String>) {
-        (
-            ctx.trace_id.unwrap().to_string(),
-            ctx.parent_id.map(|p| p.to_string()),
-        )
-    }
-
     /// (id, header value, expected (trace, parent, sampled) or the reason it is invalid).
-    type Row = (
-        &'static str,
-        &'static str,
-        Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>,
-    );
-
-    const VECTORS: &[Row] = &[
-        ("xray-001", "Root=1-abcdef12-1234567890abcdef12345678;Parent=1234567890abcdef;Sampled=1",
-            Ok(("abcdef121234567890abcdef12345678", Some("1234567890abcdef"), Some(true)))),
-        ("xray-002", "Root=1-abcdef12-1234567890abcdef12345678;Parent=1234567890abcdef;Sampled=0",
-            Ok(("abcdef121234567890abcdef12345678", Some("1234567890abcdef"), Some(false)))),
-        ("xray-003", "Root=1-58406520-a006649127e371903a2de979;Parent=4c721bf33e3caf8f;Sampled=?",
-            Ok(("58406520a006649127e371903a2de979", Some("4c721bf33e3caf8f"), None))),
-        ("xray-004", "Root=1-58406520-a006649127e371903a2de979;Parent=4c721bf33e3caf8f",
-            Ok(("58406520a006649127e371903a2de979", Some("4c721bf33e3caf8f"), None))),
-        ("xray-005", "Root=1-abcdef12-1234567890abcdef12345678;Parent=1234567890abcdef;Sampled=1;",
-            Ok(("abcdef121234567890abcdef12345678", Some("1234567890abcdef"), Some(true)))),
-        ("xray-006", "Root=1-58406520-a006649127e371903a2de979;Self=1-58406520-bf42676c05e20ba4a90e448e;Parent=4c721bf33e3caf8f;Sampled=1",
-            Ok(("58406520a006649127e371903a2de979", Some("4c721bf33e3caf8f"), Some(true)))),
-        ("xray-007", "Root=1-58406520-a006649127e371903a2de979;Sampled=1",
-            Ok(("58406520a006649127e371903a2de979", None, Some(true)))),
-        ("xray-008", "Root=1-abc-123;Parent=1234567890abcdef;Sampled=1", Err("trace id too short")),
-        ("xray-009", "Root=1abcdef121234567890abcdef12345678;Parent=1234567890abcdef;Sampled=1", Err("missing delimiters")),
-        ("xray-010", "Root=2-abcdef12-1234567890abcdef12345678;Parent=1234567890abcdef;Sampled=1", Err("version 2")),
-        ("xray-011", "Root=1-abcdef12-1234567890abcdef12345678;Parent=bad-spanid;Sampled=1", Err("bad parent id")),
-        ("xray-012", "Root=1-abcdef12-1234567890abcdef12345678;BrokenKeyValue;Sampled=1", Err("part without '='")),
-        ("xray-013", "Sampled=1", Err("no Root")),
-        ("xray-014", "Parent=1234567890abcdef;Sampled=1", Err("no Root")),
-    ];
+    type Row = (&'static str, &'static str, Edge);
 
     /// Edge cases beyond the vectors (wire-formats §7, §16).
     const EDGES: &[Row] = &[
@@ -490,24 +455,19 @@ mod tests {
         ("empty", "", Err("no Root")),
     ];
 
+    /// Every `xray-*` vector of tests/data/vectors.json.
     #[test]
-    fn vectors_and_edges() {
-        for (id, value, expected) in VECTORS.iter().chain(EDGES) {
-            let got = XRayCodec::extract(&map(value));
-            match expected {
-                Ok((trace, parent, sampled)) => {
-                    let ctx = got.unwrap_or_else(|e| panic!("{id}: {e}")).unwrap();
-                    assert_eq!(
-                        hex_id(&ctx),
-                        (trace.to_string(), parent.map(String::from)),
-                        "{id}"
-                    );
-                    assert_eq!(ctx.sampling.decision(), *sampled, "{id}");
-                    assert!(!ctx.debug && !ctx.random, "{id}");
-                }
-                Err(reason) => assert!(got.is_err(), "{id} must be rejected: {reason}"),
-            }
-        }
+    fn vectors() {
+        run(&testutil::vectors("xray"), XRayCodec::extract, |_, _| {});
+    }
+
+    #[test]
+    fn edges() {
+        let cases: Vec<Case> = EDGES
+            .iter()
+            .map(|(id, value, row)| edge(id, &[("X-Amzn-Trace-Id", value)], row))
+            .collect();
+        run(&cases, XRayCodec::extract, |_, _| {});
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub(crate) fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
         if !present.contains(format) {
             continue;
         }
-        let ctx = match format.extract(headers) {
+        let ctx = match super::carry::extract(format, headers) {
             Ok(Some(ctx)) => ctx,
             Ok(None) => continue,
             Err(reason) => {

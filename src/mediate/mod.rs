@@ -10,6 +10,7 @@
 //! 3. [`outgoing`]: the context every injected format carries;
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
+pub mod carry;
 pub(crate) mod extract;
 pub(crate) mod forwarded;
 pub(crate) mod policy;
@@ -368,7 +369,7 @@ pub fn inject_within(
         trimmed.baggage.truncate(keep);
         let mut tally = Tally::default();
         for &format in formats {
-            format.inject(trimmed, hop, &mut tally);
+            carry::inject(format, trimmed, hop, &mut tally);
         }
         budget.exceeded(tally).is_none()
     };
@@ -402,7 +403,7 @@ fn write_all(
     };
     let mut report = InjectReport::default();
     for &format in formats {
-        let injected = format.inject(ctx, hop, &mut tee);
+        let injected = carry::inject(format, ctx, hop, &mut tee);
         if injected.baggage_dropped > 0 {
             report.baggage_dropped.push((format, injected));
         }
