@@ -17,7 +17,7 @@ use crate::model::{BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId, T
 /// The hop of the `call_index`-th outgoing call made by span `span_id`: service `gw`,
 /// instance `gw-0`, endpoint `/`, peer `origin:80` (tests that read those fields set
 /// their own with `..hop_at(..)`).
-pub fn hop_at(span_id: u64, call_index: u32) -> Hop<'static> {
+pub(crate) fn hop_at(span_id: u64, call_index: u32) -> Hop<'static> {
     Hop {
         span_id: SpanId::new(span_id).unwrap(),
         service: "gw",
@@ -29,22 +29,22 @@ pub fn hop_at(span_id: u64, call_index: u32) -> Hop<'static> {
 }
 
 /// The hop most inject tests continue: span id `1122334455667788`, first call.
-pub fn hop() -> Hop<'static> {
+pub(crate) fn hop() -> Hop<'static> {
     hop_at(0x1122334455667788, 1)
 }
 
 /// A trace id from hex (any width up to 32 digits, non-zero).
-pub fn hex128(hex: &str) -> TraceId {
+pub(crate) fn hex128(hex: &str) -> TraceId {
     TraceId::new(u128::from_str_radix(hex, 16).unwrap()).unwrap()
 }
 
 /// A span id from hex (any width up to 16 digits, non-zero).
-pub fn hex64(hex: &str) -> SpanId {
+pub(crate) fn hex64(hex: &str) -> SpanId {
     SpanId::new(u64::from_str_radix(hex, 16).unwrap()).unwrap()
 }
 
 /// A `tracestate` list of `(key, value)` pairs.
-pub fn ts(pairs: &[(&str, &str)]) -> TraceState {
+pub(crate) fn ts(pairs: &[(&str, &str)]) -> TraceState {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -52,7 +52,7 @@ pub fn ts(pairs: &[(&str, &str)]) -> TraceState {
 }
 
 /// The context of the W3C and `tb` tests: trace `4bf92f35…`, parent 1.
-pub fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
+pub(crate) fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
     TraceContext {
         trace_id: TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736),
         parent_id: SpanId::new(1),
@@ -64,7 +64,7 @@ pub fn ctx_with(sampling: Sampling, debug: bool, random: bool) -> TraceContext {
 }
 
 /// A baggage entry without properties.
-pub fn entry(key: &str, value: &str) -> BaggageEntry {
+pub(crate) fn entry(key: &str, value: &str) -> BaggageEntry {
     BaggageEntry {
         key: key.into(),
         value: value.into(),
@@ -74,7 +74,7 @@ pub fn entry(key: &str, value: &str) -> BaggageEntry {
 
 /// A header map of `(name, value)` pairs; names in any case, a repeated name becomes
 /// repeated fields, in order.
-pub fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+pub(crate) fn map(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
         h.append(
@@ -87,7 +87,7 @@ pub fn map(pairs: &[(&str, &str)]) -> HeaderMap {
 
 /// A header map of arbitrary bytes for "never panics" properties: the fields whose bytes
 /// can be a header value, appended in order; the others are left out.
-pub fn raw_map<'a, B: AsRef<[u8]>>(
+pub(crate) fn raw_map<'a, B: AsRef<[u8]>>(
     fields: impl IntoIterator<Item = (&'a HeaderName, B)>,
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -100,12 +100,12 @@ pub fn raw_map<'a, B: AsRef<[u8]>>(
 }
 
 /// The first value of `name` as text.
-pub fn get(h: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
+pub(crate) fn get(h: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     h.get(name).map(|v| v.to_str().unwrap())
 }
 
 /// Baggage as `(key, value)` pairs, properties left out.
-pub fn pairs(baggage: &[BaggageEntry]) -> Vec<(&str, &str)> {
+pub(crate) fn pairs(baggage: &[BaggageEntry]) -> Vec<(&str, &str)> {
     baggage
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()))
@@ -114,7 +114,7 @@ pub fn pairs(baggage: &[BaggageEntry]) -> Vec<(&str, &str)> {
 
 /// What a valid case must extract (ids as lowercase hex, as vectors.json writes them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expect {
+pub(crate) struct Expect {
     pub trace: Option<String>,
     pub span: Option<String>,
     pub sampling: Sampling,
@@ -130,14 +130,14 @@ pub struct Expect {
 /// How an invalid case must be rejected: extract returns an error (not `Ok(None)`), this
 /// one when the codec's unit test pins it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     Any,
     Exactly(DecodeError),
 }
 
 /// One extraction case: headers in, `Ok(Some(expect))` for a context, `Ok(None)` for
 /// "absent", `Err` for invalid. `native` is what a codec checks of its originals.
-pub struct Case<N = ()> {
+pub(crate) struct Case<N = ()> {
     pub id: String,
     pub headers: HeaderMap,
     pub expect: Result<Option<Expect>, Reject>,
@@ -148,7 +148,7 @@ pub struct Case<N = ()> {
 
 impl<N: Default> Case<N> {
     /// A case of a codec's own table (no originals to check until [`Case::native`]).
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         headers: &[(&str, &str)],
         expect: Result<Option<Expect>, Reject>,
@@ -166,12 +166,12 @@ impl<N: Default> Case<N> {
 
 impl<N> Case<N> {
     /// The same case with these originals to check.
-    pub fn native(self, native: N) -> Case<N> {
+    pub(crate) fn native(self, native: N) -> Case<N> {
         Case { native, ..self }
     }
 
     /// The same case with originals of another type to check.
-    pub fn with_native<M>(self, native: M) -> Case<M> {
+    pub(crate) fn with_native<M>(self, native: M) -> Case<M> {
         Case {
             id: self.id,
             headers: self.headers,
@@ -183,7 +183,7 @@ impl<N> Case<N> {
 }
 
 /// A valid case without debug flag.
-pub fn valid(
+pub(crate) fn valid(
     trace: &str,
     span: &str,
     sampling: Sampling,
@@ -205,10 +205,10 @@ pub fn valid(
 
 /// A row of a codec's edge table: `Ok((trace, parent, sampled))` in hex (`None` sampled =
 /// deferred), or `Err(why it is invalid)`.
-pub type Edge = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
+pub(crate) type Edge = Result<(&'static str, Option<&'static str>, Option<bool>), &'static str>;
 
 /// The case of an edge-table row: no debug, no baggage; invalid = an error.
-pub fn edge(id: &str, headers: &[(&str, &str)], row: &Edge) -> Case {
+pub(crate) fn edge(id: &str, headers: &[(&str, &str)], row: &Edge) -> Case {
     let expect = match *row {
         Ok((trace, parent, sampled)) => Ok(Some(Expect {
             trace: Some(trace.into()),
@@ -229,12 +229,12 @@ pub fn edge(id: &str, headers: &[(&str, &str)], row: &Edge) -> Case {
 }
 
 /// An invalid case rejected with exactly `e`.
-pub fn rejected(e: DecodeError) -> Result<Option<Expect>, Reject> {
+pub(crate) fn rejected(e: DecodeError) -> Result<Option<Expect>, Reject> {
     Err(Reject::Exactly(e))
 }
 
 /// The case `id` of `cases`, for a codec to state where it departs from vectors.json.
-pub fn case_mut<'a, N>(cases: &'a mut [Case<N>], id: &str) -> &'a mut Case<N> {
+pub(crate) fn case_mut<'a, N>(cases: &'a mut [Case<N>], id: &str) -> &'a mut Case<N> {
     cases
         .iter_mut()
         .find(|c| c.id == id)
@@ -243,7 +243,7 @@ pub fn case_mut<'a, N>(cases: &'a mut [Case<N>], id: &str) -> &'a mut Case<N> {
 
 /// Runs every case through `extract`, checking ids, sampling, debug, baggage in order, the
 /// W3C-only `random` flag and `tracestate`, and `native` on each context.
-pub fn run<N>(
+pub(crate) fn run<N>(
     cases: &[Case<N>],
     extract: impl Fn(&HeaderMap) -> Result<Option<TraceContext>, DecodeError>,
     native: impl Fn(&N, &TraceContext),
@@ -285,7 +285,7 @@ pub fn run<N>(
 
 /// The vectors of one family (`"b3"`, `"jaeger"`, ... : the `format` field) of
 /// `tests/data/vectors.json`, as cases: an invalid vector must be rejected with an error.
-pub fn vectors(family: &str) -> Vec<Case> {
+pub(crate) fn vectors(family: &str) -> Vec<Case> {
     static TEXT: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/vectors.json"
