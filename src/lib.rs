@@ -2,8 +2,8 @@
 //! in any format, emits its own gateway span and writes the context in the formats the
 //! service behind it expects.
 //!
-//! Dependencies point one way, from pure to impure (STYLE.md §1):
-//! `model → codec → mediate → telemetry / config → reload → proxy / admin → main`.
+//! Dependencies point one way, from pure to impure (STYLE.md §1; `.ci/imports.sh` checks it):
+//! `model → codec → mediate → config → telemetry → reload → proxy / admin → server → main`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
