@@ -8,6 +8,7 @@
 pub(crate) mod core;
 mod dial;
 mod echo;
+pub mod fast;
 pub(crate) mod limits;
 pub mod trace;
 
