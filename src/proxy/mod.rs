@@ -6,6 +6,7 @@
 
 mod dial;
 mod echo;
+pub mod fast;
 pub(crate) mod limits;
 pub mod trace;
 
