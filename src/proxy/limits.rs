@@ -374,7 +374,9 @@ impl Peek for ClientStream {
 impl ClientStream {
     /// The request header is complete: no deadline while the request is served.
     pub(crate) fn header_received(&self) {
-        self.conn.state.store(OPEN << PHASE_SHIFT, Ordering::Release);
+        self.conn
+            .state
+            .store(OPEN << PHASE_SHIFT, Ordering::Release);
     }
 
     /// The response is done: the connection may now sit idle for `keepalive_timeout`.

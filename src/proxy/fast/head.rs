@@ -686,9 +686,17 @@ pub struct ChunkedEnd {
     digits: u8,
     ext_bytes: usize,
     trailer_bytes: usize,
+    /// Chunk data bytes seen so far (the body without its framing).
+    data: u64,
 }
 
 impl ChunkedEnd {
+    /// The body's data bytes so far, without the chunk framing (what a client decoding
+    /// the body receives; the access log's `bytes_sent`).
+    pub fn data_bytes(&self) -> u64 {
+        self.data
+    }
+
     /// Feeds the next bytes; `Ok(Some(n))` = the body ended after the first `n` bytes of
     /// `bytes` (`Some(0)` once it has already ended).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, &'static str> {
@@ -701,6 +709,7 @@ impl ChunkedEnd {
                 let avail = (bytes.len() - i) as u64;
                 let take = avail.min(self.remaining);
                 self.remaining -= take;
+                self.data += take;
                 // `take` ≤ `avail`, which came from a usize.
                 i += usize::try_from(take).unwrap_or(bytes.len() - i);
                 if self.remaining == 0 {

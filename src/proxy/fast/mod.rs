@@ -36,8 +36,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::connectors::TransportConnector;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::l4::socket::SocketAddr;
-use pingora::protocols::{GetSocketDigest, Peek, Stream};
+use pingora::protocols::{GetSocketDigest, Peek, Ssl, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType};
@@ -89,17 +88,26 @@ impl Front {
         h2_alpn: bool,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let server = self.core.config.load().server.clone();
-        let mut whole_connection_to_pingora = h2_alpn || !server.fast_path;
-        if !whole_connection_to_pingora && server.h2c && client.get_ssl_digest().is_none() {
+        let (fast_path, h2c) = {
+            let snapshot = self.core.config.load();
+            (snapshot.server.fast_path, snapshot.server.h2c)
+        };
+        let mut whole_connection = match (h2_alpn, fast_path) {
+            (true, _) => Some("h2"),
+            (false, false) => Some("disabled"),
+            (false, true) => None,
+        };
+        if whole_connection.is_none() && h2c && client.get_ssl_digest().is_none() {
             // As pingora does: peek for the h2c preface (the bytes stay in the stream).
             let mut preface = [0u8; H2_PREFACE.len()];
             match client.try_peek(&mut preface).await {
-                Ok(_) => whole_connection_to_pingora = preface == *H2_PREFACE,
+                Ok(_) if preface == *H2_PREFACE => whole_connection = Some("h2c"),
+                Ok(_) => {}
                 Err(_) => return None,
             }
         }
-        if whole_connection_to_pingora {
+        if let Some(reason) = whole_connection {
+            self.delegated(reason);
             return self.proxy.process_new(Box::new(client), shutdown).await;
         }
         let addresses = client.get_socket_digest();
@@ -128,11 +136,20 @@ impl Front {
             match self.one(&mut client, &mut conn, shutdown).await {
                 Next::KeepAlive => {}
                 Next::Close => return None,
-                Next::Delegate => {
+                Next::Delegate(reason) => {
+                    self.delegated(reason);
                     client = self.delegate(client, &mut conn, shutdown).await?;
                 }
             }
         }
+    }
+
+    fn delegated(&self, reason: &str) {
+        self.core
+            .metrics
+            .fast_path_delegated
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Hands the request at the front of `conn.buf` (and the connection) to pingora;
@@ -151,21 +168,38 @@ impl Front {
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         let reused = self.proxy.process_new_http(session, shutdown).await?;
         let (stream, _) = reused.consume();
-        stream.into_any().downcast::<ClientStream>().ok().map(|c| *c)
+        stream
+            .into_any()
+            .downcast::<ClientStream>()
+            .ok()
+            .map(|c| *c)
     }
 
     /// Reads and serves one request.
-    async fn one(&self, client: &mut ClientStream, conn: &mut Conn, shutdown: &ShutdownWatch) -> Next {
+    async fn one(
+        &self,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
         let req = loop {
             match head::parse_request(&conn.buf, &mut conn.spans) {
                 Parsed::Partial => match read_more(client, &mut conn.buf).await {
                     Ok(0) | Err(_) => return Next::Close,
                     Ok(_) => {}
                 },
+                // HTTP/1.0 clients (no chunked responses, keep-alive by opt-in) are rare
+                // enough to leave to pingora.
+                Parsed::Fast(req) if req.http10 => return Next::Delegate("http/1.0"),
                 Parsed::Fast(req) => break req,
-                Parsed::Delegate(_) => return Next::Delegate,
+                Parsed::Delegate(reason) => return Next::Delegate(reason),
                 Parsed::Reject { status, reason } => {
-                    log::debug!("rejected a request head: {reason}");
+                    log::debug!("rejected a request head: {status} {reason}");
+                    self.core
+                        .metrics
+                        .fast_path_rejected
+                        .with_label_values(&[&status.to_string()])
+                        .inc();
                     let reply = Reply {
                         status,
                         body: super::core::error_body(reason, None),
@@ -193,11 +227,11 @@ impl Front {
         let body = conn.buf.split_to(req.body_len as usize).freeze();
         if fill_map(&mut conn.map, &head, &conn.spans).is_err() {
             restore(&mut conn.buf, &head, &body);
-            return Next::Delegate;
+            return Next::Delegate("header map");
         }
         let Ok(target) = std::str::from_utf8(&head[req.target.clone()]) else {
             restore(&mut conn.buf, &head, &body);
-            return Next::Delegate;
+            return Next::Delegate("target");
         };
         let path = target.split_once('?').map_or(target, |(p, _)| p);
         let mut ctx = self.core.new_ctx();
@@ -218,7 +252,7 @@ impl Front {
         };
         if !ours {
             restore(&mut conn.buf, &head, &body);
-            return Next::Delegate;
+            return Next::Delegate("route");
         }
         let keepalive = ctx.snapshot.server.keepalive_timeout;
         let mut close = req.close || keepalive.is_zero() || *shutdown.borrow();
@@ -230,7 +264,10 @@ impl Front {
                     body: &body,
                     upstream: &up,
                 };
-                match self.forward(&mut ctx, client, conn, &exchange, &mut close).await {
+                match self
+                    .forward(&mut ctx, client, conn, &exchange, &mut close)
+                    .await
+                {
                     Ok(done) => done,
                     Err((e, sent)) => {
                         let reply = self.core.failed(&mut ctx, &e, &req.method, path, sent);
@@ -291,57 +328,58 @@ impl Front {
     ) -> Result<(u16, usize), (Box<Error>, Option<u16>)> {
         let spec = &x.upstream.spec;
         let idempotent = x.req.method.is_idempotent();
+        // After a pooled connection failed under the request, the retry takes a fresh one.
+        let mut stale_retried = false;
         loop {
             let address = self.core.pick_peer(ctx).map_err(|e| (e, None))?;
-            let mut pooled = pool::checkout(&address, spec.idle_timeout);
-            let mut head_built = false;
-            let mut stale_retried = false;
-            loop {
-                let reused = pooled.is_some();
-                let mut stream = match pooled.take() {
-                    Some(s) => s,
-                    None => match self.connector.new_stream(&x.upstream.peer(address.clone())).await {
-                        Ok(s) => s,
-                        Err(e) if head_built => return Err((e, None)),
-                        Err(e) => {
-                            if self.core.connect_failed(ctx, &e, &x.req.method) {
-                                break;
-                            }
-                            return Err((e, None));
-                        }
-                    },
-                };
-                if !head_built {
-                    // Connected: this attempt's head, with the forwarding headers and
-                    // the trace context (as pingora's upstream_request_filter runs once
-                    // a connection is up).
-                    conn.touched.clear();
-                    self.core.prepare_upstream(
-                        ctx,
-                        &mut Edits {
-                            map: &mut conn.map,
-                            touched: &mut conn.touched,
-                        },
-                    );
-                    upstream_head(&mut conn.out, x, &conn.spans, &conn.map, &conn.touched);
-                    head_built = true;
-                }
-                match self.exchange(ctx, client, conn, x, &mut stream, close).await {
-                    Ok((status, sent, reusable)) => {
-                        if reusable {
-                            pool::checkin(&address, stream, spec.idle_timeout);
-                        }
-                        return Ok((status, sent));
+            let pooled = if stale_retried {
+                None
+            } else {
+                pool::checkout(&address, spec.idle_timeout)
+            };
+            let reused = pooled.is_some();
+            let mut stream = match pooled {
+                Some(s) => s,
+                None => match self
+                    .connector
+                    .new_stream(&x.upstream.peer(address.clone()))
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) if self.core.connect_failed(ctx, &e, &x.req.method) => continue,
+                    Err(e) => return Err((e, None)),
+                },
+            };
+            // Connected: this attempt's head, with the forwarding headers and the trace
+            // context (pingora's upstream_request_filter runs at the same point).
+            conn.touched.clear();
+            self.core.prepare_upstream(
+                ctx,
+                &mut Edits {
+                    map: &mut conn.map,
+                    touched: &mut conn.touched,
+                },
+            );
+            upstream_head(&mut conn.out, x, &conn.spans, &conn.map, &conn.touched);
+            match self
+                .exchange(ctx, client, conn, x, &mut stream, close)
+                .await
+            {
+                Ok((status, sent, reusable)) => {
+                    if reusable {
+                        pool::checkin(&address, stream, spec.idle_timeout);
                     }
-                    // A pooled connection the peer closed just before our request:
-                    // nothing was processed, so an idempotent request goes once more on
-                    // a fresh connection (pingora and nginx retry the same way).
-                    Err(Failure::Stale(_)) if reused && idempotent && !stale_retried => {
-                        stale_retried = true;
-                    }
-                    Err(Failure::Stale(e)) => return Err((e, None)),
-                    Err(Failure::Failed(e, sent)) => return Err((e, sent)),
+                    return Ok((status, sent));
                 }
+                // A pooled connection the peer closed just before our request: nothing
+                // was processed, so an idempotent request is tried once more, as a new
+                // attempt (pingora and nginx retry the same way).
+                Err(Failure::Stale(_)) if reused && idempotent && !stale_retried => {
+                    stale_retried = true;
+                    ctx.retries = ctx.retries.saturating_add(1);
+                }
+                Err(Failure::Stale(e)) => return Err((e, None)),
+                Err(Failure::Failed(e, sent)) => return Err((e, sent)),
             }
         }
     }
@@ -388,13 +426,18 @@ impl Front {
                 }
                 Ok(Some(r)) => break r,
                 Ok(None) => {
-                    let n = timed(
+                    let n = read_head_watching(
+                        upstream,
+                        &mut conn.rbuf,
+                        client,
+                        &mut conn.buf,
                         spec.read_timeout,
-                        ErrorType::ReadTimedout,
-                        upstream.read_buf(&mut conn.rbuf),
                     )
                     .await;
                     match n {
+                        Err(e) if e.esource() == &pingora::ErrorSource::Downstream => {
+                            return Err(Failure::Failed(e, None))
+                        }
                         Ok(0) if conn.rbuf.is_empty() => {
                             return Err(stale(
                                 Error::explain(
@@ -435,7 +478,14 @@ impl Front {
         conn.added.clear();
         self.core
             .upstream_answered(ctx, resp.status, &mut Added(&mut conn.added));
-        response_head(&mut conn.out, &conn.rbuf, &resp, &conn.rspans, &conn.added, *close);
+        response_head(
+            &mut conn.out,
+            &conn.rbuf,
+            &resp,
+            &conn.rspans,
+            &conn.added,
+            *close,
+        );
         conn.rbuf.advance(resp.head_len);
         let sent = self
             .relay_body(client, conn, upstream, &resp, spec.read_timeout)
@@ -491,13 +541,13 @@ impl Front {
                 send_unflushed(client, &conn.out).await?;
                 loop {
                     if !conn.rbuf.is_empty() {
-                        let done = end
-                            .feed(&conn.rbuf)
-                            .map_err(|reason| Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up())?;
+                        let done = end.feed(&conn.rbuf).map_err(|reason| {
+                            Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up()
+                        })?;
                         let take = done.unwrap_or(conn.rbuf.len());
                         send_unflushed(client, &conn.rbuf[..take]).await?;
                         conn.rbuf.advance(take);
-                        sent += take;
+                        sent = usize::try_from(end.data_bytes()).unwrap_or(usize::MAX);
                         if done.is_some() {
                             break;
                         }
@@ -536,8 +586,8 @@ impl Front {
 enum Next {
     KeepAlive,
     Close,
-    /// The request at the front of the buffer goes to pingora.
-    Delegate,
+    /// The request at the front of the buffer goes to pingora, for this reason.
+    Delegate(&'static str),
 }
 
 /// How an exchange with the upstream failed.
@@ -678,8 +728,8 @@ fn response_head(
     out.extend_from_slice(b"\r\n");
     for s in spans {
         let name = &rbuf[s.name.clone()];
-        let chunked_te = resp.framing == Framing::Chunked
-            && name.eq_ignore_ascii_case(b"transfer-encoding");
+        let chunked_te =
+            resp.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
         if (hop_by_hop(name) && !chunked_te)
             || added
                 .iter()
@@ -700,14 +750,19 @@ fn response_head(
 
 /// The head of a reply the gateway makes itself.
 fn reply_head(out: &mut Vec<u8>, reply: &Reply, close: bool) {
-    let status = http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     header_line(out, b"content-type", b"application/json");
-    header_line(out, b"content-length", reply.body.len().to_string().as_bytes());
+    header_line(
+        out,
+        b"content-length",
+        reply.body.len().to_string().as_bytes(),
+    );
     header_line(out, b"server", b"tracebridge");
     if let Some(v) = &reply.traceresponse {
         header_line(out, b"traceresponse", v.as_bytes());
@@ -719,7 +774,12 @@ fn reply_head(out: &mut Vec<u8>, reply: &Reply, close: bool) {
 }
 
 /// Writes one of the gateway's own replies; false when the client is gone.
-async fn write_reply(client: &mut ClientStream, conn: &mut Conn, reply: &Reply, close: bool) -> bool {
+async fn write_reply(
+    client: &mut ClientStream,
+    conn: &mut Conn,
+    reply: &Reply,
+    close: bool,
+) -> bool {
     conn.out.clear();
     reply_head(&mut conn.out, reply, close);
     conn.out.extend_from_slice(&reply.body);
@@ -777,11 +837,64 @@ async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> std::io::Re
     client.read_buf(buf).await
 }
 
-async fn read_upstream(upstream: &mut Stream, buf: &mut BytesMut, timeout: Duration) -> pingora::Result<usize> {
+async fn read_upstream(
+    upstream: &mut Stream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> pingora::Result<usize> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
     timed(timeout, ErrorType::ReadTimedout, upstream.read_buf(buf)).await
+}
+
+/// How long the fast path waits for a response head before it also watches the client
+/// for a hang-up: long enough that a quick upstream never costs the extra readiness
+/// check (a system call), short enough that a client that left is seen at once.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(50);
+
+/// Reads response-head bytes from the upstream within `limit`. After
+/// [`CLIENT_WATCH_AFTER`] the client is watched too, as pingora and nginx do: a client
+/// that closes its connection ends the wait (a downstream `ConnectionClosed`, recorded
+/// as 499); bytes it sends meanwhile (a pipelined request) are kept in `client_buf`.
+async fn read_head_watching(
+    upstream: &mut Stream,
+    rbuf: &mut BytesMut,
+    client: &mut ClientStream,
+    client_buf: &mut BytesMut,
+    limit: Duration,
+) -> pingora::Result<usize> {
+    if rbuf.capacity() - rbuf.len() < 4096 {
+        rbuf.reserve(16 * 1024);
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    if let Ok(read) =
+        tokio::time::timeout(CLIENT_WATCH_AFTER.min(limit), upstream.read_buf(rbuf)).await
+    {
+        return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
+    }
+    loop {
+        // Pipelined bytes are bounded like a request head and its body.
+        let watch = client_buf.len() < head::MAX_HEAD_BYTES;
+        tokio::select! {
+            read = upstream.read_buf(rbuf) => {
+                return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
+            }
+            read = read_more(client, client_buf), if watch => match read {
+                Ok(0) | Err(_) => {
+                    return Err(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "client closed the connection before the response",
+                    )
+                    .into_down());
+                }
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(Error::explain(ErrorType::ReadTimedout, "upstream did not answer in time").into_up());
+            }
+        }
+    }
 }
 
 /// `io` within `limit`; an I/O error or the timeout as an upstream error.
@@ -806,8 +919,12 @@ async fn send(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
 async fn send_unflushed(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
     match tokio::time::timeout(CLIENT_SEND_TIMEOUT, client.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::because(ErrorType::WriteError, "writing to the client", e).into_down()),
-        Err(_) => Err(Error::explain(ErrorType::WriteTimedout, "client did not read in time").into_down()),
+        Ok(Err(e)) => {
+            Err(Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
+        }
+        Err(_) => {
+            Err(Error::explain(ErrorType::WriteTimedout, "client did not read in time").into_down())
+        }
     }
 }
 

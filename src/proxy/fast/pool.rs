@@ -80,8 +80,5 @@ fn quiet(stream: &mut Stream) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
-    matches!(
-        Pin::new(stream).poll_read(&mut cx, &mut buf),
-        Poll::Pending
-    )
+    matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
 }
