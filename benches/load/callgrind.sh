@@ -11,7 +11,7 @@
 #   --duration S seconds of load after the warm-up (default 10)
 #
 # Method: the origin is nginx `return 200` (origin-nginx.conf). The contestant runs under
-# `valgrind --tool=callgrind` with collection off; after a warm-up of 200 requests the
+# `valgrind --tool=callgrind` with instrumentation off; after a warm-up of 200 requests the
 # counters are switched on (`callgrind_control -i on`), `wrk -t1 -c50` runs for S seconds,
 # and the counters are dumped. Instructions per request = the dump's total Ir (every
 # thread of the process) / the requests wrk completed. Everything runs on 127.0.0.1 on
@@ -95,7 +95,7 @@ if [ "$nginx_ref" = 1 ]; then
     label="nginx (one worker)"
     # One process: the worker runs in the master (master_process off), so callgrind sees it.
     sed -e 's/^daemon off;/daemon off;\nmaster_process off;/' "$(render nginx.conf)" >"$tmp/nginx-cg.conf"
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
         nginx -e "$tmp/nginx.err" -p "$tmp" -c "$tmp/nginx-cg.conf" 2>"$tmp/valgrind.log" &
 else
     cargo build --release 2>"$tmp/build.log" || { cat "$tmp/build.log" >&2; exit 1; }
@@ -105,7 +105,7 @@ else
         sed -i 's/^threads = 1$/threads = 1\nfast_path = false/' "$cfg"
         label="tracebridge $scenario, fallback (fast_path = false)"
     fi
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
         "$repo/target/release/tracebridge" --config "$cfg" 2>"$tmp/valgrind.log" >"$tmp/tb.log" &
 fi
 vg=$!
@@ -118,6 +118,17 @@ callgrind_control -d "$vg" >/dev/null
 callgrind_control -i off "$vg" >/dev/null
 requests="$(echo "$result" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')"
 errors="$(echo "$result" | grep -E 'Non-2xx|Socket errors' || true)"
-dump="$(ls -t "$out"* | head -1)"
-ir="$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
+# The dump callgrind_control asked for ($out.1): its totals line, "summary: N".
+dump=""
+for _ in $(seq 100); do
+    dump="$(ls "$out".* 2>/dev/null | head -1)"
+    [ -n "$dump" ] && grep -q '^summary:' "$dump" && break
+    sleep 0.1
+done
+[ -n "$dump" ] || { echo "no callgrind dump" >&2; exit 1; }
+ir="$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$dump" | head -1)"
+mkdir -p "$repo/target/load"
+keep="$repo/target/load/callgrind-$scenario-$([ "$nginx_ref" = 1 ] && echo nginx || ([ "$fallback" = 1 ] && echo fallback || echo fast)).out"
+cp "$dump" "$keep"
 echo "$label: $requests requests, $ir instructions, $((ir / requests)) per request${errors:+ ($errors)}"
+echo "profile: callgrind_annotate $keep"
