@@ -6,6 +6,7 @@
 
 mod dial;
 mod echo;
+mod edge;
 pub(crate) mod limits;
 pub mod trace;
 
@@ -95,6 +96,14 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// When the request and its first upstream attempt started (`Server-Timing`).
+    fn clock(&self) -> edge::Clock {
+        edge::Clock {
+            started: self.started,
+            upstream_started: self.upstream_started,
+        }
+    }
+
     fn route_name(&self) -> &str {
         self.route
             .and_then(|i| self.snapshot.router.route(i))
@@ -158,6 +167,7 @@ async fn respond(
     content_type: &str,
     body: Bytes,
     traceresponse: Option<HeaderValue>,
+    edge: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", content_type)?;
@@ -165,6 +175,9 @@ async fn respond(
     resp.insert_header("server", "tracebridge")?;
     if let Some(v) = traceresponse {
         resp.insert_header("traceresponse", v)?;
+    }
+    for (name, value) in edge {
+        resp.insert_header(name, value)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
@@ -322,7 +335,8 @@ impl ProxyHttp for Gateway {
             let (trace_id, header) = exposed(Some(&trace));
             ctx.trace = Some(trace);
             let body = error_body("no route", trace_id);
-            respond(session, 404, "application/json", body, header).await?;
+            let edge = edge::own_response(ctx.trace.as_ref(), req, ctx.clock(), 404);
+            respond(session, 404, "application/json", body, header, edge).await?;
             return Ok(true);
         };
         if let Some(peer) = peer {
@@ -360,6 +374,9 @@ impl ProxyHttp for Gateway {
             &self.metrics,
         );
         ctx.trace = Some(trace);
+        if edge::answer_preflight(session, ctx.trace.as_ref()).await? {
+            return Ok(true);
+        }
         match &upstream.kind {
             UpstreamKind::Http(up) => {
                 ctx.upstream = Some(up.clone());
@@ -381,7 +398,17 @@ impl ProxyHttp for Gateway {
                     session.set_keepalive(None);
                 }
                 let header = ctx.trace.as_ref().and_then(RequestTrace::response_header);
-                respond(session, 200, "application/json", Bytes::from(body), header).await?;
+                let edge =
+                    edge::own_response(ctx.trace.as_ref(), session.req_header(), ctx.clock(), 200);
+                respond(
+                    session,
+                    200,
+                    "application/json",
+                    Bytes::from(body),
+                    header,
+                    edge,
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -487,7 +514,7 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -495,6 +522,9 @@ impl ProxyHttp for Gateway {
         if let Some(value) = ctx.trace.as_ref().and_then(RequestTrace::response_header) {
             upstream_response.insert_header("traceresponse", value)?;
         }
+        let (req, status) = (session.req_header(), ctx.upstream_status);
+        let target = &mut edge::DownstreamHeaders(upstream_response);
+        edge::finish(ctx.trace.as_ref(), req, ctx.clock(), status, target);
         Ok(())
     }
 
@@ -569,6 +599,14 @@ impl ProxyHttp for Gateway {
             if let Some(v) = header {
                 let _ = resp.insert_header("traceresponse", v);
             }
+            let req = session.req_header();
+            edge::finish(
+                ctx.trace.as_ref(),
+                req,
+                ctx.clock(),
+                code,
+                &mut edge::DownstreamHeaders(&mut resp),
+            );
             if let Err(err) = session.write_error_response(resp, body).await {
                 warn!("failed to send the error response: {err}");
             }
