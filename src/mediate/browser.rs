@@ -700,6 +700,8 @@ impl Browser {
             parts.push(format!("allow_methods=[{}]", methods.join(" ")));
             let headers: Vec<&str> = c.allow_headers.iter().map(HeaderName::as_str).collect();
             parts.push(format!("allow_headers=[{}]", headers.join(" ")));
+            let expose: Vec<&str> = c.expose_headers.iter().map(HeaderName::as_str).collect();
+            parts.push(format!("expose_headers=[{}]", expose.join(" ")));
             parts.push(format!("max_age={}s", c.max_age.as_secs()));
             parts.push(format!("allow_credentials={}", c.allow_credentials));
         }
