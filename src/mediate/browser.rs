@@ -643,19 +643,18 @@ impl Browser {
             }
             return out;
         }
-        let mut expose: Vec<&str> = Vec::new();
+        let mut expose: Vec<HeaderName> = Vec::new();
         if traceresponse && x.ids.is_some() {
-            expose.push("traceresponse");
+            expose.push(TRACERESPONSE);
         }
         if self.server_timing || self.server_timing_durations {
-            expose.push("server-timing");
+            expose.push(SERVER_TIMING);
         }
-        if let Some(h) = &self.trace_id_header {
-            expose.push(h.as_str());
-        }
+        expose.extend(self.trace_id_header.iter().cloned());
         if self.cors.mode == CorsMode::Answer {
-            expose.extend(self.cors.expose_headers.iter().map(HeaderName::as_str));
+            expose.extend(self.cors.expose_headers.iter().cloned());
         }
+        let expose: Vec<&str> = expose.iter().map(HeaderName::as_str).collect();
         out.extend(
             merged(x.response, &ACCESS_CONTROL_EXPOSE_HEADERS, &expose)
                 .map(|v| (ACCESS_CONTROL_EXPOSE_HEADERS, v)),
