@@ -9,7 +9,8 @@
 //! fetch instrumentation does, through the gateway to an upstream on another port.
 //! With the feature on, the browser sends the call (the preflight passed), the upstream
 //! receives the continued trace, and the page reads the gateway's span id from
-//! `traceresponse` and `Server-Timing`. A second page, served through the gateway,
+//! `traceresponse` and `Server-Timing` (and, by `Timing-Allow-Origin`, the resource
+//! timing entry's `serverTiming`). A second page, served through the gateway,
 //! reads `performance.getEntriesByType('navigation')[0].serverTiming`. With the feature
 //! off, the same page shows the browser blocking the call.
 //!
@@ -45,7 +46,16 @@ window.callApi = async function (url) {
       headers: { "traceparent": traceparent, "content-type": "application/json" },
       body: "{}",
     });
+    await r.text();
+    // The resource timing entry (its serverTiming needs Timing-Allow-Origin across
+    // origins); it is queued when the body is done, so wait for it a little.
+    let entry = null;
+    for (let i = 0; i < 40 && !entry; i++) {
+      entry = performance.getEntriesByName(url).pop() || null;
+      if (!entry) await new Promise(ok => setTimeout(ok, 25));
+    }
     return {
+      resource_server_timing: entry ? entry.serverTiming.map(e => e.name) : null,
       sent: true,
       status: r.status,
       traceresponse: r.headers.get("traceresponse"),
@@ -251,6 +261,7 @@ fn gateway(api: &Scripted, plain: &Scripted, pages: &Scripted, feature: bool) ->
         format!(
             r#"server_timing = true
             trace_id_header = "x-trace-id"
+            timing_allow_origin = ["{0}"]
             [propagation.cors]
             mode = "augment"
             [[routes]]
@@ -259,7 +270,7 @@ fn gateway(api: &Scripted, plain: &Scripted, pages: &Scripted, feature: bool) ->
             upstream = "plain"
             [routes.propagation.cors]
             mode = "answer"
-            allow_origins = ["{}"]
+            allow_origins = ["{0}"]
             allow_headers = ["content-type"]"#,
             pages.origin()
         )
@@ -379,6 +390,11 @@ fn a_real_browser_reads_the_trace_only_with_the_browser_edge_on() {
             "{path}: {timing}"
         );
         assert_eq!(seen["trace_id"], TRACE);
+        assert_eq!(
+            seen["resource_server_timing"],
+            json!(["traceparent"]),
+            "{path}: Timing-Allow-Origin lets the page read the resource's serverTiming"
+        );
     }
     let entries = navigation(&on);
     eprintln!("feature on, page through the gateway: serverTiming = {entries}");
