@@ -398,17 +398,9 @@ impl ProxyHttp for Gateway {
                     session.set_keepalive(None);
                 }
                 let header = ctx.trace.as_ref().and_then(RequestTrace::response_header);
-                let edge =
-                    edge::own_response(ctx.trace.as_ref(), session.req_header(), ctx.clock(), 200);
-                respond(
-                    session,
-                    200,
-                    "application/json",
-                    Bytes::from(body),
-                    header,
-                    edge,
-                )
-                .await?;
+                let (req, clock) = (session.req_header(), ctx.clock());
+                let edge = edge::own_response(ctx.trace.as_ref(), req, clock, 200);
+                respond(session, 200, "application/json", body.into(), header, edge).await?;
                 Ok(true)
             }
         }
@@ -599,14 +591,9 @@ impl ProxyHttp for Gateway {
             if let Some(v) = header {
                 let _ = resp.insert_header("traceresponse", v);
             }
-            let req = session.req_header();
-            edge::finish(
-                ctx.trace.as_ref(),
-                req,
-                ctx.clock(),
-                code,
-                &mut edge::DownstreamHeaders(&mut resp),
-            );
+            let (req, clock) = (session.req_header(), ctx.clock());
+            let mut target = edge::DownstreamHeaders(&mut resp);
+            edge::finish(ctx.trace.as_ref(), req, clock, code, &mut target);
             if let Err(err) = session.write_error_response(resp, body).await {
                 warn!("failed to send the error response: {err}");
             }
