@@ -1323,6 +1323,56 @@ mod tests {
         assert!(!Browser::default().is_active());
     }
 
+    proptest::proptest! {
+        /// Whatever a page, a client or an upstream sends: no panic, every edit a valid
+        /// header, and a credentialed answer never names an origin that is not listed.
+        #[test]
+        fn any_headers_are_handled(
+            origin in "[ -~\u{80}-\u{ff}]{0,60}",
+            asked in "[ -~]{0,80}",
+            allowed in "[ -~]{0,80}",
+            acao in "[ -~]{0,40}",
+            pattern in "[a-z*.:/0-9]{0,30}",
+        ) {
+            let mut req = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(origin.as_bytes()) {
+                req.insert(ORIGIN, v);
+            }
+            req.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("PUT"));
+            if let Ok(v) = HeaderValue::from_str(&asked) {
+                req.insert(ACCESS_CONTROL_REQUEST_HEADERS, v);
+            }
+            let mut resp = HeaderMap::new();
+            for (name, text) in [
+                (ACCESS_CONTROL_ALLOW_HEADERS, &allowed),
+                (ACCESS_CONTROL_ALLOW_ORIGIN, &acao),
+                (SERVER_TIMING, &allowed),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(text) {
+                    resp.insert(name, v);
+                }
+            }
+            let mut b = answer(&[PAGE], true);
+            b.cors.allow_origins.extend(OriginPattern::parse(&pattern).ok());
+            b.cors.allow_origins.retain(|p| *p != OriginPattern::Any);
+            b.server_timing = true;
+            for mode in [CorsMode::Augment, CorsMode::Answer] {
+                b.cors.mode = mode;
+                for method in [Method::OPTIONS, Method::GET] {
+                    let _ = edits(&b, method.clone(), &req, 204, &resp);
+                    if let Some(a) = answer_preflight(&b, &Format::ALL, &method, &req) {
+                        if let Some(o) = get(&a, "access-control-allow-origin") {
+                            proptest::prop_assert!(
+                                b.cors.allow_origins.iter().any(|p| p.matches(o)),
+                                "{o} reflected"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_request_headers_never_panic() {
         let b = answer(&["*"], false);
