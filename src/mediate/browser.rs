@@ -460,7 +460,9 @@ fn value(text: &str) -> Option<HeaderValue> {
 /// Answer mode: the gateway's own answer to a preflight (status 204, these headers),
 /// or `None` when the request is not a preflight or the route does not answer them.
 /// An origin that is not allowed gets a 204 without `Access-Control-Allow-Origin`: the
-/// browser refuses the call and the upstream never sees it.
+/// browser refuses the call and the upstream never sees it. That is what Kong's cors
+/// plugin does (204 for every preflight unless `preflight_continue`); Envoy's filter
+/// forwards such a preflight instead, which answer mode exists to spare the upstream.
 pub fn answer_preflight(
     settings: &Browser,
     extract: &[Format],
