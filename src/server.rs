@@ -26,6 +26,7 @@ use pingora::services::Service;
 
 use crate::admin::{Admin, Readiness};
 use crate::config::UpstreamKind;
+use crate::proxy::fast::Front;
 use crate::proxy::limits::{Limited, OpenConnections};
 use crate::proxy::Gateway;
 use crate::reload::ConfigHandle;
@@ -137,10 +138,9 @@ pub fn build_with_telemetry(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut app = pingora::proxy::http_proxy(
-        &server.configuration,
-        Gateway::new(config.clone(), metrics.clone(), telemetry.clone()),
-    );
+    let gateway = Gateway::new(config.clone(), metrics.clone(), telemetry.clone());
+    let core = gateway.core();
+    let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = settings.h2c;
     // HTTP/2 connections get the keep-alive idle timeout from pingora (the HTTP/1
@@ -150,7 +150,12 @@ pub fn build_with_telemetry(
     let open_connections = OpenConnections::new(metrics.downstream_connections.clone());
     let mut proxy = ListeningService::new(
         "tracebridge proxy".to_string(),
-        Limited::new(app, config.clone(), &metrics, open_connections.clone()),
+        Limited::new(
+            Front::new(core, app),
+            config.clone(),
+            &metrics,
+            open_connections.clone(),
+        ),
     );
     proxy.threads = Some(settings.threads);
     let mut proxy_addrs = Vec::new();

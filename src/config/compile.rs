@@ -12,6 +12,7 @@ use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use pingora::listeners::ALPN;
+use pingora::protocols::l4::socket::SocketAddr;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::log_sink::LogSink;
@@ -95,7 +96,7 @@ pub struct HttpUpstream {
     template: HttpPeer,
     /// Each peer's address as text (span attribute, access log), formatted once here
     /// rather than per request.
-    addresses: Vec<(pingora::protocols::l4::socket::SocketAddr, Arc<str>)>,
+    addresses: Vec<(SocketAddr, Arc<str>)>,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -109,15 +110,20 @@ impl std::fmt::Debug for HttpUpstream {
 impl HttpUpstream {
     /// The next peer to try and its address as text, or `None` when every peer is
     /// unhealthy.
-    pub fn select(&self) -> Option<(HttpPeer, Arc<str>)> {
+    pub fn select(&self) -> Option<(SocketAddr, Arc<str>)> {
         let backend = self.lb.select(b"", 256)?;
         let address = match self.addresses.iter().find(|(a, _)| backend.addr == *a) {
             Some((_, text)) => text.clone(),
             None => backend.addr.to_string().into(),
         };
+        Some((backend.addr, address))
+    }
+
+    /// The peer at `address` with this upstream's options (timeouts, TLS).
+    pub fn peer(&self, address: SocketAddr) -> HttpPeer {
         let mut peer = self.template.clone();
-        peer._address = backend.addr;
-        Some((peer, address))
+        peer._address = address;
+        peer
     }
 }
 

@@ -635,7 +635,8 @@ mod tests {
                 panic!("http upstream expected");
             };
             assert_eq!(up.spec.max_concurrent_streams, want);
-            let (peer, _) = up.select().unwrap();
+            let (address, _) = up.select().unwrap();
+            let peer = up.peer(address);
             assert_eq!(peer.options.max_h2_streams, want, "pingora's per-peer cap");
         }
     }

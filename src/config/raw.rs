@@ -375,6 +375,11 @@ pub struct RawServer {
     pub listen: Vec<String>,
     /// Accept HTTP/2 with prior knowledge on the plain listeners.
     pub h2c: bool,
+    /// Serve simple HTTP/1 requests on the fast path (parsed and proxied without
+    /// pingora-proxy's per-request machinery; everything else goes to pingora on the same
+    /// connection). `false` sends every request through pingora-proxy. Read per
+    /// connection, so a reload applies to new connections.
+    pub fast_path: bool,
     /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN).
     pub tls: Vec<RawTlsListener>,
     /// The admin listener (health, readiness, metrics, config). Keep it on loopback.
@@ -424,6 +429,7 @@ impl Default for RawServer {
         RawServer {
             listen: vec!["127.0.0.1:8080".to_string()],
             h2c: true,
+            fast_path: true,
             tls: Vec::new(),
             admin_listen: "127.0.0.1:9901".to_string(),
             admin_token: String::new(),

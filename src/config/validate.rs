@@ -82,6 +82,8 @@ pub struct ServerSettings {
     pub listen: Vec<String>,
     /// Accept h2c on the plain listeners.
     pub h2c: bool,
+    /// Serve simple HTTP/1 requests on the fast path.
+    pub fast_path: bool,
     /// TLS listeners.
     pub tls: Vec<TlsListener>,
     /// Admin listen address.
@@ -416,6 +418,7 @@ fn server(c: &mut Collector, s: &RawServer) -> ServerSettings {
     ServerSettings {
         listen: s.listen.clone(),
         h2c: s.h2c,
+        fast_path: s.fast_path,
         tls,
         admin_listen: s.admin_listen.clone(),
         admin_token: s.admin_token.clone(),

@@ -46,6 +46,7 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::fast::Front;
 use crate::reload::ConfigHandle;
 use crate::telemetry::Metrics;
 
@@ -370,6 +371,20 @@ impl Peek for ClientStream {
     }
 }
 
+impl ClientStream {
+    /// The request header is complete: no deadline while the request is served.
+    pub(crate) fn header_received(&self) {
+        self.conn
+            .state
+            .store(OPEN << PHASE_SHIFT, Ordering::Release);
+    }
+
+    /// The response is done: the connection may now sit idle for `keepalive_timeout`.
+    pub(crate) fn request_done(&self, keepalive_timeout: Duration) {
+        self.conn.arm(IDLE, keepalive_timeout);
+    }
+}
+
 /// The client connection under `session`, when it is an HTTP/1 [`ClientStream`].
 fn client_stream(session: &pingora::proxy::Session) -> Option<&ClientStream> {
     let stream = session.stream()?;
@@ -379,14 +394,14 @@ fn client_stream(session: &pingora::proxy::Session) -> Option<&ClientStream> {
 /// The request header is complete: no deadline while the request is served.
 pub(crate) fn header_received(session: &pingora::proxy::Session) {
     if let Some(c) = client_stream(session) {
-        c.conn.state.store(OPEN << PHASE_SHIFT, Ordering::Release);
+        c.header_received();
     }
 }
 
 /// The response is done: the connection may now sit idle for `keepalive_timeout`.
 pub(crate) fn request_done(session: &pingora::proxy::Session, keepalive_timeout: Duration) {
     if let Some(c) = client_stream(session) {
-        c.conn.arm(IDLE, keepalive_timeout);
+        c.request_done(keepalive_timeout);
     }
 }
 
@@ -480,9 +495,10 @@ impl Drop for OpenGuard {
     }
 }
 
-/// pingora's `ServerApp` (the proxy) behind the connection cap and the deadlines.
-pub(crate) struct Limited<A> {
-    inner: Arc<A>,
+/// The proxy ([`Front`]: the fast path, pingora's proxy behind it) behind the
+/// connection cap and the deadlines.
+pub(crate) struct Limited {
+    inner: Front,
     config: Arc<ConfigHandle>,
     open: Arc<OpenConnections>,
     auto_cap: usize,
@@ -492,18 +508,18 @@ pub(crate) struct Limited<A> {
     idle_timeouts: IntCounter,
 }
 
-impl<A> Limited<A> {
+impl Limited {
     /// `inner` limited by the `[server]` settings of the live config (read at each
     /// accept, so a reload applies to new connections).
     pub(crate) fn new(
-        inner: A,
+        inner: Front,
         config: Arc<ConfigHandle>,
         metrics: &Metrics,
         open: Arc<OpenConnections>,
     ) -> Self {
         let closed = |reason: &str| metrics.downstream_closed.with_label_values(&[reason]);
         Limited {
-            inner: Arc::new(inner),
+            inner,
             config,
             open,
             auto_cap: auto_max_connections(),
@@ -537,7 +553,7 @@ async fn evicted_while_idle(conn: &ConnState) {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+impl ServerApp for Limited {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -579,7 +595,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         drop(snapshot);
         tokio::select! {
             biased;
-            reused = self.inner.process_new(Box::new(client), shutdown) => reused,
+            reused = self.inner.serve(client, h2, shutdown) => reused,
             () = idle_at_shutdown(&conn, shutdown.clone()) => None,
             () = evicted_while_idle(&conn) => None,
         }

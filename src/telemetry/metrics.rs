@@ -81,6 +81,12 @@ pub struct Metrics {
     /// `tracebridge_downstream_connections_closed_total{reason}`: connections the gateway
     /// closed on a client: `header_timeout`, `idle_timeout`, `evicted`, `over_limit`.
     pub downstream_closed: IntCounterVec,
+    /// `tracebridge_fast_path_delegated_total{reason}`: HTTP/1 requests (or, for `h2`
+    /// and `h2c`, whole connections) the fast path handed to pingora-proxy, by why.
+    pub fast_path_delegated: IntCounterVec,
+    /// `tracebridge_fast_path_rejected_total{status}`: request heads the HTTP/1 front
+    /// door refused (400, 414, 431, 505) before either path served them.
+    pub fast_path_rejected: IntCounterVec,
     /// The per-route coverage view (`GET /coverage`): counters of the same request
     /// path, kept per route name rather than exported to Prometheus.
     pub coverage: Coverage,
@@ -219,6 +225,18 @@ impl Metrics {
         }
         registry.register(Box::new(downstream_connections.clone()))?;
         registry.register(Box::new(downstream_closed.clone()))?;
+        let fast_path_delegated = counter_vec(
+            "tracebridge_fast_path_delegated_total",
+            "HTTP/1 requests the fast path handed to pingora-proxy (the fallback), by reason: what the head parser delegates (transfer-encoding, upgrade, expect, ...), http/1.0, a route to an echo, TLS or HTTP/2 upstream (route), and whole connections: h2 (ALPN), h2c (preface), disabled (server.fast_path = false).",
+            &["reason"],
+        )?;
+        registry.register(Box::new(fast_path_delegated.clone()))?;
+        let fast_path_rejected = counter_vec(
+            "tracebridge_fast_path_rejected_total",
+            "HTTP/1 request heads refused before any path served them (malformed or ambiguous framing: 400, 414, 431, 505), by status.",
+            &["status"],
+        )?;
+        registry.register(Box::new(fast_path_rejected.clone()))?;
         for c in [
             &conflicts,
             &spans_started,
@@ -333,6 +351,8 @@ impl Metrics {
             config_last_reload_success_timestamp,
             downstream_connections,
             downstream_closed,
+            fast_path_delegated,
+            fast_path_rejected,
             coverage: Coverage::new(),
         })
     }

@@ -92,15 +92,30 @@ pub fn one_route(origin: SocketAddr, threads: usize, sections: &str, route: &str
 }
 
 /// `{listen}` / `{admin}` replaced, and the in-memory span exporter unless the
-/// config names its own `[telemetry]`.
+/// config names its own `[telemetry]`. With `TRACEBRIDGE_TEST_PATH=fallback` in the
+/// environment every gateway runs with `[server] fast_path = false`, so the same
+/// suites and assertions check both proxy paths (`.ci/run` runs them both ways).
 fn render(template: &str, port: u16, admin_port: u16) -> String {
     let mut text = template
         .replace("{listen}", &format!("127.0.0.1:{port}"))
         .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
+    if fallback_path() && !text.contains("fast_path") {
+        text = text.replacen("[server]", "[server]\nfast_path = false", 1);
+    }
     if !text.contains("[telemetry]") {
         text.push_str("\n[telemetry]\nexporter = \"none\"\n");
     }
     text
+}
+
+/// Whether this run checks the fallback path (`TRACEBRIDGE_TEST_PATH=fallback`);
+/// otherwise the default, the fast path.
+pub fn fallback_path() -> bool {
+    match std::env::var("TRACEBRIDGE_TEST_PATH").as_deref() {
+        Ok("fallback") => true,
+        Ok("fast") | Err(_) => false,
+        Ok(other) => panic!("TRACEBRIDGE_TEST_PATH={other}: expected fast or fallback"),
+    }
 }
 
 /// Shuts the in-process server down when the test drops the gateway.

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind over the whole gateway process.
+#
+#   bash benches/load/callgrind.sh [--scenario plain|b3-3|b3-3-otlp] [--fallback] [--nginx] [--duration S]
+#
+#   --scenario   the load bench's scenario (default plain): its tracebridge config from
+#                benches/load/ and its request header
+#   --fallback   the same with `[server] fast_path = false` (every request through
+#                pingora-proxy): the before/after comparison of the fast path
+#   --nginx      count nginx (benches/load/nginx.conf, one worker) instead, as the reference
+#   --duration S seconds of load after the warm-up (default 10)
+#
+# Method: the origin is nginx `return 200` (origin-nginx.conf). The contestant runs under
+# `valgrind --tool=callgrind` with collection off; after a warm-up of 200 requests the
+# counters are switched on (`callgrind_control -i on`), `wrk -t1 -c50` runs for S seconds,
+# and the counters are dumped. Instructions per request = the dump's total Ir (every
+# thread of the process) / the requests wrk completed. Everything runs on 127.0.0.1 on
+# ports LOAD_PORT_BASE+400..+403 (default 24400...); the script stops exactly what it
+# started. Needs valgrind, wrk, nginx, curl (installed with apt-get when missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo="$PWD"
+scenario=plain fallback=0 nginx_ref=0 duration=10
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --scenario) scenario="$2"; shift 2 ;;
+    --fallback) fallback=1; shift ;;
+    --nginx) nginx_ref=1; shift ;;
+    --duration) duration="$2"; shift 2 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+case "$scenario" in
+plain) conf=tracebridge-plain.toml header=() ;;
+b3-3) conf=tracebridge-b3.toml header=(-H "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") ;;
+b3-3-otlp) conf=tracebridge-b3-otlp.toml header=(-H "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") ;;
+*) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}" >&2
+    apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2
+fi
+
+base="${LOAD_PORT_BASE:-24000}"
+origin=$((base + 400)) port=$((base + 401)) admin=$((base + 402)) sink=$((base + 403))
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+render() {
+    sed -e "s|@PORT@|$port|g" -e "s|@ADMIN@|$admin|g" -e "s|@ORIGIN@|$origin|g" \
+        -e "s|@TMP@|$tmp|g" -e "s|@SINK_HTTP@|$sink|g" -e "s|@SINK_GRPC@|$sink|g" \
+        "$repo/benches/load/$1" >"$tmp/$1"
+    echo "$tmp/$1"
+}
+
+wait_up() { # url
+    for _ in $(seq 300); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not come up" >&2
+    exit 1
+}
+
+mkdir -p "$tmp/origin-body" "$tmp/nginx-body"
+nginx -e "$tmp/origin.err" -p "$tmp" -c "$(render origin-nginx.conf)" &
+pids+=($!)
+wait_up "http://127.0.0.1:$origin/"
+
+if [ "$scenario" = b3-3-otlp ]; then
+    cargo bench --bench load_sink --no-run --message-format=json-render-diagnostics 2>"$tmp/sink-build.log" >"$tmp/sink.json"
+    sink_bin="$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="load_sink": print(m["executable"])' "$tmp/sink.json" | tail -1)"
+    "$sink_bin" --http "127.0.0.1:$sink" >"$tmp/sink.log" 2>&1 &
+    pids+=($!)
+fi
+
+out="$tmp/callgrind.out"
+if [ "$nginx_ref" = 1 ]; then
+    label="nginx (one worker)"
+    # One process: the worker runs in the master (master_process off), so callgrind sees it.
+    sed -e 's/^daemon off;/daemon off;\nmaster_process off;/' "$(render nginx.conf)" >"$tmp/nginx-cg.conf"
+    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+        nginx -e "$tmp/nginx.err" -p "$tmp" -c "$tmp/nginx-cg.conf" 2>"$tmp/valgrind.log" &
+else
+    cargo build --release 2>"$tmp/build.log" || { cat "$tmp/build.log" >&2; exit 1; }
+    cfg="$(render "$conf")"
+    label="tracebridge $scenario, fast path"
+    if [ "$fallback" = 1 ]; then
+        sed -i 's/^threads = 1$/threads = 1\nfast_path = false/' "$cfg"
+        label="tracebridge $scenario, fallback (fast_path = false)"
+    fi
+    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+        "$repo/target/release/tracebridge" --config "$cfg" 2>"$tmp/valgrind.log" >"$tmp/tb.log" &
+fi
+vg=$!
+pids+=("$vg")
+wait_up "http://127.0.0.1:$port/"
+for _ in $(seq 200); do curl -s -o /dev/null "${header[@]}" "http://127.0.0.1:$port/"; done
+callgrind_control -i on "$vg" >/dev/null
+result="$(wrk -t1 -c50 -d"${duration}s" "${header[@]}" "http://127.0.0.1:$port/")"
+callgrind_control -d "$vg" >/dev/null
+callgrind_control -i off "$vg" >/dev/null
+requests="$(echo "$result" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')"
+errors="$(echo "$result" | grep -E 'Non-2xx|Socket errors' || true)"
+dump="$(ls -t "$out"* | head -1)"
+ir="$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
+echo "$label: $requests requests, $ir instructions, $((ir / requests)) per request${errors:+ ($errors)}"

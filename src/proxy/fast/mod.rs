@@ -1,0 +1,961 @@
+//! The HTTP/1 fast path: the common request proxied without pingora-proxy's
+//! per-request machinery.
+//!
+//! [`Front`] owns every client connection after the [`super::limits`] frame. For an
+//! HTTP/1 connection it runs one loop for the connection's whole life, with buffers
+//! reused from request to request: it reads a request head ([`head::parse_request`]),
+//! and when the request is simple — origin-form, no `Transfer-Encoding`, no upgrade, a
+//! body of known length up to [`head::MAX_FAST_BODY`], HTTP/1.1, routed to a plain
+//! HTTP/1 upstream — it proxies it itself through the shared request [`Core`]: the same
+//! routing, mediation, span, metrics and access log as the fallback. The upstream head
+//! goes out in one write on a pooled connection ([`pool`]), the response head is parsed
+//! and relayed with the gateway's headers, and the body is passed through.
+//!
+//! Everything else is handed to pingora's `HttpProxy<Gateway>` (the fallback) on the
+//! same connection with the bytes already read: HTTP/2 (ALPN `h2` or the h2c
+//! preface) for the whole connection, and for one request at a time anything the
+//! parser delegates (chunked or `Expect` bodies, upgrades and WebSocket, HTTP/1.0,
+//! absolute-form targets, large bodies) or that routes to an echo, TLS or HTTP/2
+//! upstream. When pingora is done with that request and the connection can be reused,
+//! it comes back to this loop. `[server] fast_path = false` sends every connection to
+//! the fallback.
+//!
+//! Requests the parser rejects (smuggling shapes, malformed heads, oversized heads) get
+//! a 400/431/505 with `Connection: close` from here, whichever path would have served
+//! them: the fast path is also the fallback's front door for HTTP/1.
+
+pub mod head;
+mod pool;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::connectors::TransportConnector;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{GetSocketDigest, Peek, Ssl, Stream};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::core::{Arrival, Core, Done, Reply, RequestCtx, Routed};
+use super::limits::ClientStream;
+use super::Gateway;
+use crate::codec::HeaderSink;
+use crate::config::validate::Protocol;
+use crate::config::{HttpUpstream, UpstreamKind};
+use crate::mediate::HeaderEdit;
+use head::{Framing, HeaderSpan, Parsed, RequestHead, ResponseHead};
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long a write to a client may wait for the client to read (nginx's
+/// `send_timeout`, 60 s): a client that stops reading does not hold its connection and
+/// the upstream's for good.
+const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What serves client connections: the fast path, with pingora's proxy behind it.
+pub(crate) struct Front {
+    core: Arc<Core>,
+    proxy: Arc<HttpProxy<Gateway>>,
+    connector: TransportConnector,
+}
+
+impl Front {
+    /// The front of `proxy`, sharing its request `core` (the gateway's).
+    pub(crate) fn new(core: Arc<Core>, proxy: HttpProxy<Gateway>) -> Self {
+        Front {
+            core,
+            proxy: Arc::new(proxy),
+            connector: TransportConnector::new(None),
+        }
+    }
+
+    /// pingora's cleanup of the fallback (wakes keep-alive sessions at shutdown).
+    pub(crate) async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await
+    }
+
+    /// Serves one client connection to its end.
+    pub(crate) async fn serve(
+        &self,
+        mut client: ClientStream,
+        h2_alpn: bool,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let (fast_path, h2c) = {
+            let snapshot = self.core.config.load();
+            (snapshot.server.fast_path, snapshot.server.h2c)
+        };
+        let mut whole_connection = match (h2_alpn, fast_path) {
+            (true, _) => Some("h2"),
+            (false, false) => Some("disabled"),
+            (false, true) => None,
+        };
+        if whole_connection.is_none() && h2c && client.get_ssl_digest().is_none() {
+            // As pingora does: peek for the h2c preface (the bytes stay in the stream).
+            let mut preface = [0u8; H2_PREFACE.len()];
+            match client.try_peek(&mut preface).await {
+                Ok(_) if preface == *H2_PREFACE => whole_connection = Some("h2c"),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        if let Some(reason) = whole_connection {
+            self.delegated(reason);
+            return self.proxy.process_new(Box::new(client), shutdown).await;
+        }
+        let addresses = client.get_socket_digest();
+        let mut conn = Conn {
+            buf: BytesMut::with_capacity(4096),
+            spans: Vec::with_capacity(32),
+            map: HeaderMap::with_capacity(32),
+            touched: Vec::new(),
+            out: Vec::with_capacity(4096),
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            rspans: Vec::with_capacity(32),
+            added: Vec::new(),
+            peer: addresses
+                .as_ref()
+                .and_then(|d| d.peer_addr())
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            local_port: addresses
+                .as_ref()
+                .and_then(|d| d.local_addr())
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+            tls: client.get_ssl_digest().is_some(),
+        };
+        loop {
+            match self.one(&mut client, &mut conn, shutdown).await {
+                Next::KeepAlive => {}
+                Next::Close => return None,
+                Next::Delegate(reason) => {
+                    self.delegated(reason);
+                    client = self.delegate(client, &mut conn, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    fn delegated(&self, reason: &str) {
+        self.core
+            .metrics
+            .fast_path_delegated
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Hands the request at the front of `conn.buf` (and the connection) to pingora;
+    /// the connection back when pingora is done with it and it can be reused.
+    async fn delegate(
+        &self,
+        client: ClientStream,
+        conn: &mut Conn,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ClientStream> {
+        let mut session = ServerSession::new_http1(Box::new(client));
+        if !conn.buf.is_empty() {
+            session.set_pipelined_prefix(conn.buf.split());
+        }
+        // What pingora's own HTTP/1 accept loop sets per request.
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let reused = self.proxy.process_new_http(session, shutdown).await?;
+        let (stream, _) = reused.consume();
+        stream
+            .into_any()
+            .downcast::<ClientStream>()
+            .ok()
+            .map(|c| *c)
+    }
+
+    /// Reads and serves one request.
+    async fn one(
+        &self,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        let req = loop {
+            match head::parse_request(&conn.buf, &mut conn.spans) {
+                Parsed::Partial => match read_more(client, &mut conn.buf).await {
+                    Ok(0) | Err(_) => return Next::Close,
+                    Ok(_) => {}
+                },
+                // HTTP/1.0 clients (no chunked responses, keep-alive by opt-in) are rare
+                // enough to leave to pingora.
+                Parsed::Fast(req) if req.http10 => return Next::Delegate("http/1.0"),
+                Parsed::Fast(req) => break req,
+                Parsed::Delegate(reason) => return Next::Delegate(reason),
+                Parsed::Reject { status, reason } => {
+                    log::debug!("rejected a request head: {status} {reason}");
+                    self.core
+                        .metrics
+                        .fast_path_rejected
+                        .with_label_values(&[&status.to_string()])
+                        .inc();
+                    let reply = Reply {
+                        status,
+                        body: super::core::error_body(reason, None),
+                        headers: Vec::new(),
+                    };
+                    let mut out = std::mem::take(&mut conn.out);
+                    out.clear();
+                    reply_head(&mut out, &reply, true);
+                    out.extend_from_slice(&reply.body);
+                    let _ = send(client, &out).await;
+                    return Next::Close;
+                }
+            }
+        };
+        // The body (bounded by the parser) is read under the header deadline too.
+        let total = req.head_len + req.body_len as usize;
+        while conn.buf.len() < total {
+            match read_more(client, &mut conn.buf).await {
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) => {}
+            }
+        }
+        client.header_received();
+        let head = conn.buf.split_to(req.head_len).freeze();
+        let body = conn.buf.split_to(req.body_len as usize).freeze();
+        if fill_map(&mut conn.map, &head, &conn.spans).is_err() {
+            restore(&mut conn.buf, &head, &body);
+            return Next::Delegate("header map");
+        }
+        let Ok(target) = std::str::from_utf8(&head[req.target.clone()]) else {
+            restore(&mut conn.buf, &head, &body);
+            return Next::Delegate("target");
+        };
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        let mut ctx = self.core.new_ctx();
+        let arrival = Arrival {
+            method: &req.method,
+            path,
+            authority: None,
+            headers: &conn.map,
+            peer: conn.peer,
+            tls: conn.tls,
+            local_port: conn.local_port,
+            http2: false,
+        };
+        let ours = match self.core.route(&mut ctx, &arrival) {
+            None => true,
+            Some(UpstreamKind::Http(up)) => up.spec.protocol == Protocol::Http1 && !up.spec.tls,
+            Some(UpstreamKind::Echo) => false,
+        };
+        if !ours {
+            restore(&mut conn.buf, &head, &body);
+            return Next::Delegate("route");
+        }
+        let keepalive = ctx.snapshot.server.keepalive_timeout;
+        let mut close = req.close || keepalive.is_zero() || *shutdown.borrow();
+        let (status, sent) = match self.core.begin(&mut ctx, &arrival) {
+            Routed::Upstream(up) => {
+                let exchange = Exchange {
+                    req: &req,
+                    head: &head,
+                    body: &body,
+                    upstream: &up,
+                };
+                match self
+                    .forward(&mut ctx, client, conn, &exchange, &mut close)
+                    .await
+                {
+                    Ok(done) => done,
+                    Err((e, sent)) => {
+                        let reply =
+                            self.core
+                                .failed(&mut ctx, &e, (&req.method, &conn.map), path, sent);
+                        close = true;
+                        match reply {
+                            Some(reply) if sent.is_none() => {
+                                let written = write_reply(client, conn, &reply, true).await;
+                                (if written { reply.status } else { 0 }, 0)
+                            }
+                            _ => (sent.unwrap_or(0), 0),
+                        }
+                    }
+                }
+            }
+            Routed::Reply(reply) => {
+                if !write_reply(client, conn, &reply, close).await {
+                    close = true;
+                }
+                (reply.status, reply.body.len())
+            }
+            Routed::Echo => {
+                // Routing said HTTP: the echo upstream never reaches here.
+                let reply = self
+                    .core
+                    .reply(&ctx, 500, "internal error", arrival.request());
+                close = true;
+                let _ = write_reply(client, conn, &reply, true).await;
+                (500, 0)
+            }
+        };
+        let arrival_headers = &conn.map;
+        self.core.finish(
+            &mut ctx,
+            &Done {
+                status,
+                method: &req.method,
+                path,
+                headers: arrival_headers,
+                bytes_sent: sent,
+            },
+        );
+        drop(ctx);
+        if close {
+            return Next::Close;
+        }
+        client.request_done(keepalive);
+        Next::KeepAlive
+    }
+
+    /// Sends the request to a peer of its upstream and relays the response. The
+    /// status the client got and the body bytes sent, or the error with the final
+    /// status already sent, if any.
+    async fn forward(
+        &self,
+        ctx: &mut RequestCtx,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        x: &Exchange<'_>,
+        close: &mut bool,
+    ) -> Result<(u16, usize), (Box<Error>, Option<u16>)> {
+        let spec = &x.upstream.spec;
+        let idempotent = x.req.method.is_idempotent();
+        // After a pooled connection failed under the request, the retry takes a fresh one.
+        let mut stale_retried = false;
+        loop {
+            let address = self.core.pick_peer(ctx).map_err(|e| (e, None))?;
+            let pooled = if stale_retried {
+                None
+            } else {
+                pool::checkout(&address, spec.idle_timeout)
+            };
+            let reused = pooled.is_some();
+            let mut stream = match pooled {
+                Some(s) => s,
+                None => match self
+                    .connector
+                    .new_stream(&x.upstream.peer(address.clone()))
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) if self.core.connect_failed(ctx, &e, &x.req.method) => continue,
+                    Err(e) => return Err((e, None)),
+                },
+            };
+            // Connected: this attempt's head, with the forwarding headers and the trace
+            // context (pingora's upstream_request_filter runs at the same point).
+            conn.touched.clear();
+            self.core.prepare_upstream(
+                ctx,
+                &mut Edits {
+                    map: &mut conn.map,
+                    touched: &mut conn.touched,
+                },
+            );
+            upstream_head(&mut conn.out, x, &conn.spans, &conn.map, &conn.touched);
+            match self
+                .exchange(ctx, client, conn, x, &mut stream, close)
+                .await
+            {
+                Ok((status, sent, reusable)) => {
+                    if reusable {
+                        pool::checkin(&address, stream, spec.idle_timeout);
+                    }
+                    return Ok((status, sent));
+                }
+                // A pooled connection the peer closed just before our request: nothing
+                // was processed, so an idempotent request is tried once more, as a new
+                // attempt (pingora and nginx retry the same way).
+                Err(Failure::Stale(_)) if reused && idempotent && !stale_retried => {
+                    stale_retried = true;
+                    ctx.retries = ctx.retries.saturating_add(1);
+                }
+                Err(Failure::Stale(e)) => return Err((e, None)),
+                Err(Failure::Failed(e, sent)) => return Err((e, sent)),
+            }
+        }
+    }
+
+    /// One request on one upstream connection: the head and body out, the response
+    /// back to the client. `Ok((status, body bytes sent, upstream reusable))`.
+    async fn exchange(
+        &self,
+        ctx: &mut RequestCtx,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        x: &Exchange<'_>,
+        upstream: &mut Stream,
+        close: &mut bool,
+    ) -> Result<(u16, usize, bool), Failure> {
+        let spec = &x.upstream.spec;
+        let stale = |e| Failure::Stale(e);
+        timed(spec.write_timeout, ErrorType::WriteTimedout, async {
+            upstream.write_all(&conn.out).await?;
+            if !x.body.is_empty() {
+                upstream.write_all(x.body).await?;
+            }
+            upstream.flush().await
+        })
+        .await
+        .map_err(stale)?;
+        conn.rbuf.clear();
+        let head_request = x.req.method == Method::HEAD;
+        let resp = loop {
+            match head::parse_response(&conn.rbuf, &mut conn.rspans, head_request) {
+                Ok(Some(r)) if r.status == 101 => {
+                    return Err(Failure::Failed(
+                        Error::explain(ErrorType::InvalidHTTPHeader, "101 without an upgrade")
+                            .into_up(),
+                        None,
+                    ))
+                }
+                Ok(Some(r)) if r.status < 200 => {
+                    // 1xx (103 Early Hints): relayed as they come.
+                    send(client, &conn.rbuf[..r.head_len])
+                        .await
+                        .map_err(|e| Failure::Failed(e, None))?;
+                    conn.rbuf.advance(r.head_len);
+                }
+                Ok(Some(r)) => break r,
+                Ok(None) => {
+                    let n = read_head_watching(
+                        upstream,
+                        &mut conn.rbuf,
+                        client,
+                        &mut conn.buf,
+                        spec.read_timeout,
+                    )
+                    .await;
+                    match n {
+                        Err(e) if e.esource() == &pingora::ErrorSource::Downstream => {
+                            return Err(Failure::Failed(e, None))
+                        }
+                        Ok(0) if conn.rbuf.is_empty() => {
+                            return Err(stale(
+                                Error::explain(
+                                    ErrorType::ConnectionClosed,
+                                    "upstream closed the connection before responding",
+                                )
+                                .into_up(),
+                            ))
+                        }
+                        Ok(0) => {
+                            return Err(Failure::Failed(
+                                Error::explain(
+                                    ErrorType::InvalidHTTPHeader,
+                                    "upstream closed the connection in the response head",
+                                )
+                                .into_up(),
+                                None,
+                            ))
+                        }
+                        Ok(_) => {}
+                        Err(e) if conn.rbuf.is_empty() && e.etype() != &ErrorType::ReadTimedout => {
+                            return Err(stale(e))
+                        }
+                        Err(e) => return Err(Failure::Failed(e, None)),
+                    }
+                }
+                Err(reason) => {
+                    return Err(Failure::Failed(
+                        Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up(),
+                        None,
+                    ))
+                }
+            }
+        };
+        if resp.framing == Framing::UntilClose {
+            *close = true;
+        }
+        conn.added.clear();
+        // The upstream's headers as a map only for a route whose browser edge merges
+        // into them.
+        let view = if self.core.reads_response(ctx) {
+            response_view(&conn.rbuf, &conn.rspans)
+        } else {
+            HeaderMap::new()
+        };
+        self.core.upstream_answered(
+            ctx,
+            resp.status,
+            (&x.req.method, &conn.map),
+            &view,
+            &mut conn.added,
+        );
+        response_head(
+            &mut conn.out,
+            &conn.rbuf,
+            &resp,
+            &conn.rspans,
+            &conn.added,
+            *close,
+        );
+        conn.rbuf.advance(resp.head_len);
+        let sent = self
+            .relay_body(client, conn, upstream, &resp, spec.read_timeout)
+            .await
+            .map_err(|e| Failure::Failed(e, Some(resp.status)))?;
+        let reusable = !resp.close && resp.framing != Framing::UntilClose && conn.rbuf.is_empty();
+        Ok((resp.status, sent, reusable))
+    }
+
+    /// Sends the response head in `conn.out` and the body after it, as framed. Body
+    /// bytes sent.
+    async fn relay_body(
+        &self,
+        client: &mut ClientStream,
+        conn: &mut Conn,
+        upstream: &mut Stream,
+        resp: &ResponseHead,
+        read_timeout: Duration,
+    ) -> pingora::Result<usize> {
+        let mut sent = 0usize;
+        match resp.framing {
+            Framing::Empty => {
+                send(client, &conn.out).await?;
+            }
+            Framing::Length(len) => {
+                let mut left = len;
+                let first = (conn.rbuf.len() as u64).min(left) as usize;
+                conn.out.extend_from_slice(&conn.rbuf[..first]);
+                conn.rbuf.advance(first);
+                left -= first as u64;
+                sent += first;
+                send_unflushed(client, &conn.out).await?;
+                while left > 0 {
+                    conn.rbuf.clear();
+                    let n = read_upstream(upstream, &mut conn.rbuf, read_timeout).await?;
+                    if n == 0 {
+                        return Error::e_explain(
+                            ErrorType::ConnectionClosed,
+                            "upstream closed the connection in the body",
+                        )
+                        .map_err(|e: Box<Error>| e.into_up());
+                    }
+                    let take = (conn.rbuf.len() as u64).min(left) as usize;
+                    send_unflushed(client, &conn.rbuf[..take]).await?;
+                    conn.rbuf.advance(take);
+                    left -= take as u64;
+                    sent += take;
+                }
+                flush(client).await?;
+            }
+            Framing::Chunked => {
+                let mut end = head::ChunkedEnd::default();
+                send_unflushed(client, &conn.out).await?;
+                loop {
+                    if !conn.rbuf.is_empty() {
+                        let done = end.feed(&conn.rbuf).map_err(|reason| {
+                            Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up()
+                        })?;
+                        let take = done.unwrap_or(conn.rbuf.len());
+                        send_unflushed(client, &conn.rbuf[..take]).await?;
+                        conn.rbuf.advance(take);
+                        sent = usize::try_from(end.data_bytes()).unwrap_or(usize::MAX);
+                        if done.is_some() {
+                            break;
+                        }
+                    }
+                    conn.rbuf.clear();
+                    if read_upstream(upstream, &mut conn.rbuf, read_timeout).await? == 0 {
+                        return Err(Error::explain(
+                            ErrorType::ConnectionClosed,
+                            "upstream closed the connection in a chunked body",
+                        )
+                        .into_up());
+                    }
+                }
+                flush(client).await?;
+            }
+            Framing::UntilClose => {
+                send_unflushed(client, &conn.out).await?;
+                loop {
+                    if !conn.rbuf.is_empty() {
+                        send_unflushed(client, &conn.rbuf).await?;
+                        sent += conn.rbuf.len();
+                        conn.rbuf.clear();
+                    }
+                    if read_upstream(upstream, &mut conn.rbuf, read_timeout).await? == 0 {
+                        break;
+                    }
+                }
+                flush(client).await?;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// What the loop does after a request.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The request at the front of the buffer goes to pingora, for this reason.
+    Delegate(&'static str),
+}
+
+/// How an exchange with the upstream failed.
+enum Failure {
+    /// Before any response byte, on the connection's first use of this request: a
+    /// pooled connection may have been closed by the peer meanwhile.
+    Stale(Box<Error>),
+    /// Anything else, with the status already sent to the client, if any.
+    Failed(Box<Error>, Option<u16>),
+}
+
+/// Per-connection buffers, reused from request to request.
+struct Conn {
+    /// Bytes read from the client and not yet consumed (the next request's, when
+    /// pipelined).
+    buf: BytesMut,
+    spans: Vec<HeaderSpan>,
+    /// The request's headers, as the core reads and mediation edits them.
+    map: HeaderMap,
+    /// Header names mediation set or removed: written from `map`, not the original.
+    touched: Vec<HeaderName>,
+    /// The outgoing head being built (upstream request, then client response).
+    out: Vec<u8>,
+    /// Bytes read from the upstream.
+    rbuf: BytesMut,
+    rspans: Vec<HeaderSpan>,
+    /// Headers the gateway adds to the response.
+    added: Vec<(HeaderName, HeaderValue)>,
+    peer: Option<IpAddr>,
+    local_port: Option<u16>,
+    tls: bool,
+}
+
+/// One request's parts for the upstream exchange.
+struct Exchange<'a> {
+    req: &'a RequestHead,
+    head: &'a Bytes,
+    body: &'a Bytes,
+    upstream: &'a HttpUpstream,
+}
+
+/// The request's headers into `map`, values shared with `head` (no copy).
+fn fill_map(map: &mut HeaderMap, head: &Bytes, spans: &[HeaderSpan]) -> Result<(), ()> {
+    map.clear();
+    for s in spans {
+        let name = HeaderName::from_bytes(&head[s.name.clone()]).map_err(|_| ())?;
+        let value = HeaderValue::from_maybe_shared(head.slice(s.value.clone())).map_err(|_| ())?;
+        map.append(name, value);
+    }
+    Ok(())
+}
+
+/// Puts a request split off the buffer back at its front (for the fallback).
+fn restore(buf: &mut BytesMut, head: &Bytes, body: &Bytes) {
+    let mut whole = BytesMut::with_capacity(head.len() + body.len() + buf.len());
+    whole.extend_from_slice(head);
+    whole.extend_from_slice(body);
+    whole.extend_from_slice(buf);
+    *buf = whole;
+}
+
+/// Request headers that concern one connection only (RFC 9110 §7.6.1), plus those the
+/// gateway sets itself for the upstream connection.
+fn hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"transfer-encoding",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The upstream request head: the request line as received (origin-form, HTTP/1.1),
+/// every end-to-end header in its original spelling and order except those mediation
+/// touched, then those from the edited map.
+fn upstream_head(
+    out: &mut Vec<u8>,
+    x: &Exchange<'_>,
+    spans: &[HeaderSpan],
+    map: &HeaderMap,
+    touched: &[HeaderName],
+) {
+    out.clear();
+    out.extend_from_slice(x.req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&x.head[x.req.target.clone()]);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for s in spans {
+        let name = &x.head[s.name.clone()];
+        if hop_by_hop(name)
+            || touched
+                .iter()
+                .any(|t| t.as_str().as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        header_line(out, name, &x.head[s.value.clone()]);
+    }
+    for name in touched {
+        for value in map.get_all(name) {
+            header_line(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The response head for the client: the upstream's status line (as HTTP/1.1) and
+/// end-to-end headers, the gateway's own (`added` replaces the upstream's of the same
+/// name), and `Connection: close` when the connection ends after it.
+fn response_head(
+    out: &mut Vec<u8>,
+    rbuf: &[u8],
+    resp: &ResponseHead,
+    spans: &[HeaderSpan],
+    added: &[(HeaderName, HeaderValue)],
+    close: bool,
+) {
+    out.clear();
+    // "HTTP/1.x " is 9 bytes; the status code and reason follow up to the line end.
+    let line_end = rbuf[..resp.head_len]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(9)
+        .max(9);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&rbuf[9..line_end]);
+    out.extend_from_slice(b"\r\n");
+    for s in spans {
+        let name = &rbuf[s.name.clone()];
+        let chunked_te =
+            resp.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
+        if (hop_by_hop(name) && !chunked_te)
+            || added
+                .iter()
+                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        header_line(out, name, &rbuf[s.value.clone()]);
+    }
+    for (name, value) in added {
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a reply the gateway makes itself.
+fn reply_head(out: &mut Vec<u8>, reply: &Reply, close: bool) {
+    let status =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !reply.body.is_empty() {
+        header_line(out, b"content-type", b"application/json");
+        header_line(
+            out,
+            b"content-length",
+            reply.body.len().to_string().as_bytes(),
+        );
+    } else if reply.status != 204 && reply.status != 304 {
+        header_line(out, b"content-length", b"0");
+    }
+    header_line(out, b"server", b"tracebridge");
+    for (name, value) in &reply.headers {
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if close {
+        header_line(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one of the gateway's own replies; false when the client is gone.
+async fn write_reply(
+    client: &mut ClientStream,
+    conn: &mut Conn,
+    reply: &Reply,
+    close: bool,
+) -> bool {
+    conn.out.clear();
+    reply_head(&mut conn.out, reply, close);
+    conn.out.extend_from_slice(&reply.body);
+    send(client, &conn.out).await.is_ok()
+}
+
+/// The mediation target of the fast path: the request's header map, with the names
+/// it touches remembered for [`upstream_head`].
+struct Edits<'a> {
+    map: &'a mut HeaderMap,
+    touched: &'a mut Vec<HeaderName>,
+}
+
+impl Edits<'_> {
+    fn touch(&mut self, name: &HeaderName) {
+        if !self.touched.contains(name) {
+            self.touched.push(name.clone());
+        }
+    }
+}
+
+impl HeaderSink for Edits<'_> {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.touch(&name);
+        self.map.insert(name, value);
+    }
+}
+
+impl HeaderEdit for Edits<'_> {
+    fn headers(&self) -> &HeaderMap {
+        self.map
+    }
+
+    fn remove(&mut self, name: &HeaderName) {
+        self.touch(name);
+        self.map.remove(name);
+    }
+}
+
+/// The upstream's response headers as a map (copied), for the response rules that
+/// merge into them; a header that is not a valid name or value is left out of the view.
+fn response_view(rbuf: &[u8], spans: &[HeaderSpan]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for s in spans {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&rbuf[s.name.clone()]),
+            HeaderValue::from_bytes(&rbuf[s.value.clone()]),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Reads more client bytes into `buf` (under the connection's deadlines).
+async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    client.read_buf(buf).await
+}
+
+async fn read_upstream(
+    upstream: &mut Stream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> pingora::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    timed(timeout, ErrorType::ReadTimedout, upstream.read_buf(buf)).await
+}
+
+/// How long the fast path waits for a response head before it also watches the client
+/// for a hang-up: long enough that a quick upstream never costs the extra readiness
+/// check (a system call), short enough that a client that left is seen at once.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(50);
+
+/// Reads response-head bytes from the upstream within `limit`. After
+/// [`CLIENT_WATCH_AFTER`] the client is watched too, as pingora and nginx do: a client
+/// that closes its connection ends the wait (a downstream `ConnectionClosed`, recorded
+/// as 499); bytes it sends meanwhile (a pipelined request) are kept in `client_buf`.
+async fn read_head_watching(
+    upstream: &mut Stream,
+    rbuf: &mut BytesMut,
+    client: &mut ClientStream,
+    client_buf: &mut BytesMut,
+    limit: Duration,
+) -> pingora::Result<usize> {
+    if rbuf.capacity() - rbuf.len() < 4096 {
+        rbuf.reserve(16 * 1024);
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    if let Ok(read) =
+        tokio::time::timeout(CLIENT_WATCH_AFTER.min(limit), upstream.read_buf(rbuf)).await
+    {
+        return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
+    }
+    loop {
+        // Pipelined bytes are bounded like a request head and its body.
+        let watch = client_buf.len() < head::MAX_HEAD_BYTES;
+        tokio::select! {
+            read = upstream.read_buf(rbuf) => {
+                return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
+            }
+            read = read_more(client, client_buf), if watch => match read {
+                Ok(0) | Err(_) => {
+                    return Err(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "client closed the connection before the response",
+                    )
+                    .into_down());
+                }
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(Error::explain(ErrorType::ReadTimedout, "upstream did not answer in time").into_up());
+            }
+        }
+    }
+}
+
+/// `io` within `limit`; an I/O error or the timeout as an upstream error.
+async fn timed<T>(
+    limit: Duration,
+    on_timeout: ErrorType,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> pingora::Result<T> {
+    match tokio::time::timeout(limit, io).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "upstream I/O", e).into_up()),
+        Err(_) => Err(Error::explain(on_timeout, "upstream did not answer in time").into_up()),
+    }
+}
+
+/// Writes and flushes to the client; a failure means the client is gone.
+async fn send(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
+    send_unflushed(client, bytes).await?;
+    flush(client).await
+}
+
+async fn send_unflushed(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
+    match tokio::time::timeout(CLIENT_SEND_TIMEOUT, client.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            Err(Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
+        }
+        Err(_) => {
+            Err(Error::explain(ErrorType::WriteTimedout, "client did not read in time").into_down())
+        }
+    }
+}
+
+async fn flush(client: &mut ClientStream) -> pingora::Result<()> {
+    client
+        .flush()
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
+}
