@@ -273,6 +273,20 @@ fn main() -> ExitCode {
         eprintln!("warning: {w}");
     }
     if let Some(Command::Check) = cli.command {
+        // The effective browser-edge settings of each route that has any (issue 20).
+        for i in 0..snapshot.router.len() {
+            if let Some(r) = snapshot.router.route(i) {
+                let p = &r.policy;
+                if p.browser.is_active() || p.response_header {
+                    let tr = p.response_header;
+                    println!(
+                        "route {}: traceresponse={tr} {}",
+                        r.name,
+                        p.browser.summary()
+                    );
+                }
+            }
+        }
         println!("{}: ok", snapshot.source.name());
         return ExitCode::SUCCESS;
     }

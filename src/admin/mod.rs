@@ -6,7 +6,7 @@
 //! | `GET /healthz` | 200 `ok` while the process is alive |
 //! | `GET /readyz` | 200 once every proxy listener is bound, 503 before and while draining (SIGTERM) |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time, last reload error |
+//! | `GET /config` | JSON: active generation, source path, sha256 of the source text, load time, last reload error, the effective browser-edge (CORS and response header) settings of the defaults and each route |
 //! | `POST /reload` | reload the config file now (bearer token when `server.admin_token` is set) |
 //! | `GET /coverage` | per route: formats that arrive, requests without context, invalid headers, conflicts, formats injected; JSON, or an aligned table with `Accept: text/plain` |
 
@@ -96,12 +96,49 @@ impl Admin {
             "last_reload_error": last_error,
             // Routes that never match, and the like: valid, but probably not meant.
             "warnings": s.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "edge": edge_json(&s),
         })
         .to_string()
         .into_bytes();
         body.push(b'\n');
         body
     }
+}
+
+/// The effective browser-edge settings: the `[propagation]` defaults (requests that
+/// match no route) and each route, by name.
+fn edge_json(s: &crate::config::Snapshot) -> serde_json::Value {
+    let routes: serde_json::Map<String, serde_json::Value> = (0..s.router.len())
+        .filter_map(|i| s.router.route(i))
+        .map(|r| (r.name.to_string(), edge_settings(&r.policy)))
+        .collect();
+    serde_json::json!({ "defaults": edge_settings(&s.defaults), "routes": routes })
+}
+
+fn edge_settings(p: &crate::mediate::Policy) -> serde_json::Value {
+    use crate::model::Named;
+    let b = &p.browser;
+    let c = &b.cors;
+    let names = |l: &[http::HeaderName]| l.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+    let origins = |l: &[crate::mediate::browser::OriginPattern]| {
+        l.iter().map(|o| o.as_text()).collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "traceresponse": p.response_header,
+        "cors": {
+            "mode": c.mode.name(),
+            "allow_origins": origins(&c.allow_origins),
+            "allow_methods": c.allow_methods.iter().map(http::Method::as_str).collect::<Vec<_>>(),
+            "allow_headers": names(&c.allow_headers),
+            "expose_headers": names(&c.expose_headers),
+            "max_age_seconds": c.max_age.as_secs(),
+            "allow_credentials": c.allow_credentials,
+        },
+        "server_timing": b.server_timing,
+        "server_timing_durations": b.server_timing_durations,
+        "trace_id_header": b.trace_id_header.as_ref().map(http::HeaderName::as_str),
+        "timing_allow_origin": origins(&b.timing_allow_origin),
+    })
 }
 
 impl Admin {

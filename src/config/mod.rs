@@ -741,6 +741,101 @@ mod tests {
     }
 
     #[test]
+    fn browser_keys_are_validated_with_their_paths() {
+        let text = r#"
+            [propagation]
+            trace_id_header = "content-length"
+            timing_allow_origin = ["ftp://x"]
+            [propagation.cors]
+            mode = "answer"
+            allow_credentials = true
+            allow_origins = ["*", "example.com"]
+            allow_methods = ["get"]
+            allow_headers = ["bad header"]
+            max_age = "48h"
+            [upstreams.u]
+            kind = "echo"
+            [upstreams.u.propagation.cors]
+            mode = "reply"
+            [[routes]]
+            upstream = "u"
+            [[routes]]
+            path_prefix = "/r"
+            upstream = "u"
+            propagation = { trace_id_header = "bad name", cors = { allow_origins = [] } }
+        "#;
+        let err = load_str(text, None, 1).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let want = [
+            "propagation.trace_id_header: \"content-length\" is a header the gateway or HTTP",
+            "propagation.timing_allow_origin[0]: invalid origin \"ftp://x\"",
+            "propagation.cors.allow_origins[1]: invalid origin \"example.com\"",
+            "propagation.cors.allow_methods[0]: invalid method \"get\"",
+            "propagation.cors.allow_headers[0]: invalid header name \"bad header\"",
+            "propagation.cors.max_age: must be at most 24h",
+            "propagation.cors.allow_origins: \"*\" with allow_credentials = true",
+            "upstreams.u.propagation.cors.mode: unknown mode \"reply\": expected \"off\", \"augment\" or \"answer\"",
+            "routes[1].propagation.trace_id_header: invalid header name \"bad name\"",
+            "routes[1].propagation.cors.allow_origins: mode \"answer\" needs at least one origin",
+        ];
+        for w in want {
+            assert!(
+                msgs.iter().any(|m| m.starts_with(w)),
+                "{w} not in {msgs:#?}"
+            );
+        }
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+    }
+
+    #[test]
+    fn browser_keys_compile_route_over_upstream_over_defaults() {
+        use crate::mediate::browser::{CorsMode, OriginPattern};
+        let text = r#"
+            [propagation]
+            server_timing = true
+            [propagation.cors]
+            allow_origins = ["https://app.example.com"]
+            [upstreams.u]
+            kind = "echo"
+            propagation = { trace_id_header = "X-Trace-Id", cors = { mode = "answer" } }
+            [[routes]]
+            name = "a"
+            upstream = "u"
+            [[routes]]
+            name = "b"
+            path_prefix = "/b"
+            upstream = "u"
+            propagation = { server_timing = false, cors = { mode = "off" }, trace_id_header = "" }
+        "#;
+        let s = load_str(text, None, 1).unwrap();
+        let d = &s.defaults.browser;
+        assert_eq!(
+            d.cors.mode,
+            CorsMode::Augment,
+            "a cors table turns augment on"
+        );
+        assert!(d.server_timing);
+        let a = &s.router.route(0).unwrap().policy.browser;
+        assert_eq!(a.cors.mode, CorsMode::Answer);
+        assert_eq!(
+            a.cors.allow_origins,
+            [OriginPattern::Exact("https://app.example.com".into())]
+        );
+        assert_eq!(
+            a.trace_id_header.as_ref().map(|h| h.as_str()),
+            Some("x-trace-id")
+        );
+        assert!(a.server_timing);
+        let b = &s.router.route(1).unwrap().policy.browser;
+        assert_eq!(b.cors.mode, CorsMode::Off);
+        assert_eq!(b.trace_id_header, None);
+        assert!(!b.server_timing);
+        // Nothing configured: nothing active.
+        let plain = load_str(&routed("[server]\n"), None, 1).unwrap();
+        assert!(!plain.router.route(0).unwrap().policy.browser.is_active());
+    }
+
+    #[test]
     fn every_problem_is_reported_even_with_unknown_keys() {
         let text = r#"[server]
 grace_period = "soon"

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::mediate::browser::CorsMode;
 use crate::mediate::{ForwardedMode, Strategy, Trust};
 use crate::model::named::named_enum;
 use crate::model::Named;
@@ -251,6 +252,43 @@ pub struct RawPropagation {
     pub max_injected_bytes: usize,
     /// Budget in header lines for the same; 0 = none.
     pub max_injected_headers: usize,
+    /// CORS for the trace headers; absent = off, a table without `mode` = `"augment"`.
+    pub cors: Option<RawCors>,
+    /// Add `Server-Timing: traceparent;desc="00-{trace}-{span}-{flags}"` to responses
+    /// (the entry the OpenTelemetry JS document-load instrumentation reads).
+    pub server_timing: bool,
+    /// Add the gateway's own and the upstream's durations to `Server-Timing`.
+    pub server_timing_durations: bool,
+    /// A response header carrying the trace id (e.g. `"x-trace-id"`); `""` = none.
+    pub trace_id_header: String,
+    /// Origins sent `Timing-Allow-Origin` (`"*"`, exact origins, `*.example.com`), so a
+    /// cross-origin page may read the timing (and `serverTiming`); `[]` = none.
+    pub timing_allow_origin: Vec<String>,
+}
+
+/// `[propagation.cors]` (and `cors = { ... }` in an override): every key optional, the
+/// table under it (or the built-in default) fills the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    /// `"augment"` (the upstream does CORS; the requested trace headers are added to
+    /// what it allows), `"answer"` (the gateway answers preflights from this table) or
+    /// `"off"`.
+    pub mode: Option<Choice<CorsMode>>,
+    /// Answer mode: allowed origins, exact (`"https://app.example.com"`), by pattern
+    /// (`"*.example.com"`, `"https://*.example.com"`) or `"*"` (not with credentials).
+    pub allow_origins: Option<Vec<String>>,
+    /// Answer mode: `Access-Control-Allow-Methods` (uppercase).
+    pub allow_methods: Option<Vec<String>>,
+    /// Answer mode: request headers allowed besides the route's trace headers (e.g.
+    /// `content-type` for JSON bodies).
+    pub allow_headers: Option<Vec<String>>,
+    /// Answer mode: response headers a page may read besides the gateway's own.
+    pub expose_headers: Option<Vec<String>>,
+    /// Answer mode: how long a browser may cache the preflight answer (`"10m"`).
+    pub max_age: Option<String>,
+    /// Answer mode: `Access-Control-Allow-Credentials: true` (cookies, auth).
+    pub allow_credentials: Option<bool>,
 }
 
 impl Default for RawPropagation {
@@ -284,6 +322,11 @@ impl Default for RawPropagation {
             trusted_networks: Vec::new(),
             max_injected_bytes: crate::mediate::policy::DEFAULT_MAX_INJECTED_BYTES,
             max_injected_headers: crate::mediate::policy::DEFAULT_MAX_INJECTED_HEADERS,
+            cors: None,
+            server_timing: false,
+            server_timing_durations: false,
+            trace_id_header: String::new(),
+            timing_allow_origin: Vec::new(),
         }
     }
 }
@@ -312,6 +355,16 @@ pub struct RawPropagationOverride {
     pub max_injected_bytes: Option<usize>,
     /// Overrides `max_injected_headers`.
     pub max_injected_headers: Option<usize>,
+    /// Overrides `cors`, key by key.
+    pub cors: Option<RawCors>,
+    /// Overrides `server_timing`.
+    pub server_timing: Option<bool>,
+    /// Overrides `server_timing_durations`.
+    pub server_timing_durations: Option<bool>,
+    /// Overrides `trace_id_header` (`""` turns it off).
+    pub trace_id_header: Option<String>,
+    /// Overrides `timing_allow_origin`.
+    pub timing_allow_origin: Option<Vec<String>>,
 }
 
 /// `[server]`.

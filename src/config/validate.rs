@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use super::raw::Protocol;
 use super::raw::{
-    Choice, HealthCheckKind, RawAccessLog, RawConfig, RawHealthCheck, RawPropagation,
+    Choice, HealthCheckKind, RawAccessLog, RawConfig, RawCors, RawHealthCheck, RawPropagation,
     RawPropagationOverride, RawRoute, RawSampling, RawSamplingOverride, RawServer, RawTelemetry,
     RawUpstream, UpstreamKindName,
 };
@@ -22,6 +22,7 @@ use super::spec::{
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
+use crate::mediate::browser::{Browser, BrowserOverride, CorsMode, CorsOverride, OriginPattern};
 use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
 use crate::model::Named;
 
@@ -686,6 +687,175 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             p.max_injected_headers,
             MIN_INJECTED_HEADERS,
         ),
+        browser: {
+            let keys = BrowserKeys {
+                cors: p.cors.as_ref(),
+                server_timing: Some(p.server_timing),
+                server_timing_durations: Some(p.server_timing_durations),
+                trace_id_header: Some(&p.trace_id_header),
+                timing_allow_origin: Some(&p.timing_allow_origin),
+            };
+            let browser = browser_override(c, "propagation", &keys).apply(&Browser::default());
+            check_browser(c, "propagation.cors", &browser);
+            browser
+        },
+    }
+}
+
+/// The browser keys of one `propagation` table, as written.
+struct BrowserKeys<'a> {
+    cors: Option<&'a RawCors>,
+    server_timing: Option<bool>,
+    server_timing_durations: Option<bool>,
+    trace_id_header: Option<&'a String>,
+    timing_allow_origin: Option<&'a Vec<String>>,
+}
+
+/// Response headers `trace_id_header` may not name: framing and connection headers,
+/// and those the gateway writes itself.
+const RESERVED_RESPONSE_HEADERS: [&str; 10] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "set-cookie",
+    "traceresponse",
+    "server-timing",
+    "timing-allow-origin",
+    "vary",
+];
+
+fn origin_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<OriginPattern> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, o)| match OriginPattern::parse(o) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                c.push(format!("{at}[{i}]"), format!("invalid origin {msg}"));
+                None
+            }
+        })
+        .collect()
+}
+
+fn header_names(c: &mut Collector, at: &str, list: &[String]) -> Vec<http::HeaderName> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            match http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    c.push(format!("{at}[{i}]"), format!("invalid header name {h:?}"));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Preflight caches are capped by browsers (Chromium at 2 hours, Firefox at 24): a
+/// longer `max_age` would only look as if it worked.
+const MAX_CORS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+fn cors_override(c: &mut Collector, at: &str, r: &RawCors) -> CorsOverride {
+    let key = |k: &str| format!("{at}.{k}");
+    CorsOverride {
+        mode: r.mode.as_ref().and_then(|m| c.choice(key("mode"), m)),
+        allow_origins: r
+            .allow_origins
+            .as_ref()
+            .map(|l| origin_patterns(c, &key("allow_origins"), l)),
+        allow_methods: r.allow_methods.as_ref().map(|l| {
+            l.iter()
+                .enumerate()
+                .filter_map(|(i, m)| match http::Method::from_bytes(m.as_bytes()) {
+                    Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                    _ => {
+                        c.push(
+                            format!("{at}.allow_methods[{i}]"),
+                            format!("invalid method {m:?}: expected an uppercase HTTP method"),
+                        );
+                        None
+                    }
+                })
+                .collect()
+        }),
+        allow_headers: r
+            .allow_headers
+            .as_ref()
+            .map(|l| header_names(c, &key("allow_headers"), l)),
+        expose_headers: r
+            .expose_headers
+            .as_ref()
+            .map(|l| header_names(c, &key("expose_headers"), l)),
+        max_age: r.max_age.as_ref().map(|t| {
+            let d = c.duration(key("max_age"), t);
+            if d > MAX_CORS_MAX_AGE {
+                c.push(
+                    key("max_age"),
+                    "must be at most 24h (browsers cap it: Chromium at 2h, Firefox at 24h)",
+                );
+            }
+            d
+        }),
+        allow_credentials: r.allow_credentials,
+    }
+}
+
+fn browser_override(c: &mut Collector, at: &str, k: &BrowserKeys<'_>) -> BrowserOverride {
+    let path = |key: &str| format!("{at}.{key}");
+    let trace_id_header = k.trace_id_header.map(|h| {
+        let h = h.trim().to_ascii_lowercase();
+        if h.is_empty() {
+            return None;
+        }
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(name)
+                if RESERVED_RESPONSE_HEADERS.contains(&name.as_str())
+                    || name.as_str().starts_with("access-control-") =>
+            {
+                c.push(
+                    path("trace_id_header"),
+                    format!("{h:?} is a header the gateway or HTTP itself writes; pick another name such as \"x-trace-id\""),
+                );
+                None
+            }
+            Ok(name) => Some(name),
+            Err(_) => {
+                c.push(path("trace_id_header"), format!("invalid header name {h:?}"));
+                None
+            }
+        }
+    });
+    BrowserOverride {
+        cors: k.cors.map(|r| cors_override(c, &path("cors"), r)),
+        server_timing: k.server_timing,
+        server_timing_durations: k.server_timing_durations,
+        trace_id_header,
+        timing_allow_origin: k
+            .timing_allow_origin
+            .map(|l| origin_patterns(c, &path("timing_allow_origin"), l)),
+    }
+}
+
+/// Rules over the effective CORS settings (after the overrides), reported at `at`.
+fn check_browser(c: &mut Collector, at: &str, b: &Browser) {
+    if b.cors.mode != CorsMode::Answer {
+        return;
+    }
+    if b.cors.allow_origins.is_empty() {
+        c.push(
+            format!("{at}.allow_origins"),
+            "mode \"answer\" needs at least one origin (or \"*\"): with none, every preflight is refused",
+        );
+    }
+    if b.cors.allow_credentials && b.cors.allow_origins.contains(&OriginPattern::Any) {
+        c.push(
+            format!("{at}.allow_origins"),
+            "\"*\" with allow_credentials = true would let any site make credentialed calls; \
+             list the origins (browsers refuse \"*\" with credentials too)",
+        );
     }
 }
 
@@ -750,6 +920,17 @@ fn policy_override(
             let at = format!("{at}.propagation.max_injected_headers");
             budget(c, &at, v, MIN_INJECTED_HEADERS)
         }),
+        browser: browser_override(
+            c,
+            &format!("{at}.propagation"),
+            &BrowserKeys {
+                cors: p.cors.as_ref(),
+                server_timing: p.server_timing,
+                server_timing_durations: p.server_timing_durations,
+                trace_id_header: p.trace_id_header.as_ref(),
+                timing_allow_origin: p.timing_allow_origin.as_ref(),
+            },
+        ),
     }
 }
 
@@ -1021,6 +1202,12 @@ fn routes(
         let base = upstreams
             .get(upstream)
             .map_or_else(|| defaults.clone(), |u| u.policy.apply(defaults));
+        let policy = route_override.apply(&base);
+        // The defaults were checked on their own; a route is checked where its
+        // upstream or itself made CORS other than the defaults, at the route's path.
+        if policy.browser.cors != defaults.browser.cors {
+            check_browser(c, &format!("routes[{i}].propagation.cors"), &policy.browser);
+        }
         out.push(RouteSpec {
             name,
             host,
@@ -1028,7 +1215,7 @@ fn routes(
             methods,
             header,
             upstream,
-            policy: route_override.apply(&base),
+            policy,
         });
     }
     out

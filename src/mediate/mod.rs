@@ -10,6 +10,7 @@
 //! 3. [`outgoing`]: the context every injected format carries;
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
+pub mod browser;
 pub mod carry;
 pub(crate) mod extract;
 pub(crate) mod forwarded;

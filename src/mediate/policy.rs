@@ -7,6 +7,7 @@ use core::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::browser::{Browser, BrowserOverride};
 use super::forwarded::{self, ForwardedMode};
 use crate::codec::Format;
 use crate::model::named::named_enum;
@@ -71,6 +72,9 @@ pub struct Policy {
     pub max_injected_bytes: usize,
     /// The same budget in header lines; 0 = no budget.
     pub max_injected_headers: usize,
+    /// The browser edge: CORS for the trace headers, `Server-Timing`, the trace id
+    /// response header.
+    pub browser: Browser,
 }
 
 impl Policy {
@@ -102,6 +106,7 @@ impl Default for Policy {
             trusted_networks: Vec::new(),
             max_injected_bytes: DEFAULT_MAX_INJECTED_BYTES,
             max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
+            browser: Browser::default(),
         }
     }
 }
@@ -143,6 +148,8 @@ pub struct PolicyOverride {
     pub max_injected_bytes: Option<usize>,
     /// `max_injected_headers`.
     pub max_injected_headers: Option<usize>,
+    /// The browser-edge keys (`cors`, `server_timing`, ...).
+    pub browser: BrowserOverride,
 }
 
 impl PolicyOverride {
@@ -171,6 +178,7 @@ impl PolicyOverride {
             max_injected_headers: self
                 .max_injected_headers
                 .unwrap_or(base.max_injected_headers),
+            browser: self.browser.apply(&base.browser),
         }
     }
 }

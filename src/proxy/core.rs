@@ -28,6 +28,7 @@ use crate::telemetry::coverage::{self, Observation};
 use crate::telemetry::metrics::{status_class, InFlight, Metrics, NO_ROUTE};
 use crate::telemetry::{RequestFacts, Telemetry};
 
+use super::edge::{self, Clock};
 use super::trace::RequestTrace;
 
 /// What both paths share: the live config, the metrics and the span pipeline.
@@ -54,6 +55,11 @@ pub(crate) struct Arrival<'a> {
 }
 
 impl Arrival<'_> {
+    /// The method and headers, as the response rules read them.
+    pub(crate) fn request(&self) -> (&Method, &HeaderMap) {
+        (self.method, self.headers)
+    }
+
     fn host_header(&self) -> Option<&str> {
         self.headers
             .get(http::header::HOST)
@@ -111,6 +117,14 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// When the request and its first upstream attempt started (`Server-Timing`).
+    fn clock(&self) -> Clock {
+        Clock {
+            started: self.started,
+            upstream_started: self.upstream_started,
+        }
+    }
+
     pub(crate) fn route_name(&self) -> &str {
         self.route
             .and_then(|i| self.snapshot.router.route(i))
@@ -135,11 +149,20 @@ pub(crate) enum Routed {
     Upstream(Arc<HttpUpstream>),
 }
 
-/// A complete short response the gateway makes itself: a JSON body.
+/// A complete short response the gateway makes itself: a JSON body (none for an
+/// answered CORS preflight), and the headers the request's policy adds
+/// (`traceresponse`, the browser edge's).
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: Bytes,
-    pub(crate) traceresponse: Option<HeaderValue>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderSink for Vec<(HeaderName, HeaderValue)> {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.retain(|(n, _)| *n != name);
+        self.push((name, value));
+    }
 }
 
 /// How a request ended, for [`Core::finish`].
@@ -268,7 +291,7 @@ impl Core {
                 &self.metrics,
             );
             ctx.trace = Some(trace);
-            return Routed::Reply(self.reply(ctx, 404, "no route"));
+            return Routed::Reply(self.reply(ctx, 404, "no route", arrival.request()));
         };
         if let Some(peer) = arrival.peer.map(|p| p.to_canonical()) {
             let hop = forwarded::Arrival {
@@ -293,6 +316,13 @@ impl Core {
             &self.telemetry,
             &self.metrics,
         ));
+        if let Some(headers) = edge::answer_preflight(ctx.trace.as_ref(), arrival.request()) {
+            return Routed::Reply(Reply {
+                status: 204,
+                body: Bytes::new(),
+                headers,
+            });
+        }
         match &upstream.kind {
             UpstreamKind::Http(up) => {
                 ctx.upstream = Some(up.clone());
@@ -302,19 +332,28 @@ impl Core {
         }
     }
 
-    /// The gateway's own response with `message`, correlated with the request's trace
-    /// when its policy exposes the trace.
-    pub(crate) fn reply(&self, ctx: &RequestCtx, status: u16, message: &str) -> Reply {
-        let header = ctx.trace.as_ref().and_then(RequestTrace::response_header);
-        let trace_id = ctx
-            .trace
-            .as_ref()
-            .filter(|_| header.is_some())
-            .map(|t| t.trace_id);
+    /// The gateway's own response with `message` to `request`, correlated with the
+    /// request's trace when its policy exposes the trace.
+    pub(crate) fn reply(
+        &self,
+        ctx: &RequestCtx,
+        status: u16,
+        message: &str,
+        request: (&Method, &HeaderMap),
+    ) -> Reply {
+        let trace = ctx.trace.as_ref();
+        let header = trace.and_then(RequestTrace::response_header);
+        let trace_id = trace.filter(|_| header.is_some()).map(|t| t.trace_id);
+        let mut headers = Vec::new();
+        if let Some(v) = header {
+            headers.push((HeaderName::from_static("traceresponse"), v));
+        }
+        let own = HeaderMap::new();
+        edge::finish(trace, request, ctx.clock(), status, &own, &mut headers);
         Reply {
             status,
             body: error_body(message, trace_id),
-            traceresponse: header,
+            headers,
         }
     }
 
@@ -375,17 +414,28 @@ impl Core {
         }
     }
 
-    /// The upstream answered with `status`: the headers the gateway adds to its response.
+    /// Whether [`Self::upstream_answered`] reads the upstream's response headers (the
+    /// browser edge merges into them); the fast path builds a map of them only then.
+    pub(crate) fn reads_response(&self, ctx: &RequestCtx) -> bool {
+        edge::active(ctx.trace.as_ref())
+    }
+
+    /// The upstream answered `request` with `status` and `response` headers: the
+    /// headers the gateway sets on its response, into `out`.
     pub(crate) fn upstream_answered(
         &self,
         ctx: &mut RequestCtx,
         status: u16,
-        resp: &mut dyn HeaderSink,
+        request: (&Method, &HeaderMap),
+        response: &HeaderMap,
+        out: &mut dyn HeaderSink,
     ) {
         ctx.upstream_status = status;
-        if let Some(value) = ctx.trace.as_ref().and_then(RequestTrace::response_header) {
-            resp.set(HeaderName::from_static("traceresponse"), value);
+        let trace = ctx.trace.as_ref();
+        if let Some(value) = trace.and_then(RequestTrace::response_header) {
+            out.set(HeaderName::from_static("traceresponse"), value);
         }
+        edge::finish(trace, request, ctx.clock(), status, response, out);
     }
 
     /// The request failed with `e`: counts it, logs the one line, and decides the
@@ -395,10 +445,11 @@ impl Core {
         &self,
         ctx: &mut RequestCtx,
         e: &Error,
-        method: &Method,
+        request: (&Method, &HeaderMap),
         path: &str,
         sent: Option<u16>,
     ) -> Option<Reply> {
+        let method = request.0;
         let (status, message, kind) = classify(e);
         // Connect-phase failures were counted per attempt in connect_failed, and
         // HTTPStatus errors are the gateway's own answers.
@@ -435,7 +486,7 @@ impl Core {
             u16::from(ctx.retries) + 1,
             e
         );
-        (!gone).then(|| self.reply(ctx, code, message))
+        (!gone).then(|| self.reply(ctx, code, message, request))
     }
 
     /// Ends the request: the span, the request metrics, coverage and the access log.

@@ -8,6 +8,7 @@
 pub(crate) mod core;
 mod dial;
 mod echo;
+mod edge;
 pub mod fast;
 pub(crate) mod limits;
 pub mod trace;
@@ -85,17 +86,28 @@ fn arrival(session: &Session) -> Arrival<'_> {
     }
 }
 
+/// pingora's response header for one of the gateway's own replies.
+fn reply_header(reply: &Reply) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
+    if !reply.body.is_empty() {
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", reply.body.len().to_string())?;
+    }
+    resp.insert_header("server", "tracebridge")?;
+    for (name, value) in &reply.headers {
+        resp.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(resp)
+}
+
 /// Sends a complete short response from the gateway itself.
 async fn respond(session: &mut Session, reply: Reply) -> Result<()> {
-    let mut resp = ResponseHeader::build(reply.status, Some(4))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", reply.body.len().to_string())?;
-    resp.insert_header("server", "tracebridge")?;
-    if let Some(v) = reply.traceresponse {
-        resp.insert_header("traceresponse", v)?;
+    let resp = reply_header(&reply)?;
+    let empty = reply.body.is_empty();
+    session.write_response_header(Box::new(resp), empty).await?;
+    if !empty {
+        session.write_response_body(Some(reply.body), true).await?;
     }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(reply.body), true).await?;
     Ok(())
 }
 
@@ -160,15 +172,9 @@ impl ProxyHttp for Gateway {
                 if !session.is_body_empty() {
                     session.set_keepalive(None);
                 }
-                let traceresponse = ctx
-                    .trace
-                    .as_ref()
-                    .and_then(trace::RequestTrace::response_header);
-                let reply = Reply {
-                    status: 200,
-                    body: Bytes::from(body),
-                    traceresponse,
-                };
+                let req = session.req_header();
+                let mut reply = self.core.reply(ctx, 200, "", (&req.method, &req.headers));
+                reply.body = Bytes::from(body);
                 respond(session, reply).await?;
                 Ok(true)
             }
@@ -240,13 +246,24 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
-        self.core
-            .upstream_answered(ctx, status, &mut ResponseHeaders(upstream_response));
+        let req = session.req_header();
+        let mut added = Vec::new();
+        self.core.upstream_answered(
+            ctx,
+            status,
+            (&req.method, &req.headers),
+            &upstream_response.headers,
+            &mut added,
+        );
+        let mut target = ResponseHeaders(upstream_response);
+        for (name, value) in added {
+            target.set(name, value);
+        }
         Ok(())
     }
 
@@ -279,19 +296,14 @@ impl ProxyHttp for Gateway {
         let reply = self.core.failed(
             ctx,
             e,
-            &req.method,
+            (&req.method, &req.headers),
             req.uri.path(),
             final_status_sent(session),
         );
         let code = ctx.failure_status.unwrap_or(500);
         if let Some(reply) = reply {
-            let mut resp = ResponseHeader::build(reply.status, Some(4))
+            let resp = reply_header(&reply)
                 .unwrap_or_else(|_| pingora::protocols::http::ServerSession::generate_error(code));
-            let _ = resp.insert_header("content-type", "application/json");
-            let _ = resp.insert_header("content-length", reply.body.len().to_string());
-            if let Some(v) = reply.traceresponse {
-                let _ = resp.insert_header("traceresponse", v);
-            }
             if let Err(err) = session.write_error_response(resp, reply.body).await {
                 warn!("failed to send the error response: {err}");
             }

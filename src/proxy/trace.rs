@@ -177,6 +177,11 @@ impl RequestTrace {
         }
     }
 
+    /// The route's effective policy (the browser edge reads its response settings).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// `traceresponse` for the response, when the route asks for it.
     pub fn response_header(&self) -> Option<HeaderValue> {
         self.policy

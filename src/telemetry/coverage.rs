@@ -60,9 +60,8 @@ pub struct Observation {
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
 pub fn is_cors_preflight(method: &http::Method, headers: &http::HeaderMap) -> bool {
-    method == http::Method::OPTIONS
-        && headers.contains_key(http::header::ORIGIN)
-        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+    // One definition, shared with the browser edge's CORS rules.
+    crate::mediate::browser::is_preflight(method, headers)
 }
 
 /// Key of the requests that arrived without a trace context, next to the formats.

@@ -456,3 +456,7 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<
     }
     out
 }
+
+/// A tiny HTTP/1.1 server whose answers a test scripts (a CORS-aware upstream, the
+/// browser test's page server).
+pub mod scripted;

@@ -203,7 +203,7 @@ impl Front {
                     let reply = Reply {
                         status,
                         body: super::core::error_body(reason, None),
-                        traceresponse: None,
+                        headers: Vec::new(),
                     };
                     let mut out = std::mem::take(&mut conn.out);
                     out.clear();
@@ -270,7 +270,9 @@ impl Front {
                 {
                     Ok(done) => done,
                     Err((e, sent)) => {
-                        let reply = self.core.failed(&mut ctx, &e, &req.method, path, sent);
+                        let reply =
+                            self.core
+                                .failed(&mut ctx, &e, (&req.method, &conn.map), path, sent);
                         close = true;
                         match reply {
                             Some(reply) if sent.is_none() => {
@@ -290,7 +292,9 @@ impl Front {
             }
             Routed::Echo => {
                 // Routing said HTTP: the echo upstream never reaches here.
-                let reply = self.core.reply(&ctx, 500, "internal error");
+                let reply = self
+                    .core
+                    .reply(&ctx, 500, "internal error", arrival.request());
                 close = true;
                 let _ = write_reply(client, conn, &reply, true).await;
                 (500, 0)
@@ -476,8 +480,20 @@ impl Front {
             *close = true;
         }
         conn.added.clear();
-        self.core
-            .upstream_answered(ctx, resp.status, &mut Added(&mut conn.added));
+        // The upstream's headers as a map only for a route whose browser edge merges
+        // into them.
+        let view = if self.core.reads_response(ctx) {
+            response_view(&conn.rbuf, &conn.rspans)
+        } else {
+            HeaderMap::new()
+        };
+        self.core.upstream_answered(
+            ctx,
+            resp.status,
+            (&x.req.method, &conn.map),
+            &view,
+            &mut conn.added,
+        );
         response_head(
             &mut conn.out,
             &conn.rbuf,
@@ -757,15 +773,19 @@ fn reply_head(out: &mut Vec<u8>, reply: &Reply, close: bool) {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    header_line(out, b"content-type", b"application/json");
-    header_line(
-        out,
-        b"content-length",
-        reply.body.len().to_string().as_bytes(),
-    );
+    if !reply.body.is_empty() {
+        header_line(out, b"content-type", b"application/json");
+        header_line(
+            out,
+            b"content-length",
+            reply.body.len().to_string().as_bytes(),
+        );
+    } else if reply.status != 204 && reply.status != 304 {
+        header_line(out, b"content-length", b"0");
+    }
     header_line(out, b"server", b"tracebridge");
-    if let Some(v) = &reply.traceresponse {
-        header_line(out, b"traceresponse", v.as_bytes());
+    for (name, value) in &reply.headers {
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if close {
         header_line(out, b"connection", b"close");
@@ -819,14 +839,19 @@ impl HeaderEdit for Edits<'_> {
     }
 }
 
-/// The response headers the gateway adds, collected.
-struct Added<'a>(&'a mut Vec<(HeaderName, HeaderValue)>);
-
-impl HeaderSink for Added<'_> {
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.0.retain(|(n, _)| *n != name);
-        self.0.push((name, value));
+/// The upstream's response headers as a map (copied), for the response rules that
+/// merge into them; a header that is not a valid name or value is left out of the view.
+fn response_view(rbuf: &[u8], spans: &[HeaderSpan]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for s in spans {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&rbuf[s.name.clone()]),
+            HeaderValue::from_bytes(&rbuf[s.value.clone()]),
+        ) {
+            map.append(name, value);
+        }
     }
+    map
 }
 
 /// Reads more client bytes into `buf` (under the connection's deadlines).
