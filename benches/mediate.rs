@@ -110,7 +110,7 @@ fn bench(c: &mut Criterion) {
         scheme: "http",
         server_address: Some("api.example.com"),
         server_port: Some(8080),
-        client_address: Some("127.0.0.1".to_string()),
+        client_address: Some(std::sync::Arc::from("127.0.0.1")),
         client_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
         protocol_version: "1.1",
         user_agent: Some("bench/1.0"),

@@ -137,31 +137,39 @@ pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet
 pub(crate) struct Arrival<'a> {
     /// The TCP peer.
     pub peer: IpAddr,
+    /// `peer` (canonical) as text: formatted once per connection by the caller.
+    pub peer_text: &'a str,
     /// Whether the peer is a trusted proxy.
     pub trusted: bool,
     /// The resolved client ([`client_address`]).
     pub client: IpAddr,
+    /// `client` as text.
+    pub client_text: &'a str,
     /// Our listener's scheme: `http` or `https`.
     pub scheme: &'a str,
     /// The `Host` (or `:authority`) the request named.
     pub host: Option<&'a str>,
 }
 
-/// `for=` node: IPv4 bare, IPv6 bracketed and quoted (RFC 7239 §6).
-fn node(ip: IpAddr) -> String {
+/// Appends a `for=` node: IPv4 bare, IPv6 bracketed and quoted (RFC 7239 §6).
+fn push_node(out: &mut String, ip: IpAddr, text: &str) {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        IpAddr::V4(_) => out.push_str(text),
+        IpAddr::V6(_) => {
+            out.push_str("\"[");
+            out.push_str(text);
+            out.push_str("]\"");
+        }
     }
 }
 
-/// A `Forwarded` parameter value: a token as is, anything else a quoted-string.
-fn param_value(v: &str) -> String {
+/// Appends a `Forwarded` parameter value: a token as is, anything else a quoted-string.
+fn push_param(out: &mut String, v: &str) {
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if !v.is_empty() && v.bytes().all(tchar) {
-        return v.to_string();
+        out.push_str(v);
+        return;
     }
-    let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
     for c in v.chars() {
         if c == '"' || c == '\\' {
@@ -170,22 +178,18 @@ fn param_value(v: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
 }
 
-fn element(for_: IpAddr, host: Option<&str>, proto: &str) -> String {
-    let mut e = format!("for={}", node(for_));
-    if let Some(h) = host {
-        e.push_str(";host=");
-        e.push_str(&param_value(h));
-    }
-    e.push_str(";proto=");
-    e.push_str(&param_value(proto));
-    e
+/// A header value from text built here; `None` only for invalid bytes that came from
+/// a client's own `Host`, and then that header is left out.
+fn value(text: String) -> Option<HeaderValue> {
+    // From the `String`'s own buffer: no copy.
+    HeaderValue::try_from(text).ok()
 }
 
 /// The forwarding headers to set on the upstream request (each replaces every incoming
-/// value of its name); empty with [`ForwardedMode::Off`].
+/// value of its name); empty with [`ForwardedMode::Off`]. Built with one allocation per
+/// header and no formatting: this runs for every proxied request.
 pub(crate) fn headers(
     mode: ForwardedMode,
     hop: &Arrival<'_>,
@@ -202,42 +206,66 @@ pub(crate) fn headers(
             .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
             .filter(|s| !s.is_empty())
     };
-    let proto = first(&X_FORWARDED_PROTO).unwrap_or_else(|| hop.scheme.to_string());
-    let host = first(&X_FORWARDED_HOST).or_else(|| hop.host.map(str::to_string));
-    let chain = |name: &HeaderName, ours: String| match (mode, hop.trusted) {
-        (ForwardedMode::Append, true) => match joined(incoming, name) {
-            Some(prev) => format!("{prev}, {ours}"),
-            None => ours,
-        },
-        _ => ours,
+    let proto = first(&X_FORWARDED_PROTO);
+    let proto = proto.as_deref().unwrap_or(hop.scheme);
+    let host = first(&X_FORWARDED_HOST);
+    let host = host.as_deref().or(hop.host);
+    // Append mode extends a trusted proxy's chain; otherwise ours replaces it.
+    let previous = |name: &HeaderName| {
+        (mode == ForwardedMode::Append && hop.trusted)
+            .then(|| joined(incoming, name))
+            .flatten()
     };
-    let hop_ip = if mode == ForwardedMode::Replace {
-        hop.client
+    let (hop_ip, hop_text) = if mode == ForwardedMode::Replace {
+        (hop.client, hop.client_text)
     } else {
-        hop.peer.to_canonical()
+        (hop.peer.to_canonical(), hop.peer_text)
     };
-    let xff = chain(&X_FORWARDED_FOR, hop_ip.to_string());
-    let mut fwd = chain(&FORWARDED, element(hop_ip, host.as_deref(), &proto));
-    // A trusted proxy that sent only X-Forwarded-For: `Forwarded` still starts at the
-    // client it named, so both headers agree on who the client is.
-    let only_xff = !incoming.contains_key(&FORWARDED);
-    if mode == ForwardedMode::Append && hop.trusted && only_xff && hop.client != hop_ip {
-        fwd = format!("for={}, {fwd}", node(hop.client));
-    }
-    let mut out = Vec::with_capacity(4);
-    let mut push = |name: &HeaderName, value: &str| {
-        // Built from header values and addresses: only invalid bytes in a client's own
-        // Host could fail, and then that header is left out.
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((name.clone(), v));
+    let xff = match previous(&X_FORWARDED_FOR) {
+        Some(mut chain) => {
+            chain.push_str(", ");
+            chain.push_str(hop_text);
+            chain
         }
+        None => hop_text.to_string(),
     };
-    push(&X_FORWARDED_FOR, &xff);
-    push(&X_FORWARDED_PROTO, &proto);
-    if let Some(h) = &host {
-        push(&X_FORWARDED_HOST, h);
+    let mut fwd = String::with_capacity(32 + host.map_or(0, str::len) + proto.len());
+    match previous(&FORWARDED) {
+        Some(chain) => {
+            fwd.push_str(&chain);
+            fwd.push_str(", ");
+        }
+        // A trusted proxy that sent only X-Forwarded-For: `Forwarded` still starts at
+        // the client it named, so both headers agree on who the client is.
+        None if mode == ForwardedMode::Append
+            && hop.trusted
+            && hop.client != hop_ip
+            && !incoming.contains_key(&FORWARDED) =>
+        {
+            fwd.push_str("for=");
+            push_node(&mut fwd, hop.client, hop.client_text);
+            fwd.push_str(", ");
+        }
+        None => {}
     }
-    push(&FORWARDED, &fwd);
+    fwd.push_str("for=");
+    push_node(&mut fwd, hop_ip, hop_text);
+    if let Some(h) = host {
+        fwd.push_str(";host=");
+        push_param(&mut fwd, h);
+    }
+    fwd.push_str(";proto=");
+    push_param(&mut fwd, proto);
+    let proto = match proto {
+        "http" => Some(HeaderValue::from_static("http")),
+        "https" => Some(HeaderValue::from_static("https")),
+        other => value(other.to_string()),
+    };
+    let mut out = Vec::with_capacity(4);
+    out.extend(value(xff).map(|v| (X_FORWARDED_FOR.clone(), v)));
+    out.extend(proto.map(|v| (X_FORWARDED_PROTO.clone(), v)));
+    out.extend(host.and_then(|h| value(h.to_string())).map(|v| (X_FORWARDED_HOST.clone(), v)));
+    out.extend(value(fwd).map(|v| (FORWARDED.clone(), v)));
     out
 }
 
@@ -263,6 +291,11 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// An address as the caller's text (leaked: tests only).
+    fn text(ip: IpAddr) -> &'static str {
+        Box::leak(ip.to_canonical().to_string().into_boxed_str())
     }
 
     #[test]
@@ -360,8 +393,10 @@ mod tests {
     fn untrusted_client_gets_a_fresh_chain_in_append_and_replace() {
         let hop = Arrival {
             peer: ip("203.0.113.9"),
+            peer_text: text(ip("203.0.113.9")),
             trusted: false,
             client: ip("203.0.113.9"),
+            client_text: text(ip("203.0.113.9")),
             scheme: "http",
             host: Some("api.example.com"),
         };
@@ -382,8 +417,10 @@ mod tests {
     fn trusted_proxy_chain_is_extended_or_collapsed() {
         let hop = Arrival {
             peer: ip("10.0.0.2"),
+            peer_text: text(ip("10.0.0.2")),
             trusted: true,
             client: ip("1.2.3.4"),
+            client_text: text(ip("1.2.3.4")),
             scheme: "http",
             host: Some("internal:8080"),
         };
@@ -421,8 +458,10 @@ mod tests {
     fn ipv6_and_odd_hosts_are_quoted() {
         let hop = Arrival {
             peer: ip("2001:db8::17"),
+            peer_text: text(ip("2001:db8::17")),
             trusted: false,
             client: ip("2001:db8::17"),
+            client_text: text(ip("2001:db8::17")),
             scheme: "https",
             host: Some("a\"b"),
         };
@@ -471,10 +510,13 @@ mod tests {
                     client == peer || chain.split(',').filter_map(parse_entry).any(|e| e == client)
                 );
                 for mode in [ForwardedMode::Append, ForwardedMode::Replace, ForwardedMode::Off] {
+                    let (peer_text, client_text) = (peer.to_string(), client.to_string());
                     let hop = Arrival {
                         peer,
+                        peer_text: &peer_text,
                         trusted: !trusted.is_empty(),
                         client,
+                        client_text: &client_text,
                         scheme: "http",
                         host: Some(&host),
                     };

@@ -48,6 +48,8 @@ pub(crate) struct Arrival<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The TCP peer.
     pub(crate) peer: Option<IpAddr>,
+    /// `peer` (canonical) as text, when the connection keeps it formatted.
+    pub(crate) peer_text: Option<&'a Arc<str>>,
     pub(crate) tls: bool,
     /// The port of the listener the request came in on.
     pub(crate) local_port: Option<u16>,
@@ -274,9 +276,21 @@ impl Core {
     pub(crate) fn begin(&self, ctx: &mut RequestCtx, arrival: &Arrival<'_>) -> Routed {
         let snapshot = ctx.snapshot.clone();
         let trusted_proxies = &snapshot.server.trusted_proxies;
-        let client = arrival
-            .peer
-            .map(|p| forwarded::client_address(p, arrival.headers, trusted_proxies));
+        let peer = arrival.peer.map(|p| p.to_canonical());
+        // Addresses as text once per request (or per connection: `peer_text`), shared
+        // by the span and the forwarding headers.
+        let peer_text = match (peer, arrival.peer_text) {
+            (Some(_), Some(text)) => Some(text.clone()),
+            (Some(p), None) => Some(Arc::from(p.to_string())),
+            (None, _) => None,
+        };
+        let client = peer.map(|p| forwarded::client_address(p, arrival.headers, trusted_proxies));
+        let client_text = match (client, peer) {
+            (Some(c), Some(p)) if c == p => peer_text.clone(),
+            (Some(c), _) => Some(Arc::from(c.to_string())),
+            (None, _) => None,
+        };
+        let client = client.zip(client_text);
         let none: Arc<str> = Arc::from(NO_ROUTE);
         let route = ctx.route.and_then(|i| snapshot.router.route(i));
         let upstream = route.and_then(|r| snapshot.upstreams.get(r.upstream));
@@ -286,18 +300,22 @@ impl Core {
             let trace = RequestTrace::begin(
                 snapshot.defaults.clone(),
                 arrival.headers,
-                facts(arrival, &none, None, &none, client),
+                facts(arrival, &none, None, &none, client.clone()),
                 &self.telemetry,
                 &self.metrics,
             );
             ctx.trace = Some(trace);
             return Routed::Reply(self.reply(ctx, 404, "no route", arrival.request()));
         };
-        if let Some(peer) = arrival.peer.map(|p| p.to_canonical()) {
+        if let (Some(peer), Some(peer_text), Some((client, client_text))) =
+            (peer, &peer_text, &client)
+        {
             let hop = forwarded::Arrival {
                 peer,
+                peer_text,
                 trusted: forwarded::contains(trusted_proxies, peer),
-                client: client.unwrap_or(peer),
+                client: *client,
+                client_text,
                 scheme: arrival.scheme(),
                 host: arrival.host_header().or(arrival.authority),
             };
@@ -560,7 +578,7 @@ fn facts<'a>(
     route: &'a Arc<str>,
     template: Option<&'a Arc<str>>,
     upstream: &'a Arc<str>,
-    client: Option<IpAddr>,
+    client: Option<(IpAddr, Arc<str>)>,
 ) -> RequestFacts<'a> {
     let host = arrival
         .host()
@@ -571,8 +589,8 @@ fn facts<'a>(
         scheme: arrival.scheme(),
         server_address: host,
         server_port: arrival.local_port,
-        client_address: client.map(|ip| ip.to_string()),
-        client_ip: client,
+        client_ip: client.as_ref().map(|(ip, _)| *ip),
+        client_address: client.map(|(_, text)| text),
         protocol_version: if arrival.http2 { "2" } else { "1.1" },
         user_agent: arrival
             .headers

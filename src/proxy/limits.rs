@@ -115,8 +115,17 @@ impl ConnState {
         (at.saturating_duration_since(self.base).as_millis() as u64).min(DEADLINE_MASK)
     }
 
+    /// Arms the deadline `timeout` from now, rounded up to a granule of a sixteenth of
+    /// the timeout (at most a second): requests that follow each other within a granule
+    /// get the same deadline, so the connection's timer is not moved for each of them
+    /// (a timer wheel update per request). A 60 s timeout is kept to within a second.
     fn arm(&self, phase: u64, timeout: Duration) {
-        let deadline = self.ms_since_base(Instant::now() + timeout);
+        let granule = (timeout.as_millis() as u64 / 16).clamp(1, 1000);
+        let deadline = self
+            .ms_since_base(Instant::now() + timeout)
+            .div_ceil(granule)
+            .saturating_mul(granule)
+            .min(DEADLINE_MASK);
         self.state
             .store((phase << PHASE_SHIFT) | deadline, Ordering::Release);
     }

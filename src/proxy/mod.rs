@@ -77,6 +77,7 @@ fn arrival(session: &Session) -> Arrival<'_> {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
+        peer_text: None,
         tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         local_port: session
             .server_addr()

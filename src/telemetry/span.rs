@@ -59,7 +59,8 @@ pub struct RequestFacts<'a> {
     pub server_port: Option<u16>,
     /// Client IP (moved into the span): the peer, or from a trusted proxy the address
     /// its `X-Forwarded-For` names (`mediate::forwarded::client_address`).
-    pub client_address: Option<String>,
+    /// Shared, so a connection formats its peer's address once for all its requests.
+    pub client_address: Option<Arc<str>>,
     /// The same address, for trust by network.
     pub client_ip: Option<std::net::IpAddr>,
     /// `1.1` or `2`.
@@ -277,7 +278,10 @@ fn builder(
         attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
     }
     if let Some(client) = facts.client_address {
-        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, client));
+        attributes.push(KeyValue::new(
+            semconv::CLIENT_ADDRESS,
+            StringValue::from(client),
+        ));
     }
     if let Some(ua) = facts.user_agent {
         attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_string()));
@@ -374,7 +378,7 @@ mod tests {
             scheme: "http",
             server_address: Some("shop.example"),
             server_port: Some(8080),
-            client_address: Some("192.0.2.7".into()),
+            client_address: Some(Arc::from("192.0.2.7")),
             client_ip: None,
             protocol_version: "1.1",
             user_agent: Some("curl/8"),

@@ -28,6 +28,7 @@ pub mod head;
 mod pool;
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +112,11 @@ impl Front {
             return self.proxy.process_new(Box::new(client), shutdown).await;
         }
         let addresses = client.get_socket_digest();
+        let peer = addresses
+            .as_ref()
+            .and_then(|d| d.peer_addr())
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
         let mut conn = Conn {
             buf: BytesMut::with_capacity(4096),
             spans: Vec::with_capacity(32),
@@ -120,11 +126,9 @@ impl Front {
             rbuf: BytesMut::with_capacity(16 * 1024),
             rspans: Vec::with_capacity(32),
             added: Vec::new(),
-            peer: addresses
-                .as_ref()
-                .and_then(|d| d.peer_addr())
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            deadline: Deadline::new(),
+            peer,
+            peer_text: peer.map(|p| Arc::from(p.to_string())),
             local_port: addresses
                 .as_ref()
                 .and_then(|d| d.local_addr())
@@ -241,6 +245,7 @@ impl Front {
             authority: None,
             headers: &conn.map,
             peer: conn.peer,
+            peer_text: conn.peer_text.as_ref(),
             tls: conn.tls,
             local_port: conn.local_port,
             http2: false,
@@ -401,15 +406,19 @@ impl Front {
     ) -> Result<(u16, usize, bool), Failure> {
         let spec = &x.upstream.spec;
         let stale = |e| Failure::Stale(e);
-        timed(spec.write_timeout, ErrorType::WriteTimedout, async {
-            upstream.write_all(&conn.out).await?;
-            if !x.body.is_empty() {
-                upstream.write_all(x.body).await?;
-            }
-            upstream.flush().await
-        })
-        .await
-        .map_err(stale)?;
+        conn.deadline.arm(spec.write_timeout);
+        let (out, body) = (&conn.out, x.body);
+        conn.deadline
+            .within(ErrorType::WriteTimedout, async {
+                upstream.write_all(out).await?;
+                if !body.is_empty() {
+                    upstream.write_all(body).await?;
+                }
+                upstream.flush().await
+            })
+            .await
+            .map_err(stale)?;
+        conn.deadline.arm(spec.read_timeout);
         conn.rbuf.clear();
         let head_request = x.req.method == Method::HEAD;
         let resp = loop {
@@ -435,7 +444,7 @@ impl Front {
                         &mut conn.rbuf,
                         client,
                         &mut conn.buf,
-                        spec.read_timeout,
+                        &mut conn.deadline,
                     )
                     .await;
                     match n {
@@ -536,7 +545,7 @@ impl Front {
                 send_unflushed(client, &conn.out).await?;
                 while left > 0 {
                     conn.rbuf.clear();
-                    let n = read_upstream(upstream, &mut conn.rbuf, read_timeout).await?;
+                    let n = read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await?;
                     if n == 0 {
                         return Error::e_explain(
                             ErrorType::ConnectionClosed,
@@ -569,7 +578,7 @@ impl Front {
                         }
                     }
                     conn.rbuf.clear();
-                    if read_upstream(upstream, &mut conn.rbuf, read_timeout).await? == 0 {
+                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await? == 0 {
                         return Err(Error::explain(
                             ErrorType::ConnectionClosed,
                             "upstream closed the connection in a chunked body",
@@ -587,7 +596,7 @@ impl Front {
                         sent += conn.rbuf.len();
                         conn.rbuf.clear();
                     }
-                    if read_upstream(upstream, &mut conn.rbuf, read_timeout).await? == 0 {
+                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await? == 0 {
                         break;
                     }
                 }
@@ -632,7 +641,11 @@ struct Conn {
     rspans: Vec<HeaderSpan>,
     /// Headers the gateway adds to the response.
     added: Vec<(HeaderName, HeaderValue)>,
+    /// The upstream read and write deadlines.
+    deadline: Deadline,
     peer: Option<IpAddr>,
+    /// `peer` as text, formatted once for every request of the connection.
+    peer_text: Option<Arc<str>>,
     local_port: Option<u16>,
     tls: bool,
 }
@@ -862,46 +875,43 @@ async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> std::io::Re
     client.read_buf(buf).await
 }
 
+/// Reads more upstream bytes into `buf` within `limit` (nginx's
+/// `proxy_read_timeout`: between two reads).
 async fn read_upstream(
     upstream: &mut Stream,
     buf: &mut BytesMut,
-    timeout: Duration,
+    deadline: &mut Deadline,
+    limit: Duration,
 ) -> pingora::Result<usize> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
-    timed(timeout, ErrorType::ReadTimedout, upstream.read_buf(buf)).await
+    deadline.arm(limit);
+    deadline
+        .within(ErrorType::ReadTimedout, upstream.read_buf(buf))
+        .await
 }
 
-/// How long the fast path waits for a response head before it also watches the client
-/// for a hang-up: long enough that a quick upstream never costs the extra readiness
-/// check (a system call), short enough that a client that left is seen at once.
-const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(50);
-
-/// Reads response-head bytes from the upstream within `limit`. After
-/// [`CLIENT_WATCH_AFTER`] the client is watched too, as pingora and nginx do: a client
-/// that closes its connection ends the wait (a downstream `ConnectionClosed`, recorded
-/// as 499); bytes it sends meanwhile (a pipelined request) are kept in `client_buf`.
+/// Reads response-head bytes from the upstream before the connection's deadline,
+/// watching the client as pingora and nginx do: a client that closes its connection
+/// ends the wait (a downstream `ConnectionClosed`, recorded as 499); bytes it sends
+/// meanwhile (a pipelined request) are kept in `client_buf`. Watching costs no system
+/// call: tokio marks the client socket not readable once a read drained it.
 async fn read_head_watching(
     upstream: &mut Stream,
     rbuf: &mut BytesMut,
     client: &mut ClientStream,
     client_buf: &mut BytesMut,
-    limit: Duration,
+    deadline: &mut Deadline,
 ) -> pingora::Result<usize> {
     if rbuf.capacity() - rbuf.len() < 4096 {
         rbuf.reserve(16 * 1024);
     }
-    let deadline = tokio::time::Instant::now() + limit;
-    if let Ok(read) =
-        tokio::time::timeout(CLIENT_WATCH_AFTER.min(limit), upstream.read_buf(rbuf)).await
-    {
-        return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
-    }
     loop {
-        // Pipelined bytes are bounded like a request head and its body.
+        // Pipelined bytes are bounded like a request head.
         let watch = client_buf.len() < head::MAX_HEAD_BYTES;
         tokio::select! {
+            biased;
             read = upstream.read_buf(rbuf) => {
                 return read.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up());
             }
@@ -915,23 +925,54 @@ async fn read_head_watching(
                 }
                 Ok(_) => {}
             },
-            () = tokio::time::sleep_until(deadline) => {
+            () = deadline.sleep.as_mut() => {
                 return Err(Error::explain(ErrorType::ReadTimedout, "upstream did not answer in time").into_up());
             }
         }
     }
 }
 
-/// `io` within `limit`; an I/O error or the timeout as an upstream error.
-async fn timed<T>(
-    limit: Duration,
-    on_timeout: ErrorType,
-    io: impl std::future::Future<Output = std::io::Result<T>>,
-) -> pingora::Result<T> {
-    match tokio::time::timeout(limit, io).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "upstream I/O", e).into_up()),
-        Err(_) => Err(Error::explain(on_timeout, "upstream did not answer in time").into_up()),
+/// The upstream deadlines of a connection: one timer, reset rather than re-created,
+/// and only moved when a new deadline falls outside a small granule of the current one
+/// (a sixteenth of the timeout, at most a second), so that back-to-back requests leave
+/// it registered as it is instead of updating the timer wheel twice each.
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: tokio::time::Instant,
+}
+
+impl Deadline {
+    fn new() -> Self {
+        let at = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            at,
+        }
+    }
+
+    /// The deadline `limit` from now (up to a granule later).
+    fn arm(&mut self, limit: Duration) {
+        let granule = (limit / 16).clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let want = tokio::time::Instant::now() + limit;
+        if self.at < want || self.at > want + granule {
+            self.at = want + granule;
+            self.sleep.as_mut().reset(self.at);
+        }
+    }
+
+    /// `io` before the deadline; an I/O error or the timeout as an upstream error.
+    async fn within<T>(
+        &mut self,
+        on_timeout: ErrorType,
+        io: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> pingora::Result<T> {
+        tokio::select! {
+            biased;
+            done = io => done.map_err(|e| Error::because(ErrorType::ReadError, "upstream I/O", e).into_up()),
+            () = self.sleep.as_mut() => {
+                Err(Error::explain(on_timeout, "upstream did not answer in time").into_up())
+            }
+        }
     }
 }
 
