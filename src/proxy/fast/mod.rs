@@ -1,2 +1,4 @@
 //! The HTTP/1 fast path (issue 19).
+#[doc(hidden)]
+pub mod differential;
 pub mod head;
