@@ -22,6 +22,10 @@
 //! | origin-form target with a byte the `http` crate's URI rejects, or a `#` | 400 | pingora cannot build the request (it would answer 400); a fragment is not part of a request-target (RFC 9112 §3.2) and pingora silently strips it, which would make the two paths forward different targets. |
 //! | HTTP/1.1 without `Host`, several `Host`, a `Host` outside the RFC 3986 authority characters | 400 | RFC 9112 §3.2 ("MUST respond with 400"); nginx does the same. pingora rejects duplicates and `@` but accepts a missing Host. |
 //!
+//! Cost: about 1,890 instructions (callgrind, release) for `parse_request` on a 3-header GET,
+//! about 1,100 of them inside httparse; measured on 2026-12-06 with this file compiled alone
+//! (`#[path]` into a scratch binary) and `--toggle-collect` on the call.
+//!
 //! [`parse_response`] and [`ChunkedEnd`] serve the relay: how the upstream's response body is
 //! framed (RFC 9112 §6.3), and where a chunked body ends as its bytes pass through unchanged.
 
@@ -269,35 +273,48 @@ fn check_target(target: &[u8]) -> Result<(), Parsed> {
     Ok(())
 }
 
+const fn host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'['
+                | b']'
+                | b'%'
+        )
+}
+
+/// [`host_byte`] as a table: one load per byte on the request path.
+static HOST_MAP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = host_byte(i as u8);
+        i += 1;
+    }
+    t
+};
+
 /// `Host` = uri-host [ ":" port ] (RFC 9110 §7.2): the characters of a reg-name, an IP
 /// literal and a port. `@` (userinfo), `/`, spaces, controls and obs-text are refused, as
 /// nginx's `ngx_http_validate_host` refuses them: a router must not see one name where the
 /// origin sees another. Empty is allowed (RFC 9112 §3.2).
 fn valid_host(value: &[u8]) -> bool {
-    value.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'['
-                    | b']'
-                    | b'%'
-            )
-    })
+    value.iter().all(|&b| HOST_MAP[usize::from(b)])
 }
 
 /// What a Version error from httparse was about: a well-formed `HTTP/d...` version we do not
