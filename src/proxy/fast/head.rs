@@ -551,23 +551,23 @@ pub struct ResponseHead {
 /// answers 502): several differing `Content-Length`, `Content-Length` with
 /// `Transfer-Encoding`, `Transfer-Encoding` in HTTP/1.0, invalid bytes, too big.
 ///
-/// Tolerance follows pingora's upstream reader (`pingora-core/src/protocols/http/v1/client.rs`):
-/// whitespace before a colon and obs-fold are accepted in responses (the bytes are relayed
-/// unchanged), except in the fields that frame the body; equal duplicate `Content-Length`s
-/// collapse (RFC 9110 §8.6, as pingora and hyper do).
+/// Strict where pingora's upstream reader (`pingora-core/src/protocols/http/v1/client.rs`) is
+/// lenient, because the fast path relays the head's bytes unchanged where pingora rewrites
+/// them: RFC 9112 §5.1 and §5.2 require a proxy to remove whitespace before a colon and to
+/// replace obs-fold (or answer 502) before forwarding a response, and a bare LF passed on
+/// could end a line for us and not for the client. So all three are errors here (502), as
+/// are invalid bytes. Equal duplicate `Content-Length`s collapse (RFC 9110 §8.6, as pingora
+/// and hyper do).
 pub fn parse_response(
     buf: &[u8],
     headers: &mut Vec<HeaderSpan>,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, &'static str> {
     headers.clear();
-    let mut config = httparse::ParserConfig::default();
-    config
-        .allow_spaces_after_header_name_in_responses(true)
-        .allow_obsolete_multiline_headers_in_responses(true);
     let mut raw = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
+    let strict = httparse::ParserConfig::default();
+    let head_len = match strict.parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= MAX_HEAD_BYTES {
@@ -581,6 +581,15 @@ pub fn parse_response(
     };
     if head_len > MAX_HEAD_BYTES {
         return Err("response header too large");
+    }
+    // Bare LF: the status line (httparse skips no empty lines before it), then each field
+    // below, then the final empty line.
+    let status_line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(0);
+    if status_line_end == 0
+        || buf[status_line_end - 1] != b'\r'
+        || buf.get(head_len.wrapping_sub(2)) != Some(&b'\r')
+    {
+        return Err("bare lf in response head");
     }
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Err("malformed response head");
@@ -596,15 +605,11 @@ pub fn parse_response(
     let mut connection = ConnectionOptions::default();
     headers.reserve(resp.headers.len());
     for h in resp.headers.iter() {
-        let known = classify(h.name.as_bytes());
-        let framing_field = matches!(
-            known,
-            Known::ContentLength | Known::TransferEncoding | Known::Connection
-        );
-        if framing_field && h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
-            return Err("obs-fold in a framing header");
+        let value_end = offset(buf, h.value) + h.value.len();
+        if !crlf_after(buf, value_end) {
+            return Err("bare lf in response head");
         }
-        match known {
+        match classify(h.name.as_bytes()) {
             Known::ContentLength => {
                 // A comma list of equal values is one value (RFC 9110 §8.6).
                 let mut any = false;
@@ -1228,17 +1233,6 @@ mod tests {
                 Framing::Length(1),
                 false,
             ),
-            // pingora's upstream reader tolerates these; so do we.
-            (
-                b"HTTP/1.1 200 OK\r\nX : y\r\nContent-Length: 1\r\n\r\n",
-                Framing::Length(1),
-                false,
-            ),
-            (
-                b"HTTP/1.1 200 OK\nContent-Length: 1\n\n",
-                Framing::Length(1),
-                false,
-            ),
         ];
         for (buf, expected, close) in cases {
             assert_eq!(
@@ -1283,9 +1277,34 @@ mod tests {
                 b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                 "transfer-encoding in http/1.0 response",
             ),
+            // Relayed unchanged, so what pingora's reader tolerates is refused (RFC 9112 §5).
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 6\r\n\r\n",
-                "obs-fold in a framing header",
+                "malformed response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX: a\r\n\tb\r\n\r\n",
+                "malformed response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX : y\r\nContent-Length: 1\r\n\r\n",
+                "malformed response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",
+                "bare lf in response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX: y\nContent-Length: 1\r\n\r\n",
+                "bare lf in response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\n",
+                "bare lf in response head",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+                "malformed response head",
             ),
             (
                 b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
