@@ -1400,4 +1400,67 @@ mod tests {
             );
         }
     }
+
+    /// Request-like bytes: a valid head with random bytes spliced in, so most inputs get
+    /// past the request line.
+    fn request_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        (
+            0usize..60,
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<bool>(),
+        )
+            .prop_map(|(at, noise, replace)| {
+                let mut v =
+                    b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX: y\r\n\r\nhi".to_vec();
+                let at = at.min(v.len());
+                if replace {
+                    let end = (at + noise.len()).min(v.len());
+                    v.splice(at..end, noise);
+                } else {
+                    v.splice(at..at, noise);
+                }
+                v
+            })
+    }
+
+    proptest::proptest! {
+        /// Never panics; a Fast head's ranges lie inside it, in order.
+        #[test]
+        fn parse_request_is_total(buf in proptest::prop_oneof![
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            request_like(),
+        ]) {
+            let mut headers = Vec::new();
+            if let Parsed::Fast(head) = parse_request(&buf, &mut headers) {
+                proptest::prop_assert!(head.head_len <= buf.len());
+                proptest::prop_assert!(head.target.end <= head.head_len);
+                for h in &headers {
+                    proptest::prop_assert!(h.name.end < h.value.start);
+                    proptest::prop_assert!(h.value.end <= head.head_len);
+                }
+                proptest::prop_assert!(head.body_len <= MAX_FAST_BODY);
+            }
+        }
+
+        /// Never panics, with or without HEAD.
+        #[test]
+        fn parse_response_is_total(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            for head_request in [false, true] {
+                if let Ok(Some(head)) = parse_response(&buf, &mut Vec::new(), head_request) {
+                    proptest::prop_assert!(head.head_len <= buf.len());
+                }
+            }
+        }
+
+        /// The end of a chunked body does not depend on how its bytes are split.
+        #[test]
+        fn chunked_end_ignores_splits(
+            buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            step in 1usize..8,
+        ) {
+            let whole = ChunkedEnd::default().feed(&buf);
+            proptest::prop_assert_eq!(whole, chunked_end(&buf, step));
+        }
+    }
 }
