@@ -10,13 +10,52 @@ of tests/golden.rs as its format writes it, plus the optional fields the format 
 carry (tracestate with a `tb` member, origin and tags, X-Ray extra parts, sw8-x, ...).
 Instana has no reference vectors: it gets a few rows of its codec's own table
 (src/codec/instana.rs).
+
+The `http1_request` target (not a format) gets the raw requests of the corpus in
+tests/http1_differential.rs: every row written as a byte-string literal, one file per row,
+named after it.
 """
 
 import json
 import pathlib
+import re
 
 FUZZ = pathlib.Path(__file__).resolve().parent
 VECTORS = FUZZ.parent / "tests" / "data" / "vectors.json"
+HTTP1_CORPUS = FUZZ.parent / "tests" / "http1_differential.rs"
+
+# A corpus row: ("name", b(b"bytes"), Expect...).
+HTTP1_ROW = re.compile(r'\(\s*"([^"]+)",\s*b\(b"((?:[^"\\]|\\.)*)"\)')
+RUST_ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\", '"': b'"', "'": b"'"}
+
+
+def rust_bytes(literal):
+    """The bytes of a Rust byte-string literal's body."""
+    out = bytearray()
+    i = 0
+    while i < len(literal):
+        c = literal[i]
+        if c != "\\":
+            out += c.encode()
+            i += 1
+        elif literal[i + 1] == "x":
+            out.append(int(literal[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += RUST_ESCAPES[literal[i + 1]]
+            i += 2
+    return bytes(out)
+
+
+def http1_seeds():
+    d = FUZZ / "corpus" / "http1_request"
+    d.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for name, literal in HTTP1_ROW.findall(HTTP1_CORPUS.read_text()):
+        file = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        (d / file).write_bytes(rust_bytes(literal))
+        count += 1
+    return count
 
 # Vector family -> fuzz targets (the format ids of Format::as_str).
 TARGETS = {
@@ -156,6 +195,7 @@ def main():
     for name, pairs in INSTANA.items():
         write("instana", name, pairs)
         count += 1
+    count += http1_seeds()
     print(f"wrote {count} seeds under {FUZZ / 'corpus'}")
 
 

@@ -30,6 +30,9 @@ use tracebridge::codec::{
 use tracebridge::mediate::carry;
 use tracebridge::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
+mod http1;
+pub use http1::run_http1;
+
 /// Lines read from one input.
 pub const MAX_LINES: usize = 32;
 
@@ -519,6 +522,9 @@ mod tests {
                 continue; // regressions/README.md
             }
             let name = target.file_name().to_string_lossy().into_owned();
+            if name == HTTP1 {
+                continue; // not a format: replayed by http1_seeds_pass
+            }
             let format: Format = name.parse().unwrap_or_else(|_| panic!("{dir}/{name}"));
             for file in std::fs::read_dir(target.path()).unwrap().flatten() {
                 // Inputs libFuzzer added (SHA-1 names, not committed) are not replayed.
@@ -543,6 +549,26 @@ mod tests {
             }
         }
         assert!(n >= 232, "{n} inputs");
+    }
+
+    /// The `http1_request` target's directory under `corpus/` and `regressions/`.
+    const HTTP1: &str = "http1_request";
+
+    /// Every committed `http1_request` seed and regression passes its harness.
+    #[test]
+    fn http1_seeds_pass() {
+        let mut n = 0;
+        for dir in ["corpus", "regressions"] {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(HTTP1);
+            for file in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                if file.file_name().len() == 40 {
+                    continue;
+                }
+                run_http1(&std::fs::read(file.path()).unwrap());
+                n += 1;
+            }
+        }
+        assert!(n >= 60, "{n} inputs");
     }
 
     /// The harness reads the seeds as intended: each target's `golden` seed extracts a

@@ -24,6 +24,8 @@
 //! a 400/431/505 with `Connection: close` from here, whichever path would have served
 //! them: the fast path is also the fallback's front door for HTTP/1.
 
+#[doc(hidden)]
+pub mod differential;
 pub mod head;
 mod pool;
 
