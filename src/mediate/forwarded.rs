@@ -264,7 +264,10 @@ pub(crate) fn headers(
     let mut out = Vec::with_capacity(4);
     out.extend(value(xff).map(|v| (X_FORWARDED_FOR.clone(), v)));
     out.extend(proto.map(|v| (X_FORWARDED_PROTO.clone(), v)));
-    out.extend(host.and_then(|h| value(h.to_string())).map(|v| (X_FORWARDED_HOST.clone(), v)));
+    out.extend(
+        host.and_then(|h| value(h.to_string()))
+            .map(|v| (X_FORWARDED_HOST.clone(), v)),
+    );
     out.extend(value(fwd).map(|v| (FORWARDED.clone(), v)));
     out
 }

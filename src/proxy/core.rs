@@ -426,6 +426,18 @@ impl Core {
         for (name, value) in &ctx.forwarding {
             req.set(name.clone(), value.clone());
         }
+        self.inject(ctx, req);
+    }
+
+    /// The forwarding headers (`X-Forwarded-*`, `Forwarded`) for the outgoing request,
+    /// each replacing every incoming value of its name. [`Self::prepare_upstream`] sets
+    /// them; the fast path writes them straight into the upstream head instead.
+    pub(crate) fn forwarding<'c>(&self, ctx: &'c RequestCtx) -> &'c [(HeaderName, HeaderValue)] {
+        &ctx.forwarding
+    }
+
+    /// Writes the trace context into one outgoing request (every attempt is a call).
+    pub(crate) fn inject(&self, ctx: &mut RequestCtx, req: &mut dyn HeaderEdit) {
         let peer = ctx.peer_address.as_deref().unwrap_or("-");
         if let Some(trace) = &mut ctx.trace {
             trace.inject(req, &self.telemetry, peer, &self.metrics);

@@ -364,14 +364,22 @@ impl Front {
             // Connected: this attempt's head, with the forwarding headers and the trace
             // context (pingora's upstream_request_filter runs at the same point).
             conn.touched.clear();
-            self.core.prepare_upstream(
+            self.core.inject(
                 ctx,
                 &mut Edits {
                     map: &mut conn.map,
                     touched: &mut conn.touched,
                 },
             );
-            upstream_head(&mut conn.out, x, &conn.spans, &conn.map, &conn.touched);
+            let forwarding = self.core.forwarding(ctx);
+            upstream_head(
+                &mut conn.out,
+                x,
+                &conn.spans,
+                &conn.map,
+                &conn.touched,
+                forwarding,
+            );
             match self
                 .exchange(ctx, client, conn, x, &mut stream, close)
                 .await
@@ -547,7 +555,9 @@ impl Front {
                 send_unflushed(client, &conn.out).await?;
                 while left > 0 {
                     conn.rbuf.clear();
-                    let n = read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await?;
+                    let n =
+                        read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout)
+                            .await?;
                     if n == 0 {
                         return Error::e_explain(
                             ErrorType::ConnectionClosed,
@@ -580,7 +590,10 @@ impl Front {
                         }
                     }
                     conn.rbuf.clear();
-                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await? == 0 {
+                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout)
+                        .await?
+                        == 0
+                    {
                         return Err(Error::explain(
                             ErrorType::ConnectionClosed,
                             "upstream closed the connection in a chunked body",
@@ -598,7 +611,10 @@ impl Front {
                         sent += conn.rbuf.len();
                         conn.rbuf.clear();
                     }
-                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout).await? == 0 {
+                    if read_upstream(upstream, &mut conn.rbuf, &mut conn.deadline, read_timeout)
+                        .await?
+                        == 0
+                    {
                         break;
                     }
                 }
@@ -697,13 +713,15 @@ fn hop_by_hop(name: &[u8]) -> bool {
 
 /// The upstream request head: the request line as received (origin-form, HTTP/1.1),
 /// every end-to-end header in its original spelling and order except those mediation
-/// touched, then those from the edited map.
+/// touched or the forwarding headers replace, then those from the edited map, then the
+/// forwarding headers.
 fn upstream_head(
     out: &mut Vec<u8>,
     x: &Exchange<'_>,
     spans: &[HeaderSpan],
     map: &HeaderMap,
     touched: &[HeaderName],
+    forwarding: &[(HeaderName, HeaderValue)],
 ) {
     out.clear();
     out.extend_from_slice(x.req.method.as_str().as_bytes());
@@ -712,10 +730,10 @@ fn upstream_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for s in spans {
         let name = &x.head[s.name.clone()];
+        let replaced = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
         if hop_by_hop(name)
-            || touched
-                .iter()
-                .any(|t| t.as_str().as_bytes().eq_ignore_ascii_case(name))
+            || touched.iter().any(replaced)
+            || forwarding.iter().any(|(n, _)| replaced(n))
         {
             continue;
         }
@@ -725,6 +743,9 @@ fn upstream_head(
         for value in map.get_all(name) {
             header_line(out, name.as_str().as_bytes(), value.as_bytes());
         }
+    }
+    for (name, value) in forwarding {
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
