@@ -25,7 +25,7 @@ use crate::model::TraceId;
 use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
 use crate::telemetry::coverage::{self, Observation};
-use crate::telemetry::metrics::{status_class, InFlight, Metrics, NO_ROUTE};
+use crate::telemetry::metrics::{InFlight, Metrics, NO_ROUTE};
 use crate::telemetry::{RequestFacts, Telemetry};
 
 use super::edge::{self, Clock};
@@ -531,27 +531,18 @@ impl Core {
             trace.finish(status, ctx.error, ctx.peer_address.as_ref());
         }
         let route = ctx.route_name();
-        self.metrics
-            .requests
-            .with_label_values(&[route, status_class(status)])
-            .inc();
         let elapsed = ctx.started.elapsed();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        if let Some(started) = ctx.upstream_started {
-            // Without an answer from the upstream, the class of the gateway's own 502/504.
-            let upstream_status = if ctx.upstream_status > 0 {
+        // Without an answer from the upstream, the class of the gateway's own 502/504.
+        let upstream_part = ctx.upstream_started.map(|started| {
+            let status = if ctx.upstream_status > 0 {
                 ctx.upstream_status
             } else {
                 status
             };
-            self.metrics
-                .upstream_request_duration
-                .with_label_values(&[ctx.upstream_name(), status_class(upstream_status)])
-                .observe(started.elapsed().as_secs_f64());
-        }
+            (status, started.elapsed())
+        });
+        self.metrics
+            .observe_request(route, ctx.upstream_name(), status, elapsed, upstream_part);
         let trace = ctx.trace.as_ref();
         let mut observation = trace.map_or_else(Observation::default, |t| t.observation);
         observation.preflight = coverage::is_cors_preflight(done.method, done.headers);

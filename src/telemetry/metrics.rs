@@ -8,8 +8,8 @@ use super::pipeline::PipelineStats;
 use crate::codec::Format;
 use crate::telemetry::coverage::Coverage;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets of both duration histograms: 0.5 ms to 10 s.
@@ -20,6 +20,8 @@ const DURATION_BUCKETS: [f64; 14] = [
 /// The gateway's metrics, registered in their own registry.
 pub struct Metrics {
     registry: Registry,
+    /// Tells this registry's series apart in the per-thread cache of [`Self::observe_request`].
+    id: u64,
     /// `tracebridge_requests_total{route,status_class}`.
     pub requests: IntCounterVec,
     /// `tracebridge_request_duration_seconds{route}`.
@@ -329,6 +331,7 @@ impl Metrics {
             injected_by_format,
             extracted_by_format,
             registry,
+            id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
             requests,
             request_duration,
             upstream_failures,
@@ -466,13 +469,87 @@ impl Drop for InFlight {
 }
 
 /// `1xx` … `5xx`, or `other` for anything outside 100..=599 (0 = no response sent).
-pub(crate) fn status_class(status: u16) -> &'static str {
+/// The status classes, in [`class_index`] order.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+static NEXT_METRICS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The request series of one (route, upstream) pair, resolved from their label values
+/// once per worker thread: `with_label_values` hashes the values and takes a lock on
+/// every call, three times per request.
+struct Series {
+    metrics: u64,
+    route: Box<str>,
+    upstream: Box<str>,
+    requests: [Option<IntCounter>; 6],
+    duration: Histogram,
+    upstream_duration: [Option<Histogram>; 6],
+}
+
+/// Series kept per thread; beyond it the oldest is dropped (label values stay in the
+/// registry, only the shortcut goes).
+const SERIES_PER_THREAD: usize = 64;
+
+thread_local! {
+    static SERIES: std::cell::RefCell<Vec<Series>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Metrics {
+    /// Counts one finished request of `route` to `upstream` with the status the client
+    /// got and its duration, and the upstream's part (its status, or the gateway's
+    /// own when it gave none, and the time from the first attempt), if it was reached.
+    pub fn observe_request(
+        &self,
+        route: &str,
+        upstream: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+        upstream_part: Option<(u16, std::time::Duration)>,
+    ) {
+        SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let found = cache.iter().position(|s| {
+                s.metrics == self.id && *s.route == *route && *s.upstream == *upstream
+            });
+            let i = match found {
+                Some(i) => i,
+                None => {
+                    if cache.len() >= SERIES_PER_THREAD {
+                        cache.remove(0);
+                    }
+                    cache.push(Series {
+                        metrics: self.id,
+                        route: route.into(),
+                        upstream: upstream.into(),
+                        requests: Default::default(),
+                        duration: self.request_duration.with_label_values(&[route]),
+                        upstream_duration: Default::default(),
+                    });
+                    cache.len() - 1
+                }
+            };
+            let series = &mut cache[i];
+            let class = class_index(status);
+            series.requests[class]
+                .get_or_insert_with(|| self.requests.with_label_values(&[route, CLASSES[class]]))
+                .inc();
+            series.duration.observe(elapsed.as_secs_f64());
+            if let Some((status, took)) = upstream_part {
+                let class = class_index(status);
+                series.upstream_duration[class]
+                    .get_or_insert_with(|| {
+                        self.upstream_request_duration
+                            .with_label_values(&[upstream, CLASSES[class]])
+                    })
+                    .observe(took.as_secs_f64());
+            }
+        });
     }
 }
