@@ -120,13 +120,15 @@ impl Front {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
         let mut conn = Conn {
-            buf: BytesMut::with_capacity(4096),
-            spans: Vec::with_capacity(32),
-            map: HeaderMap::with_capacity(32),
+            // Sized for a typical request and response head: a thousand keep-alive
+            // connections hold about 12 MiB of buffers; they grow for bigger messages.
+            buf: BytesMut::with_capacity(2048),
+            spans: Vec::with_capacity(16),
+            map: HeaderMap::with_capacity(16),
             touched: Vec::new(),
-            out: Vec::with_capacity(4096),
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            rspans: Vec::with_capacity(32),
+            out: Vec::with_capacity(2048),
+            rbuf: BytesMut::with_capacity(4096),
+            rspans: Vec::with_capacity(16),
             added: Vec::new(),
             deadline: Deadline::new(),
             peer,
@@ -927,8 +929,8 @@ async fn read_head_watching(
     client_buf: &mut BytesMut,
     deadline: &mut Deadline,
 ) -> pingora::Result<usize> {
-    if rbuf.capacity() - rbuf.len() < 4096 {
-        rbuf.reserve(16 * 1024);
+    if rbuf.capacity() - rbuf.len() < 1024 {
+        rbuf.reserve(4096);
     }
     loop {
         // Pipelined bytes are bounded like a request head.
