@@ -150,3 +150,45 @@ fn a_retry_after_the_connection_was_up_records_one_retry_event() {
         .expect("the span of the first request");
     assert!(first_span.events.is_empty(), "{:?}", first_span.events);
 }
+
+#[test]
+fn without_an_exporter_no_span_is_built_but_the_upstream_still_gets_the_gateway_as_parent() {
+    let origin = support::Origin::start("o");
+    let gw = TestGateway::start_real_telemetry(&one_route(
+        origin.addr,
+        1,
+        "[telemetry]\nexporter = \"none\"\n[propagation]\nresponse_header = true\n",
+        "",
+    ));
+    let incoming_span = "00f067aa0ba902b7";
+    let mut parents = Vec::new();
+    for flags in ["01", "00"] {
+        let r = client()
+            .get(gw.url("/x"))
+            .header(
+                "traceparent",
+                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{incoming_span}-{flags}"),
+            )
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        let traceresponse = r.headers()["traceresponse"].to_str().unwrap().to_string();
+        let body: serde_json::Value = r.json().unwrap();
+        let sent = body["headers"]["traceparent"].as_str().unwrap().to_string();
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(
+            parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "trace continued"
+        );
+        assert_ne!(parts[2], incoming_span, "a span id of the gateway's own");
+        assert_eq!(
+            &parts[3][1..],
+            &flags[1..],
+            "the caller's sampling decision: {sent}"
+        );
+        assert_eq!(traceresponse, sent, "traceresponse names the same parent");
+        parents.push(parts[2].to_string());
+    }
+    assert_ne!(parents[0], parents[1], "a new span id per request");
+    gw.metrics_containing(&["tracebridge_spans_started_total 0"]);
+}

@@ -66,7 +66,11 @@ impl RequestTrace {
         let formats = mediate::formats_to_inject(&policy, &plan);
         let parent = remote_parent(&plan);
         // Degraded (the span pipeline cannot keep up): propagation only, by itself.
-        let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.degraded() {
+        let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.exports() {
+            // A span nobody exports is not built; its ids are drawn the same way.
+            let (t, s, sampled) = telemetry.span_ids(parent, plan.directive);
+            (t, s, sampled, None)
+        } else if policy.span && !telemetry.degraded() {
             let span = GatewaySpan::start(telemetry, &plan, facts, &endpoint);
             metrics.spans_started.inc();
             match span.ids() {

@@ -26,50 +26,55 @@ impl Telemetry {
             &env,
         );
         let exporter = settings.exporter.clone();
+        let exports = !matches!(exporter, Exporter::None);
         let queue = settings.queue;
-        Telemetry::new(
-            &identity,
-            settings.max_traces_per_second,
-            settings.degradation,
-            move |builder, resource, stats| match exporter {
-                Exporter::Otlp(file) => {
-                    let resolved = otlp::resolve(&file, &env);
-                    log::info!(
-                        "exporting spans over OTLP ({:?}) to {}",
-                        resolved.protocol,
-                        resolved.endpoint
-                    );
-                    let resource = resource.clone();
-                    match resolved.protocol {
-                        OtlpProtocol::HttpProtobuf => builder.with_span_processor(
-                            QueueProcessor::start(queue, stats, move || {
-                                OtlpHttpExporter::new(&resolved, &resource, SCOPE_NAME)
-                                    .map_err(|e| {
-                                        log::error!("cannot build the OTLP/HTTP exporter: {e}")
+        let telemetry =
+            Telemetry::new(
+                &identity,
+                settings.max_traces_per_second,
+                settings.degradation,
+                move |builder, resource, stats| match exporter {
+                    Exporter::Otlp(file) => {
+                        let resolved = otlp::resolve(&file, &env);
+                        log::info!(
+                            "exporting spans over OTLP ({:?}) to {}",
+                            resolved.protocol,
+                            resolved.endpoint
+                        );
+                        let resource = resource.clone();
+                        match resolved.protocol {
+                            OtlpProtocol::HttpProtobuf => builder.with_span_processor(
+                                QueueProcessor::start(queue, stats, move || {
+                                    OtlpHttpExporter::new(&resolved, &resource, SCOPE_NAME)
+                                        .map_err(|e| {
+                                            log::error!("cannot build the OTLP/HTTP exporter: {e}")
+                                        })
+                                        .ok()
+                                }),
+                            ),
+                            OtlpProtocol::Grpc => builder.with_span_processor(
+                                QueueProcessor::start(queue, stats, move || {
+                                    SdkExport::build(true, &resolved.endpoint, || {
+                                        let mut exporter = otlp::build_grpc_exporter(&resolved)?;
+                                        exporter.set_resource(&resource);
+                                        Some(exporter)
                                     })
-                                    .ok()
-                            }),
-                        ),
-                        OtlpProtocol::Grpc => builder.with_span_processor(QueueProcessor::start(
-                            queue,
-                            stats,
-                            move || {
-                                SdkExport::build(true, &resolved.endpoint, || {
-                                    let mut exporter = otlp::build_grpc_exporter(&resolved)?;
-                                    exporter.set_resource(&resource);
-                                    Some(exporter)
-                                })
-                            },
-                        )),
+                                }),
+                            ),
+                        }
                     }
-                }
-                Exporter::Stdout => {
-                    builder.with_span_processor(QueueProcessor::start(queue, stats, || {
-                        SdkExport::build(false, "stdout", || Some(StdoutExporter))
-                    }))
-                }
-                Exporter::None => builder,
-            },
-        )
+                    Exporter::Stdout => {
+                        builder.with_span_processor(QueueProcessor::start(queue, stats, || {
+                            SdkExport::build(false, "stdout", || Some(StdoutExporter))
+                        }))
+                    }
+                    Exporter::None => builder,
+                },
+            );
+        if exports {
+            telemetry
+        } else {
+            telemetry.without_export()
+        }
     }
 }

@@ -192,6 +192,8 @@ impl Identity {
 /// The gateway's tracer and everything it shares across requests.
 #[derive(Debug)]
 pub struct Telemetry {
+    /// Spans go somewhere (`exporter` is not `none`); otherwise no span object is built.
+    exports: bool,
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     limiter: Arc<RateLimiter>,
@@ -233,6 +235,7 @@ impl Telemetry {
         let provider = configure(builder, &resource, stats.clone()).build();
         let tracer = provider.tracer(SCOPE_NAME);
         let telemetry = Telemetry {
+            exports: true,
             provider,
             tracer,
             limiter,
@@ -341,6 +344,35 @@ impl Telemetry {
         let span = self.tracer.build_with_context(builder, &parent_cx);
         NEXT_SPAN.with(|c| c.take());
         span
+    }
+
+    /// Whether spans are exported. With `exporter = "none"` nothing would read a span,
+    /// so the gateway builds none: [`Self::span_ids`] draws the ids the span would have
+    /// had, and the upstream still sees the gateway as its parent.
+    pub fn exports(&self) -> bool {
+        self.exports
+    }
+
+    /// Marks this pipeline as exporting nothing (`exporter = "none"`).
+    pub(crate) fn without_export(mut self) -> Self {
+        self.exports = false;
+        self
+    }
+
+    /// The ids and the sampling decision the SDK gives a gateway span (see
+    /// [`Self::start`]): the parent's trace id, or a known trace id to continue, or a
+    /// new one; a new span id; the request's directive applied to that trace id.
+    pub fn span_ids(
+        &self,
+        parent: Option<(TraceId, Option<SpanId>, bool)>,
+        directive: SamplingDirective,
+    ) -> (TraceId, SpanId, bool) {
+        let trace_id = parent.map_or_else(|| self.new_trace_id(), |(t, _, _)| t);
+        (
+            trace_id,
+            self.new_span_id(),
+            self.decide(directive, trace_id),
+        )
     }
 
     /// Applies a directive for a request that makes no span.

@@ -156,14 +156,14 @@ impl TestGateway {
     /// `spans` unless the config names a real exporter (then `[telemetry] exporter`
     /// must be given explicitly: the default for tests is in-memory).
     pub fn start(toml: &str) -> TestGateway {
-        Self::boot(toml, None)
+        Self::boot(toml, None, false)
     }
 
     /// Like [`TestGateway::start`], but the config lives in the file `path` (written
     /// with the placeholders replaced) and the file is watched for live reloads.
     /// Returns the gateway and the text with the placeholders replaced, for edits.
     pub fn start_file(path: &std::path::Path, toml: &str) -> TestGateway {
-        Self::boot(toml, Some(path))
+        Self::boot(toml, Some(path), false)
     }
 
     /// `template` with this gateway's addresses (and the in-memory exporter default).
@@ -174,10 +174,16 @@ impl TestGateway {
     /// Boots on fresh free ports. A port found free can be taken before the gateway
     /// binds it (by another test's outgoing connection, which draws its local port from
     /// the same range), so a bind conflict is retried on other ports.
-    fn boot(toml: &str, file: Option<&std::path::Path>) -> TestGateway {
+    /// Like [`TestGateway::start`], but with the span pipeline the config names built
+    /// as the binary builds it, `exporter = "none"` included (`spans` stays empty).
+    pub fn start_real_telemetry(toml: &str) -> TestGateway {
+        Self::boot(toml, None, true)
+    }
+
+    fn boot(toml: &str, file: Option<&std::path::Path>, real_telemetry: bool) -> TestGateway {
         let mut attempts = 0;
         loop {
-            match Self::try_boot(toml, file) {
+            match Self::try_boot(toml, file, real_telemetry) {
                 Err(server::StartError::Bind { addr, source })
                     if source.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 =>
                 {
@@ -192,6 +198,7 @@ impl TestGateway {
     fn try_boot(
         toml: &str,
         file: Option<&std::path::Path>,
+        real_telemetry: bool,
     ) -> Result<TestGateway, server::StartError> {
         let port = free_port();
         let admin_port = free_port();
@@ -210,7 +217,7 @@ impl TestGateway {
         // Tests that exercise the real pipeline (OTLP, stdout) configure an exporter;
         // the rest collect spans in memory.
         let telemetry = match settings.exporter {
-            config::Exporter::None => Telemetry::new(
+            config::Exporter::None if !real_telemetry => Telemetry::new(
                 &Identity {
                     service_name: settings.service_name.clone(),
                     service_instance: settings.service_instance.clone(),
