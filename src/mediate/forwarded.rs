@@ -171,11 +171,16 @@ fn push_param(out: &mut String, v: &str) {
         return;
     }
     out.push('"');
-    for c in v.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    if v.bytes().any(|b| b == b'"' || b == b'\\') {
+        for c in v.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
         }
-        out.push(c);
+    } else {
+        // The common case (a `host:port`): one copy.
+        out.push_str(v);
     }
     out.push('"');
 }
