@@ -37,13 +37,13 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::connectors::TransportConnector;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{GetSocketDigest, Peek, Ssl, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::core::{Arrival, Core, Done, Reply, RequestCtx, Routed};
 use super::limits::ClientStream;
@@ -66,7 +66,6 @@ const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Front {
     core: Arc<Core>,
     proxy: Arc<HttpProxy<Gateway>>,
-    connector: TransportConnector,
 }
 
 impl Front {
@@ -75,7 +74,6 @@ impl Front {
         Front {
             core,
             proxy: Arc::new(proxy),
-            connector: TransportConnector::new(None),
         }
     }
 
@@ -353,11 +351,7 @@ impl Front {
             let reused = pooled.is_some();
             let mut stream = match pooled {
                 Some(s) => s,
-                None => match self
-                    .connector
-                    .new_stream(&x.upstream.peer(address.clone()))
-                    .await
-                {
+                None => match connect(&address, spec.connect_timeout).await {
                     Ok(s) => s,
                     Err(e) if self.core.connect_failed(ctx, &e, &x.req.method) => continue,
                     Err(e) => return Err((e, None)),
@@ -382,6 +376,8 @@ impl Front {
                 &conn.touched,
                 forwarding,
             );
+            // The body (at most MAX_FAST_BODY) goes in the same write as the head.
+            conn.out.extend_from_slice(x.body);
             match self
                 .exchange(ctx, client, conn, x, &mut stream, close)
                 .await
@@ -413,21 +409,15 @@ impl Front {
         client: &mut ClientStream,
         conn: &mut Conn,
         x: &Exchange<'_>,
-        upstream: &mut Stream,
+        upstream: &mut TcpStream,
         close: &mut bool,
     ) -> Result<(u16, usize, bool), Failure> {
         let spec = &x.upstream.spec;
         let stale = |e| Failure::Stale(e);
         conn.deadline.arm(spec.write_timeout);
-        let (out, body) = (&conn.out, x.body);
+        let out = &conn.out;
         conn.deadline
-            .within(ErrorType::WriteTimedout, async {
-                upstream.write_all(out).await?;
-                if !body.is_empty() {
-                    upstream.write_all(body).await?;
-                }
-                upstream.flush().await
-            })
+            .within(ErrorType::WriteTimedout, upstream.write_all(out))
             .await
             .map_err(stale)?;
         conn.deadline.arm(spec.read_timeout);
@@ -538,7 +528,7 @@ impl Front {
         &self,
         client: &mut ClientStream,
         conn: &mut Conn,
-        upstream: &mut Stream,
+        upstream: &mut TcpStream,
         resp: &ResponseHead,
         read_timeout: Duration,
     ) -> pingora::Result<usize> {
@@ -900,10 +890,42 @@ async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> std::io::Re
     client.read_buf(buf).await
 }
 
+/// A new connection to an upstream peer within `limit`. A plain tokio socket with
+/// `TCP_NODELAY`, not pingora's connector: the fast path's upstreams are plain HTTP/1
+/// peers with no per-peer socket options in tracebridge's config, and pingora's
+/// `Stream` adds a write buffer and timing records to every read and write.
+async fn connect(
+    address: &pingora::protocols::l4::socket::SocketAddr,
+    limit: Duration,
+) -> pingora::Result<TcpStream> {
+    let Some(addr) = address.as_inet() else {
+        return Error::e_explain(ErrorType::ConnectError, "not an IP peer");
+    };
+    let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let kind = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                _ => ErrorType::ConnectError,
+            };
+            return Err(Error::because(kind, format!("connecting to {addr}"), e).into_up());
+        }
+        Err(_) => {
+            return Err(
+                Error::explain(ErrorType::ConnectTimedout, format!("connecting to {addr}"))
+                    .into_up(),
+            )
+        }
+    };
+    // Small heads go out at once (pingora sets it on its upstream sockets too).
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Reads more upstream bytes into `buf` within `limit` (nginx's
 /// `proxy_read_timeout`: between two reads).
 async fn read_upstream(
-    upstream: &mut Stream,
+    upstream: &mut TcpStream,
     buf: &mut BytesMut,
     deadline: &mut Deadline,
     limit: Duration,
@@ -923,7 +945,7 @@ async fn read_upstream(
 /// meanwhile (a pipelined request) are kept in `client_buf`. Watching costs no system
 /// call: tokio marks the client socket not readable once a read drained it.
 async fn read_head_watching(
-    upstream: &mut Stream,
+    upstream: &mut TcpStream,
     rbuf: &mut BytesMut,
     client: &mut ClientStream,
     client_buf: &mut BytesMut,

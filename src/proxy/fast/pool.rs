@@ -19,14 +19,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use pingora::protocols::l4::socket::SocketAddr;
-use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Idle connections kept per peer and worker thread (pingora's default pool size).
 pub(super) const MAX_IDLE_PER_PEER: usize = 128;
 
 struct Idle {
-    stream: Stream,
+    stream: TcpStream,
     since: Instant,
 }
 
@@ -35,7 +35,7 @@ thread_local! {
 }
 
 /// An idle connection to `peer` that is still usable, if any.
-pub(super) fn checkout(peer: &SocketAddr, idle_timeout: Duration) -> Option<Stream> {
+pub(super) fn checkout(peer: &SocketAddr, idle_timeout: Duration) -> Option<TcpStream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let (_, list) = idle.iter_mut().find(|(p, _)| p == peer)?;
@@ -49,7 +49,7 @@ pub(super) fn checkout(peer: &SocketAddr, idle_timeout: Duration) -> Option<Stre
 }
 
 /// Keeps `stream` for the next request to `peer`.
-pub(super) fn checkin(peer: &SocketAddr, stream: Stream, idle_timeout: Duration) {
+pub(super) fn checkin(peer: &SocketAddr, stream: TcpStream, idle_timeout: Duration) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = match idle.iter().position(|(p, _)| p == peer) {
@@ -76,7 +76,7 @@ pub(super) fn checkin(peer: &SocketAddr, stream: Stream, idle_timeout: Duration)
 
 /// Whether an idle connection has nothing to read: not closed by the peer, no stray
 /// bytes. One poll with a no-op waker; a readable socket is never reused.
-fn quiet(stream: &mut Stream) -> bool {
+fn quiet(stream: &mut TcpStream) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
