@@ -494,6 +494,19 @@ pub fn sha256_hex(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `text` is refused with exactly the problems `want` (each a message prefix).
+    fn assert_problems(text: &str, want: &[&str]) {
+        let err = load_str(text, None, 1).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        for w in want {
+            assert!(
+                msgs.iter().any(|m| m.starts_with(w)),
+                "{w} not in {msgs:#?}"
+            );
+        }
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+    }
+
     /// One route, which every config needs (unless `server.allow_no_routes`).
     const ROUTE: &str = "\n[upstreams.u]\nkind = \"echo\"\n[[routes]]\nupstream = \"u\"\n";
 
@@ -677,25 +690,19 @@ mod tests {
             upstream = "u"
             propagation = { forwarded = "x", trusted_networks = ["::1/129"], max_injected_bytes = 1 }
         "#;
-        let err = load_str(text, None, 1).unwrap_err();
-        let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
-        let want = [
-            "server.trusted_proxies[1]: invalid network \"not-a-net\"",
-            "propagation.forwarded: unknown mode \"prepend\"",
-            "propagation.trusted_networks[0]: invalid network \"10.0.0.0/33\"",
-            "propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
-            "propagation.max_injected_headers: must be 0 (no budget) or at least 32",
-            "routes[0].propagation.forwarded: unknown mode \"x\"",
-            "routes[0].propagation.trusted_networks[0]: invalid network \"::1/129\"",
-            "routes[0].propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
-        ];
-        for w in want {
-            assert!(
-                msgs.iter().any(|m| m.starts_with(w)),
-                "{w} not in {msgs:#?}"
-            );
-        }
-        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+        assert_problems(
+            text,
+            &[
+                "server.trusted_proxies[1]: invalid network \"not-a-net\"",
+                "propagation.forwarded: unknown mode \"prepend\"",
+                "propagation.trusted_networks[0]: invalid network \"10.0.0.0/33\"",
+                "propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
+                "propagation.max_injected_headers: must be 0 (no budget) or at least 32",
+                "routes[0].propagation.forwarded: unknown mode \"x\"",
+                "routes[0].propagation.trusted_networks[0]: invalid network \"::1/129\"",
+                "routes[0].propagation.max_injected_bytes: must be 0 (no budget) or at least 2048",
+            ],
+        );
     }
 
     #[test]
@@ -764,27 +771,21 @@ mod tests {
             upstream = "u"
             propagation = { trace_id_header = "bad name", cors = { allow_origins = [] } }
         "#;
-        let err = load_str(text, None, 1).unwrap_err();
-        let msgs: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
-        let want = [
-            "propagation.trace_id_header: \"content-length\" is a header the gateway or HTTP",
-            "propagation.timing_allow_origin[0]: invalid origin \"ftp://x\"",
-            "propagation.cors.allow_origins[1]: invalid origin \"example.com\"",
-            "propagation.cors.allow_methods[0]: invalid method \"get\"",
-            "propagation.cors.allow_headers[0]: invalid header name \"bad header\"",
-            "propagation.cors.max_age: must be at most 24h",
-            "propagation.cors.allow_origins: \"*\" with allow_credentials = true",
-            "upstreams.u.propagation.cors.mode: unknown mode \"reply\": expected \"off\", \"augment\" or \"answer\"",
-            "routes[1].propagation.trace_id_header: invalid header name \"bad name\"",
-            "routes[1].propagation.cors.allow_origins: mode \"answer\" needs at least one origin",
-        ];
-        for w in want {
-            assert!(
-                msgs.iter().any(|m| m.starts_with(w)),
-                "{w} not in {msgs:#?}"
-            );
-        }
-        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+        assert_problems(
+            text,
+            &[
+                "propagation.trace_id_header: \"content-length\" is a header the gateway or HTTP",
+                "propagation.timing_allow_origin[0]: invalid origin \"ftp://x\"",
+                "propagation.cors.allow_origins[1]: invalid origin \"example.com\"",
+                "propagation.cors.allow_methods[0]: invalid method \"get\"",
+                "propagation.cors.allow_headers[0]: invalid header name \"bad header\"",
+                "propagation.cors.max_age: must be at most 24h",
+                "propagation.cors.allow_origins: \"*\" with allow_credentials = true",
+                "upstreams.u.propagation.cors.mode: unknown mode \"reply\": expected \"off\", \"augment\" or \"answer\"",
+                "routes[1].propagation.trace_id_header: invalid header name \"bad name\"",
+                "routes[1].propagation.cors.allow_origins: mode \"answer\" needs at least one origin",
+            ],
+        );
     }
 
     #[test]
