@@ -201,7 +201,11 @@ impl TestGateway {
         real_telemetry: bool,
     ) -> Result<TestGateway, server::StartError> {
         let port = free_port();
-        let admin_port = free_port();
+        // Two draws can give the same port back (it was free both times): redraw.
+        let admin_port = (0..100)
+            .map(|_| free_port())
+            .find(|p| *p != port)
+            .expect("a second free port");
         let text = render(toml, port, admin_port);
         if let Some(path) = file {
             std::fs::write(path, &text).expect("write config");
