@@ -46,12 +46,10 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::fast::head::H2_PREFACE;
 use super::fast::Front;
 use crate::reload::ConfigHandle;
 use crate::telemetry::Metrics;
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4), the only thing pingora peeks for.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Open-file descriptors kept back from the automatic cap: listeners, the admin
 /// listener, the config watcher, the span exporter, log files.

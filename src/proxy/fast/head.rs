@@ -51,7 +51,7 @@ pub const MAX_TARGET_BYTES: usize = 65_534;
 const MAX_NAME_BYTES: usize = 65_535;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4): h2c with prior knowledge, handed to pingora.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Chunk extensions allowed over a whole chunked body, and the trailer section: hyper's limits
 /// (`CHUNKED_EXTENSIONS_LIMIT`, `TRAILER_LIMIT`, 16 KiB each), so a peer cannot make the relay

@@ -52,10 +52,7 @@ use crate::codec::HeaderSink;
 use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, UpstreamKind};
 use crate::mediate::HeaderEdit;
-use head::{Framing, HeaderSpan, Parsed, RequestHead, ResponseHead};
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use head::{Framing, HeaderSpan, Parsed, RequestHead, ResponseHead, H2_PREFACE};
 
 /// How long a write to a client may wait for the client to read (nginx's
 /// `send_timeout`, 60 s): a client that stops reading does not hold its connection and
