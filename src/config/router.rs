@@ -212,8 +212,11 @@ impl Router {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
+pub(crate) fn strip_port(host: &str) -> &str {
+    // A byte search: `rsplit_once(':')` goes through the generic char searcher, a
+    // measurable part of routing on every request.
+    let colon = host.bytes().rposition(|b| b == b':');
+    match colon.map(|i| (&host[..i], &host[i + 1..])) {
         Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
             if h.starts_with('[') || !h.contains(':') {
                 h

@@ -291,10 +291,10 @@ impl Core {
             (None, _) => None,
         };
         let client = client.zip(client_text);
-        let none: Arc<str> = Arc::from(NO_ROUTE);
         let route = ctx.route.and_then(|i| snapshot.router.route(i));
         let upstream = route.and_then(|r| snapshot.upstreams.get(r.upstream));
         let Some((route, upstream)) = route.zip(upstream) else {
+            let none: Arc<str> = Arc::from(NO_ROUTE);
             // No route, so no route policy: the `[propagation]` defaults give the span,
             // the access log entry and `traceresponse`, as for a proxied request.
             let trace = RequestTrace::begin(
@@ -531,7 +531,9 @@ impl Core {
             trace.finish(status, ctx.error, ctx.peer_address.as_ref());
         }
         let route = ctx.route_name();
-        let elapsed = ctx.started.elapsed();
+        // One clock read for both durations.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(ctx.started);
         // Without an answer from the upstream, the class of the gateway's own 502/504.
         let upstream_part = ctx.upstream_started.map(|started| {
             let status = if ctx.upstream_status > 0 {
@@ -539,7 +541,7 @@ impl Core {
             } else {
                 status
             };
-            (status, started.elapsed())
+            (status, now.saturating_duration_since(started))
         });
         self.metrics
             .observe_request(route, ctx.upstream_name(), status, elapsed, upstream_part);
@@ -583,9 +585,7 @@ fn facts<'a>(
     upstream: &'a Arc<str>,
     client: Option<(IpAddr, Arc<str>)>,
 ) -> RequestFacts<'a> {
-    let host = arrival
-        .host()
-        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+    let host = arrival.host().map(crate::config::router::strip_port);
     RequestFacts {
         method: arrival.method.as_str(),
         path: arrival.path,

@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -559,6 +559,67 @@ async fn evicted_while_idle(conn: &ConnState) {
     }
 }
 
+/// `main`'s output, or `None` once `side` completes first. Like a biased `select!`,
+/// except that `side` is polled only when its own waker fired rather than on every
+/// wake of the task: a connection's task wakes a few times per request, and polling
+/// the shutdown watch and the eviction `Notify` each time (each takes a lock) was
+/// about 600 instructions per keep-alive request.
+async fn until<T>(main: impl Future<Output = T>, side: impl Future<Output = ()>) -> Option<T> {
+    let mut main = std::pin::pin!(main);
+    let mut side = std::pin::pin!(side);
+    // Starts fired, so the first poll registers `side`'s waiters.
+    let flag = Arc::new(SideWake {
+        fired: AtomicBool::new(true),
+        task: Mutex::new(None),
+    });
+    let side_waker = Waker::from(flag.clone());
+    let mut registered: Option<Waker> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = main.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        // The task's waker for `side`'s wake-ups, updated only when it changed
+        // (tokio's is the same for the life of the task).
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if let Ok(mut task) = flag.task.lock() {
+                *task = Some(cx.waker().clone());
+            }
+            registered = Some(cx.waker().clone());
+        }
+        if flag.fired.swap(false, Ordering::AcqRel)
+            && side
+                .as_mut()
+                .poll(&mut Context::from_waker(&side_waker))
+                .is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The waker [`until`] gives its side future: notes that it fired and wakes the task.
+struct SideWake {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        if let Ok(task) = self.task.lock() {
+            if let Some(w) = task.as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ServerApp for Limited {
     async fn process_new(
@@ -600,12 +661,15 @@ impl ServerApp for Limited {
             idle_timeouts: self.idle_timeouts.clone(),
         };
         drop(snapshot);
-        tokio::select! {
-            biased;
-            reused = self.inner.serve(client, h2, shutdown) => reused,
-            () = idle_at_shutdown(&conn, shutdown.clone()) => None,
-            () = evicted_while_idle(&conn) => None,
-        }
+        let closing = async {
+            tokio::select! {
+                () = idle_at_shutdown(&conn, shutdown.clone()) => {}
+                () = evicted_while_idle(&conn) => {}
+            }
+        };
+        until(self.inner.serve(client, h2, shutdown), closing)
+            .await
+            .flatten()
     }
 
     async fn cleanup(&self) {

@@ -343,7 +343,7 @@ impl Front {
             let pooled = if stale_retried {
                 None
             } else {
-                pool::checkout(&address, spec.idle_timeout)
+                pool::checkout(&address, spec.idle_timeout, ctx.started)
             };
             let reused = pooled.is_some();
             let mut stream = match pooled {
@@ -411,12 +411,25 @@ impl Front {
     ) -> Result<(u16, usize, bool), Failure> {
         let spec = &x.upstream.spec;
         let stale = |e| Failure::Stale(e);
-        conn.deadline.arm(spec.write_timeout);
+        // Usually the whole request fits the socket's send buffer: one non-blocking
+        // write, with no deadline to arm. What is left waits under `write_timeout`.
         let out = &conn.out;
-        conn.deadline
-            .within(ErrorType::WriteTimedout, upstream.write_all(out))
-            .await
-            .map_err(stale)?;
+        let written = match upstream.try_write(out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                return Err(stale(
+                    Error::because(ErrorType::WriteError, "upstream I/O", e).into_up(),
+                ))
+            }
+        };
+        if written < out.len() {
+            conn.deadline.arm(spec.write_timeout);
+            conn.deadline
+                .within(ErrorType::WriteTimedout, upstream.write_all(&out[written..]))
+                .await
+                .map_err(stale)?;
+        }
         conn.deadline.arm(spec.read_timeout);
         conn.rbuf.clear();
         let head_request = x.req.method == Method::HEAD;

@@ -34,13 +34,19 @@ thread_local! {
     static IDLE: RefCell<Vec<(SocketAddr, Vec<Idle>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An idle connection to `peer` that is still usable, if any.
-pub(super) fn checkout(peer: &SocketAddr, idle_timeout: Duration) -> Option<TcpStream> {
+/// An idle connection to `peer` that is still usable at `now`, if any. `now` is the
+/// caller's clock read (the request's start: a few microseconds old), not a new one.
+pub(super) fn checkout(
+    peer: &SocketAddr,
+    idle_timeout: Duration,
+    now: Instant,
+) -> Option<TcpStream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let (_, list) = idle.iter_mut().find(|(p, _)| p == peer)?;
         while let Some(mut conn) = list.pop() {
-            if conn.since.elapsed() < idle_timeout && quiet(&mut conn.stream) {
+            if now.saturating_duration_since(conn.since) < idle_timeout && quiet(&mut conn.stream)
+            {
                 return Some(conn.stream);
             }
         }
@@ -61,16 +67,14 @@ pub(super) fn checkin(peer: &SocketAddr, stream: TcpStream, idle_timeout: Durati
             }
         };
         // The oldest are at the front: expired ones go first, then any over the bound.
+        let now = Instant::now();
         let expired = list
             .iter()
-            .take_while(|c| c.since.elapsed() >= idle_timeout)
+            .take_while(|c| now.saturating_duration_since(c.since) >= idle_timeout)
             .count();
         let over = (list.len() - expired + 1).saturating_sub(MAX_IDLE_PER_PEER);
         list.drain(..expired + over);
-        list.push(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        list.push(Idle { stream, since: now });
     });
 }
 
