@@ -284,6 +284,74 @@ fn the_upstream_gets_one_head_with_the_trace_context_and_the_clients_own_header_
     assert!(sent.ends_with("\r\n\r\nhello"), "body: {sent}");
 }
 
+/// The fast path reuses a connection's forwarding headers from one request to the next
+/// (`ForwardingMemo`): only while they cannot differ.
+#[test]
+fn forwarding_headers_follow_each_keep_alive_request_host_and_a_trusted_proxys_chain() {
+    let origin = ScriptedOrigin::start(|_, _, _| ok("fine"));
+    let gw = gateway(origin.addr, "");
+    let got = exchange(
+        gw.port,
+        b"GET /1 HTTP/1.1\r\nHost: a.example\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.example\r\n\r\nGET /3 HTTP/1.1\r\nHost: b.example\r\n\r\n",
+        3,
+    );
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+    let hosts: Vec<String> = origin
+        .requests()
+        .iter()
+        .map(|r| {
+            let lower = r.to_ascii_lowercase();
+            let xfh = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("x-forwarded-host: "))
+                .unwrap_or("-")
+                .to_string();
+            assert!(
+                lower.contains(&format!("forwarded: for=127.0.0.1;host={xfh};proto=http")),
+                "{r}"
+            );
+            xfh
+        })
+        .collect();
+    assert_eq!(hosts, ["a.example", "a.example", "b.example"]);
+
+    // From a trusted proxy the chain it sends is part of the value: never reused.
+    let origin = ScriptedOrigin::start(|_, _, _| ok("fine"));
+    let gw = TestGateway::start(&format!(
+        r#"
+        [server]
+        listen = ["{{listen}}"]
+        admin_listen = "{{admin}}"
+        threads = 1
+        fast_path = true
+        trusted_proxies = ["127.0.0.1/32"]
+        [upstreams.origin]
+        peers = ["{}"]
+        [[routes]]
+        name = "main"
+        upstream = "origin"
+        "#,
+        origin.addr
+    ));
+    exchange(
+        gw.port,
+        b"GET /1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.2\r\n\r\n",
+        2,
+    );
+    let sent = origin.requests();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0].contains("x-forwarded-for: 192.0.2.1, 127.0.0.1\r\n"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[1].contains("x-forwarded-for: 192.0.2.2, 127.0.0.1\r\n"),
+        "{}",
+        sent[1]
+    );
+}
+
 #[test]
 fn a_pooled_connection_the_origin_closed_under_the_request_is_retried_once_for_a_get_only() {
     // Every connection's second request is read and dropped without an answer: the race

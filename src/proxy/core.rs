@@ -20,7 +20,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::codec::HeaderSink;
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
-use crate::mediate::{forwarded, HeaderEdit};
+use crate::mediate::forwarded::{self, ForwardedMode};
+use crate::mediate::HeaderEdit;
 use crate::model::TraceId;
 use crate::reload::ConfigHandle;
 use crate::telemetry::access_log::{self, Entry};
@@ -106,7 +107,7 @@ pub struct RequestCtx {
     /// could be written (the client left: 499).
     pub(crate) failure_status: Option<u16>,
     /// The forwarding headers (`X-Forwarded-*`, `Forwarded`) every attempt sets.
-    forwarding: Vec<(HeaderName, HeaderValue)>,
+    forwarding: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// When the first attempt to reach the upstream began (upstream duration metric).
     upstream_started: Option<Instant>,
     /// The status the upstream answered with (0 = no answer).
@@ -116,6 +117,40 @@ pub struct RequestCtx {
     pub(crate) dial: Option<super::dial::DialTicket>,
     /// Counts this request in `tracebridge_requests_in_flight` until the context drops.
     _in_flight: InFlight,
+}
+
+/// The forwarding headers of a connection's last request. From a peer that is not a
+/// trusted proxy they depend only on the mode, the peer, the scheme and `Host`, and
+/// the peer and scheme are the connection's: a keep-alive request with the same mode
+/// and `Host` reuses them instead of building four header values again.
+#[derive(Default)]
+pub(crate) struct ForwardingMemo {
+    key: Option<(ForwardedMode, Option<Box<str>>)>,
+    headers: Option<Arc<[(HeaderName, HeaderValue)]>>,
+}
+
+impl ForwardingMemo {
+    /// The headers for `mode` and `host`: the remembered ones, or `build`'s.
+    fn get(
+        &mut self,
+        mode: ForwardedMode,
+        host: Option<&str>,
+        build: impl FnOnce() -> Vec<(HeaderName, HeaderValue)>,
+    ) -> Arc<[(HeaderName, HeaderValue)]> {
+        let hit = self
+            .key
+            .as_ref()
+            .is_some_and(|(m, h)| *m == mode && h.as_deref() == host);
+        match &self.headers {
+            Some(headers) if hit => headers.clone(),
+            _ => {
+                let headers: Arc<[_]> = build().into();
+                self.key = Some((mode, host.map(Box::from)));
+                self.headers = Some(headers.clone());
+                headers
+            }
+        }
+    }
 }
 
 impl RequestCtx {
@@ -246,7 +281,7 @@ impl Core {
             peer_address: None,
             error: None,
             failure_status: None,
-            forwarding: Vec::new(),
+            forwarding: None,
             upstream_started: None,
             upstream_status: 0,
             dial: None,
@@ -273,7 +308,15 @@ impl Core {
 
     /// Starts the request on the route [`Self::route`] found: the client address, the
     /// forwarding headers, extraction, trust, sampling and the gateway span.
-    pub(crate) fn begin(&self, ctx: &mut RequestCtx, arrival: &Arrival<'_>) -> Routed {
+    ///
+    /// `memo` carries the forwarding headers of the connection's previous request
+    /// (the fast path keeps one per connection); `None` computes them afresh.
+    pub(crate) fn begin(
+        &self,
+        ctx: &mut RequestCtx,
+        arrival: &Arrival<'_>,
+        memo: Option<&mut ForwardingMemo>,
+    ) -> Routed {
         let snapshot = ctx.snapshot.clone();
         let trusted_proxies = &snapshot.server.trusted_proxies;
         let peer = arrival.peer.map(|p| p.to_canonical());
@@ -319,7 +362,13 @@ impl Core {
                 scheme: arrival.scheme(),
                 host: arrival.host_header().or(arrival.authority),
             };
-            ctx.forwarding = forwarded::headers(route.policy.forwarded, &hop, arrival.headers);
+            let mode = route.policy.forwarded;
+            ctx.forwarding = match memo {
+                Some(memo) if !hop.trusted => Some(memo.get(mode, hop.host, || {
+                    forwarded::headers(mode, &hop, arrival.headers)
+                })),
+                _ => Some(forwarded::headers(mode, &hop, arrival.headers).into()),
+            };
         }
         ctx.trace = Some(RequestTrace::begin(
             route.policy.clone(),
@@ -423,7 +472,7 @@ impl Core {
 
     /// Writes the forwarding headers and the trace context into one outgoing request.
     pub(crate) fn prepare_upstream(&self, ctx: &mut RequestCtx, req: &mut dyn HeaderEdit) {
-        for (name, value) in &ctx.forwarding {
+        for (name, value) in self.forwarding(ctx) {
             req.set(name.clone(), value.clone());
         }
         self.inject(ctx, req);
@@ -433,7 +482,7 @@ impl Core {
     /// each replacing every incoming value of its name. [`Self::prepare_upstream`] sets
     /// them; the fast path writes them straight into the upstream head instead.
     pub(crate) fn forwarding<'c>(&self, ctx: &'c RequestCtx) -> &'c [(HeaderName, HeaderValue)] {
-        &ctx.forwarding
+        ctx.forwarding.as_deref().unwrap_or_default()
     }
 
     /// Writes the trace context into one outgoing request (every attempt is a call).
@@ -602,5 +651,33 @@ fn facts<'a>(
         route,
         route_template: template,
         upstream,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarding_memo_is_reused_only_for_the_same_mode_and_host() {
+        let mut memo = ForwardingMemo::default();
+        let mut built = 0;
+        let mut get = |mode, host: Option<&str>| {
+            memo.get(mode, host, || {
+                built += 1;
+                vec![(
+                    forwarded::X_FORWARDED_HOST.clone(),
+                    HeaderValue::from_str(host.unwrap_or("-")).unwrap(),
+                )]
+            })
+        };
+        let a = get(ForwardedMode::Append, Some("a"));
+        let again = get(ForwardedMode::Append, Some("a"));
+        assert!(Arc::ptr_eq(&a, &again), "same mode and host: reused");
+        let b = get(ForwardedMode::Append, Some("b"));
+        assert_eq!(b[0].1, "b");
+        get(ForwardedMode::Replace, Some("b"));
+        get(ForwardedMode::Replace, None);
+        assert_eq!(built, 4, "a new host or mode builds again");
     }
 }

@@ -155,7 +155,7 @@ impl ProxyHttp for Gateway {
         *ctx = self.core.new_ctx();
         let arrival = arrival(session);
         self.core.route(ctx, &arrival);
-        match self.core.begin(ctx, &arrival) {
+        match self.core.begin(ctx, &arrival, None) {
             Routed::Upstream(_) => Ok(false),
             Routed::Reply(reply) => {
                 respond(session, reply).await?;

@@ -45,7 +45,7 @@ use pingora::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::core::{Arrival, Core, Done, Reply, RequestCtx, Routed};
+use super::core::{Arrival, Core, Done, ForwardingMemo, Reply, RequestCtx, Routed};
 use super::limits::ClientStream;
 use super::Gateway;
 use crate::codec::HeaderSink;
@@ -134,6 +134,7 @@ impl Front {
                 .and_then(|a| a.as_inet())
                 .map(|a| a.port()),
             tls: client.get_ssl_digest().is_some(),
+            forwarding: ForwardingMemo::default(),
         };
         loop {
             match self.one(&mut client, &mut conn, shutdown).await {
@@ -260,7 +261,10 @@ impl Front {
         }
         let keepalive = ctx.snapshot.server.keepalive_timeout;
         let mut close = req.close || keepalive.is_zero() || *shutdown.borrow();
-        let (status, sent) = match self.core.begin(&mut ctx, &arrival) {
+        let (status, sent) = match self
+            .core
+            .begin(&mut ctx, &arrival, Some(&mut conn.forwarding))
+        {
             Routed::Upstream(up) => {
                 let exchange = Exchange {
                     req: &req,
@@ -426,7 +430,10 @@ impl Front {
         if written < out.len() {
             conn.deadline.arm(spec.write_timeout);
             conn.deadline
-                .within(ErrorType::WriteTimedout, upstream.write_all(&out[written..]))
+                .within(
+                    ErrorType::WriteTimedout,
+                    upstream.write_all(&out[written..]),
+                )
                 .await
                 .map_err(stale)?;
         }
@@ -668,6 +675,8 @@ struct Conn {
     peer_text: Option<Arc<str>>,
     local_port: Option<u16>,
     tls: bool,
+    /// The forwarding headers of the previous request, reused when they still apply.
+    forwarding: ForwardingMemo,
 }
 
 /// One request's parts for the upstream exchange.

@@ -45,8 +45,7 @@ pub(super) fn checkout(
         let mut idle = idle.borrow_mut();
         let (_, list) = idle.iter_mut().find(|(p, _)| p == peer)?;
         while let Some(mut conn) = list.pop() {
-            if now.saturating_duration_since(conn.since) < idle_timeout && quiet(&mut conn.stream)
-            {
+            if now.saturating_duration_since(conn.since) < idle_timeout && quiet(&mut conn.stream) {
                 return Some(conn.stream);
             }
         }
