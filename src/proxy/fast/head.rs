@@ -64,6 +64,8 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 pub struct HeaderSpan {
     pub name: Range<usize>,
     pub value: Range<usize>,
+    /// What the name is, classified once while parsing.
+    pub known: Known,
 }
 
 /// A request head the fast path may proxy itself.
@@ -179,35 +181,83 @@ fn digits(value: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Which header fields the rules look at, by name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Known {
+/// Which header fields the framing rules and the relay look at, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
     Host,
     ContentLength,
     TransferEncoding,
     Connection,
     Upgrade,
     Expect,
+    /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`: hop-by-hop, nothing else.
+    OtherHopByHop,
     Other,
+}
+
+impl Known {
+    /// A hop-by-hop field (RFC 9110 §7.6.1), never relayed as it came.
+    pub fn hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Known::Connection | Known::Upgrade | Known::TransferEncoding | Known::OtherHopByHop
+        )
+    }
 }
 
 #[inline]
 fn classify(name: &[u8]) -> Known {
-    // The length picks at most one candidate, so most fields cost one comparison of lengths.
+    // The length picks at most two candidates, so most fields cost one comparison of
+    // lengths.
     let (candidate, known): (&[u8], Known) = match name.len() {
+        2 => (b"te", Known::OtherHopByHop),
         4 => (b"host", Known::Host),
         6 => (b"expect", Known::Expect),
+        7 if lower_eq(name, b"trailer") => return Known::OtherHopByHop,
         7 => (b"upgrade", Known::Upgrade),
+        10 if lower_eq(name, b"keep-alive") => return Known::OtherHopByHop,
         10 => (b"connection", Known::Connection),
         14 => (b"content-length", Known::ContentLength),
+        16 => (b"proxy-connection", Known::OtherHopByHop),
         17 => (b"transfer-encoding", Known::TransferEncoding),
         _ => return Known::Other,
     };
-    if name.eq_ignore_ascii_case(candidate) {
+    if lower_eq(name, candidate) {
         known
     } else {
         Known::Other
     }
+}
+
+/// `name` equals `lower` (lowercase letters and `-`) ignoring ASCII case, for a `name`
+/// made of token characters (httparse checked them): OR-ing 0x20 lowercases a letter
+/// and leaves every other token character as it is, or turns it into a byte `lower`
+/// does not contain (`^` → `~`, `_` → DEL). Eight bytes at a time: this runs for every
+/// request and response header.
+#[inline]
+fn lower_eq(name: &[u8], lower: &[u8]) -> bool {
+    if name.len() != lower.len() {
+        return false;
+    }
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let word = |b: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if name.len() < 8 {
+        return name.iter().zip(lower).all(|(a, b)| a | 0x20 == *b);
+    }
+    // Whole words, then one that ends at the last byte (overlapping the one before).
+    let mut at = 0;
+    while at + 8 <= name.len() {
+        if word(name, at) | FOLD != word(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    let last = name.len() - 8;
+    at == name.len() || word(name, last) | FOLD == word(lower, last)
 }
 
 /// Byte classes of an origin-form target, mirroring the `http` crate's `PathAndQuery` parser
@@ -433,8 +483,9 @@ pub fn parse_request(buf: &[u8], headers: &mut Vec<HeaderSpan>) -> Parsed {
         if name.len() > MAX_NAME_BYTES {
             return reject(431, "header name too long");
         }
-        match classify(h.name.as_bytes()) {
-            Known::Other => {}
+        let known = classify(h.name.as_bytes());
+        match known {
+            Known::Other | Known::OtherHopByHop => {}
             Known::Host => {
                 hosts += 1;
                 host = Some(index);
@@ -451,7 +502,7 @@ pub fn parse_request(buf: &[u8], headers: &mut Vec<HeaderSpan>) -> Parsed {
             Known::Upgrade => upgrade = true,
             Known::Expect => expect = true,
         }
-        headers.push(HeaderSpan { name, value });
+        headers.push(HeaderSpan { name, value, known });
     }
 
     // Framing first: these are unsafe whichever path would take the request.
@@ -609,7 +660,8 @@ pub fn parse_response(
         if !crlf_after(buf, value_end) {
             return Err("bare lf in response head");
         }
-        match classify(h.name.as_bytes()) {
+        let known = classify(h.name.as_bytes());
+        match known {
             Known::ContentLength => {
                 // A comma list of equal values is one value (RFC 9110 §8.6).
                 let mut any = false;
@@ -638,6 +690,7 @@ pub fn parse_response(
         headers.push(HeaderSpan {
             name: range(buf, h.name.as_bytes()),
             value: range(buf, h.value),
+            known,
         });
     }
 
@@ -850,6 +903,22 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::strategy::Strategy;
+
+    /// Every name `classify` knows, and what it is.
+    const KNOWN_NAMES: [(&str, Known); 10] = [
+        ("host", Known::Host),
+        ("content-length", Known::ContentLength),
+        ("transfer-encoding", Known::TransferEncoding),
+        ("connection", Known::Connection),
+        ("upgrade", Known::Upgrade),
+        ("expect", Known::Expect),
+        ("keep-alive", Known::OtherHopByHop),
+        ("proxy-connection", Known::OtherHopByHop),
+        ("te", Known::OtherHopByHop),
+        ("trailer", Known::OtherHopByHop),
+    ];
 
     fn parse(buf: &[u8]) -> (Parsed, Vec<HeaderSpan>) {
         let mut headers = Vec::new();
@@ -1460,6 +1529,26 @@ mod tests {
                     proptest::prop_assert!(head.head_len <= buf.len());
                 }
             }
+        }
+
+        /// The word-wise name comparison agrees with `eq_ignore_ascii_case` on every
+        /// token-character name, near misses of the known names included.
+        #[test]
+        fn classify_agrees_with_a_plain_case_insensitive_match(
+            name in proptest::prop_oneof![
+                "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}",
+                proptest::sample::select(KNOWN_NAMES.map(|(n, _)| n).to_vec())
+                    .prop_flat_map(|n| (proptest::strategy::Just(n), 0..n.len(), "[!#$%&'*+.^_`|~0-9A-Za-z-]"))
+                    .prop_map(|(n, i, c)| { let mut s = n.to_string(); s.replace_range(i..=i, &c); s }),
+                proptest::sample::select(KNOWN_NAMES.map(|(n, _)| n).to_vec())
+                    .prop_map(|n| n.to_ascii_uppercase()),
+            ]
+        ) {
+            let want = KNOWN_NAMES
+                .iter()
+                .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+                .map_or(Known::Other, |(_, k)| *k);
+            proptest::prop_assert_eq!(classify(name.as_bytes()), want, "{}", name);
         }
 
         /// The end of a chunked body does not depend on how its bytes are split.

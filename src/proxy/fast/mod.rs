@@ -52,7 +52,7 @@ use crate::codec::HeaderSink;
 use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, UpstreamKind};
 use crate::mediate::HeaderEdit;
-use head::{Framing, HeaderSpan, Parsed, RequestHead, ResponseHead, H2_PREFACE};
+use head::{Framing, HeaderSpan, Known, Parsed, RequestHead, ResponseHead, H2_PREFACE};
 
 /// How long a write to a client may wait for the client to read (nginx's
 /// `send_timeout`, 60 s): a client that stops reading does not hold its connection and
@@ -707,21 +707,6 @@ fn restore(buf: &mut BytesMut, head: &Bytes, body: &Bytes) {
     *buf = whole;
 }
 
-/// Request headers that concern one connection only (RFC 9110 §7.6.1), plus those the
-/// gateway sets itself for the upstream connection.
-fn hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"transfer-encoding",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
 /// The upstream request head: the request line as received (origin-form, HTTP/1.1),
 /// every end-to-end header in its original spelling and order except those mediation
 /// touched or the forwarding headers replace, then those from the edited map, then the
@@ -742,7 +727,7 @@ fn upstream_head(
     for s in spans {
         let name = &x.head[s.name.clone()];
         let replaced = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
-        if hop_by_hop(name)
+        if s.known.hop_by_hop()
             || touched.iter().any(replaced)
             || forwarding.iter().any(|(n, _)| replaced(n))
         {
@@ -791,9 +776,8 @@ fn response_head(
     out.extend_from_slice(b"\r\n");
     for s in spans {
         let name = &rbuf[s.name.clone()];
-        let chunked_te =
-            resp.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
-        if (hop_by_hop(name) && !chunked_te)
+        let chunked_te = resp.framing == Framing::Chunked && s.known == Known::TransferEncoding;
+        if (s.known.hop_by_hop() && !chunked_te)
             || added
                 .iter()
                 .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
