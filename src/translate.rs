@@ -254,7 +254,7 @@ pub fn simulate(
         .ok_or_else(|| TranslateError::NoRoute(format!("no route {index}")))?;
     let policy: &Policy = &route.policy;
     let plan = mediate::plan(policy, input);
-    let formats = mediate::formats_to_inject(policy, &plan);
+    let formats = mediate::formats_to_inject(policy, &plan).to_vec();
     let ids = RandomIdGenerator::default();
     let random_trace = || loop {
         if let Some(t) = TraceId::new(u128::from_be_bytes(ids.new_trace_id().to_bytes())) {

@@ -159,6 +159,52 @@ impl FormatSet {
     }
 }
 
+/// Distinct formats in order, held inline: the formats one request injects, without an
+/// allocation per request. At most one of each format, so [`Format::ALL`] bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatList {
+    len: u8,
+    items: [Format; Format::ALL.len()],
+}
+
+impl Default for FormatList {
+    fn default() -> Self {
+        FormatList {
+            len: 0,
+            items: Format::ALL,
+        }
+    }
+}
+
+impl FormatList {
+    /// Appends `f` unless it is already in the list.
+    pub fn push(&mut self, f: Format) {
+        if !self.contains(&f) {
+            // Distinct formats never outnumber `Format::ALL`, the array's length.
+            self.items[usize::from(self.len)] = f;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Deref for FormatList {
+    type Target = [Format];
+
+    fn deref(&self) -> &[Format] {
+        &self.items[..usize::from(self.len)]
+    }
+}
+
+impl From<&[Format]> for FormatList {
+    fn from(formats: &[Format]) -> Self {
+        let mut list = FormatList::default();
+        for &f in formats {
+            list.push(f);
+        }
+        list
+    }
+}
+
 /// Which formats have at least one of their headers in `headers`, in one pass over the
 /// map: extraction and stripping then touch only those formats, instead of looking up
 /// every known header name of all 13 formats on every request.
@@ -218,6 +264,19 @@ mod tests {
             (_, Err(e)) | (Err(e), _) => Err(e),
             (Ok(None), Ok(None)) => Ok(None),
         }
+    }
+
+    #[test]
+    fn a_format_list_keeps_order_drops_repeats_and_holds_every_format() {
+        let mut list = FormatList::from(&[Format::Jaeger, Format::B3, Format::Jaeger][..]);
+        list.push(Format::TraceContext);
+        list.push(Format::B3);
+        assert_eq!(&*list, [Format::Jaeger, Format::B3, Format::TraceContext]);
+        let mut all = FormatList::default();
+        for f in Format::ALL.into_iter().chain(Format::ALL) {
+            all.push(f);
+        }
+        assert_eq!(&*all, Format::ALL);
     }
 
     /// Every `b3-*` vector of tests/data/vectors.json, through both B3 codecs.

@@ -18,7 +18,7 @@ pub(crate) mod policy;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::codec::{DecodeError, Format, FormatSet, HeaderSink, Injected};
+use crate::codec::{DecodeError, Format, FormatList, FormatSet, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
@@ -194,8 +194,6 @@ impl HeaderEdit for HeaderMap {
 /// What [`inject`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InjectReport {
-    /// The formats written, in order.
-    pub formats: Vec<Format>,
     /// The formats that left baggage entries out, with what they dropped and why (empty,
     /// and not allocated, in the common case).
     pub baggage_dropped: Vec<(Format, Injected)>,
@@ -292,13 +290,11 @@ impl HeaderSink for Tee<'_> {
 
 /// The formats to write: the policy's list, plus with `preserve` the ones that
 /// arrived, without duplicates, in that order.
-pub fn formats_to_inject(policy: &Policy, plan: &Plan) -> Vec<Format> {
-    let mut out = policy.inject.clone();
+pub fn formats_to_inject(policy: &Policy, plan: &Plan) -> FormatList {
+    let mut out = FormatList::from(&policy.inject[..]);
     if policy.preserve {
-        for f in &plan.arrived {
-            if !out.contains(f) {
-                out.push(*f);
-            }
+        for &f in &plan.arrived {
+            out.push(f);
         }
     }
     out
@@ -408,7 +404,6 @@ fn write_all(
         if injected.baggage_dropped > 0 {
             report.baggage_dropped.push((format, injected));
         }
-        report.formats.push(format);
     }
     report.headers = tee.tally.headers;
     report.bytes = tee.tally.bytes;

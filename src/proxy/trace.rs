@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::codec::{Format, FormatSet, HeaderSink};
+use crate::codec::{Format, FormatList, FormatSet, HeaderSink};
 use crate::mediate::{self, HeaderEdit, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 use crate::telemetry::coverage::Observation;
@@ -20,7 +20,7 @@ pub struct RequestTrace {
     /// The context every injected format carries.
     pub outgoing: TraceContext,
     /// The formats written into each outgoing request.
-    pub formats: Vec<Format>,
+    pub formats: FormatList,
     /// The id the upstream sees as its parent: the gateway span's, or the incoming
     /// parent on propagation-only routes.
     pub span_id: SpanId,
@@ -147,9 +147,9 @@ impl RequestTrace {
             budget,
             req,
         );
-        for f in &report.formats {
-            metrics.injected_for(*f).inc();
-            self.observation.injected.insert(*f);
+        for &f in self.formats.iter() {
+            metrics.injected_for(f).inc();
+            self.observation.injected.insert(f);
         }
         for (format, injected) in &report.baggage_dropped {
             for (reason, n) in injected.baggage_drops() {
