@@ -33,8 +33,9 @@ pub struct RequestTrace {
     /// The span id of the incoming context (continued or, on `restart`, linked).
     pub incoming_parent: Option<SpanId>,
     /// The endpoint named in SkyWalking / EagleEye headers (the request path; the
-    /// span's `url.path` shares it).
-    endpoint: Arc<str>,
+    /// span's `url.path` shares it). Only made when a span or one of those formats
+    /// needs it: `None` is an empty endpoint.
+    endpoint: Option<Arc<str>>,
     /// The formats whose headers the request carries (for stripping).
     present: FormatSet,
     /// Outgoing calls made so far (retries count).
@@ -53,7 +54,6 @@ impl RequestTrace {
         telemetry: &Telemetry,
         metrics: &Metrics,
     ) -> RequestTrace {
-        let endpoint: Arc<str> = facts.path.into();
         let plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
         count_extraction(&plan, facts.route, metrics);
         let observation = Observation {
@@ -64,6 +64,10 @@ impl RequestTrace {
             preflight: false,
         };
         let formats = mediate::formats_to_inject(&policy, &plan);
+        let mut endpoint: Option<Arc<str>> = formats
+            .iter()
+            .any(|f| matches!(f, Format::SkyWalking | Format::EagleEye))
+            .then(|| facts.path.into());
         let parent = remote_parent(&plan);
         // Degraded (the span pipeline cannot keep up): propagation only, by itself.
         let (trace_id, span_id, sampled, span) = if policy.span && !telemetry.exports() {
@@ -71,7 +75,8 @@ impl RequestTrace {
             let (t, s, sampled) = telemetry.span_ids(parent, plan.directive);
             (t, s, sampled, None)
         } else if policy.span && !telemetry.degraded() {
-            let span = GatewaySpan::start(telemetry, &plan, facts, &endpoint);
+            let path = endpoint.get_or_insert_with(|| facts.path.into());
+            let span = GatewaySpan::start(telemetry, &plan, facts, path);
             metrics.spans_started.inc();
             match span.ids() {
                 (Some(t), Some(s), sampled) => (t, s, sampled, Some(span)),
@@ -130,7 +135,7 @@ impl RequestTrace {
             span_id: self.span_id,
             service: &telemetry.service_name,
             instance: &telemetry.service_instance,
-            endpoint: &self.endpoint,
+            endpoint: self.endpoint.as_deref().unwrap_or_default(),
             peer_address,
             call_index: self.calls,
         };
