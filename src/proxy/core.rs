@@ -47,6 +47,9 @@ pub(crate) struct Arrival<'a> {
     /// The authority of an absolute-form target (or HTTP/2's `:authority`).
     pub(crate) authority: Option<&'a str>,
     pub(crate) headers: &'a HeaderMap,
+    /// `Host` as text (`None`: absent or not visible ASCII), read once by the caller
+    /// for routing, the span and the forwarding headers.
+    pub(crate) host_header: Option<&'a str>,
     /// The TCP peer.
     pub(crate) peer: Option<IpAddr>,
     /// `peer` (canonical) as text, when the connection keeps it formatted.
@@ -63,17 +66,11 @@ impl Arrival<'_> {
         (self.method, self.headers)
     }
 
-    fn host_header(&self) -> Option<&str> {
-        self.headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    }
-
     /// The host the client addressed: the target's authority, else `Host` (with port).
     fn host(&self) -> Option<&str> {
         self.authority
             .map(|a| a.rsplit_once('@').map_or(a, |(_, h)| h))
-            .or_else(|| self.host_header())
+            .or(self.host_header)
     }
 
     fn scheme(&self) -> &'static str {
@@ -360,7 +357,7 @@ impl Core {
                 client: *client,
                 client_text,
                 scheme: arrival.scheme(),
-                host: arrival.host_header().or(arrival.authority),
+                host: arrival.host_header.or(arrival.authority),
             };
             let mode = route.policy.forwarded;
             ctx.forwarding = match memo {

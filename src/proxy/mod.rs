@@ -73,6 +73,10 @@ fn arrival(session: &Session) -> Arrival<'_> {
         path: req.uri.path(),
         authority: req.uri.authority().map(|a| a.as_str()),
         headers: &req.headers,
+        host_header: req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
         peer: session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -244,6 +244,10 @@ impl Front {
             path,
             authority: None,
             headers: &conn.map,
+            // The parser checked its bytes (`valid_host`): visible ASCII.
+            host_header: req
+                .host
+                .and_then(|i| std::str::from_utf8(&head[conn.spans[i].value.clone()]).ok()),
             peer: conn.peer,
             peer_text: conn.peer_text.as_ref(),
             tls: conn.tls,
