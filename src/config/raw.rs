@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::mediate::browser::CorsMode;
-use crate::mediate::{ForwardedMode, Strategy, Trust};
+use crate::mediate::{ForwardedMode, Mode, Strategy, Trust};
 use crate::model::named::named_enum;
 use crate::model::Named;
 
@@ -502,6 +502,10 @@ pub struct RawUpstream {
     pub max_concurrent_streams: i64,
     /// Active health checking; absent = every peer is assumed healthy.
     pub health_check: Option<RawHealthCheck>,
+    /// `"mediate"` (default: write and strip trace headers) or `"observe"` (change no
+    /// header; extract, count and span as usual and record what mediate would write),
+    /// for every route to this upstream; a route's own `mode` wins.
+    pub mode: Option<Choice<Mode>>,
     /// Propagation overrides for every route to this upstream.
     pub propagation: RawPropagationOverride,
     /// Sampling overrides for every route to this upstream.
@@ -524,6 +528,7 @@ impl Default for RawUpstream {
             retry_on_connect_failure: true,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             health_check: None,
+            mode: None,
             propagation: RawPropagationOverride::default(),
             sampling: RawSamplingOverride::default(),
         }
@@ -578,6 +583,9 @@ pub struct RawRoute {
     pub header: Option<RawHeaderMatch>,
     /// The upstream this route forwards to.
     pub upstream: String,
+    /// `"mediate"` or `"observe"` for this route (over its upstream's `mode`; absent =
+    /// the upstream's, else `"mediate"`).
+    pub mode: Option<Choice<Mode>>,
     /// Propagation overrides for this route (over the upstream's, over the defaults).
     pub propagation: RawPropagationOverride,
     /// Sampling overrides for this route.
@@ -593,6 +601,7 @@ impl Default for RawRoute {
             methods: Vec::new(),
             header: None,
             upstream: String::new(),
+            mode: None,
             propagation: RawPropagationOverride::default(),
             sampling: RawSamplingOverride::default(),
         }

@@ -23,7 +23,7 @@ use super::spec::{
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
 use crate::mediate::browser::{Browser, BrowserOverride, CorsMode, CorsOverride, OriginPattern};
-use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
+use crate::mediate::{ForwardedMode, Mode, Policy, PolicyOverride, Strategy, Trust};
 use crate::model::Named;
 
 /// One thing wrong with a config file.
@@ -457,7 +457,13 @@ fn upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> UpstreamSpec {
     UpstreamSpec {
         name: name.to_string(),
         kind,
-        policy: policy_override(c, &format!("upstreams.{name}"), &u.propagation, &u.sampling),
+        policy: policy_override(
+            c,
+            &format!("upstreams.{name}"),
+            u.mode.as_ref(),
+            &u.propagation,
+            &u.sampling,
+        ),
     }
 }
 
@@ -699,6 +705,9 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             check_browser(c, "propagation.cors", &browser);
             browser
         },
+        // Set per upstream or route only: a whole gateway in observe mode is every
+        // route in it.
+        mode: Mode::Mediate,
     }
 }
 
@@ -878,10 +887,12 @@ fn budget(c: &mut Collector, at: &str, v: usize, min: usize) -> usize {
 fn policy_override(
     c: &mut Collector,
     at: &str,
+    mode: Option<&Choice<Mode>>,
     p: &RawPropagationOverride,
     s: &RawSamplingOverride,
 ) -> PolicyOverride {
     PolicyOverride {
+        mode: mode.and_then(|m| c.choice(format!("{at}.mode"), m)),
         extract: p
             .extract
             .as_ref()
@@ -1197,8 +1208,13 @@ fn routes(
                 }
             }
         };
-        let route_override =
-            policy_override(c, &format!("routes[{i}]"), &r.propagation, &r.sampling);
+        let route_override = policy_override(
+            c,
+            &format!("routes[{i}]"),
+            r.mode.as_ref(),
+            &r.propagation,
+            &r.sampling,
+        );
         let base = upstreams
             .get(upstream)
             .map_or_else(|| defaults.clone(), |u| u.policy.apply(defaults));

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::pipeline::PipelineStats;
 use crate::codec::Format;
-use crate::telemetry::coverage::Coverage;
+use crate::telemetry::coverage::{Coverage, Observation};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -47,6 +47,12 @@ pub struct Metrics {
     /// of a request to keep its injected trace headers within `max_injected_bytes`
     /// (`bytes`) or `max_injected_headers` (`headers`).
     pub budget_dropped: IntCounterVec,
+    /// `tracebridge_observe_would_inject_total{route,format}`: requests on observe-mode
+    /// routes that mediate mode would have written this format into.
+    pub would_inject: IntCounterVec,
+    /// `tracebridge_observe_would_strip_total{route,format}`: requests on observe-mode
+    /// routes whose headers of this format mediate mode would have removed.
+    pub would_strip: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -175,7 +181,19 @@ impl Metrics {
             "Baggage members left out of a request to keep its injected trace headers within the budget, by the limit reached.",
             &["reason"],
         )?;
+        let would_inject = counter_vec(
+            "tracebridge_observe_would_inject_total",
+            "Requests on observe-mode routes that mediate mode would have written this format into (nothing was written).",
+            &["route", "format"],
+        )?;
+        let would_strip = counter_vec(
+            "tracebridge_observe_would_strip_total",
+            "Requests on observe-mode routes whose headers of this format mediate mode would have removed (nothing was removed).",
+            &["route", "format"],
+        )?;
         for c in [
+            &would_inject,
+            &would_strip,
             &extracted,
             &missing,
             &invalid,
@@ -343,6 +361,8 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             budget_dropped,
+            would_inject,
+            would_strip,
             spans_started,
             access_log_errors,
             build_info,
@@ -363,6 +383,24 @@ impl Metrics {
     /// `tracebridge_propagation_injected_total{format}` for `f`.
     pub fn injected_for(&self, f: Format) -> &IntCounter {
         &self.injected_by_format[f.index()]
+    }
+
+    /// Counts what an observe-mode request of `route` would have changed; nothing for a
+    /// mediate-mode request (both sets empty: one branch).
+    pub fn observed(&self, route: &str, obs: &Observation) {
+        if obs.would_inject.is_empty() && obs.would_strip.is_empty() {
+            return;
+        }
+        for f in obs.would_inject.iter() {
+            self.would_inject
+                .with_label_values(&[route, f.as_str()])
+                .inc();
+        }
+        for f in obs.would_strip.iter() {
+            self.would_strip
+                .with_label_values(&[route, f.as_str()])
+                .inc();
+        }
     }
 
     /// `tracebridge_propagation_extracted_total{format}` for `f`.
