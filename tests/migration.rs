@@ -351,3 +351,504 @@ fn a_bad_mode_is_reported_at_its_path() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Dual export: OTLP (HTTP and gRPC) and Zipkin v2 JSON at once.
+// ---------------------------------------------------------------------------------
+
+use support::{CollectorMode, Origin, OtlpReceiver, StallingOrigin};
+
+/// Why a Zipkin span breaks `zipkin2-api.yaml` (openzipkin/zipkin-api), or `Ok`.
+/// Checks every field the schema defines for `Span`, `Endpoint` and `Annotation`:
+/// required fields, types, id patterns and lengths, the `kind` enum, `duration ≥ 1`,
+/// `port` not zero, string-only tags, and no field the schema does not know.
+fn zipkin_schema_check(span: &serde_json::Value) -> Result<(), String> {
+    let obj = span.as_object().ok_or("a span is an object")?;
+    let hex = |v: &serde_json::Value, min: usize, max: usize, what: &str| -> Result<(), String> {
+        let s = v.as_str().ok_or(format!("{what} is a string"))?;
+        let ok = (min..=max).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then_some(())
+            .ok_or(format!("{what} {s:?}: [a-f0-9]{{{min},{max}}}"))
+    };
+    const KNOWN: [&str; 13] = [
+        "traceId",
+        "name",
+        "parentId",
+        "id",
+        "kind",
+        "timestamp",
+        "duration",
+        "debug",
+        "shared",
+        "localEndpoint",
+        "remoteEndpoint",
+        "annotations",
+        "tags",
+    ];
+    for key in obj.keys() {
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(format!("unknown field {key}"));
+        }
+    }
+    hex(
+        obj.get("traceId").ok_or("traceId is required")?,
+        16,
+        32,
+        "traceId",
+    )?;
+    hex(obj.get("id").ok_or("id is required")?, 16, 16, "id")?;
+    if let Some(p) = obj.get("parentId") {
+        hex(p, 16, 16, "parentId")?;
+    }
+    if let Some(n) = obj.get("name") {
+        n.as_str().ok_or("name is a string")?;
+    }
+    if let Some(k) = obj.get("kind") {
+        let k = k.as_str().ok_or("kind is a string")?;
+        if !["CLIENT", "SERVER", "PRODUCER", "CONSUMER"].contains(&k) {
+            return Err(format!("kind {k}"));
+        }
+    }
+    if let Some(t) = obj.get("timestamp") {
+        t.as_u64().ok_or("timestamp is an integer")?;
+    }
+    if let Some(d) = obj.get("duration") {
+        if d.as_u64().ok_or("duration is an integer")? < 1 {
+            return Err("duration minimum is 1".into());
+        }
+    }
+    for flag in ["debug", "shared"] {
+        if let Some(b) = obj.get(flag) {
+            b.as_bool().ok_or(format!("{flag} is a boolean"))?;
+        }
+    }
+    for which in ["localEndpoint", "remoteEndpoint"] {
+        let Some(e) = obj.get(which) else { continue };
+        let e = e.as_object().ok_or(format!("{which} is an object"))?;
+        for (k, v) in e {
+            match k.as_str() {
+                "serviceName" => {
+                    v.as_str().ok_or("serviceName is a string")?;
+                }
+                "ipv4" => {
+                    v.as_str()
+                        .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
+                        .ok_or(format!("{which}.ipv4 {v}"))?;
+                }
+                "ipv6" => {
+                    v.as_str()
+                        .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+                        .ok_or(format!("{which}.ipv6 {v}"))?;
+                }
+                "port" => {
+                    let p = v.as_u64().ok_or("port is an integer")?;
+                    if p == 0 || p > 65535 {
+                        return Err(format!("{which}.port {p}"));
+                    }
+                }
+                other => return Err(format!("{which}: unknown field {other}")),
+            }
+        }
+    }
+    if let Some(a) = obj.get("annotations") {
+        for a in a.as_array().ok_or("annotations is an array")? {
+            a.get("timestamp")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or("annotation.timestamp is a required integer")?;
+            a.get("value")
+                .and_then(serde_json::Value::as_str)
+                .ok_or("annotation.value is a required string")?;
+        }
+    }
+    if let Some(t) = obj.get("tags") {
+        for (k, v) in t.as_object().ok_or("tags is an object")? {
+            v.as_str().ok_or(format!("tag {k} is not a string"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A Zipkin v2 server's span intake (`POST /api/v2/spans`, JSON): every span is checked
+/// against the schema; valid ones are kept, anything else answers 400 and is recorded
+/// as a problem. Connections are kept alive; reads are bounded in size and time.
+struct ZipkinReceiver {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<serde_json::Value>>>,
+    problems: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ZipkinReceiver {
+    fn start() -> ZipkinReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, p2, stop2) = (spans.clone(), problems.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (s, p, stop) = (s2.clone(), p2.clone(), stop2.clone());
+                        std::thread::spawn(move || zipkin_conn(stream, &s, &p, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        ZipkinReceiver {
+            addr,
+            spans,
+            problems,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/api/v2/spans", self.addr)
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
+        poll_until(Duration::from_secs(10), || {
+            let problems = self.problems.lock().unwrap().clone();
+            if !problems.is_empty() {
+                panic!("zipkin receiver rejected spans: {problems:?}");
+            }
+            let spans = self.spans.lock().unwrap().clone();
+            if spans.len() >= n {
+                Ok(spans)
+            } else {
+                Err(format!("zipkin receiver got {} of {n} spans", spans.len()))
+            }
+        })
+    }
+}
+
+impl Drop for ZipkinReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn zipkin_conn(
+    mut stream: TcpStream,
+    spans: &Mutex<Vec<serde_json::Value>>,
+    problems: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && buf.len() < 4 << 20 {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                let body: Vec<u8> = buf.drain(..end + 4 + length).skip(end + 4).collect();
+                let verdict = check_post(&head, &body);
+                let status = match verdict {
+                    Ok(list) => {
+                        spans.lock().unwrap().extend(list);
+                        "202 Accepted"
+                    }
+                    Err(why) => {
+                        problems.lock().unwrap().push(why);
+                        "400 Bad Request"
+                    }
+                };
+                let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The request line, content type and body of a span post: the spans, or why not.
+fn check_post(head: &str, body: &[u8]) -> Result<Vec<serde_json::Value>, String> {
+    if !head.starts_with("post /api/v2/spans http/1.1") {
+        return Err(format!(
+            "request line: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    if !head.contains("content-type: application/json") {
+        return Err("content type is not application/json".into());
+    }
+    let list: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let list = list.as_array().ok_or("the body is a ListOfSpans (array)")?;
+    for span in list {
+        zipkin_schema_check(span).map_err(|e| format!("{e}: {span}"))?;
+    }
+    Ok(list.clone())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One request through a gateway with three exporters (OTLP/HTTP, OTLP/gRPC, Zipkin):
+/// each backend gets the one span with the same trace, span and parent ids and the
+/// same times, and the Zipkin span passes the Zipkin v2 schema with the mapping of the
+/// OpenTelemetry specification.
+#[test]
+fn dual_export_sends_one_span_to_otlp_and_zipkin_with_the_same_ids() {
+    let origin = Origin::start("svc");
+    let http = OtlpReceiver::start(CollectorMode::Ok);
+    let grpc = OtlpReceiver::start(CollectorMode::Ok);
+    let zipkin = ZipkinReceiver::start();
+    let toml = support::one_route(
+        origin.addr,
+        1,
+        &format!(
+            r#"[telemetry]
+            service_name = "edge-gateway"
+            batch_delay = "50ms"
+            [[telemetry.exporters]]
+            name = "new"
+            kind = "otlp"
+            endpoint = "http://{}"
+            [[telemetry.exporters]]
+            name = "new_grpc"
+            kind = "otlp"
+            protocol = "grpc"
+            endpoint = "http://{}"
+            [[telemetry.exporters]]
+            name = "old"
+            kind = "zipkin"
+            endpoint = "{}"
+            "#,
+            http.addr,
+            grpc.addr,
+            zipkin.endpoint()
+        ),
+        "",
+    );
+    let gw = TestGateway::start(&toml);
+    let resp = client()
+        .get(gw.url("/orders/7"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let z = zipkin.wait_for(1);
+    let (_, h) = http.wait_for(1).remove(0);
+    let (_, g) = grpc.wait_for(1).remove(0);
+    let z = &z[0];
+    for (what, span) in [("http", &h), ("grpc", &g)] {
+        assert_eq!(z["traceId"], hex(&span.trace_id), "{what}");
+        assert_eq!(z["id"], hex(&span.span_id), "{what}");
+        assert_eq!(z["parentId"], hex(&span.parent_span_id), "{what}");
+        assert_eq!(z["timestamp"], span.start_time_unix_nano / 1000, "{what}");
+        let micros = (span.end_time_unix_nano - span.start_time_unix_nano) / 1000;
+        assert_eq!(z["duration"], micros.max(1), "{what}");
+        assert_eq!(z["name"], span.name.as_str(), "{what}");
+    }
+    assert_eq!(z["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(z["parentId"], "00f067aa0ba902b7");
+    assert_eq!(z["kind"], "SERVER");
+    assert_eq!(z["localEndpoint"]["serviceName"], "edge-gateway");
+    assert_eq!(z["remoteEndpoint"]["ipv4"], "127.0.0.1", "the peer");
+    assert_eq!(z["tags"]["http.request.method"], "GET");
+    assert_eq!(z["tags"]["http.response.status_code"], "200");
+    assert_eq!(z["tags"]["tracebridge.extracted_format"], "tracecontext");
+    assert_eq!(z["tags"]["otel.scope.name"], "tracebridge");
+    assert!(z["tags"].get("error").is_none(), "no error tag on success");
+    // Per-exporter counters.
+    gw.metrics_containing(&[
+        r#"tracebridge_exporter_spans_exported_total{exporter="new"} 1"#,
+        r#"tracebridge_exporter_spans_exported_total{exporter="new_grpc"} 1"#,
+        r#"tracebridge_exporter_spans_exported_total{exporter="old"} 1"#,
+    ]);
+}
+
+/// A Zipkin backend that never answers fills and drops its own queue; the OTLP backend
+/// beside it still gets every span (and the gateway does not degrade over it).
+#[test]
+fn a_dead_zipkin_backend_costs_the_otlp_backend_no_span() {
+    let origin = Origin::start("svc");
+    let otlp = OtlpReceiver::start(CollectorMode::Ok);
+    let dead = StallingOrigin::start();
+    let toml = support::one_route(
+        origin.addr,
+        1,
+        &format!(
+            r#"[telemetry]
+            batch_delay = "20ms"
+            degrade_after = "100ms"
+            # The dead backend first: it is the one whose queue a single-queue
+            # pipeline would watch.
+            [[telemetry.exporters]]
+            name = "old"
+            kind = "zipkin"
+            endpoint = "http://{}/api/v2/spans"
+            timeout = "2s"
+            queue_size = 2
+            batch_size = 1
+            [[telemetry.exporters]]
+            name = "new"
+            kind = "otlp"
+            endpoint = "http://{}"
+            "#,
+            dead.addr, otlp.addr
+        ),
+        "",
+    );
+    let gw = TestGateway::start(&toml);
+    const N: usize = 20;
+    for _ in 0..N {
+        let resp = client().get(gw.url("/")).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        // Spread over more than the degradation hold: a monitor reading the dead
+        // queue would have stopped the spans by the end.
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert_eq!(
+        otlp.wait_for(N).len(),
+        N,
+        "every span reached the live backend"
+    );
+    let metrics = gw.metrics_containing(&[
+        &format!(r#"tracebridge_exporter_spans_exported_total{{exporter="new"}} {N}"#),
+        r#"tracebridge_exporter_spans_dropped_total{exporter="old",reason="queue_full"}"#,
+        "tracebridge_degraded 0",
+    ]);
+    let dropped: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                r#"tracebridge_exporter_spans_dropped_total{exporter="old",reason="queue_full"}"#,
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        dropped >= (N - 4) as u64,
+        "the dead backend's own queue dropped: {dropped}"
+    );
+    assert!(metrics.contains(
+        r#"tracebridge_exporter_spans_dropped_total{exporter="new",reason="queue_full"} 0"#
+    ));
+}
+
+/// The list is checked with every other problem: kinds, duplicate names, OTLP-only
+/// keys, queue sizes, and the list beside the one-exporter keys.
+#[test]
+fn exporter_list_problems_are_reported_at_their_paths() {
+    let text = r#"
+        [upstreams.a]
+        kind = "echo"
+        [[routes]]
+        upstream = "a"
+        [telemetry]
+        exporter = "otlp"
+        [[telemetry.exporters]]
+        kind = "jaeger"
+        [[telemetry.exporters]]
+        kind = "zipkin"
+        compression = "gzip"
+        [[telemetry.exporters]]
+        kind = "zipkin"
+        endpoint = "zipkin:9411"
+        queue_size = 1
+        batch_size = 5
+    "#;
+    let err = tracebridge::config::load_str(text, None, 1).unwrap_err();
+    let got: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    let want = [
+        r#"telemetry.exporters[0].kind: unknown kind "jaeger": expected "otlp", "zipkin" or "stdout""#,
+        "telemetry.exporters[1].protocol: protocol and compression are OTLP keys",
+        r#"telemetry.exporters[2].name: "zipkin" is already the name of another exporter (name them apart)"#,
+        "telemetry.exporters[2].endpoint: must be an http:// or https:// URL",
+        "telemetry.exporters[2].batch_size: must be between 1 and the queue_size",
+        "telemetry.exporters: the one-exporter keys (exporter, endpoint) and [[telemetry.exporters]] are exclusive: move the exporter into the list",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+    }
+    // Without the list, the shorthand is one exporter named by its kind.
+    let ok = tracebridge::config::load_str(
+        "[upstreams.a]\nkind = \"echo\"\n[[routes]]\nupstream = \"a\"\n[telemetry]\nexporter = \"otlp\"\n",
+        None,
+        1,
+    )
+    .unwrap();
+    let names: Vec<&str> = ok
+        .telemetry
+        .exporters
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["otlp"]);
+}
+
+/// The shipped dual-export configs load with two exporters, the new backend over OTLP
+/// and the old one over Zipkin (the compose one with its compose-only peer name
+/// moved to loopback).
+#[test]
+fn the_dual_export_configs_load_with_both_exporters() {
+    use tracebridge::config::Exporter;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, zipkin_url) in [
+        (
+            "conf/examples/dual-export.toml",
+            "http://127.0.0.1:9411/api/v2/spans",
+        ),
+        (
+            "deploy/compose/gateway/dual-export.toml",
+            "http://zipkin:9411/api/v2/spans",
+        ),
+    ] {
+        let text = std::fs::read_to_string(root.join(file))
+            .unwrap()
+            .replace("service-b:8002", "127.0.0.1:8002");
+        let snapshot =
+            tracebridge::config::load_str(&text, None, 1).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let list = &snapshot.telemetry.exporters;
+        assert_eq!(list.len(), 2, "{file}");
+        assert!(matches!(list[0].exporter, Exporter::Otlp(_)), "{file}");
+        match &list[1].exporter {
+            Exporter::Zipkin(z) => assert_eq!(z.endpoint, zipkin_url, "{file}"),
+            other => panic!("{file}: {other:?}"),
+        }
+        assert_eq!(
+            (list[0].name.as_str(), list[1].name.as_str()),
+            ("new", "old")
+        );
+    }
+    let compose =
+        std::fs::read_to_string(root.join("deploy/compose/docker-compose.dual-export.yml"))
+            .unwrap();
+    assert!(compose.contains(r#"command: ["--config", "/etc/tracebridge/dual-export.toml"]"#));
+}

@@ -165,6 +165,37 @@ pub struct RawTelemetry {
     pub degrade_max_spans_per_second: f64,
     /// How long a condition must hold before switching either way.
     pub degrade_after: String,
+    /// Several exporters at once (`[[telemetry.exporters]]`), each with its own queue
+    /// and counters; when given, `exporter` / `protocol` / `endpoint` / `headers` /
+    /// `compression` (the one-exporter shorthand) must be left out.
+    pub exporters: Vec<RawExporter>,
+}
+
+/// One `[[telemetry.exporters]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawExporter {
+    /// The `exporter` label of its metrics; default: its `kind`. Unique.
+    pub name: String,
+    /// `"otlp"`, `"zipkin"` or `"stdout"`.
+    pub kind: String,
+    /// OTLP only: `"http/protobuf"` (default) or `"grpc"`.
+    pub protocol: String,
+    /// OTLP: base URL (default `http://localhost:4318`, gRPC `:4317`); Zipkin: the full
+    /// URL (default `http://localhost:9411/api/v2/spans`).
+    pub endpoint: String,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one export call; default `[telemetry] timeout`.
+    pub timeout: Option<String>,
+    /// OTLP only: `"none"` (default) or `"gzip"`.
+    pub compression: String,
+    /// Its queue; default `[telemetry] queue_size`.
+    pub queue_size: Option<usize>,
+    /// Default `[telemetry] batch_size`.
+    pub batch_size: Option<usize>,
+    /// Default `[telemetry] batch_delay`.
+    pub batch_delay: Option<String>,
 }
 
 impl Default for RawTelemetry {
@@ -185,6 +216,7 @@ impl Default for RawTelemetry {
             degrade_low_water: 0.2,
             degrade_max_spans_per_second: 0.0,
             degrade_after: "1s".to_string(),
+            exporters: Vec::new(),
         }
     }
 }

@@ -49,6 +49,48 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// `kind` of one `[[telemetry.exporters]]` entry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ExporterEntryKind("kind") {
+        /// OTLP (`protocol` says HTTP or gRPC).
+        Otlp = "otlp",
+        /// Zipkin v2 JSON (`POST /api/v2/spans`): Zipkin, and the Zipkin receivers of
+        /// Jaeger, SkyWalking OAP and the OpenTelemetry Collector.
+        Zipkin = "zipkin",
+        /// JSON lines on standard output.
+        Stdout = "stdout",
+    }
+}
+
+/// Default Zipkin endpoint (Zipkin's own port and path).
+pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://localhost:9411/api/v2/spans";
+
+/// A Zipkin v2 JSON exporter's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZipkinSettings {
+    /// The full URL spans are posted to (`…/api/v2/spans`).
+    pub endpoint: String,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one export call.
+    pub timeout: Duration,
+}
+
+/// One exporter of the span pipeline, with its own queue and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterSpec {
+    /// Its name: the `exporter` label of its metrics and its failure log lines.
+    pub name: String,
+    /// Where its spans go (never [`Exporter::None`]).
+    pub exporter: Exporter,
+    /// Its queue.
+    pub queue: QueueSettings,
+    /// The OpenTelemetry environment (`OTEL_EXPORTER_OTLP_*`) applies: the
+    /// single-exporter shorthand only; list entries say everything themselves.
+    pub from_env: bool,
+}
+
 /// The file's OTLP values, before the environment is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpFileSettings {
@@ -69,6 +111,8 @@ pub struct OtlpFileSettings {
 pub enum Exporter {
     /// OTLP to a collector (environment variables override these file values).
     Otlp(OtlpFileSettings),
+    /// Zipkin v2 JSON (a `[[telemetry.exporters]]` entry only).
+    Zipkin(ZipkinSettings),
     /// JSON lines on standard output.
     Stdout,
     /// Nowhere (spans are still made, so ids and sampling behave the same).
@@ -117,8 +161,11 @@ pub struct TelemetrySettings {
     pub service_name: String,
     /// `service.instance.id` (the host name when not configured).
     pub service_instance: String,
-    /// The exporter.
+    /// The exporter (with `[[telemetry.exporters]]`, the first entry's).
     pub exporter: Exporter,
+    /// Every exporter, each with its own queue: the list, or the single `exporter`
+    /// (none for `"none"`).
+    pub exporters: Vec<ExporterSpec>,
     /// Sampled new roots per second; 0 = no cap.
     pub max_traces_per_second: f64,
     /// The export queue.

@@ -65,6 +65,13 @@ pub struct Metrics {
     pub degraded: IntGauge,
     /// `tracebridge_span_queue_depth`: spans waiting for export.
     pub span_queue_depth: IntGauge,
+    /// `tracebridge_exporter_spans_exported_total{exporter}`: per exporter.
+    pub exporter_exported: IntCounterVec,
+    /// `tracebridge_exporter_spans_dropped_total{exporter,reason}`: per exporter, the
+    /// reasons of `tracebridge_spans_dropped_total`.
+    pub exporter_dropped: IntCounterVec,
+    /// `tracebridge_exporter_queue_depth{exporter}`: spans waiting in its queue.
+    pub exporter_queue_depth: IntGaugeVec,
     /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
     pub access_log_errors: IntCounter,
     /// `tracebridge_build_info{version}`: always 1; the labels say what runs.
@@ -218,6 +225,26 @@ impl Metrics {
             "Spans dropped: export queue full, export failed (collector down, 5xx, 429, timeout), shut down.",
             &["reason"],
         )?;
+        let exporter_exported = counter_vec(
+            "tracebridge_exporter_spans_exported_total",
+            "Spans each exporter handed over successfully (with several exporters every span goes to each).",
+            &["exporter"],
+        )?;
+        let exporter_dropped = counter_vec(
+            "tracebridge_exporter_spans_dropped_total",
+            "Spans each exporter dropped: its queue full, its export failed, shut down.",
+            &["exporter", "reason"],
+        )?;
+        let exporter_queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "tracebridge_exporter_queue_depth",
+                "Spans waiting in each exporter's queue.",
+            ),
+            &["exporter"],
+        )?;
+        registry.register(Box::new(exporter_exported.clone()))?;
+        registry.register(Box::new(exporter_dropped.clone()))?;
+        registry.register(Box::new(exporter_queue_depth.clone()))?;
         let degraded = IntGauge::new(
             "tracebridge_degraded",
             "Whether the span pipeline is overloaded and the gateway only propagates context (0 or 1).",
@@ -364,6 +391,9 @@ impl Metrics {
             would_inject,
             would_strip,
             spans_started,
+            exporter_exported,
+            exporter_dropped,
+            exporter_queue_depth,
             access_log_errors,
             build_info,
             upstream_request_duration,
@@ -429,6 +459,58 @@ impl Metrics {
         self.degraded.set(i64::from(degraded));
         self.span_queue_depth
             .set(stats.depth.load(Ordering::Relaxed) as i64);
+    }
+
+    /// Copies every exporter's counters into the exported metrics, at scrape time: the
+    /// unlabelled totals summed over the exporters (so one exporter reads as before),
+    /// and the `exporter`-labelled series. Without named exporters (a provider
+    /// configured by hand), `primary` alone gives the totals.
+    pub fn sync_exporters(
+        &self,
+        primary: &PipelineStats,
+        exporters: &[(String, std::sync::Arc<PipelineStats>)],
+        degraded: bool,
+    ) {
+        if exporters.is_empty() {
+            self.sync_pipeline(primary, degraded);
+            return;
+        }
+        let total = PipelineStats::default();
+        for (name, s) in exporters {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let add = |into: &std::sync::atomic::AtomicU64, v: u64| {
+                into.fetch_add(v, Ordering::Relaxed);
+            };
+            add(&total.exported, load(&s.exported));
+            add(&total.dropped_queue_full, load(&s.dropped_queue_full));
+            add(&total.dropped_export_failed, load(&s.dropped_export_failed));
+            add(&total.dropped_shutdown, load(&s.dropped_shutdown));
+            total
+                .depth
+                .fetch_add(s.depth.load(Ordering::Relaxed), Ordering::Relaxed);
+            let set = |c: &IntCounter, v: u64| {
+                c.reset();
+                c.inc_by(v);
+            };
+            set(
+                &self.exporter_exported.with_label_values(&[name]),
+                load(&s.exported),
+            );
+            for (reason, v) in [
+                ("queue_full", &s.dropped_queue_full),
+                ("export_failed", &s.dropped_export_failed),
+                ("shutdown", &s.dropped_shutdown),
+            ] {
+                set(
+                    &self.exporter_dropped.with_label_values(&[name, reason]),
+                    load(v),
+                );
+            }
+            self.exporter_queue_depth
+                .with_label_values(&[name])
+                .set(s.depth.load(Ordering::Relaxed) as i64);
+        }
+        self.sync_pipeline(&total, degraded);
     }
 
     /// Copies the reload counters and the serving generation (kept by the config

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub(crate) mod span;
 pub(crate) mod stdout;
 pub mod tracer;
+pub mod zipkin;
 
 pub use metrics::Metrics;
 pub use span::{GatewaySpan, Outcome, RequestFacts};

@@ -6,7 +6,7 @@
 //! routes, which make no span, so both paths agree.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::pipeline::PipelineStats;
@@ -189,6 +189,9 @@ impl Identity {
     }
 }
 
+/// One exporter's name (its metrics' `exporter` label) and queue statistics.
+pub type NamedStats = (String, Arc<PipelineStats>);
+
 /// The gateway's tracer and everything it shares across requests.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -198,8 +201,12 @@ pub struct Telemetry {
     tracer: SdkTracer,
     limiter: Arc<RateLimiter>,
     ids: RandomIdGenerator,
-    /// Export queue statistics (empty when spans go to a processor without a queue).
+    /// Export queue statistics (empty when spans go to a processor without a queue);
+    /// with several exporters, the first one's.
     pub stats: Arc<PipelineStats>,
+    /// Every exporter's name and queue statistics, when built from settings
+    /// ([`Self::set_exporters`]); unset for a provider configured by hand.
+    exporters: Arc<OnceLock<Vec<NamedStats>>>,
     degraded: Arc<AtomicBool>,
     spans_started: Arc<AtomicU64>,
     monitor_stop: Arc<AtomicBool>,
@@ -241,6 +248,7 @@ impl Telemetry {
             limiter,
             ids: RandomIdGenerator::default(),
             stats,
+            exporters: Arc::new(OnceLock::new()),
             degraded: Arc::new(AtomicBool::new(false)),
             spans_started: Arc::new(AtomicU64::new(0)),
             monitor_stop: Arc::new(AtomicBool::new(false)),
@@ -249,6 +257,18 @@ impl Telemetry {
         };
         telemetry.start_monitor(degradation);
         telemetry
+    }
+
+    /// Names every exporter and its queue statistics (the metrics' `exporter` label;
+    /// degradation looks at every queue). Set once, after the provider is built.
+    pub(crate) fn set_exporters(&self, list: Vec<(String, Arc<PipelineStats>)>) {
+        let _ = self.exporters.set(list);
+    }
+
+    /// Every exporter's name and queue statistics; empty for a provider configured by
+    /// hand (then [`Self::stats`] is all there is).
+    pub fn exporters(&self) -> &[(String, Arc<PipelineStats>)] {
+        self.exporters.get().map_or(&[], Vec::as_slice)
     }
 
     /// True while the gateway is degraded to propagation only.
@@ -264,8 +284,9 @@ impl Telemetry {
     /// Watches the export queue and the span rate every 100 ms and switches
     /// degradation on and off with hysteresis: a condition must hold for `hold`.
     fn start_monitor(&self, d: DegradationSettings) {
-        let (stats, degraded, started, stop) = (
+        let (stats, exporters, degraded, started, stop) = (
             self.stats.clone(),
+            self.exporters.clone(),
             self.degraded.clone(),
             self.spans_started.clone(),
             self.monitor_stop.clone(),
@@ -279,8 +300,20 @@ impl Telemetry {
                 let mut last_tick = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    let capacity = stats.capacity.load(Ordering::Relaxed).max(1) as f64;
-                    let fill = stats.depth.load(Ordering::Relaxed) as f64 / capacity;
+                    let fill_of = |s: &PipelineStats| {
+                        let capacity = s.capacity.load(Ordering::Relaxed).max(1) as f64;
+                        s.depth.load(Ordering::Relaxed) as f64 / capacity
+                    };
+                    // With several exporters, the emptiest queue: one dead backend
+                    // (its queue full, its spans dropped and counted) must not stop the
+                    // spans every other backend still takes.
+                    let fill = match exporters.get() {
+                        Some(list) if !list.is_empty() => list
+                            .iter()
+                            .map(|(_, s)| fill_of(s))
+                            .fold(f64::INFINITY, f64::min),
+                        _ => fill_of(&stats),
+                    };
                     let now_started = started.load(Ordering::Relaxed);
                     let rate = (now_started - last_started) as f64
                         / last_tick.elapsed().as_secs_f64().max(1e-3);
