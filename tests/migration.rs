@@ -852,3 +852,415 @@ fn the_dual_export_configs_load_with_both_exporters() {
             .unwrap();
     assert!(compose.contains(r#"command: ["--config", "/etc/tracebridge/dual-export.toml"]"#));
 }
+
+// ---------------------------------------------------------------------------------
+// Log-to-trace: `tracebridge logs-to-traces`.
+// ---------------------------------------------------------------------------------
+
+use std::process::{Child, Command, Stdio};
+
+use support::otlp_attr;
+
+/// Runs the binary with `args` and waits at most 30 s for it (killed after that);
+/// (exit success, stderr).
+fn run_binary(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+        .args(args)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tracebridge");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.is_some_and(|s| s.success()), err)
+}
+
+/// A logs-to-traces config: spans to `receiver` as service `service`, no routes.
+fn logs_config(dir: &std::path::Path, receiver: SocketAddr, service: &str) -> String {
+    let path = dir.join(format!("{service}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+            [server]
+            allow_no_routes = true
+            [telemetry]
+            service_name = "{service}"
+            exporter = "otlp"
+            endpoint = "http://{receiver}"
+            batch_delay = "50ms"
+            "#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+type OtlpSpan = opentelemetry_proto::tonic::trace::v1::Span;
+
+fn service_of(resource: &opentelemetry_proto::tonic::resource::v1::Resource) -> String {
+    otlp_attr(&resource.attributes, "service.name").unwrap_or_default()
+}
+
+fn spans_of(rx: &OtlpReceiver, service: &str, n: usize) -> Vec<OtlpSpan> {
+    poll_until(Duration::from_secs(10), || {
+        let spans: Vec<OtlpSpan> = rx
+            .spans()
+            .into_iter()
+            .filter(|(r, _)| service_of(r) == service)
+            .map(|(_, s)| s)
+            .collect();
+        if spans.len() >= n {
+            Ok(spans)
+        } else {
+            Err(format!("{} of {n} {service} spans", spans.len()))
+        }
+    })
+}
+
+fn nanos(t: &str) -> u64 {
+    let t = humantime::parse_rfc3339(t).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// An ALB entry as AWS documents the format, for a request whose `X-Amzn-Trace-Id`
+/// Root is `root` (`-` for none), received at `created` and answered at `time`.
+fn alb_line(time: &str, created: &str, root: &str, status: u16) -> String {
+    format!(
+        r#"https {time} app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 0.086 0.048 0.037 {status} {status} 0 57 "GET https://www.example.com:443/orders/7?x=1 HTTP/1.1" "curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "{root}" "www.example.com" "arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012" 1 {created} "authenticate,forward" "-" "-" "10.0.0.1:80" "{status}" "-" "-" TID_1234abcd5678ef90"#
+    )
+}
+
+/// The three formats through the real binary: an ALB log (the load balancer in front
+/// of the gateway), an nginx JSON log logging `traceparent`, and the gateway's own
+/// access log. Each line's span joins the trace the gateway exported for the same
+/// request; bad lines are reported by number; a second run makes the same span ids.
+#[test]
+fn logs_become_spans_that_join_the_gateway_traces() {
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let origin = Origin::start("svc");
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("gateway-access.log");
+    let gw = TestGateway::start(&support::one_route(
+        origin.addr,
+        1,
+        &format!(
+            r#"[telemetry]
+            service_name = "gateway"
+            exporter = "otlp"
+            endpoint = "http://{}"
+            batch_delay = "50ms"
+            [access_log]
+            enabled = true
+            path = "{}"
+            "#,
+            rx.addr,
+            access.display()
+        ),
+        "",
+    ));
+    // What an ALB forwards to the gateway: its Root, no parent.
+    let alb_root = "Root=1-5759e988-bd862e3fe1be46a994272793";
+    // What a traced client sends through an nginx in front.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (name, value) in [("x-amzn-trace-id", alb_root), ("traceparent", traceparent)] {
+        let resp = client()
+            .get(gw.url("/orders/7"))
+            .header(name, value)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let gateway_spans = spans_of(&rx, "gateway", 2);
+    let gateway_traces: BTreeSet<String> = gateway_spans.iter().map(|s| hex(&s.trace_id)).collect();
+    assert_eq!(
+        gateway_traces,
+        BTreeSet::from([
+            "5759e988bd862e3fe1be46a994272793".to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736".to_string()
+        ])
+    );
+
+    // The ALB log: one entry per request, a line that is no entry, one without trace.
+    let alb = dir.path().join("alb.log");
+    std::fs::write(
+        &alb,
+        [
+            alb_line(
+                "2026-01-05T10:00:00.250000Z",
+                "2026-01-05T10:00:00.079000Z",
+                alb_root,
+                200,
+            ),
+            "this is not an access log entry".to_string(),
+            alb_line(
+                "2026-01-05T10:00:01.500000Z",
+                "2026-01-05T10:00:01.000000Z",
+                "-",
+                503,
+            ),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let config = logs_config(dir.path(), rx.addr, "alb");
+    let args = [
+        "--config",
+        &config,
+        "logs-to-traces",
+        "--format",
+        "alb",
+        "--progress-every",
+        "2",
+        alb.to_str().unwrap(),
+    ];
+    let (ok, stderr) = run_binary(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("logs-to-traces: line 2: not an ALB access log entry: 7 fields"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("logs-to-traces: progress: 2 lines, 1 spans, 1 bad"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("logs-to-traces: 3 lines, 2 spans, 1 bad lines"),
+        "{stderr}"
+    );
+    let spans = spans_of(&rx, "alb", 2);
+    let joined = spans
+        .iter()
+        .find(|s| hex(&s.trace_id) == "5759e988bd862e3fe1be46a994272793")
+        .expect("the ALB span in the gateway's trace");
+    assert!(joined.parent_span_id.is_empty(), "the ALB names no parent");
+    assert_eq!(
+        joined.start_time_unix_nano,
+        nanos("2026-01-05T10:00:00.079Z")
+    );
+    assert_eq!(joined.end_time_unix_nano, nanos("2026-01-05T10:00:00.250Z"));
+    assert_eq!(joined.name, "GET");
+    assert_eq!(joined.kind, 2, "SERVER");
+    let attr = |s: &OtlpSpan, k: &str| otlp_attr(&s.attributes, k);
+    assert_eq!(attr(joined, "url.path").as_deref(), Some("/orders/7"));
+    assert_eq!(
+        attr(joined, "server.address").as_deref(),
+        Some("www.example.com")
+    );
+    assert_eq!(
+        attr(joined, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        attr(joined, "client.address").as_deref(),
+        Some("192.168.131.39")
+    );
+    assert_eq!(
+        attr(joined, "tracebridge.log.format").as_deref(),
+        Some("alb")
+    );
+    let failed = spans
+        .iter()
+        .find(|s| attr(s, "http.response.status_code").as_deref() == Some("503"))
+        .unwrap();
+    assert_eq!(
+        failed.status.as_ref().map(|s| s.code),
+        Some(2),
+        "5xx: ERROR"
+    );
+    // The same file again: the same span ids.
+    let first_ids: BTreeSet<String> = spans.iter().map(|s| hex(&s.span_id)).collect();
+    let (ok, stderr) = run_binary(&args);
+    assert!(ok, "{stderr}");
+    let again: BTreeSet<String> = spans_of(&rx, "alb", 4)
+        .iter()
+        .map(|s| hex(&s.span_id))
+        .collect();
+    assert_eq!(again, first_ids, "re-running makes the same spans");
+
+    // nginx logging `$http_traceparent` as JSON (escape=json), fields mapped on the
+    // command line; `$time_iso8601` is the end of the request.
+    let nginx = dir.path().join("nginx.json");
+    std::fs::write(
+        &nginx,
+        format!(
+            "{}\n",
+            serde_json::json!({
+                "time_iso8601": "2026-01-05T10:00:02+00:00",
+                "request_time": "0.012",
+                "request_method": "GET",
+                "request_uri": "/orders/7?x=1",
+                "status": "200",
+                "http_traceparent": traceparent,
+            })
+        ),
+    )
+    .unwrap();
+    let config = logs_config(dir.path(), rx.addr, "nginx");
+    let (ok, stderr) = run_binary(&[
+        "--config",
+        &config,
+        "logs-to-traces",
+        "--format",
+        "json",
+        "--time-at",
+        "end",
+        "--field",
+        "time=time_iso8601",
+        "--field",
+        "duration=request_time",
+        "--field",
+        "method=request_method",
+        "--field",
+        "path=request_uri",
+        "--field",
+        "header:traceparent=http_traceparent",
+        nginx.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let n = &spans_of(&rx, "nginx", 1)[0];
+    assert_eq!(hex(&n.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        hex(&n.parent_span_id),
+        "00f067aa0ba902b7",
+        "the client's span"
+    );
+    assert_eq!(n.end_time_unix_nano, nanos("2026-01-05T10:00:02Z"));
+    assert_eq!(n.end_time_unix_nano - n.start_time_unix_nano, 12_000_000);
+
+    // The gateway's own access log: each line joins the span the gateway exported.
+    poll_until(Duration::from_secs(5), || {
+        let lines = std::fs::read_to_string(&access)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (lines == 2)
+            .then_some(())
+            .ok_or(format!("{lines} access log lines"))
+    });
+    let config = logs_config(dir.path(), rx.addr, "gateway-log");
+    let (ok, stderr) = run_binary(&[
+        "--config",
+        &config,
+        "logs-to-traces",
+        "--format",
+        "tracebridge",
+        access.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let from_log: BTreeSet<String> = spans_of(&rx, "gateway-log", 2)
+        .iter()
+        .map(|s| hex(&s.trace_id))
+        .collect();
+    assert_eq!(from_log, gateway_traces);
+}
+
+/// The process this test started, ended when the test ends (passed or not).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--follow` reads lines appended to a growing file (and a line written in two
+/// parts as one).
+#[test]
+fn logs_to_traces_follows_a_growing_file() {
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alb.log");
+    std::fs::write(&log, "").unwrap();
+    let config = logs_config(dir.path(), rx.addr, "follow");
+    let _child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+            .args([
+                "--config",
+                &config,
+                "logs-to-traces",
+                "--format",
+                "alb",
+                "--follow",
+                log.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let line = alb_line(
+        "2026-01-05T10:00:00.250000Z",
+        "2026-01-05T10:00:00.079000Z",
+        "Root=1-5759e988-bd862e3fe1be46a994272793",
+        200,
+    );
+    let (first, second) = line.split_at(40);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(first.as_bytes()).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(second.as_bytes()).unwrap();
+    f.write_all(b"\n").unwrap();
+    f.flush().unwrap();
+    let spans = spans_of(&rx, "follow", 1);
+    assert_eq!(hex(&spans[0].trace_id), "5759e988bd862e3fe1be46a994272793");
+}
+
+/// `[telemetry.logs_to_traces]` is checked with every other problem.
+#[test]
+fn logs_to_traces_config_problems_are_reported() {
+    let text = r#"
+        [server]
+        allow_no_routes = true
+        [telemetry.logs_to_traces]
+        format = "apache"
+        time_at = "middle"
+        duration_unit = "minutes"
+        fields = { latency = "request_time", time = "ts" }
+        headers = { "x-custom" = "x", traceparent = "http_traceparent" }
+    "#;
+    let err = tracebridge::config::load_str(text, None, 1).unwrap_err();
+    let got: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    for want in [
+        r#"telemetry.logs_to_traces.format: unknown format "apache": expected "alb", "tracebridge" or "json""#,
+        r#"telemetry.logs_to_traces.time_at: unknown time_at "middle": expected "start" or "end""#,
+        r#"telemetry.logs_to_traces.duration_unit: unknown unit "minutes": expected "s", "ms" or "us""#,
+        r#"telemetry.logs_to_traces.fields.latency: unknown field "latency": expected one of time, duration, method, path, status, host, user_agent, client or header:NAME"#,
+        r#"telemetry.logs_to_traces.headers.x-custom: "x-custom" is not a trace header of any format"#,
+    ] {
+        assert!(
+            got.iter().any(|g| g == want),
+            "missing {want:?} in {got:#?}"
+        );
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example =
+        tracebridge::config::load_file(&root.join("conf/examples/logs-to-traces.toml"), 1).unwrap();
+    let logs = &example.telemetry.logs;
+    assert_eq!(logs.format, tracebridge::config::spec::LogFormat::Json);
+    assert!(logs.fields.time_at_end);
+    assert_eq!(
+        logs.fields.headers,
+        [("traceparent".to_string(), "http_traceparent".to_string())]
+    );
+}

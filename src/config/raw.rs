@@ -169,6 +169,41 @@ pub struct RawTelemetry {
     /// and counters; when given, `exporter` / `protocol` / `endpoint` / `headers` /
     /// `compression` (the one-exporter shorthand) must be left out.
     pub exporters: Vec<RawExporter>,
+    /// Defaults of `tracebridge logs-to-traces`.
+    pub logs_to_traces: RawLogsToTraces,
+}
+
+/// `[telemetry.logs_to_traces]`: how `tracebridge logs-to-traces` reads a log by
+/// default (its command line overrides every key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogsToTraces {
+    /// `"alb"`, `"tracebridge"` or `"json"` (generic JSON lines, `fields` below).
+    pub format: String,
+    /// `"start"` (the logged time is when the request arrived, Envoy's `%START_TIME%`)
+    /// or `"end"` (when the response ended, nginx's `$time_iso8601`).
+    pub time_at: String,
+    /// Unit of the logged duration: `"s"` (nginx `$request_time`), `"ms"` (Envoy
+    /// `%DURATION%`) or `"us"`.
+    pub duration_unit: String,
+    /// JSON field names: `time`, `duration`, `method`, `path`, `status`, `host`,
+    /// `user_agent`, `client` (each defaults to its own name).
+    pub fields: BTreeMap<String, String>,
+    /// Trace headers the log carries, header name → JSON field (e.g. `traceparent =
+    /// "http_traceparent"`); empty = every trace header name as a field of that name.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for RawLogsToTraces {
+    fn default() -> Self {
+        RawLogsToTraces {
+            format: "json".to_string(),
+            time_at: "start".to_string(),
+            duration_unit: "s".to_string(),
+            fields: BTreeMap::new(),
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 /// One `[[telemetry.exporters]]` entry.
@@ -217,6 +252,7 @@ impl Default for RawTelemetry {
             degrade_max_spans_per_second: 0.0,
             degrade_after: "1s".to_string(),
             exporters: Vec::new(),
+            logs_to_traces: RawLogsToTraces::default(),
         }
     }
 }

@@ -18,8 +18,9 @@ use super::raw::{
     RawUpstream, UpstreamKindName,
 };
 use super::spec::{
-    DegradationSettings, ExporterEntryKind, ExporterKind, ExporterSpec, OtlpFileSettings,
-    OtlpProtocol, QueueSettings, ZipkinSettings, DEFAULT_ZIPKIN_ENDPOINT,
+    DegradationSettings, ExporterEntryKind, ExporterKind, ExporterSpec, LogFields, LogFormat,
+    LogsSettings, OtlpFileSettings, OtlpProtocol, QueueSettings, ZipkinSettings,
+    DEFAULT_ZIPKIN_ENDPOINT,
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
@@ -562,6 +563,7 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
         service_instance,
         exporter,
         exporters,
+        logs: logs_to_traces(c, &t.logs_to_traces),
         max_traces_per_second: s.max_traces_per_second.max(0.0),
         queue,
         degradation,
@@ -612,6 +614,49 @@ fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
         timeout: c.positive_duration("telemetry.timeout".into(), &t.timeout),
         compression,
     }
+}
+
+/// `[telemetry.logs_to_traces]`.
+fn logs_to_traces(c: &mut Collector, l: &super::raw::RawLogsToTraces) -> LogsSettings {
+    let at = |key: &str| format!("telemetry.logs_to_traces.{key}");
+    let format = c
+        .choice(at("format"), &Choice::<LogFormat>::from(l.format.trim()))
+        .unwrap_or(LogFormat::Json);
+    let mut fields = LogFields::default();
+    match l.time_at.as_str() {
+        "start" => {}
+        "end" => fields.time_at_end = true,
+        other => c.push(
+            at("time_at"),
+            format!("unknown time_at {other:?}: expected \"start\" or \"end\""),
+        ),
+    }
+    match LogFields::unit(&l.duration_unit) {
+        Some(u) => fields.duration_unit = u,
+        None => c.push(
+            at("duration_unit"),
+            format!(
+                "unknown unit {:?}: expected \"s\", \"ms\" or \"us\"",
+                l.duration_unit
+            ),
+        ),
+    }
+    for (key, field) in &l.fields {
+        if key.starts_with("header:") {
+            c.push(
+                format!("{}.{key}", at("fields")),
+                "trace headers go in headers",
+            );
+        } else if let Err(e) = fields.set(key, field) {
+            c.push(format!("{}.{key}", at("fields")), e);
+        }
+    }
+    for (header, field) in &l.headers {
+        if let Err(e) = fields.set(&format!("header:{header}"), field) {
+            c.push(format!("{}.{header}", at("headers")), e);
+        }
+    }
+    LogsSettings { format, fields }
 }
 
 /// `[[telemetry.exporters]]`: each entry's kind, name (unique, a metric label),

@@ -5,6 +5,7 @@ pub(crate) mod access_log;
 pub mod coverage;
 pub(crate) mod exporters;
 pub(crate) mod labels;
+pub mod log_to_trace;
 pub(crate) mod metrics;
 pub(crate) mod otlp;
 pub mod otlp_http;

@@ -132,11 +132,13 @@ struct NextSpan {
     trace_id: Option<u128>,
     /// The request's sampling directive.
     directive: Option<SamplingDirective>,
+    /// The span id the span must have (a span rebuilt from a log line).
+    span_id: Option<u64>,
 }
 
 thread_local! {
     static NEXT_SPAN: std::cell::Cell<NextSpan> = const {
-        std::cell::Cell::new(NextSpan { trace_id: None, directive: None })
+        std::cell::Cell::new(NextSpan { trace_id: None, directive: None, span_id: None })
     };
 }
 
@@ -153,7 +155,10 @@ impl IdGenerator for GatewayIds {
     }
 
     fn new_span_id(&self) -> opentelemetry::trace::SpanId {
-        self.0.new_span_id()
+        match NEXT_SPAN.with(|c| c.get().span_id) {
+            Some(id) => opentelemetry::trace::SpanId::from_bytes(id.to_be_bytes()),
+            None => self.0.new_span_id(),
+        }
     }
 }
 
@@ -372,11 +377,47 @@ impl Telemetry {
             c.set(NextSpan {
                 trace_id: root_trace_id,
                 directive: Some(directive),
+                span_id: None,
             })
         });
         let span = self.tracer.build_with_context(builder, &parent_cx);
         NEXT_SPAN.with(|c| c.take());
         span
+    }
+
+    /// Starts a span recorded after the fact (`tracebridge logs-to-traces`): always
+    /// sampled (the log line is the record), with the span id `span_id`, as a child of
+    /// `parent` (trace id, parent span id) or, without a parent span id, a root of
+    /// `parent`'s trace id or else of `root_trace`. The builder carries the start time;
+    /// end the span with `end_with_timestamp`.
+    pub fn start_recorded(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: Option<(TraceId, Option<SpanId>)>,
+        root_trace: TraceId,
+        span_id: SpanId,
+    ) -> opentelemetry_sdk::trace::Span {
+        use opentelemetry::trace::Tracer as _;
+        let (parent_cx, root) = match parent {
+            Some((trace_id, Some(parent_id))) => (remote_parent(trace_id, parent_id, true), None),
+            Some((trace_id, None)) => (Context::new(), Some(trace_id.get())),
+            None => (Context::new(), Some(root_trace.get())),
+        };
+        NEXT_SPAN.with(|c| {
+            c.set(NextSpan {
+                trace_id: root,
+                directive: Some(SamplingDirective::Decided(true)),
+                span_id: Some(span_id.get()),
+            })
+        });
+        let span = self.tracer.build_with_context(builder, &parent_cx);
+        NEXT_SPAN.with(|c| c.take());
+        span
+    }
+
+    /// The gateway's tracer (span builders for [`Self::start_recorded`]).
+    pub fn tracer(&self) -> &SdkTracer {
+        &self.tracer
     }
 
     /// Whether spans are exported. With `exporter = "none"` nothing would read a span,
