@@ -1264,3 +1264,83 @@ fn logs_to_traces_config_problems_are_reported() {
         [("traceparent".to_string(), "http_traceparent".to_string())]
     );
 }
+
+/// `mode` on an upstream applies to every route to it; a route's own `mode` wins.
+#[test]
+fn an_upstream_mode_is_inherited_and_a_route_mode_wins() {
+    use tracebridge::mediate::Mode;
+    let snapshot = tracebridge::config::load_str(
+        r#"
+        [upstreams.legacy]
+        kind = "echo"
+        mode = "observe"
+        [[routes]]
+        name = "inherits"
+        path_prefix = "/a"
+        upstream = "legacy"
+        [[routes]]
+        name = "flipped"
+        path_prefix = "/b"
+        upstream = "legacy"
+        mode = "mediate"
+        "#,
+        None,
+        1,
+    )
+    .unwrap();
+    let mode = |name: &str| {
+        (0..snapshot.router.len())
+            .filter_map(|i| snapshot.router.route(i))
+            .find(|r| &*r.name == name)
+            .map(|r| r.policy.mode)
+    };
+    assert_eq!(mode("inherits"), Some(Mode::Observe));
+    assert_eq!(mode("flipped"), Some(Mode::Mediate));
+    assert_eq!(snapshot.defaults.mode, Mode::Mediate);
+}
+
+/// Standard input (`-`): a gateway access log line piped in becomes a span.
+#[test]
+fn logs_to_traces_reads_standard_input() {
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let dir = tempfile::tempdir().unwrap();
+    let config = logs_config(dir.path(), rx.addr, "stdin");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+            .args([
+                "--config",
+                &config,
+                "logs-to-traces",
+                "--format",
+                "tracebridge",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let line = r#"{"time":"2025-01-31T09:12:03.013Z","route":"checkout","method":"GET","path":"/checkout/1","status":200,"duration_ms":2.765,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"afbab40caaadedda","parent_id":"00f067aa0ba902b7","sampled":true}"#;
+    {
+        let mut stdin = child.0.stdin.take().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        // Dropped: end of input, the command flushes and exits.
+    }
+    let span = &spans_of(&rx, "stdin", 1)[0];
+    assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(
+        span.end_time_unix_nano - span.start_time_unix_nano,
+        2_765_000
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "did not exit at the end of its input"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
