@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
         conflicts: 1,
         injected: set(&[Format::TraceContext, Format::Baggage]),
         preflight: false,
+        ..Observation::default()
     };
     // The first request of a generation builds its table: keep it out of the timing.
     coverage.record(&snapshot, Some(3), &typical);

@@ -84,6 +84,132 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9901", value_name = "URL")]
         admin: String,
     },
+    /// Turn access log lines that carry trace context into spans, one per line, sent
+    /// over the config's exporters (`[telemetry]`, `[[telemetry.exporters]]`).
+    ///
+    /// For the hops that can only log: a managed load balancer (AWS ALB access logs, the
+    /// trace_id field holding X-Amzn-Trace-Id), a proxy logging `traceparent` or `b3` as
+    /// JSON (nginx, Envoy), or tracebridge's own access log. A span gets the logged
+    /// start time and duration, HTTP attributes, the logged context as its parent, and
+    /// a span id derived from the line (the same file gives the same spans). Bad lines
+    /// are reported with their number and counted, never fatal. Defaults come from
+    /// `[telemetry.logs_to_traces]`; a config without routes needs
+    /// `server.allow_no_routes = true`.
+    LogsToTraces {
+        /// The log file; `-` or none reads standard input.
+        file: Option<PathBuf>,
+        /// `alb`, `tracebridge` or `json`.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
+        /// `json`: where a value is, `KEY=FIELD`: KEY is time, duration, method, path,
+        /// status, host, user_agent, client, or header:NAME for a logged trace header
+        /// (header:traceparent=http_traceparent); repeatable.
+        #[arg(long = "field", value_name = "KEY=FIELD")]
+        fields: Vec<String>,
+        /// `json`: the logged time is the request's `start` or the response's `end`.
+        #[arg(long, value_name = "start|end")]
+        time_at: Option<String>,
+        /// `json`: unit of the logged duration, `s`, `ms` or `us`.
+        #[arg(long, value_name = "UNIT")]
+        duration_unit: Option<String>,
+        /// Keep reading a growing file (until stopped, like `tail -f`).
+        #[arg(long)]
+        follow: bool,
+        /// A progress line on stderr every this many lines (0: none).
+        #[arg(long, default_value_t = 100_000, value_name = "LINES")]
+        progress_every: u64,
+    },
+}
+
+/// The `logs-to-traces` options given on the command line, over the config's.
+struct LogsArgs<'a> {
+    format: Option<&'a str>,
+    fields: &'a [String],
+    time_at: Option<&'a str>,
+    duration_unit: Option<&'a str>,
+}
+
+fn logs_settings(
+    base: &tracebridge::config::spec::LogsSettings,
+    args: &LogsArgs<'_>,
+) -> Result<tracebridge::config::spec::LogsSettings, String> {
+    use tracebridge::config::spec::{LogFields, LogFormat};
+    use tracebridge::model::Named;
+    let mut s = base.clone();
+    if let Some(f) = args.format {
+        s.format = LogFormat::from_name(f)
+            .ok_or_else(|| format!("unknown --format {f:?}: expected {}", LogFormat::expected()))?;
+    }
+    for pair in args.fields {
+        let (key, field) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--field {pair:?}: expected KEY=FIELD"))?;
+        s.fields
+            .set(key.trim(), field.trim())
+            .map_err(|e| format!("--field {pair:?}: {e}"))?;
+    }
+    match args.time_at {
+        None => {}
+        Some("start") => s.fields.time_at_end = false,
+        Some("end") => s.fields.time_at_end = true,
+        Some(other) => return Err(format!("--time-at {other:?}: expected start or end")),
+    }
+    if let Some(u) = args.duration_unit {
+        s.fields.duration_unit = LogFields::unit(u)
+            .ok_or_else(|| format!("--duration-unit {u:?}: expected s, ms or us"))?;
+    }
+    Ok(s)
+}
+
+fn run_logs_to_traces(
+    snapshot: &Snapshot,
+    file: Option<&std::path::Path>,
+    args: &LogsArgs<'_>,
+    options: tracebridge::telemetry::log_to_trace::Options,
+) -> ExitCode {
+    use std::io::BufRead;
+    use tracebridge::telemetry::{log_to_trace, Telemetry};
+    let settings = match logs_settings(&snapshot.telemetry.logs, args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut input: Box<dyn BufRead> = match file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let telemetry = Telemetry::from_settings(&snapshot.telemetry);
+    let result = log_to_trace::run(
+        &settings,
+        &telemetry,
+        &mut input,
+        options,
+        &mut std::io::stderr(),
+    );
+    // Every span made is exported before the process ends.
+    telemetry.shutdown();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "logs-to-traces: {} lines, {} spans, {} bad lines",
+                s.lines, s.spans, s.bad
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: reading the log: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_coverage(admin: &str) -> ExitCode {
@@ -271,6 +397,29 @@ fn main() -> ExitCode {
     // Allowed but probably not meant (a route that never matches): said, not refused.
     for w in &snapshot.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(Command::LogsToTraces {
+        file,
+        format,
+        fields,
+        time_at,
+        duration_unit,
+        follow,
+        progress_every,
+    }) = &cli.command
+    {
+        let args = LogsArgs {
+            format: format.as_deref(),
+            fields,
+            time_at: time_at.as_deref(),
+            duration_unit: duration_unit.as_deref(),
+        };
+        let options = tracebridge::telemetry::log_to_trace::Options {
+            follow: *follow,
+            progress_every: *progress_every,
+            poll: std::time::Duration::from_millis(200),
+        };
+        return run_logs_to_traces(&snapshot, file.as_deref(), &args, options);
     }
     if let Some(Command::Check) = cli.command {
         // The effective browser-edge settings of each route that has any (issue 20).

@@ -289,8 +289,11 @@ impl ServeHttp for Admin {
             ),
             "/" => reply(StatusCode::OK, "text/plain; charset=utf-8", index()),
             "/metrics" => {
-                self.metrics
-                    .sync_pipeline(&self.telemetry.stats, self.telemetry.degraded());
+                self.metrics.sync_exporters(
+                    &self.telemetry.stats,
+                    self.telemetry.exporters(),
+                    self.telemetry.degraded(),
+                );
                 let serving = self.config.load();
                 self.metrics.sync_upstreams(&serving);
                 self.metrics.sync_reload_state(

@@ -195,6 +195,15 @@ impl std::ops::Deref for FormatList {
     }
 }
 
+impl<'a> IntoIterator for &'a FormatList {
+    type Item = &'a Format;
+    type IntoIter = std::slice::Iter<'a, Format>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 impl From<&[Format]> for FormatList {
     fn from(formats: &[Format]) -> Self {
         let mut list = FormatList::default();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::mediate::browser::CorsMode;
-use crate::mediate::{ForwardedMode, Strategy, Trust};
+use crate::mediate::{ForwardedMode, Mode, Strategy, Trust};
 use crate::model::named::named_enum;
 use crate::model::Named;
 
@@ -165,6 +165,72 @@ pub struct RawTelemetry {
     pub degrade_max_spans_per_second: f64,
     /// How long a condition must hold before switching either way.
     pub degrade_after: String,
+    /// Several exporters at once (`[[telemetry.exporters]]`), each with its own queue
+    /// and counters; when given, `exporter` / `protocol` / `endpoint` / `headers` /
+    /// `compression` (the one-exporter shorthand) must be left out.
+    pub exporters: Vec<RawExporter>,
+    /// Defaults of `tracebridge logs-to-traces`.
+    pub logs_to_traces: RawLogsToTraces,
+}
+
+/// `[telemetry.logs_to_traces]`: how `tracebridge logs-to-traces` reads a log by
+/// default (its command line overrides every key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogsToTraces {
+    /// `"alb"`, `"tracebridge"` or `"json"` (generic JSON lines, `fields` below).
+    pub format: String,
+    /// `"start"` (the logged time is when the request arrived, Envoy's `%START_TIME%`)
+    /// or `"end"` (when the response ended, nginx's `$time_iso8601`).
+    pub time_at: String,
+    /// Unit of the logged duration: `"s"` (nginx `$request_time`), `"ms"` (Envoy
+    /// `%DURATION%`) or `"us"`.
+    pub duration_unit: String,
+    /// JSON field names: `time`, `duration`, `method`, `path`, `status`, `host`,
+    /// `user_agent`, `client` (each defaults to its own name).
+    pub fields: BTreeMap<String, String>,
+    /// Trace headers the log carries, header name → JSON field (e.g. `traceparent =
+    /// "http_traceparent"`); empty = every trace header name as a field of that name.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for RawLogsToTraces {
+    fn default() -> Self {
+        RawLogsToTraces {
+            format: "json".to_string(),
+            time_at: "start".to_string(),
+            duration_unit: "s".to_string(),
+            fields: BTreeMap::new(),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One `[[telemetry.exporters]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawExporter {
+    /// The `exporter` label of its metrics; default: its `kind`. Unique.
+    pub name: String,
+    /// `"otlp"`, `"zipkin"` or `"stdout"`.
+    pub kind: String,
+    /// OTLP only: `"http/protobuf"` (default) or `"grpc"`.
+    pub protocol: String,
+    /// OTLP: base URL (default `http://localhost:4318`, gRPC `:4317`); Zipkin: the full
+    /// URL (default `http://localhost:9411/api/v2/spans`).
+    pub endpoint: String,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one export call; default `[telemetry] timeout`.
+    pub timeout: Option<String>,
+    /// OTLP only: `"none"` (default) or `"gzip"`.
+    pub compression: String,
+    /// Its queue; default `[telemetry] queue_size`.
+    pub queue_size: Option<usize>,
+    /// Default `[telemetry] batch_size`.
+    pub batch_size: Option<usize>,
+    /// Default `[telemetry] batch_delay`.
+    pub batch_delay: Option<String>,
 }
 
 impl Default for RawTelemetry {
@@ -185,6 +251,8 @@ impl Default for RawTelemetry {
             degrade_low_water: 0.2,
             degrade_max_spans_per_second: 0.0,
             degrade_after: "1s".to_string(),
+            exporters: Vec::new(),
+            logs_to_traces: RawLogsToTraces::default(),
         }
     }
 }
@@ -502,6 +570,10 @@ pub struct RawUpstream {
     pub max_concurrent_streams: i64,
     /// Active health checking; absent = every peer is assumed healthy.
     pub health_check: Option<RawHealthCheck>,
+    /// `"mediate"` (default: write and strip trace headers) or `"observe"` (change no
+    /// header; extract, count and span as usual and record what mediate would write),
+    /// for every route to this upstream; a route's own `mode` wins.
+    pub mode: Option<Choice<Mode>>,
     /// Propagation overrides for every route to this upstream.
     pub propagation: RawPropagationOverride,
     /// Sampling overrides for every route to this upstream.
@@ -524,6 +596,7 @@ impl Default for RawUpstream {
             retry_on_connect_failure: true,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             health_check: None,
+            mode: None,
             propagation: RawPropagationOverride::default(),
             sampling: RawSamplingOverride::default(),
         }
@@ -578,6 +651,9 @@ pub struct RawRoute {
     pub header: Option<RawHeaderMatch>,
     /// The upstream this route forwards to.
     pub upstream: String,
+    /// `"mediate"` or `"observe"` for this route (over its upstream's `mode`; absent =
+    /// the upstream's, else `"mediate"`).
+    pub mode: Option<Choice<Mode>>,
     /// Propagation overrides for this route (over the upstream's, over the defaults).
     pub propagation: RawPropagationOverride,
     /// Sampling overrides for this route.
@@ -593,6 +669,7 @@ impl Default for RawRoute {
             methods: Vec::new(),
             header: None,
             upstream: String::new(),
+            mode: None,
             propagation: RawPropagationOverride::default(),
             sampling: RawSamplingOverride::default(),
         }

@@ -18,12 +18,14 @@ use super::raw::{
     RawUpstream, UpstreamKindName,
 };
 use super::spec::{
-    DegradationSettings, ExporterKind, OtlpFileSettings, OtlpProtocol, QueueSettings,
+    DegradationSettings, ExporterEntryKind, ExporterKind, ExporterSpec, LogFields, LogFormat,
+    LogsSettings, OtlpFileSettings, OtlpProtocol, QueueSettings, ZipkinSettings,
+    DEFAULT_ZIPKIN_ENDPOINT,
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
 use crate::mediate::browser::{Browser, BrowserOverride, CorsMode, CorsOverride, OriginPattern};
-use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
+use crate::mediate::{ForwardedMode, Mode, Policy, PolicyOverride, Strategy, Trust};
 use crate::model::Named;
 
 /// One thing wrong with a config file.
@@ -457,7 +459,13 @@ fn upstream(c: &mut Collector, name: &str, u: &RawUpstream) -> UpstreamSpec {
     UpstreamSpec {
         name: name.to_string(),
         kind,
-        policy: policy_override(c, &format!("upstreams.{name}"), &u.propagation, &u.sampling),
+        policy: policy_override(
+            c,
+            &format!("upstreams.{name}"),
+            u.mode.as_ref(),
+            &u.propagation,
+            &u.sampling,
+        ),
     }
 }
 
@@ -519,10 +527,43 @@ fn telemetry(c: &mut Collector, t: &RawTelemetry, s: &RawSampling) -> TelemetryS
     } else {
         t.service_instance.clone()
     };
+    let (exporter, exporters) = if t.exporters.is_empty() {
+        let name = match &exporter {
+            Exporter::Otlp(_) => "otlp",
+            Exporter::Zipkin(_) => "zipkin",
+            Exporter::Stdout => "stdout",
+            Exporter::None => "none",
+        };
+        let list = (exporter != Exporter::None)
+            .then(|| ExporterSpec {
+                name: name.to_string(),
+                exporter: exporter.clone(),
+                queue,
+                from_env: true,
+            })
+            .into_iter()
+            .collect();
+        (exporter, list)
+    } else {
+        // The default `exporter` is "stdout": anything else (or an endpoint) was
+        // written, and would be silently shadowed by the list.
+        if t.exporter.trim() != "stdout" || !t.endpoint.is_empty() {
+            c.push(
+                "telemetry.exporters",
+                "the one-exporter keys (exporter, endpoint) and [[telemetry.exporters]] \
+                 are exclusive: move the exporter into the list",
+            );
+        }
+        let list = exporter_list(c, t, queue);
+        let first = list.first().map_or(Exporter::None, |e| e.exporter.clone());
+        (first, list)
+    };
     TelemetrySettings {
         service_name: t.service_name.clone(),
         service_instance,
         exporter,
+        exporters,
+        logs: logs_to_traces(c, &t.logs_to_traces),
         max_traces_per_second: s.max_traces_per_second.max(0.0),
         queue,
         degradation,
@@ -573,6 +614,140 @@ fn otlp(c: &mut Collector, t: &RawTelemetry) -> OtlpFileSettings {
         timeout: c.positive_duration("telemetry.timeout".into(), &t.timeout),
         compression,
     }
+}
+
+/// `[telemetry.logs_to_traces]`.
+fn logs_to_traces(c: &mut Collector, l: &super::raw::RawLogsToTraces) -> LogsSettings {
+    let at = |key: &str| format!("telemetry.logs_to_traces.{key}");
+    let format = c
+        .choice(at("format"), &Choice::<LogFormat>::from(l.format.trim()))
+        .unwrap_or(LogFormat::Json);
+    let mut fields = LogFields::default();
+    match l.time_at.as_str() {
+        "start" => {}
+        "end" => fields.time_at_end = true,
+        other => c.push(
+            at("time_at"),
+            format!("unknown time_at {other:?}: expected \"start\" or \"end\""),
+        ),
+    }
+    match LogFields::unit(&l.duration_unit) {
+        Some(u) => fields.duration_unit = u,
+        None => c.push(
+            at("duration_unit"),
+            format!(
+                "unknown unit {:?}: expected \"s\", \"ms\" or \"us\"",
+                l.duration_unit
+            ),
+        ),
+    }
+    for (key, field) in &l.fields {
+        if key.starts_with("header:") {
+            c.push(
+                format!("{}.{key}", at("fields")),
+                "trace headers go in headers",
+            );
+        } else if let Err(e) = fields.set(key, field) {
+            c.push(format!("{}.{key}", at("fields")), e);
+        }
+    }
+    for (header, field) in &l.headers {
+        if let Err(e) = fields.set(&format!("header:{header}"), field) {
+            c.push(format!("{}.{header}", at("headers")), e);
+        }
+    }
+    LogsSettings { format, fields }
+}
+
+/// `[[telemetry.exporters]]`: each entry's kind, name (unique, a metric label),
+/// endpoint and queue, with `[telemetry]`'s queue and timeout as defaults.
+fn exporter_list(
+    c: &mut Collector,
+    t: &RawTelemetry,
+    defaults: QueueSettings,
+) -> Vec<ExporterSpec> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, e) in t.exporters.iter().enumerate() {
+        let at = |key: &str| format!("telemetry.exporters[{i}].{key}");
+        let Some(kind) = c.choice(
+            at("kind"),
+            &Choice::<ExporterEntryKind>::from(e.kind.trim()),
+        ) else {
+            continue;
+        };
+        let name = if e.name.is_empty() {
+            kind.name().to_string()
+        } else {
+            e.name.clone()
+        };
+        if !is_identifier(&name) {
+            c.push(at("name"), "must be letters, digits, '-' or '_'");
+        }
+        if !names.insert(name.clone()) {
+            c.push(
+                at("name"),
+                format!("{name:?} is already the name of another exporter (name them apart)"),
+            );
+        }
+        let url_ok = e.endpoint.starts_with("http://") || e.endpoint.starts_with("https://");
+        if !e.endpoint.is_empty() && !url_ok {
+            c.push(at("endpoint"), "must be an http:// or https:// URL");
+        }
+        let timeout = c.positive_duration(at("timeout"), e.timeout.as_ref().unwrap_or(&t.timeout));
+        if kind != ExporterEntryKind::Otlp && !(e.protocol.is_empty() && e.compression.is_empty()) {
+            c.push(at("protocol"), "protocol and compression are OTLP keys");
+        }
+        let exporter = match kind {
+            ExporterEntryKind::Otlp => Exporter::Otlp(OtlpFileSettings {
+                protocol: if e.protocol.trim().is_empty() {
+                    OtlpProtocol::HttpProtobuf
+                } else {
+                    c.choice(at("protocol"), &Choice::from(e.protocol.trim()))
+                        .unwrap_or(OtlpProtocol::HttpProtobuf)
+                },
+                endpoint: e.endpoint.clone(),
+                headers: e.headers.clone(),
+                timeout,
+                compression: c
+                    .choice(at("compression"), &Choice::from(e.compression.trim()))
+                    .unwrap_or_default(),
+            }),
+            ExporterEntryKind::Zipkin => Exporter::Zipkin(ZipkinSettings {
+                endpoint: if e.endpoint.is_empty() {
+                    DEFAULT_ZIPKIN_ENDPOINT.to_string()
+                } else {
+                    e.endpoint.clone()
+                },
+                headers: e.headers.clone(),
+                timeout,
+            }),
+            ExporterEntryKind::Stdout => Exporter::Stdout,
+        };
+        let queue_size = e.queue_size.unwrap_or(defaults.queue_size);
+        let batch_size = e.batch_size.unwrap_or(defaults.batch_size);
+        if queue_size == 0 {
+            c.push(at("queue_size"), "must be at least 1");
+        }
+        if batch_size == 0 || batch_size > queue_size {
+            c.push(at("batch_size"), "must be between 1 and the queue_size");
+        }
+        let batch_delay = match &e.batch_delay {
+            Some(d) => c.positive_duration(at("batch_delay"), d),
+            None => defaults.batch_delay,
+        };
+        out.push(ExporterSpec {
+            name,
+            exporter,
+            queue: QueueSettings {
+                queue_size: queue_size.max(1),
+                batch_size: batch_size.max(1),
+                batch_delay,
+            },
+            from_env: false,
+        });
+    }
+    out
 }
 
 /// The machine's host name (Linux), for `service.instance.id` and `host.name`.
@@ -699,6 +874,9 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             check_browser(c, "propagation.cors", &browser);
             browser
         },
+        // Set per upstream or route only: a whole gateway in observe mode is every
+        // route in it.
+        mode: Mode::Mediate,
     }
 }
 
@@ -878,10 +1056,12 @@ fn budget(c: &mut Collector, at: &str, v: usize, min: usize) -> usize {
 fn policy_override(
     c: &mut Collector,
     at: &str,
+    mode: Option<&Choice<Mode>>,
     p: &RawPropagationOverride,
     s: &RawSamplingOverride,
 ) -> PolicyOverride {
     PolicyOverride {
+        mode: mode.and_then(|m| c.choice(format!("{at}.mode"), m)),
         extract: p
             .extract
             .as_ref()
@@ -1197,8 +1377,13 @@ fn routes(
                 }
             }
         };
-        let route_override =
-            policy_override(c, &format!("routes[{i}]"), &r.propagation, &r.sampling);
+        let route_override = policy_override(
+            c,
+            &format!("routes[{i}]"),
+            r.mode.as_ref(),
+            &r.propagation,
+            &r.sampling,
+        );
         let base = upstreams
             .get(upstream)
             .map_or_else(|| defaults.clone(), |u| u.policy.apply(defaults));

@@ -23,7 +23,7 @@ use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
 pub use forwarded::ForwardedMode;
-pub use policy::{Policy, PolicyOverride, Strategy, Trust};
+pub use policy::{Mode, Policy, PolicyOverride, Strategy, Trust};
 
 /// How the sampling decision must be made once the trace id is known.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -327,6 +327,21 @@ pub fn inject(
     )
 }
 
+/// The formats [`inject`] would remove without writing them again: those present in
+/// the request that are not in `formats`, when `strip_unlisted`. Observe mode reports
+/// them ("would strip") instead of touching the request.
+pub fn would_strip(formats: &[Format], strip_unlisted: bool, present: FormatSet) -> FormatSet {
+    let mut out = FormatSet::default();
+    if strip_unlisted {
+        for f in present.iter() {
+            if !formats.contains(&f) {
+                out.insert(f);
+            }
+        }
+    }
+    out
+}
+
 /// [`inject`] within `budget`. Over budget, whole baggage members are left out of every
 /// format, the last-listed first (the first members are usually the oldest, set
 /// nearest the trace's root), until everything fits; the ids, sampling and
@@ -523,6 +538,59 @@ mod tests {
     fn wire_size(h: &HeaderMap) -> (usize, usize) {
         let bytes = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         (bytes, h.len())
+    }
+
+    /// Observe mode's "would strip" is exactly the set of formats whose headers a real
+    /// injection removes and does not write again, with and without `strip_unlisted`.
+    #[test]
+    fn would_strip_matches_what_inject_removes() {
+        let incoming = headers(&[
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+            (
+                "uber-trace-id",
+                "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1",
+            ),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
+            ("x-other", "kept"),
+        ]);
+        let policy = Policy::default();
+        let p = plan(&policy, &incoming);
+        let formats = formats_to_inject(&policy, &p);
+        for strip_unlisted in [true, false] {
+            let mut out = incoming.clone();
+            inject(
+                &formats,
+                strip_unlisted,
+                p.present,
+                &outgoing(
+                    &p,
+                    TraceId::new(0x80f1_98ee_5634_3ba8_64fe_8b2a_57d3_eff7).unwrap(),
+                    true,
+                    false,
+                ),
+                &hop(),
+                &mut out,
+            );
+            let gone: Vec<Format> = Format::ALL
+                .into_iter()
+                .filter(|f| p.present.contains(*f))
+                .filter(|f| !out.contains_key(&f.headers()[0]))
+                .collect();
+            let want: Vec<Format> = would_strip(&formats, strip_unlisted, p.present)
+                .iter()
+                .collect();
+            assert_eq!(gone, want, "strip_unlisted = {strip_unlisted}");
+        }
+        assert_eq!(
+            would_strip(&formats, true, p.present)
+                .iter()
+                .collect::<Vec<_>>(),
+            [Format::XRay],
+            "b3 won and jaeger agreed with it (both preserved); x-ray named another trace"
+        );
     }
 
     #[test]

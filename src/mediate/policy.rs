@@ -42,6 +42,21 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What the gateway does to the request on the wire (`mode` of an upstream or a
+    /// route).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mode("mode") {
+        /// Write the configured formats and strip the others (the product).
+        Mediate = "mediate",
+        /// Write nothing: the request reaches the upstream as it arrived, while
+        /// extraction, the span, metrics, coverage and the access log run as usual and
+        /// record what `mediate` would have written and stripped. The zero-risk first
+        /// step of a rollout (see docs/configuration.md, "Observe mode").
+        Observe = "observe",
+    }
+}
+
 /// The effective policy of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -75,6 +90,8 @@ pub struct Policy {
     /// The browser edge: CORS for the trace headers, `Server-Timing`, the trace id
     /// response header.
     pub browser: Browser,
+    /// Mediate (write the context) or only observe.
+    pub mode: Mode,
 }
 
 impl Policy {
@@ -107,6 +124,7 @@ impl Default for Policy {
             max_injected_bytes: DEFAULT_MAX_INJECTED_BYTES,
             max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
             browser: Browser::default(),
+            mode: Mode::Mediate,
         }
     }
 }
@@ -150,6 +168,8 @@ pub struct PolicyOverride {
     pub max_injected_headers: Option<usize>,
     /// The browser-edge keys (`cors`, `server_timing`, ...).
     pub browser: BrowserOverride,
+    /// `mode`.
+    pub mode: Option<Mode>,
 }
 
 impl PolicyOverride {
@@ -179,6 +199,7 @@ impl PolicyOverride {
                 .max_injected_headers
                 .unwrap_or(base.max_injected_headers),
             browser: self.browser.apply(&base.browser),
+            mode: self.mode.unwrap_or(base.mode),
         }
     }
 }

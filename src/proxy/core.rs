@@ -597,6 +597,7 @@ impl Core {
         self.metrics
             .coverage
             .record(&ctx.snapshot, ctx.route, &observation);
+        self.metrics.observed(route, &observation);
         if let Some(sink) = &ctx.snapshot.access_log {
             let now = SystemTime::now();
             let entry = Entry {
@@ -617,6 +618,12 @@ impl Core {
                     .filter(|t| !t.observation.injected.is_empty())
                     .map(|t| t.formats.iter().map(|f| f.as_str()).collect())
                     .unwrap_or_default(),
+                would_inject: observation
+                    .would_inject
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect(),
+                would_strip: observation.would_strip.iter().map(|f| f.as_str()).collect(),
             };
             access_log::write(sink, &entry, &self.metrics);
         }

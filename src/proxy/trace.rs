@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::codec::{Format, FormatList, FormatSet, HeaderSink};
-use crate::mediate::{self, HeaderEdit, Plan, Policy};
+use crate::mediate::{self, HeaderEdit, Mode, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 use crate::telemetry::coverage::Observation;
 use crate::telemetry::span::RequestFacts;
@@ -62,6 +62,8 @@ impl RequestTrace {
             conflicts: u32::try_from(plan.conflicts).unwrap_or(u32::MAX),
             injected: FormatSet::default(),
             preflight: false,
+            would_inject: FormatSet::default(),
+            would_strip: FormatSet::default(),
         };
         let formats = mediate::formats_to_inject(&policy, &plan);
         let mut endpoint: Option<Arc<str>> = formats
@@ -131,6 +133,17 @@ impl RequestTrace {
         metrics: &Metrics,
     ) {
         self.calls += 1;
+        if self.policy.mode == Mode::Observe {
+            // Nothing on the wire: what mediate mode would write and remove is recorded
+            // instead (coverage, metrics and access log read it at the end).
+            let o = &mut self.observation;
+            for f in &self.formats {
+                o.would_inject.insert(*f);
+            }
+            o.would_strip =
+                mediate::would_strip(&self.formats, self.policy.strip_unlisted, self.present);
+            return;
+        }
         let hop = Hop {
             span_id: self.span_id,
             service: &telemetry.service_name,
@@ -206,10 +219,17 @@ impl RequestTrace {
         upstream_address: Option<&Arc<str>>,
     ) {
         if let Some(span) = self.span.take() {
+            let (injected, would_inject): (&[Format], &[Format]) =
+                if self.policy.mode == Mode::Observe {
+                    (&[], &self.formats)
+                } else {
+                    (&self.formats, &[])
+                };
             span.finish(Outcome {
                 status,
                 error,
-                injected: &self.formats,
+                injected,
+                would_inject,
                 upstream_address,
             });
         }

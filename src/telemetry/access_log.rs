@@ -62,6 +62,13 @@ pub(crate) struct Entry<'a> {
     pub extracted_format: Option<&'static str>,
     /// The formats written into the outgoing request.
     pub injected_formats: Vec<&'static str>,
+    /// Observe mode: the formats mediate mode would have written (omitted otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_inject: Vec<&'static str>,
+    /// Observe mode: the formats present that mediate mode would have removed
+    /// (omitted when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_strip: Vec<&'static str>,
 }
 
 fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -130,6 +137,8 @@ mod tests {
             sampled: Some(true),
             extracted_format: None,
             injected_formats: vec!["tracecontext", "b3"],
+            would_inject: Vec::new(),
+            would_strip: Vec::new(),
         };
         let line = entry.to_line();
         assert_eq!(line.last(), Some(&b'\n'));
@@ -178,6 +187,8 @@ mod tests {
             sampled: None,
             extracted_format: None,
             injected_formats: Vec::new(),
+            would_inject: Vec::new(),
+            would_strip: Vec::new(),
         };
         write(&sink, &entry, &metrics);
         write(&sink, &entry, &metrics);

@@ -55,6 +55,11 @@ pub struct Observation {
     /// A CORS preflight: the browser sends it without the page's trace context, so it
     /// is counted apart, not as a request without context (a false blind spot).
     pub preflight: bool,
+    /// Observe mode: the formats mediation would have written (nothing was); empty
+    /// in mediate mode.
+    pub would_inject: FormatSet,
+    /// Observe mode: the formats present that mediation would have removed.
+    pub would_strip: FormatSet,
 }
 
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
@@ -101,6 +106,9 @@ struct Hot {
     injected: [AtomicU64; Format::COUNT],
     /// CORS preflights: neither with nor without context.
     preflight: AtomicU64,
+    /// Observe mode's "would change": by format, written and removed.
+    would_inject: [AtomicU64; Format::COUNT],
+    would_strip: [AtomicU64; Format::COUNT],
 }
 
 /// The counters of one route.
@@ -120,6 +128,8 @@ impl Default for Counters {
                 none: AtomicU64::new(0),
                 injected: per_format(),
                 preflight: AtomicU64::new(0),
+                would_inject: per_format(),
+                would_strip: per_format(),
             }),
             invalid: per_format(),
             conflicts: AtomicU64::new(0),
@@ -138,6 +148,15 @@ impl Counters {
         for f in obs.injected.iter() {
             hot.injected[f.index()].fetch_add(1, Relaxed);
         }
+        // Observe-mode routes only; one branch for the rest.
+        if !(obs.would_inject.is_empty() && obs.would_strip.is_empty()) {
+            for f in obs.would_inject.iter() {
+                hot.would_inject[f.index()].fetch_add(1, Relaxed);
+            }
+            for f in obs.would_strip.iter() {
+                hot.would_strip[f.index()].fetch_add(1, Relaxed);
+            }
+        }
         if !obs.invalid.is_empty() {
             for f in obs.invalid.iter() {
                 self.invalid[f.index()].fetch_add(1, Relaxed);
@@ -152,11 +171,15 @@ impl Counters {
         let mut incoming = [0u64; Format::COUNT];
         let mut injected = [0u64; Format::COUNT];
         let mut invalid = [0u64; Format::COUNT];
+        let mut would_inject = [0u64; Format::COUNT];
+        let mut would_strip = [0u64; Format::COUNT];
         let mut none = 0;
         let mut preflights = 0;
         for hot in &self.hot {
             sum(&hot.incoming, &mut incoming);
             sum(&hot.injected, &mut injected);
+            sum(&hot.would_inject, &mut would_inject);
+            sum(&hot.would_strip, &mut would_strip);
             none += hot.none.load(Relaxed);
             preflights += hot.preflight.load(Relaxed);
         }
@@ -186,6 +209,8 @@ impl Counters {
             conflicts: self.conflicts.load(Relaxed),
             injected: by_format(&injected),
             preflights,
+            would_inject: by_format(&would_inject),
+            would_strip: by_format(&would_strip),
         }
     }
 }
@@ -296,6 +321,32 @@ pub struct RouteReport {
     /// page's context on a preflight, so they are no blind spot); omitted when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub preflights: u64,
+    /// Observe mode: requests by format mediation would have written (nothing was
+    /// written: `injected` stays empty); omitted when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub would_inject: BTreeMap<&'static str, u64>,
+    /// Observe mode: requests by format present that mediation would have removed;
+    /// omitted when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub would_strip: BTreeMap<&'static str, u64>,
+}
+
+impl RouteReport {
+    /// The "would change" cell: `+format n` for each format mediation would write,
+    /// `-format n` for each it would remove; `-` when nothing.
+    pub fn would_change(&self) -> String {
+        let cells: Vec<String> = self
+            .would_inject
+            .iter()
+            .map(|(f, n)| format!("+{f} {n}"))
+            .chain(self.would_strip.iter().map(|(f, n)| format!("-{f} {n}")))
+            .collect();
+        if cells.is_empty() {
+            "-".to_string()
+        } else {
+            cells.join(", ")
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -346,9 +397,14 @@ impl CoverageReport {
         body
     }
 
-    /// The aligned plain-text table: one row per route, busiest first, `none` last.
+    /// The aligned plain-text table: one row per route, busiest first, `none` last. A
+    /// last column, WOULD CHANGE, appears when a route runs in observe mode.
     pub fn to_table(&self) -> String {
-        const HEADER: [&str; 8] = [
+        let observed = self
+            .routes
+            .values()
+            .any(|r| !(r.would_inject.is_empty() && r.would_strip.is_empty()));
+        const HEADER: [&str; 9] = [
             "ROUTE",
             "REQUESTS",
             "WITH CONTEXT",
@@ -357,9 +413,11 @@ impl CoverageReport {
             "INVALID",
             "CONFLICTS",
             "INJECTED",
+            "WOULD CHANGE",
         ];
+        let columns = if observed { 9 } else { 8 };
         // Numbers right-aligned, text left-aligned.
-        const RIGHT: [bool; 8] = [false, true, true, false, true, false, true, false];
+        const RIGHT: [bool; 9] = [false, true, true, false, true, false, true, false, false];
         let mut order: Vec<(&String, &RouteReport)> = self.routes.iter().collect();
         order.sort_by(|a, b| {
             (a.0 == NO_ROUTE)
@@ -367,7 +425,7 @@ impl CoverageReport {
                 .then(b.1.requests.cmp(&a.1.requests))
                 .then(a.0.cmp(b.0))
         });
-        let mut rows: Vec<[String; 8]> = vec![HEADER.map(String::from)];
+        let mut rows: Vec<[String; 9]> = vec![HEADER.map(String::from)];
         for (name, r) in order {
             rows.push([
                 name.clone(),
@@ -378,9 +436,10 @@ impl CoverageReport {
                 counts(&r.invalid, "", usize::MAX),
                 r.conflicts.to_string(),
                 counts(&r.injected, "", usize::MAX),
+                r.would_change(),
             ]);
         }
-        let mut widths = [0usize; 8];
+        let mut widths = [0usize; 9];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -389,7 +448,7 @@ impl CoverageReport {
         let mut out = String::new();
         for row in &rows {
             let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
+            for (i, cell) in row.iter().take(columns).enumerate() {
                 if i > 0 {
                     line.push_str("  ");
                 }
@@ -570,6 +629,54 @@ mod tests {
         // Every column starts at the same offset on every line.
         let col = lines[0].find("NONE").unwrap();
         assert_eq!(&lines[1][col - 2..col + 4], "     1");
+    }
+
+    /// Observe mode's "would change": counted per format, in the JSON only when
+    /// present, and a last table column only when some route has it.
+    #[test]
+    fn observe_mode_adds_a_would_change_column() {
+        let cov = Coverage::new();
+        let s = snapshot(&["legacy", "api"], 1);
+        cov.record(&s, Some(1), &seen(None));
+        let plain = cov.report().to_table();
+        assert!(!plain.contains("WOULD CHANGE"), "{plain}");
+        let observed = Observation {
+            incoming: Some(Format::B3),
+            would_inject: set(&[Format::TraceContext, Format::B3]),
+            would_strip: set(&[Format::Jaeger]),
+            ..Observation::default()
+        };
+        cov.record(&s, Some(0), &observed);
+        cov.record(&s, Some(0), &observed);
+        let r = cov.report();
+        let legacy = &r.routes["legacy"];
+        assert!(legacy.injected.is_empty());
+        assert_eq!(
+            legacy.would_inject,
+            BTreeMap::from([("tracecontext", 2), ("b3", 2)])
+        );
+        assert_eq!(legacy.would_strip, BTreeMap::from([("jaeger", 2)]));
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!(
+            v["routes"]["legacy"]["would_strip"],
+            serde_json::json!({"jaeger": 2})
+        );
+        assert!(v["routes"]["api"].get("would_inject").is_none());
+        let table = r.to_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].ends_with("INJECTED        WOULD CHANGE"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("legacy")
+                && lines[1].ends_with("-               +b3 2, +tracecontext 2, -jaeger 2"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("api") && lines[2].ends_with("  -"),
+            "{table}"
+        );
     }
 
     #[test]

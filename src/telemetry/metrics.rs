@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::pipeline::PipelineStats;
 use crate::codec::Format;
-use crate::telemetry::coverage::Coverage;
+use crate::telemetry::coverage::{Coverage, Observation};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -47,6 +47,12 @@ pub struct Metrics {
     /// of a request to keep its injected trace headers within `max_injected_bytes`
     /// (`bytes`) or `max_injected_headers` (`headers`).
     pub budget_dropped: IntCounterVec,
+    /// `tracebridge_observe_would_inject_total{route,format}`: requests on observe-mode
+    /// routes that mediate mode would have written this format into.
+    pub would_inject: IntCounterVec,
+    /// `tracebridge_observe_would_strip_total{route,format}`: requests on observe-mode
+    /// routes whose headers of this format mediate mode would have removed.
+    pub would_strip: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -59,6 +65,13 @@ pub struct Metrics {
     pub degraded: IntGauge,
     /// `tracebridge_span_queue_depth`: spans waiting for export.
     pub span_queue_depth: IntGauge,
+    /// `tracebridge_exporter_spans_exported_total{exporter}`: per exporter.
+    pub exporter_exported: IntCounterVec,
+    /// `tracebridge_exporter_spans_dropped_total{exporter,reason}`: per exporter, the
+    /// reasons of `tracebridge_spans_dropped_total`.
+    pub exporter_dropped: IntCounterVec,
+    /// `tracebridge_exporter_queue_depth{exporter}`: spans waiting in its queue.
+    pub exporter_queue_depth: IntGaugeVec,
     /// `tracebridge_access_log_errors_total`: access log lines that could not be written.
     pub access_log_errors: IntCounter,
     /// `tracebridge_build_info{version}`: always 1; the labels say what runs.
@@ -175,7 +188,19 @@ impl Metrics {
             "Baggage members left out of a request to keep its injected trace headers within the budget, by the limit reached.",
             &["reason"],
         )?;
+        let would_inject = counter_vec(
+            "tracebridge_observe_would_inject_total",
+            "Requests on observe-mode routes that mediate mode would have written this format into (nothing was written).",
+            &["route", "format"],
+        )?;
+        let would_strip = counter_vec(
+            "tracebridge_observe_would_strip_total",
+            "Requests on observe-mode routes whose headers of this format mediate mode would have removed (nothing was removed).",
+            &["route", "format"],
+        )?;
         for c in [
+            &would_inject,
+            &would_strip,
             &extracted,
             &missing,
             &invalid,
@@ -200,6 +225,26 @@ impl Metrics {
             "Spans dropped: export queue full, export failed (collector down, 5xx, 429, timeout), shut down.",
             &["reason"],
         )?;
+        let exporter_exported = counter_vec(
+            "tracebridge_exporter_spans_exported_total",
+            "Spans each exporter handed over successfully (with several exporters every span goes to each).",
+            &["exporter"],
+        )?;
+        let exporter_dropped = counter_vec(
+            "tracebridge_exporter_spans_dropped_total",
+            "Spans each exporter dropped: its queue full, its export failed, shut down.",
+            &["exporter", "reason"],
+        )?;
+        let exporter_queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "tracebridge_exporter_queue_depth",
+                "Spans waiting in each exporter's queue.",
+            ),
+            &["exporter"],
+        )?;
+        registry.register(Box::new(exporter_exported.clone()))?;
+        registry.register(Box::new(exporter_dropped.clone()))?;
+        registry.register(Box::new(exporter_queue_depth.clone()))?;
         let degraded = IntGauge::new(
             "tracebridge_degraded",
             "Whether the span pipeline is overloaded and the gateway only propagates context (0 or 1).",
@@ -343,7 +388,12 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             budget_dropped,
+            would_inject,
+            would_strip,
             spans_started,
+            exporter_exported,
+            exporter_dropped,
+            exporter_queue_depth,
             access_log_errors,
             build_info,
             upstream_request_duration,
@@ -363,6 +413,24 @@ impl Metrics {
     /// `tracebridge_propagation_injected_total{format}` for `f`.
     pub fn injected_for(&self, f: Format) -> &IntCounter {
         &self.injected_by_format[f.index()]
+    }
+
+    /// Counts what an observe-mode request of `route` would have changed; nothing for a
+    /// mediate-mode request (both sets empty: one branch).
+    pub fn observed(&self, route: &str, obs: &Observation) {
+        if obs.would_inject.is_empty() && obs.would_strip.is_empty() {
+            return;
+        }
+        for f in obs.would_inject.iter() {
+            self.would_inject
+                .with_label_values(&[route, f.as_str()])
+                .inc();
+        }
+        for f in obs.would_strip.iter() {
+            self.would_strip
+                .with_label_values(&[route, f.as_str()])
+                .inc();
+        }
     }
 
     /// `tracebridge_propagation_extracted_total{format}` for `f`.
@@ -391,6 +459,58 @@ impl Metrics {
         self.degraded.set(i64::from(degraded));
         self.span_queue_depth
             .set(stats.depth.load(Ordering::Relaxed) as i64);
+    }
+
+    /// Copies every exporter's counters into the exported metrics, at scrape time: the
+    /// unlabelled totals summed over the exporters (so one exporter reads as before),
+    /// and the `exporter`-labelled series. Without named exporters (a provider
+    /// configured by hand), `primary` alone gives the totals.
+    pub fn sync_exporters(
+        &self,
+        primary: &PipelineStats,
+        exporters: &[(String, std::sync::Arc<PipelineStats>)],
+        degraded: bool,
+    ) {
+        if exporters.is_empty() {
+            self.sync_pipeline(primary, degraded);
+            return;
+        }
+        let total = PipelineStats::default();
+        for (name, s) in exporters {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let add = |into: &std::sync::atomic::AtomicU64, v: u64| {
+                into.fetch_add(v, Ordering::Relaxed);
+            };
+            add(&total.exported, load(&s.exported));
+            add(&total.dropped_queue_full, load(&s.dropped_queue_full));
+            add(&total.dropped_export_failed, load(&s.dropped_export_failed));
+            add(&total.dropped_shutdown, load(&s.dropped_shutdown));
+            total
+                .depth
+                .fetch_add(s.depth.load(Ordering::Relaxed), Ordering::Relaxed);
+            let set = |c: &IntCounter, v: u64| {
+                c.reset();
+                c.inc_by(v);
+            };
+            set(
+                &self.exporter_exported.with_label_values(&[name]),
+                load(&s.exported),
+            );
+            for (reason, v) in [
+                ("queue_full", &s.dropped_queue_full),
+                ("export_failed", &s.dropped_export_failed),
+                ("shutdown", &s.dropped_shutdown),
+            ] {
+                set(
+                    &self.exporter_dropped.with_label_values(&[name, reason]),
+                    load(v),
+                );
+            }
+            self.exporter_queue_depth
+                .with_label_values(&[name])
+                .set(s.depth.load(Ordering::Relaxed) as i64);
+        }
+        self.sync_pipeline(&total, degraded);
     }
 
     /// Copies the reload counters and the serving generation (kept by the config

@@ -5,6 +5,7 @@ pub(crate) mod access_log;
 pub mod coverage;
 pub(crate) mod exporters;
 pub(crate) mod labels;
+pub mod log_to_trace;
 pub(crate) mod metrics;
 pub(crate) mod otlp;
 pub mod otlp_http;
@@ -13,6 +14,7 @@ pub mod pipeline;
 pub(crate) mod span;
 pub(crate) mod stdout;
 pub mod tracer;
+pub mod zipkin;
 
 pub use metrics::Metrics;
 pub use span::{GatewaySpan, Outcome, RequestFacts};

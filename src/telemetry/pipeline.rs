@@ -242,6 +242,18 @@ impl Batch for SdkSpans {
     }
 }
 
+impl SdkSpans {
+    /// The next export call's spans (at most `batch_size`), taken out of the batch;
+    /// `None` when it is empty.
+    pub(crate) fn next_chunk(&mut self) -> Option<Vec<SpanData>> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        let n = self.spans.len().min(self.batch_size);
+        Some(self.spans.drain(..n).collect())
+    }
+}
+
 /// An OpenTelemetry SDK exporter run on the exporter thread, inside a current-thread
 /// tokio runtime when it needs one.
 pub struct SdkExport<E> {

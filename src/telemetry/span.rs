@@ -33,6 +33,8 @@ pub(crate) mod attr {
     pub(crate) const NO_FORMAT: &str = crate::telemetry::labels::NONE;
     /// The formats written into the outgoing request.
     pub(crate) const INJECTED_FORMATS: &str = "tracebridge.injected_formats";
+    /// Observe mode: the formats mediate mode would have written (nothing was).
+    pub(crate) const WOULD_INJECT_FORMATS: &str = "tracebridge.would_inject_formats";
     /// A link's format.
     pub(crate) const LINK_FORMAT: &str = "tracebridge.link.format";
     /// Why a link was made: `restart` or `conflict`.
@@ -84,6 +86,8 @@ pub struct Outcome<'a> {
     pub error: Option<&'a str>,
     /// The formats written into the outgoing request.
     pub injected: &'a [Format],
+    /// Observe mode: the formats mediate mode would have written; empty otherwise.
+    pub would_inject: &'a [Format],
     /// The peer the last attempt went to.
     pub upstream_address: Option<&'a Arc<str>>,
 }
@@ -156,6 +160,17 @@ impl GatewaySpan {
             attr::INJECTED_FORMATS,
             Value::Array(injected.into()),
         ));
+        if !outcome.would_inject.is_empty() {
+            let would: Vec<StringValue> = outcome
+                .would_inject
+                .iter()
+                .map(|f| f.as_str().into())
+                .collect();
+            span.set_attribute(KeyValue::new(
+                attr::WOULD_INJECT_FORMATS,
+                Value::Array(would.into()),
+            ));
+        }
         if let Some(addr) = outcome.upstream_address {
             span.set_attribute(KeyValue::new(
                 attr::UPSTREAM_ADDRESS,
@@ -423,6 +438,7 @@ mod tests {
                 status: 200,
                 error: None,
                 injected: &[Format::TraceContext, Format::B3],
+                would_inject: &[],
                 upstream_address: Some(&address),
             },
         );
@@ -478,6 +494,7 @@ mod tests {
                 status: 502,
                 error: Some("connect"),
                 injected: &[],
+                would_inject: &[],
                 upstream_address: None,
             },
         );

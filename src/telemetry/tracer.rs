@@ -6,7 +6,7 @@
 //! routes, which make no span, so both paths agree.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::pipeline::PipelineStats;
@@ -132,11 +132,13 @@ struct NextSpan {
     trace_id: Option<u128>,
     /// The request's sampling directive.
     directive: Option<SamplingDirective>,
+    /// The span id the span must have (a span rebuilt from a log line).
+    span_id: Option<u64>,
 }
 
 thread_local! {
     static NEXT_SPAN: std::cell::Cell<NextSpan> = const {
-        std::cell::Cell::new(NextSpan { trace_id: None, directive: None })
+        std::cell::Cell::new(NextSpan { trace_id: None, directive: None, span_id: None })
     };
 }
 
@@ -153,7 +155,10 @@ impl IdGenerator for GatewayIds {
     }
 
     fn new_span_id(&self) -> opentelemetry::trace::SpanId {
-        self.0.new_span_id()
+        match NEXT_SPAN.with(|c| c.get().span_id) {
+            Some(id) => opentelemetry::trace::SpanId::from_bytes(id.to_be_bytes()),
+            None => self.0.new_span_id(),
+        }
     }
 }
 
@@ -189,6 +194,9 @@ impl Identity {
     }
 }
 
+/// One exporter's name (its metrics' `exporter` label) and queue statistics.
+pub type NamedStats = (String, Arc<PipelineStats>);
+
 /// The gateway's tracer and everything it shares across requests.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -198,8 +206,12 @@ pub struct Telemetry {
     tracer: SdkTracer,
     limiter: Arc<RateLimiter>,
     ids: RandomIdGenerator,
-    /// Export queue statistics (empty when spans go to a processor without a queue).
+    /// Export queue statistics (empty when spans go to a processor without a queue);
+    /// with several exporters, the first one's.
     pub stats: Arc<PipelineStats>,
+    /// Every exporter's name and queue statistics, when built from settings
+    /// ([`Self::set_exporters`]); unset for a provider configured by hand.
+    exporters: Arc<OnceLock<Vec<NamedStats>>>,
     degraded: Arc<AtomicBool>,
     spans_started: Arc<AtomicU64>,
     monitor_stop: Arc<AtomicBool>,
@@ -241,6 +253,7 @@ impl Telemetry {
             limiter,
             ids: RandomIdGenerator::default(),
             stats,
+            exporters: Arc::new(OnceLock::new()),
             degraded: Arc::new(AtomicBool::new(false)),
             spans_started: Arc::new(AtomicU64::new(0)),
             monitor_stop: Arc::new(AtomicBool::new(false)),
@@ -249,6 +262,18 @@ impl Telemetry {
         };
         telemetry.start_monitor(degradation);
         telemetry
+    }
+
+    /// Names every exporter and its queue statistics (the metrics' `exporter` label;
+    /// degradation looks at every queue). Set once, after the provider is built.
+    pub(crate) fn set_exporters(&self, list: Vec<(String, Arc<PipelineStats>)>) {
+        let _ = self.exporters.set(list);
+    }
+
+    /// Every exporter's name and queue statistics; empty for a provider configured by
+    /// hand (then [`Self::stats`] is all there is).
+    pub fn exporters(&self) -> &[(String, Arc<PipelineStats>)] {
+        self.exporters.get().map_or(&[], Vec::as_slice)
     }
 
     /// True while the gateway is degraded to propagation only.
@@ -264,8 +289,9 @@ impl Telemetry {
     /// Watches the export queue and the span rate every 100 ms and switches
     /// degradation on and off with hysteresis: a condition must hold for `hold`.
     fn start_monitor(&self, d: DegradationSettings) {
-        let (stats, degraded, started, stop) = (
+        let (stats, exporters, degraded, started, stop) = (
             self.stats.clone(),
+            self.exporters.clone(),
             self.degraded.clone(),
             self.spans_started.clone(),
             self.monitor_stop.clone(),
@@ -279,8 +305,20 @@ impl Telemetry {
                 let mut last_tick = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    let capacity = stats.capacity.load(Ordering::Relaxed).max(1) as f64;
-                    let fill = stats.depth.load(Ordering::Relaxed) as f64 / capacity;
+                    let fill_of = |s: &PipelineStats| {
+                        let capacity = s.capacity.load(Ordering::Relaxed).max(1) as f64;
+                        s.depth.load(Ordering::Relaxed) as f64 / capacity
+                    };
+                    // With several exporters, the emptiest queue: one dead backend
+                    // (its queue full, its spans dropped and counted) must not stop the
+                    // spans every other backend still takes.
+                    let fill = match exporters.get() {
+                        Some(list) if !list.is_empty() => list
+                            .iter()
+                            .map(|(_, s)| fill_of(s))
+                            .fold(f64::INFINITY, f64::min),
+                        _ => fill_of(&stats),
+                    };
                     let now_started = started.load(Ordering::Relaxed);
                     let rate = (now_started - last_started) as f64
                         / last_tick.elapsed().as_secs_f64().max(1e-3);
@@ -339,11 +377,47 @@ impl Telemetry {
             c.set(NextSpan {
                 trace_id: root_trace_id,
                 directive: Some(directive),
+                span_id: None,
             })
         });
         let span = self.tracer.build_with_context(builder, &parent_cx);
         NEXT_SPAN.with(|c| c.take());
         span
+    }
+
+    /// Starts a span recorded after the fact (`tracebridge logs-to-traces`): always
+    /// sampled (the log line is the record), with the span id `span_id`, as a child of
+    /// `parent` (trace id, parent span id) or, without a parent span id, a root of
+    /// `parent`'s trace id or else of `root_trace`. The builder carries the start time;
+    /// end the span with `end_with_timestamp`.
+    pub fn start_recorded(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: Option<(TraceId, Option<SpanId>)>,
+        root_trace: TraceId,
+        span_id: SpanId,
+    ) -> opentelemetry_sdk::trace::Span {
+        use opentelemetry::trace::Tracer as _;
+        let (parent_cx, root) = match parent {
+            Some((trace_id, Some(parent_id))) => (remote_parent(trace_id, parent_id, true), None),
+            Some((trace_id, None)) => (Context::new(), Some(trace_id.get())),
+            None => (Context::new(), Some(root_trace.get())),
+        };
+        NEXT_SPAN.with(|c| {
+            c.set(NextSpan {
+                trace_id: root,
+                directive: Some(SamplingDirective::Decided(true)),
+                span_id: Some(span_id.get()),
+            })
+        });
+        let span = self.tracer.build_with_context(builder, &parent_cx);
+        NEXT_SPAN.with(|c| c.take());
+        span
+    }
+
+    /// The gateway's tracer (span builders for [`Self::start_recorded`]).
+    pub fn tracer(&self) -> &SdkTracer {
+        &self.tracer
     }
 
     /// Whether spans are exported. With `exporter = "none"` nothing would read a span,
