@@ -175,15 +175,30 @@ pub fn outgoing(plan: &Plan, trace_id: TraceId, sampled: bool, new_trace: bool) 
 
 /// A request header map the proxy lets mediation edit.
 pub trait HeaderEdit: HeaderSink {
-    /// The current headers.
-    fn headers(&self) -> &HeaderMap;
+    /// Whether `name` has a value now, edits so far included.
+    fn contains(&self, name: &HeaderName) -> bool;
+    /// The names present now that start with `prefix` (a per-item format's headers).
+    fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName>;
     /// Removes every value of `name`.
     fn remove(&mut self, name: &HeaderName);
 }
 
+/// The names in `headers` that start with `prefix`.
+pub fn prefixed(headers: &HeaderMap, prefix: &str) -> Vec<HeaderName> {
+    headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
 impl HeaderEdit for HeaderMap {
-    fn headers(&self) -> &HeaderMap {
-        self
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+
+    fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
+        prefixed(self, prefix)
     }
 
     fn remove(&mut self, name: &HeaderName) {
@@ -428,18 +443,12 @@ fn write_all(
 /// Removes every header `format` owns, including prefixed per-item headers.
 fn strip(format: Format, req: &mut dyn HeaderEdit) {
     for name in format.headers() {
-        if req.headers().contains_key(name) {
+        if req.contains(name) {
             req.remove(name);
         }
     }
     for prefix in format.prefixes() {
-        let doomed: Vec<HeaderName> = req
-            .headers()
-            .keys()
-            .filter(|k| k.as_str().starts_with(prefix))
-            .cloned()
-            .collect();
-        for name in &doomed {
+        for name in &req.names_with_prefix(prefix) {
             req.remove(name);
         }
     }

@@ -271,8 +271,12 @@ impl HeaderSink for UpstreamHeaders<'_> {
 }
 
 impl HeaderEdit for UpstreamHeaders<'_> {
-    fn headers(&self) -> &HeaderMap {
-        &self.0.headers
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.0.headers.contains_key(name)
+    }
+
+    fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
+        mediate::prefixed(&self.0.headers, prefix)
     }
 
     fn remove(&mut self, name: &HeaderName) {

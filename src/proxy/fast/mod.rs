@@ -120,7 +120,7 @@ impl Front {
             buf: BytesMut::with_capacity(2048),
             spans: Vec::with_capacity(16),
             map: HeaderMap::with_capacity(16),
-            touched: Vec::new(),
+            edits: Vec::new(),
             out: Vec::with_capacity(2048),
             rbuf: BytesMut::with_capacity(4096),
             rspans: Vec::with_capacity(16),
@@ -364,23 +364,16 @@ impl Front {
             };
             // Connected: this attempt's head, with the forwarding headers and the trace
             // context (pingora's upstream_request_filter runs at the same point).
-            conn.touched.clear();
+            conn.edits.clear();
             self.core.inject(
                 ctx,
                 &mut Edits {
-                    map: &mut conn.map,
-                    touched: &mut conn.touched,
+                    map: &conn.map,
+                    edits: &mut conn.edits,
                 },
             );
             let forwarding = self.core.forwarding(ctx);
-            upstream_head(
-                &mut conn.out,
-                x,
-                &conn.spans,
-                &conn.map,
-                &conn.touched,
-                forwarding,
-            );
+            upstream_head(&mut conn.out, x, &conn.spans, &conn.edits, forwarding);
             // The body (at most MAX_FAST_BODY) goes in the same write as the head.
             conn.out.extend_from_slice(x.body);
             match self
@@ -661,10 +654,10 @@ struct Conn {
     /// pipelined).
     buf: BytesMut,
     spans: Vec<HeaderSpan>,
-    /// The request's headers, as the core reads and mediation edits them.
+    /// The request's headers, as the core reads them.
     map: HeaderMap,
-    /// Header names mediation set or removed: written from `map`, not the original.
-    touched: Vec<HeaderName>,
+    /// What mediation set (a value) or removed (`None`) for the current attempt.
+    edits: Vec<(HeaderName, Option<HeaderValue>)>,
     /// The outgoing head being built (upstream request, then client response).
     out: Vec<u8>,
     /// Bytes read from the upstream.
@@ -713,14 +706,13 @@ fn restore(buf: &mut BytesMut, head: &Bytes, body: &Bytes) {
 
 /// The upstream request head: the request line as received (origin-form, HTTP/1.1),
 /// every end-to-end header in its original spelling and order except those mediation
-/// touched or the forwarding headers replace, then those from the edited map, then the
+/// edited or the forwarding headers replace, then mediation's values, then the
 /// forwarding headers.
 fn upstream_head(
     out: &mut Vec<u8>,
     x: &Exchange<'_>,
     spans: &[HeaderSpan],
-    map: &HeaderMap,
-    touched: &[HeaderName],
+    edits: &[(HeaderName, Option<HeaderValue>)],
     forwarding: &[(HeaderName, HeaderValue)],
 ) {
     out.clear();
@@ -732,15 +724,15 @@ fn upstream_head(
         let name = &x.head[s.name.clone()];
         let replaced = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
         if s.known.hop_by_hop()
-            || touched.iter().any(replaced)
+            || edits.iter().any(|(n, _)| replaced(n))
             || forwarding.iter().any(|(n, _)| replaced(n))
         {
             continue;
         }
         header_line(out, name, &x.head[s.value.clone()]);
     }
-    for name in touched {
-        for value in map.get_all(name) {
+    for (name, value) in edits {
+        if let Some(value) = value {
             header_line(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -841,36 +833,53 @@ async fn write_reply(
     send(client, &conn.out).await.is_ok()
 }
 
-/// The mediation target of the fast path: the request's header map, with the names
-/// it touches remembered for [`upstream_head`].
+/// The mediation target of the fast path: the request's headers as they arrived,
+/// read-only, and the edits made for this attempt (a name set to a value, or removed)
+/// for [`upstream_head`] to write. Each attempt starts again from the arrival, as
+/// pingora's does from a fresh copy of the request.
 struct Edits<'a> {
-    map: &'a mut HeaderMap,
-    touched: &'a mut Vec<HeaderName>,
+    map: &'a HeaderMap,
+    edits: &'a mut Vec<(HeaderName, Option<HeaderValue>)>,
 }
 
 impl Edits<'_> {
-    fn touch(&mut self, name: &HeaderName) {
-        if !self.touched.contains(name) {
-            self.touched.push(name.clone());
+    fn record(&mut self, name: HeaderName, value: Option<HeaderValue>) {
+        match self.edits.iter_mut().find(|(n, _)| *n == name) {
+            Some(edit) => edit.1 = value,
+            None => self.edits.push((name, value)),
         }
     }
 }
 
 impl HeaderSink for Edits<'_> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.touch(&name);
-        self.map.insert(name, value);
+        self.record(name, Some(value));
     }
 }
 
 impl HeaderEdit for Edits<'_> {
-    fn headers(&self) -> &HeaderMap {
-        self.map
+    fn contains(&self, name: &HeaderName) -> bool {
+        match self.edits.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => value.is_some(),
+            None => self.map.contains_key(name),
+        }
+    }
+
+    fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
+        let edited = |name: &HeaderName| self.edits.iter().any(|(n, _)| n == name);
+        let mut names = crate::mediate::prefixed(self.map, prefix);
+        names.retain(|n| !edited(n));
+        names.extend(
+            self.edits
+                .iter()
+                .filter(|(n, v)| v.is_some() && n.as_str().starts_with(prefix))
+                .map(|(n, _)| n.clone()),
+        );
+        names
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.touch(name);
-        self.map.remove(name);
+        self.record(name.clone(), None);
     }
 }
 
@@ -1053,4 +1062,40 @@ async fn flush(client: &mut ClientStream) -> pingora::Result<()> {
         .flush()
         .await
         .map_err(|e| Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mediate::HeaderEdit;
+
+    #[test]
+    fn edits_read_through_to_the_arrival_and_shadow_it() {
+        let mut map = HeaderMap::new();
+        map.insert("uberctx-a", HeaderValue::from_static("1"));
+        map.insert("b3", HeaderValue::from_static("0"));
+        let mut edits = Vec::new();
+        let mut e = Edits {
+            map: &map,
+            edits: &mut edits,
+        };
+        let name = |n: &'static str| HeaderName::from_static(n);
+        e.set(name("uberctx-x"), HeaderValue::from_static("2"));
+        assert!(e.contains(&name("b3")) && e.contains(&name("uberctx-x")));
+        let mut prefixed = e.names_with_prefix("uberctx-");
+        prefixed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(prefixed, [name("uberctx-a"), name("uberctx-x")]);
+        e.remove(&name("uberctx-a"));
+        e.remove(&name("uberctx-x"));
+        e.remove(&name("b3"));
+        assert!(!e.contains(&name("b3")) && !e.contains(&name("uberctx-x")));
+        assert!(e.names_with_prefix("uberctx-").is_empty());
+        e.set(name("b3"), HeaderValue::from_static("1"));
+        assert_eq!(edits.len(), 3, "one edit per name, the last one winning");
+        assert_eq!(edits[2], (name("b3"), Some(HeaderValue::from_static("1"))));
+        assert!(
+            map.contains_key("b3"),
+            "the arrival itself is never changed"
+        );
+    }
 }
