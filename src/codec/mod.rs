@@ -23,6 +23,7 @@ pub mod gcp;
 pub mod grpc_trace_bin;
 pub mod instana;
 pub mod jaeger;
+pub mod ot_member;
 pub mod ottrace;
 pub mod skywalking;
 pub mod tracecontext;

@@ -12,6 +12,7 @@
 
 pub mod browser;
 pub mod carry;
+pub mod consistent;
 pub(crate) mod extract;
 pub(crate) mod forwarded;
 pub(crate) mod policy;
@@ -29,12 +30,57 @@ pub use policy::{Policy, PolicyOverride, Strategy, Trust};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplingDirective {
     /// Decided already (an incoming decision honoured, a debug flag, `always`/`never`).
-    Decided(bool),
-    /// A new root (or a deferred / distrusted incoming decision): sample with this
-    /// probability by trace id, subject to the process-wide rate limit.
-    Root(f64),
-    /// `strategy = "ratio"`: with this probability by trace id, no rate limit.
-    Ratio(f64),
+    Decided {
+        /// The decision.
+        sampled: bool,
+        /// The consistent-sampling threshold that goes with a positive decision: `th:0`
+        /// for `always`, an incoming `th` consistent with the decision; `None` erases it.
+        threshold: Option<consistent::Threshold>,
+        /// The continued trace's explicit randomness (`ot` `rv`).
+        randomness: Option<u64>,
+    },
+    /// A new root (or a deferred / distrusted incoming decision): sample by the
+    /// consistent-probability rule, subject to the process-wide rate limit.
+    Root(consistent::Rule),
+    /// `strategy = "ratio"`: by the consistent-probability rule, no rate limit.
+    Ratio(consistent::Rule),
+}
+
+impl SamplingDirective {
+    /// Applies the directive to `trace_id`. `allow_root` (the rate limit) is asked only
+    /// for a new root the rule keeps.
+    pub fn decide(self, trace_id: u128, allow_root: impl FnOnce() -> bool) -> bool {
+        match self {
+            SamplingDirective::Decided { sampled, .. } => sampled,
+            SamplingDirective::Ratio(rule) => rule.keeps(trace_id),
+            SamplingDirective::Root(rule) => rule.keeps(trace_id) && allow_root(),
+        }
+    }
+
+    /// The threshold to propagate (`ot=th:`) with the decision `sampled`; `None` = none
+    /// (erased). See [`consistent`] for the rules.
+    pub fn threshold(self, sampled: bool) -> Option<consistent::Threshold> {
+        if !sampled {
+            return None;
+        }
+        match self {
+            SamplingDirective::Decided { threshold, .. } => threshold,
+            SamplingDirective::Ratio(rule) => Some(rule.threshold),
+            // The default ratio 1 under `parent` is OpenTelemetry's default
+            // `parentbased_always_on`, which writes no threshold.
+            SamplingDirective::Root(rule) => {
+                (rule.threshold != consistent::Threshold::ALWAYS).then_some(rule.threshold)
+            }
+        }
+    }
+
+    /// The explicit randomness (`rv`) of the continued trace, if any.
+    pub fn randomness(self) -> Option<u64> {
+        match self {
+            SamplingDirective::Decided { randomness, .. } => randomness,
+            SamplingDirective::Root(rule) | SamplingDirective::Ratio(rule) => rule.randomness,
+        }
+    }
 }
 
 /// What extraction and trust decided for one request.
@@ -64,11 +110,16 @@ pub struct Plan {
     pub directive: SamplingDirective,
     /// Every format with headers in the request (stripping looks only at these).
     pub present: FormatSet,
+    /// The continued `tracestate`'s `ot` member was invalid and was dropped: why.
+    pub ot_invalid: Option<consistent::OtError>,
 }
 
 impl Default for SamplingDirective {
     fn default() -> Self {
-        SamplingDirective::Root(1.0)
+        SamplingDirective::Root(consistent::Rule {
+            threshold: consistent::Threshold::ALWAYS,
+            randomness: None,
+        })
     }
 }
 
@@ -98,6 +149,8 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     };
     // The decision the incoming headers ask for, if they may.
     let mut asked: Option<bool> = None;
+    // The continued trace's `ot` member: its threshold and explicit randomness.
+    let mut ot = consistent::OtValue::default();
     plan.incoming = primary
         .as_ref()
         .filter(|(_, ctx)| ctx.trace_id.is_some())
@@ -121,13 +174,20 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             } else {
                 ctx.debug = false;
             }
+            let mut tracestate = std::mem::take(&mut ctx.tracestate);
+            if !tracestate.is_empty() && ctx.trace_id.is_some() {
+                match consistent::take_incoming(&mut tracestate) {
+                    Ok(v) => ot = v,
+                    Err(e) => plan.ot_invalid = Some(e),
+                }
+            }
             plan.carried = TraceContext {
                 trace_id: None,
                 parent_id: None,
                 sampling: Sampling::Deferred,
                 debug: ctx.debug,
                 random: ctx.random,
-                tracestate: std::mem::take(&mut ctx.tracestate),
+                tracestate,
                 baggage: std::mem::take(&mut ctx.baggage),
                 originals: std::mem::take(&mut ctx.originals),
             };
@@ -137,25 +197,52 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             }
         }
     }
+    let rule = consistent::Rule {
+        threshold: consistent::threshold_for(policy.ratio),
+        randomness: ot.rv,
+    };
+    let decided =
+        |sampled: bool, threshold: Option<consistent::Threshold>| SamplingDirective::Decided {
+            sampled,
+            threshold,
+            randomness: ot.rv,
+        };
     plan.directive = match policy.strategy {
-        Strategy::Always => SamplingDirective::Decided(true),
-        Strategy::Never => SamplingDirective::Decided(false),
-        // A debug flag forces sampling whatever the ratio, if trust allows it.
-        Strategy::Ratio if asked == Some(true) && plan.carried.debug => {
-            SamplingDirective::Decided(true)
-        }
-        Strategy::Ratio => SamplingDirective::Ratio(policy.ratio),
+        Strategy::Always => decided(true, Some(consistent::Threshold::ALWAYS)),
+        Strategy::Never => decided(false, None),
+        // A debug flag forces sampling whatever the ratio, if trust allows it: not a
+        // probability decision, so no threshold.
+        Strategy::Ratio if asked == Some(true) && plan.carried.debug => decided(true, None),
+        Strategy::Ratio => SamplingDirective::Ratio(rule),
         Strategy::Parent => match asked {
-            Some(decision) => SamplingDirective::Decided(decision),
-            None => SamplingDirective::Root(policy.ratio),
+            // Parent-based: the incoming threshold goes on when the decision is
+            // consistent with it (`R ≥ th`), else it is erased (the specification's
+            // "General requirements").
+            Some(true) if !plan.carried.debug => {
+                let trace_id = plan.parent.as_ref().and_then(|p| p.trace_id);
+                let consistent_th = ot.th.filter(|th| {
+                    trace_id.is_some_and(|t| th.keeps(consistent::randomness(t.get(), ot.rv)))
+                });
+                decided(true, consistent_th)
+            }
+            Some(decision) => decided(decision, None),
+            None => SamplingDirective::Root(rule),
         },
     };
     plan
 }
 
 /// Step 3: the context every injected format carries, once the gateway knows the
-/// trace id and the one sampling decision. The span id travels in the [`Hop`].
-pub fn outgoing(plan: &Plan, trace_id: TraceId, sampled: bool, new_trace: bool) -> TraceContext {
+/// trace id and the one sampling decision. The span id travels in the [`Hop`]. With
+/// `tracecontext` (the hop writes W3C), the `ot` member's threshold is set for the
+/// decision ([`consistent::stamp`]); otherwise `tracestate` is left as it came.
+pub fn outgoing(
+    plan: &Plan,
+    trace_id: TraceId,
+    sampled: bool,
+    new_trace: bool,
+    tracecontext: bool,
+) -> TraceContext {
     let mut ctx = plan.carried.clone();
     ctx.trace_id = Some(trace_id);
     ctx.sampling = if sampled {
@@ -169,6 +256,9 @@ pub fn outgoing(plan: &Plan, trace_id: TraceId, sampled: bool, new_trace: bool) 
         ctx.random = true;
         ctx.tracestate.clear();
         ctx.originals = Default::default();
+    }
+    if tracecontext {
+        consistent::stamp(&mut ctx.tracestate, plan.directive.threshold(sampled));
     }
     ctx
 }

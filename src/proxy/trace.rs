@@ -98,7 +98,13 @@ impl RequestTrace {
         };
         let new_trace = plan.parent.as_ref().and_then(|p| p.trace_id) != Some(trace_id);
         RequestTrace {
-            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace),
+            outgoing: mediate::outgoing(
+                &plan,
+                trace_id,
+                sampled,
+                new_trace,
+                formats.contains(&Format::TraceContext),
+            ),
             formats,
             span_id,
             trace_id,
@@ -232,6 +238,9 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
         None => metrics.missing.with_label_values(&[route]).inc(),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);
+    if let Some(e) = plan.ot_invalid {
+        metrics.ot_invalid.with_label_values(&[e.as_str()]).inc();
+    }
 }
 
 /// pingora's request header as a mediation target: edits go through its own methods so

@@ -47,6 +47,10 @@ pub struct Metrics {
     /// of a request to keep its injected trace headers within `max_injected_bytes`
     /// (`bytes`) or `max_injected_headers` (`headers`).
     pub budget_dropped: IntCounterVec,
+    /// `tracebridge_sampling_ot_invalid_total{reason}`: incoming `tracestate` `ot`
+    /// members dropped as invalid (`malformed`, `repeated`, `too_long`, `threshold`,
+    /// `randomness`).
+    pub ot_invalid: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -175,6 +179,11 @@ impl Metrics {
             "Baggage members left out of a request to keep its injected trace headers within the budget, by the limit reached.",
             &["reason"],
         )?;
+        let ot_invalid = counter_vec(
+            "tracebridge_sampling_ot_invalid_total",
+            "Incoming tracestate ot members (OpenTelemetry sampling threshold and randomness) dropped as invalid, by reason.",
+            &["reason"],
+        )?;
         for c in [
             &extracted,
             &missing,
@@ -182,6 +191,7 @@ impl Metrics {
             &injected,
             &baggage_dropped,
             &budget_dropped,
+            &ot_invalid,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -343,6 +353,7 @@ impl Metrics {
             conflicts,
             baggage_dropped,
             budget_dropped,
+            ot_invalid,
             spans_started,
             access_log_errors,
             build_info,

@@ -19,7 +19,9 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
+use crate::codec::ot_member::KEY as OT_KEY;
 use crate::config::spec::DegradationSettings;
+use crate::mediate::consistent::span_value;
 use crate::mediate::SamplingDirective;
 use crate::model::{SpanId, TraceId};
 
@@ -64,27 +66,10 @@ impl RateLimiter {
     }
 }
 
-/// True when `trace_id` falls under `ratio`; the same rule as the OpenTelemetry
-/// `TraceIdRatioBased` sampler (the low 63 bits of the low half), so every gateway and
-/// every SDK agree on the same trace.
-pub fn ratio_sampled(trace_id: u128, ratio: f64) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    if ratio <= 0.0 {
-        return false;
-    }
-    let bound = (ratio * (1u64 << 63) as f64) as u64;
-    ((trace_id as u64) >> 1) < bound
-}
-
-/// Applies a directive; shared by the SDK sampler and propagation-only requests.
+/// Applies a directive (OpenTelemetry consistent probability sampling, see
+/// `mediate::consistent`); shared by the SDK sampler and propagation-only requests.
 pub fn decide(directive: SamplingDirective, trace_id: u128, limiter: &RateLimiter) -> bool {
-    match directive {
-        SamplingDirective::Decided(d) => d,
-        SamplingDirective::Ratio(r) => ratio_sampled(trace_id, r),
-        SamplingDirective::Root(r) => ratio_sampled(trace_id, r) && limiter.allow(),
-    }
+    directive.decide(trace_id, || limiter.allow())
 }
 
 /// The SDK sampler: applies the request's [`SamplingDirective`], which
@@ -106,19 +91,24 @@ impl ShouldSample for GatewaySampler {
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
-        let directive = NEXT_SPAN
-            .with(|c| c.get().directive)
-            .unwrap_or(SamplingDirective::Root(1.0));
+        let directive = NEXT_SPAN.with(|c| c.get().directive).unwrap_or_default();
         let id = u128::from_be_bytes(trace_id.to_bytes());
-        let decision = if decide(directive, id, &self.limiter) {
-            SamplingDecision::RecordAndSample
-        } else {
-            SamplingDecision::Drop
-        };
+        let sampled = decide(directive, id, &self.limiter);
+        // The span records the threshold the way OpenTelemetry SDKs do: `ot=th:...` in
+        // its own trace state, which the Collector reads for adjusted counts.
+        let trace_state = directive
+            .threshold(sampled)
+            .and_then(|th| span_value(Some(th), directive.randomness()))
+            .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
+            .unwrap_or_default();
         SamplingResult {
-            decision,
+            decision: if sampled {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
             attributes: Vec::new(),
-            trace_state: TraceState::default(),
+            trace_state,
         }
     }
 }
