@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::mediate::baggage_filter::RestartBaggage;
 use crate::mediate::browser::CorsMode;
 use crate::mediate::{ForwardedMode, Strategy, Trust};
 use crate::model::named::named_enum;
@@ -264,6 +265,15 @@ pub struct RawPropagation {
     /// Origins sent `Timing-Allow-Origin` (`"*"`, exact origins, `*.example.com`), so a
     /// cross-origin page may read the timing (and `serverTiming`); `[]` = none.
     pub timing_allow_origin: Vec<String>,
+    /// Incoming baggage keys allowed through: exact keys, or prefixes ending in `*`
+    /// (`"app.*"`). Absent = every key; `[]` = none. Others are dropped and counted.
+    pub baggage_allow: Option<Vec<String>>,
+    /// Incoming baggage keys never let through (exact, or `prefix*`); wins over
+    /// `baggage_allow`.
+    pub baggage_deny: Vec<String>,
+    /// What `trust = "restart"` does with incoming baggage: `"keep"` (carried into the
+    /// new trace, filtered) or `"drop"`.
+    pub restart_baggage: Choice<RestartBaggage>,
 }
 
 /// `[propagation.cors]` (and `cors = { ... }` in an override): every key optional, the
@@ -327,6 +337,9 @@ impl Default for RawPropagation {
             server_timing_durations: false,
             trace_id_header: String::new(),
             timing_allow_origin: Vec::new(),
+            baggage_allow: None,
+            baggage_deny: Vec::new(),
+            restart_baggage: RestartBaggage::Keep.into(),
         }
     }
 }
@@ -365,6 +378,12 @@ pub struct RawPropagationOverride {
     pub trace_id_header: Option<String>,
     /// Overrides `timing_allow_origin`.
     pub timing_allow_origin: Option<Vec<String>>,
+    /// Overrides `baggage_allow` (`["*"]` lets every key through again).
+    pub baggage_allow: Option<Vec<String>>,
+    /// Overrides `baggage_deny`.
+    pub baggage_deny: Option<Vec<String>>,
+    /// Overrides `restart_baggage`.
+    pub restart_baggage: Option<Choice<RestartBaggage>>,
 }
 
 /// `[server]`.

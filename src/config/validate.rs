@@ -22,6 +22,7 @@ use super::spec::{
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
+use crate::mediate::baggage_filter::{BaggageFilter, KeyPattern, RestartBaggage};
 use crate::mediate::browser::{Browser, BrowserOverride, CorsMode, CorsOverride, OriginPattern};
 use crate::mediate::{ForwardedMode, Policy, PolicyOverride, Strategy, Trust};
 use crate::model::Named;
@@ -699,6 +700,14 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             check_browser(c, "propagation.cors", &browser);
             browser
         },
+        baggage: BaggageFilter {
+            allow: p
+                .baggage_allow
+                .as_ref()
+                .map(|l| key_patterns(c, "propagation.baggage_allow", l)),
+            deny: key_patterns(c, "propagation.baggage_deny", &p.baggage_deny),
+            restart: restart_baggage(c, "propagation.restart_baggage", &p.restart_baggage),
+        },
     }
 }
 
@@ -725,6 +734,30 @@ const RESERVED_RESPONSE_HEADERS: [&str; 10] = [
     "timing-allow-origin",
     "vary",
 ];
+
+/// `baggage_allow` / `baggage_deny` entries.
+fn key_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<KeyPattern> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let p = KeyPattern::parse(k);
+            if p.is_none() {
+                c.push(
+                    format!("{at}[{i}]"),
+                    format!(
+                        "invalid baggage key pattern {k:?}: a W3C baggage key (token \
+                         characters), optionally ending in * for a prefix"
+                    ),
+                );
+            }
+            p
+        })
+        .collect()
+}
+
+fn restart_baggage(c: &mut Collector, at: &str, value: &Choice<RestartBaggage>) -> RestartBaggage {
+    c.choice(at, value).unwrap_or(RestartBaggage::Keep)
+}
 
 fn origin_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<OriginPattern> {
     list.iter()
@@ -931,6 +964,18 @@ fn policy_override(
                 timing_allow_origin: p.timing_allow_origin.as_ref(),
             },
         ),
+        baggage_allow: p
+            .baggage_allow
+            .as_ref()
+            .map(|l| key_patterns(c, &format!("{at}.propagation.baggage_allow"), l)),
+        baggage_deny: p
+            .baggage_deny
+            .as_ref()
+            .map(|l| key_patterns(c, &format!("{at}.propagation.baggage_deny"), l)),
+        restart_baggage: p
+            .restart_baggage
+            .as_ref()
+            .map(|v| restart_baggage(c, &format!("{at}.propagation.restart_baggage"), v)),
     }
 }
 

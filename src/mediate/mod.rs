@@ -10,6 +10,7 @@
 //! 3. [`outgoing`]: the context every injected format carries;
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
+pub mod baggage_filter;
 pub mod browser;
 pub mod carry;
 pub mod consistent;
@@ -112,6 +113,8 @@ pub struct Plan {
     pub present: FormatSet,
     /// The continued `tracestate`'s `ot` member was invalid and was dropped: why.
     pub ot_invalid: Option<consistent::OtError>,
+    /// Incoming baggage members the route's baggage filter dropped, by reason.
+    pub baggage_dropped: baggage_filter::Dropped,
 }
 
 impl Default for SamplingDirective {
@@ -158,7 +161,13 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     match primary {
         None => {}
         Some((format, ctx)) if trust == Trust::Restart => {
-            plan.carried.baggage = ctx.baggage.clone();
+            match policy.baggage.restart {
+                baggage_filter::RestartBaggage::Keep => plan.carried.baggage = ctx.baggage.clone(),
+                baggage_filter::RestartBaggage::Drop => {
+                    plan.baggage_dropped.restart =
+                        u32::try_from(ctx.baggage.len()).unwrap_or(u32::MAX);
+                }
+            }
             if ctx.trace_id.is_some() {
                 plan.links.insert(0, (format, ctx));
             }
@@ -197,6 +206,9 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             }
         }
     }
+    policy
+        .baggage
+        .apply(&mut plan.carried.baggage, &mut plan.baggage_dropped);
     let rule = consistent::Rule {
         threshold: consistent::threshold_for(policy.ratio),
         randomness: ot.rv,

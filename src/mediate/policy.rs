@@ -7,6 +7,7 @@ use core::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::baggage_filter::{BaggageFilter, KeyPattern, RestartBaggage};
 use super::browser::{Browser, BrowserOverride};
 use super::forwarded::{self, ForwardedMode};
 use crate::codec::Format;
@@ -75,6 +76,9 @@ pub struct Policy {
     /// The browser edge: CORS for the trace headers, `Server-Timing`, the trace id
     /// response header.
     pub browser: Browser,
+    /// Which incoming baggage members pass (`baggage_allow`, `baggage_deny`,
+    /// `restart_baggage`).
+    pub baggage: BaggageFilter,
 }
 
 impl Policy {
@@ -107,6 +111,7 @@ impl Default for Policy {
             max_injected_bytes: DEFAULT_MAX_INJECTED_BYTES,
             max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
             browser: Browser::default(),
+            baggage: BaggageFilter::default(),
         }
     }
 }
@@ -150,6 +155,12 @@ pub struct PolicyOverride {
     pub max_injected_headers: Option<usize>,
     /// The browser-edge keys (`cors`, `server_timing`, ...).
     pub browser: BrowserOverride,
+    /// `baggage_allow`.
+    pub baggage_allow: Option<Vec<KeyPattern>>,
+    /// `baggage_deny`.
+    pub baggage_deny: Option<Vec<KeyPattern>>,
+    /// `restart_baggage`.
+    pub restart_baggage: Option<RestartBaggage>,
 }
 
 impl PolicyOverride {
@@ -179,6 +190,17 @@ impl PolicyOverride {
                 .max_injected_headers
                 .unwrap_or(base.max_injected_headers),
             browser: self.browser.apply(&base.browser),
+            baggage: BaggageFilter {
+                allow: match &self.baggage_allow {
+                    Some(list) => Some(list.clone()),
+                    None => base.baggage.allow.clone(),
+                },
+                deny: self
+                    .baggage_deny
+                    .clone()
+                    .unwrap_or_else(|| base.baggage.deny.clone()),
+                restart: self.restart_baggage.unwrap_or(base.baggage.restart),
+            },
         }
     }
 }

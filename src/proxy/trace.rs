@@ -238,6 +238,16 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
         None => metrics.missing.with_label_values(&[route]).inc(),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);
+    if plan.baggage_dropped.any() {
+        for (reason, n) in plan.baggage_dropped.by_reason() {
+            if n > 0 {
+                metrics
+                    .baggage_filtered
+                    .with_label_values(&[reason])
+                    .inc_by(u64::from(n));
+            }
+        }
+    }
     if let Some(e) = plan.ot_invalid {
         metrics.ot_invalid.with_label_values(&[e.as_str()]).inc();
     }

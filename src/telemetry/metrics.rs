@@ -51,6 +51,10 @@ pub struct Metrics {
     /// members dropped as invalid (`malformed`, `repeated`, `too_long`, `threshold`,
     /// `randomness`).
     pub ot_invalid: IntCounterVec,
+    /// `tracebridge_propagation_baggage_filtered_total{reason}`: incoming baggage
+    /// members a route let not through (`restart`: `restart_baggage = "drop"`;
+    /// `not_allowed`: outside `baggage_allow`; `denied`: in `baggage_deny`).
+    pub baggage_filtered: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -184,7 +188,13 @@ impl Metrics {
             "Incoming tracestate ot members (OpenTelemetry sampling threshold and randomness) dropped as invalid, by reason.",
             &["reason"],
         )?;
+        let baggage_filtered = counter_vec(
+            "tracebridge_propagation_baggage_filtered_total",
+            "Incoming baggage members a route did not let through, by reason (restart, not_allowed, denied).",
+            &["reason"],
+        )?;
         for c in [
+            &baggage_filtered,
             &extracted,
             &missing,
             &invalid,
@@ -354,6 +364,7 @@ impl Metrics {
             baggage_dropped,
             budget_dropped,
             ot_invalid,
+            baggage_filtered,
             spans_started,
             access_log_errors,
             build_info,
