@@ -274,6 +274,15 @@ pub struct RawPropagation {
     /// What `trust = "restart"` does with incoming baggage: `"keep"` (carried into the
     /// new trace, filtered) or `"drop"`.
     pub restart_baggage: Choice<RestartBaggage>,
+    /// The request-id header: recorded on the span and the access log when valid;
+    /// `""` = off.
+    pub request_id_header: String,
+    /// Make a request id (`{trace id}-{span id}`) when there is no valid one, set it
+    /// upstream, and return the request id in the response.
+    pub request_id_generate: bool,
+    /// Start the trace of a request without trace context from its request id when that
+    /// is a 128-bit id (32 hex digits or a UUID).
+    pub request_id_trace: bool,
 }
 
 /// `[propagation.cors]` (and `cors = { ... }` in an override): every key optional, the
@@ -340,6 +349,9 @@ impl Default for RawPropagation {
             baggage_allow: None,
             baggage_deny: Vec::new(),
             restart_baggage: RestartBaggage::Keep.into(),
+            request_id_header: crate::mediate::request_id::DEFAULT_HEADER.to_owned(),
+            request_id_generate: false,
+            request_id_trace: false,
         }
     }
 }
@@ -384,6 +396,12 @@ pub struct RawPropagationOverride {
     pub baggage_deny: Option<Vec<String>>,
     /// Overrides `restart_baggage`.
     pub restart_baggage: Option<Choice<RestartBaggage>>,
+    /// Overrides `request_id_header` (`""` turns request ids off).
+    pub request_id_header: Option<String>,
+    /// Overrides `request_id_generate`.
+    pub request_id_generate: Option<bool>,
+    /// Overrides `request_id_trace`.
+    pub request_id_trace: Option<bool>,
 }
 
 /// `[server]`.

@@ -708,6 +708,11 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             deny: key_patterns(c, "propagation.baggage_deny", &p.baggage_deny),
             restart: restart_baggage(c, "propagation.restart_baggage", &p.restart_baggage),
         },
+        request_id: crate::mediate::request_id::RequestIdPolicy {
+            header: request_id_header(c, "propagation.request_id_header", &p.request_id_header),
+            generate: p.request_id_generate,
+            trace: p.request_id_trace,
+        },
     }
 }
 
@@ -753,6 +758,45 @@ fn key_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<KeyPattern>
             p
         })
         .collect()
+}
+
+/// Request headers `request_id_header` may not name: framing and connection headers,
+/// and every trace format's own (injection rewrites those).
+fn request_id_header(c: &mut Collector, at: &str, h: &str) -> Option<http::HeaderName> {
+    let h = h.trim().to_ascii_lowercase();
+    if h.is_empty() {
+        return None;
+    }
+    const FRAMING: [&str; 8] = [
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "host",
+        "te",
+        "trailer",
+    ];
+    match http::HeaderName::from_bytes(h.as_bytes()) {
+        Ok(name)
+            if FRAMING.contains(&name.as_str())
+                || Format::ALL.iter().any(|f| {
+                    f.headers().contains(&name)
+                        || f.prefixes().iter().any(|p| name.as_str().starts_with(p))
+                }) =>
+        {
+            c.push(
+                at,
+                format!("{h:?} is a framing or trace header; pick another name such as \"x-request-id\""),
+            );
+            None
+        }
+        Ok(name) => Some(name),
+        Err(_) => {
+            c.push(at, format!("invalid header name {h:?}"));
+            None
+        }
+    }
 }
 
 fn restart_baggage(c: &mut Collector, at: &str, value: &Choice<RestartBaggage>) -> RestartBaggage {
@@ -976,6 +1020,12 @@ fn policy_override(
             .restart_baggage
             .as_ref()
             .map(|v| restart_baggage(c, &format!("{at}.propagation.restart_baggage"), v)),
+        request_id_header: p
+            .request_id_header
+            .as_ref()
+            .map(|h| request_id_header(c, &format!("{at}.propagation.request_id_header"), h)),
+        request_id_generate: p.request_id_generate,
+        request_id_trace: p.request_id_trace,
     }
 }
 

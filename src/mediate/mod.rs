@@ -17,6 +17,7 @@ pub mod consistent;
 pub(crate) mod extract;
 pub(crate) mod forwarded;
 pub(crate) mod policy;
+pub mod request_id;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -115,6 +116,8 @@ pub struct Plan {
     pub ot_invalid: Option<consistent::OtError>,
     /// Incoming baggage members the route's baggage filter dropped, by reason.
     pub baggage_dropped: baggage_filter::Dropped,
+    /// The trace was started from the request id (`request_id_trace`).
+    pub from_request_id: bool,
 }
 
 impl Default for SamplingDirective {
@@ -209,6 +212,22 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     policy
         .baggage
         .apply(&mut plan.carried.baggage, &mut plan.baggage_dropped);
+    if policy.request_id.trace && plan.parent.is_none() && trust != Trust::Restart {
+        let id = policy
+            .request_id
+            .header
+            .as_ref()
+            .and_then(|name| request_id::read(headers, name))
+            .and_then(|v| request_id::trace_id(v.as_bytes()));
+        if let Some(trace_id) = id {
+            // A trace id with no parent span: the gateway span is a root that keeps it.
+            plan.parent = Some(TraceContext {
+                trace_id: Some(trace_id),
+                ..TraceContext::default()
+            });
+            plan.from_request_id = true;
+        }
+    }
     let rule = consistent::Rule {
         threshold: consistent::threshold_for(policy.ratio),
         randomness: ot.rv,

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use super::baggage_filter::{BaggageFilter, KeyPattern, RestartBaggage};
 use super::browser::{Browser, BrowserOverride};
 use super::forwarded::{self, ForwardedMode};
+use super::request_id::RequestIdPolicy;
 use crate::codec::Format;
 use crate::model::named::named_enum;
 
@@ -79,6 +80,8 @@ pub struct Policy {
     /// Which incoming baggage members pass (`baggage_allow`, `baggage_deny`,
     /// `restart_baggage`).
     pub baggage: BaggageFilter,
+    /// Request ids (`request_id_header`, `request_id_generate`, `request_id_trace`).
+    pub request_id: RequestIdPolicy,
 }
 
 impl Policy {
@@ -112,6 +115,7 @@ impl Default for Policy {
             max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
             browser: Browser::default(),
             baggage: BaggageFilter::default(),
+            request_id: RequestIdPolicy::default(),
         }
     }
 }
@@ -161,6 +165,12 @@ pub struct PolicyOverride {
     pub baggage_deny: Option<Vec<KeyPattern>>,
     /// `restart_baggage`.
     pub restart_baggage: Option<RestartBaggage>,
+    /// `request_id_header` (`Some(None)` = written as `""`: off).
+    pub request_id_header: Option<Option<http::HeaderName>>,
+    /// `request_id_generate`.
+    pub request_id_generate: Option<bool>,
+    /// `request_id_trace`.
+    pub request_id_trace: Option<bool>,
 }
 
 impl PolicyOverride {
@@ -200,6 +210,14 @@ impl PolicyOverride {
                     .clone()
                     .unwrap_or_else(|| base.baggage.deny.clone()),
                 restart: self.restart_baggage.unwrap_or(base.baggage.restart),
+            },
+            request_id: RequestIdPolicy {
+                header: self
+                    .request_id_header
+                    .clone()
+                    .unwrap_or_else(|| base.request_id.header.clone()),
+                generate: self.request_id_generate.unwrap_or(base.request_id.generate),
+                trace: self.request_id_trace.unwrap_or(base.request_id.trace),
             },
         }
     }

@@ -42,6 +42,10 @@ pub struct RequestTrace {
     /// Peer selections so far: each one after the first is a retry.
     attempts: u32,
     span: Option<GatewaySpan>,
+    /// The request id: the valid incoming one, or the one the gateway made.
+    request_id: Option<HeaderValue>,
+    /// The gateway made `request_id` (so it goes upstream).
+    request_id_made: bool,
 }
 
 impl RequestTrace {
@@ -97,6 +101,22 @@ impl RequestTrace {
             )
         };
         let new_trace = plan.parent.as_ref().and_then(|p| p.trace_id) != Some(trace_id);
+        // Only a lookup when the header is absent and nothing is generated.
+        let rid = &policy.request_id;
+        let incoming_id = rid
+            .header
+            .as_ref()
+            .and_then(|name| mediate::request_id::read(headers, name));
+        let request_id_made = incoming_id.is_none() && rid.generate && rid.header.is_some();
+        let request_id = match incoming_id {
+            Some(v) => Some(v.clone()),
+            None if request_id_made => Some(mediate::request_id::generate(trace_id, span_id)),
+            None => None,
+        };
+        let mut span = span;
+        if let (Some(span), Some(id)) = (&mut span, &request_id) {
+            span.request_id(id.to_str().unwrap_or_default());
+        }
         RequestTrace {
             outgoing: mediate::outgoing(
                 &plan,
@@ -117,6 +137,8 @@ impl RequestTrace {
             attempts: 0,
             span,
             policy,
+            request_id,
+            request_id_made,
         }
     }
 
@@ -144,6 +166,13 @@ impl RequestTrace {
             bytes: self.policy.max_injected_bytes,
             headers: self.policy.max_injected_headers,
         };
+        if let (true, Some(name), Some(id)) = (
+            self.request_id_made,
+            &self.policy.request_id.header,
+            &self.request_id,
+        ) {
+            req.set(name.clone(), id.clone());
+        }
         let report = mediate::inject_within(
             &self.formats,
             self.policy.strip_unlisted,
@@ -197,6 +226,23 @@ impl RequestTrace {
         self.policy
             .response_header
             .then(|| mediate::traceresponse(self.trace_id, self.span_id, self.sampled))
+    }
+
+    /// The request id (valid incoming, or made by the gateway), for the access log.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    /// Headers the request-id settings add to the response: the request id, when the
+    /// route generates them (so the client learns the id it can quote).
+    pub fn response_headers(&self, out: &mut dyn HeaderSink) {
+        if let (true, Some(name), Some(id)) = (
+            self.policy.request_id.generate,
+            &self.policy.request_id.header,
+            &self.request_id,
+        ) {
+            out.set(name.clone(), id.clone());
+        }
     }
 
     /// Ends the span with the outcome.

@@ -62,6 +62,9 @@ pub(crate) struct Entry<'a> {
     pub extracted_format: Option<&'static str>,
     /// The formats written into the outgoing request.
     pub injected_formats: Vec<&'static str>,
+    /// The request id (valid incoming, or made by the gateway); left out when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -130,6 +133,7 @@ mod tests {
             sampled: Some(true),
             extracted_format: None,
             injected_formats: vec!["tracecontext", "b3"],
+            request_id: None,
         };
         let line = entry.to_line();
         assert_eq!(line.last(), Some(&b'\n'));
@@ -178,6 +182,7 @@ mod tests {
             sampled: None,
             extracted_format: None,
             injected_formats: Vec::new(),
+            request_id: None,
         };
         write(&sink, &entry, &metrics);
         write(&sink, &entry, &metrics);

@@ -39,6 +39,8 @@ pub(crate) mod attr {
     pub(crate) const LINK_REASON: &str = "tracebridge.link.reason";
     /// Jaeger's `jaeger-debug-id`.
     pub(crate) const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
+    /// The request id (`request_id_header`), when valid or made by the gateway.
+    pub(crate) const REQUEST_ID: &str = "tracebridge.request_id";
     /// The event added on each retry.
     pub(crate) const RETRY_EVENT: &str = "retry";
     /// The retry event's attempt number (2 for the first retry).
@@ -130,6 +132,12 @@ impl GatewaySpan {
             SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes())),
             sc.is_sampled(),
         )
+    }
+
+    /// Records the request id.
+    pub fn request_id(&mut self, id: &str) {
+        self.span
+            .set_attribute(KeyValue::new(attr::REQUEST_ID, id.to_owned()));
     }
 
     /// Marks attempt number `attempt` (2 for the first retry) with a `retry` event.
