@@ -356,3 +356,217 @@ fn a_chain_of_gateways_keeps_the_first_decision_and_threshold() {
         );
     }
 }
+
+// ---- Part 2: the edge keeps its own span of unsampled errors and slow requests ----
+
+/// A one-trick upstream: answers up to `n` requests with `status` after `delay`,
+/// keeping each request head it read. The thread ends after `n` connections (or 10 s
+/// without one).
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RawUpstream {
+    fn start(status: u16, delay: std::time::Duration, n: usize) -> RawUpstream {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut served = 0;
+            while served < n && std::time::Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                served += 1;
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                std::thread::sleep(delay);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+            }
+        });
+        RawUpstream { addr, heads }
+    }
+
+    /// The `traceparent` of the `i`-th request head.
+    fn traceparent(&self, i: usize) -> String {
+        let heads = self.heads.lock().unwrap();
+        heads[i]
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("traceparent")
+                    .then(|| v.trim().to_owned())
+            })
+            .expect("traceparent")
+    }
+}
+
+fn keep_gateway(upstream: std::net::SocketAddr, sampling: &str) -> TestGateway {
+    TestGateway::start(&one_route(
+        upstream,
+        1,
+        &format!("[sampling]\n{sampling}\n"),
+        "",
+    ))
+}
+
+fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = client().get(gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().expect("request").status().as_u16()
+}
+
+fn str_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
+#[test]
+fn keep_errors_exports_the_span_of_an_unsampled_5xx_without_changing_what_went_upstream() {
+    let up = RawUpstream::start(503, std::time::Duration::ZERO, 2);
+    let gw = keep_gateway(up.addr, "strategy = \"never\"\nkeep_errors = true");
+    assert_eq!(
+        get(
+            &gw,
+            "/err",
+            &[("traceparent", &tp("4bf92f3577b34da6a3ce929d0e0e4736", "01"))]
+        ),
+        503
+    );
+    let spans = gw.spans.wait_for(1);
+    let span = &spans[0];
+    assert_eq!(
+        str_attr(span, "tracebridge.sampling.kept").as_deref(),
+        Some("error")
+    );
+    assert_eq!(
+        str_attr(span, "http.response.status_code").as_deref(),
+        Some("503")
+    );
+    // The upstream saw the unsampled decision, and the kept span is the parent it saw.
+    let sent = up.traceparent(0);
+    assert!(sent.ends_with("-00"), "{sent}");
+    assert_eq!(
+        sent,
+        format!(
+            "00-{:032x}-{:016x}-00",
+            span.span_context.trace_id(),
+            span.span_context.span_id()
+        )
+    );
+    assert_eq!(
+        format!("{:016x}", span.parent_span_id),
+        "00f067aa0ba902b7",
+        "a child of the caller"
+    );
+    // A 2xx is not kept.
+    let ok = Origin::start("origin");
+    let gw = keep_gateway(ok.addr, "strategy = \"never\"\nkeep_errors = true");
+    assert_eq!(get(&gw, "/ok", &[]), 200);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(gw.spans.all().is_empty(), "a success is not kept");
+}
+
+#[test]
+fn keep_errors_covers_proxy_failures_and_is_rate_limited_like_roots() {
+    // Nothing listens on port 1 of loopback: every request fails with a 502.
+    let dead: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let gw = keep_gateway(
+        dead,
+        "strategy = \"never\"\nkeep_errors = true\nmax_traces_per_second = 1",
+    );
+    for _ in 0..5 {
+        assert_eq!(get(&gw, "/dead", &[]), 502);
+    }
+    let spans = gw.spans.wait_for(1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let n = gw.spans.all().len();
+    assert!((1..=2).contains(&n), "{n} kept of 5 with a cap of 1/s");
+    assert_eq!(
+        str_attr(&spans[0], "tracebridge.sampling.kept").as_deref(),
+        Some("error")
+    );
+    assert!(str_attr(&spans[0], "error.type").is_some());
+}
+
+#[test]
+fn keep_slower_than_exports_slow_unsampled_spans_only() {
+    let slow = RawUpstream::start(200, std::time::Duration::from_millis(300), 1);
+    let gw = keep_gateway(
+        slow.addr,
+        "strategy = \"ratio\"\nratio = 0.0\nkeep_slower_than = \"200ms\"",
+    );
+    assert_eq!(get(&gw, "/slow", &[]), 200);
+    let spans = gw.spans.wait_for(1);
+    assert_eq!(
+        str_attr(&spans[0], "tracebridge.sampling.kept").as_deref(),
+        Some("slow")
+    );
+    assert!(slow.traceparent(0).ends_with("-02"), "propagated unsampled");
+    // Fast: not kept.
+    let fast = Origin::start("origin");
+    let gw = keep_gateway(
+        fast.addr,
+        "strategy = \"ratio\"\nratio = 0.0\nkeep_slower_than = \"200ms\"",
+    );
+    assert_eq!(get(&gw, "/fast", &[]), 200);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(gw.spans.all().is_empty());
+}
+
+#[test]
+fn a_sampled_span_is_exported_once_and_not_marked_kept() {
+    let up = RawUpstream::start(500, std::time::Duration::ZERO, 1);
+    let gw = keep_gateway(up.addr, "keep_errors = true");
+    assert_eq!(get(&gw, "/", &[]), 500);
+    gw.spans.wait_for(1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let spans = gw.spans.all();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(str_attr(&spans[0], "tracebridge.sampling.kept"), None);
+}
+
+#[test]
+fn keep_slower_than_must_be_a_positive_duration() {
+    for (value, needle) in [("soon", "invalid duration"), ("0s", "must be more than 0")] {
+        let text = format!(
+            "[sampling]\nkeep_slower_than = \"{value}\"\n[upstreams.o]\npeers = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"o\"\nsampling = {{ keep_slower_than = \"{value}\" }}\n"
+        );
+        let err = tracebridge::config::load_str(&text, None, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("sampling.keep_slower_than: {needle}")),
+            "{value}: {err}"
+        );
+        assert!(
+            err.contains(&format!("routes[0].sampling.keep_slower_than: {needle}")),
+            "{value}: {err}"
+        );
+    }
+}

@@ -201,6 +201,12 @@ pub struct RawSampling {
     pub ratio: f64,
     /// Cap on new sampled roots per second, process-wide; 0 = no cap.
     pub max_traces_per_second: f64,
+    /// Export the gateway's own span of an unsampled request that failed (5xx, proxy
+    /// failure); the propagated decision is not changed. Under the same cap as roots.
+    pub keep_errors: bool,
+    /// Export the gateway's own span of an unsampled request at least this slow
+    /// (`"500ms"`); `""` = off. Under the same cap as roots.
+    pub keep_slower_than: String,
 }
 
 impl Default for RawSampling {
@@ -209,6 +215,8 @@ impl Default for RawSampling {
             strategy: Strategy::Parent.into(),
             ratio: 1.0,
             max_traces_per_second: 0.0,
+            keep_errors: false,
+            keep_slower_than: String::new(),
         }
     }
 }
@@ -221,6 +229,10 @@ pub struct RawSamplingOverride {
     pub strategy: Option<Choice<Strategy>>,
     /// Overrides `[sampling].ratio`.
     pub ratio: Option<f64>,
+    /// Overrides `[sampling].keep_errors`.
+    pub keep_errors: Option<bool>,
+    /// Overrides `[sampling].keep_slower_than` (`""` turns it off).
+    pub keep_slower_than: Option<String>,
 }
 
 /// `[propagation]`: the defaults.

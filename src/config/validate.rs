@@ -713,6 +713,28 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
             generate: p.request_id_generate,
             trace: p.request_id_trace,
         },
+        keep: crate::mediate::Keep {
+            errors: s.keep_errors,
+            slower_than: keep_slower_than(c, "sampling.keep_slower_than", &s.keep_slower_than),
+        },
+    }
+}
+
+/// `keep_slower_than`: `""` = off; otherwise a positive duration.
+fn keep_slower_than(c: &mut Collector, at: &str, text: &str) -> Option<Duration> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    match parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            c.push(at, "must be more than 0 (\"\" turns it off)");
+            None
+        }
+        Err(msg) => {
+            c.push(at, msg);
+            None
+        }
     }
 }
 
@@ -1026,6 +1048,11 @@ fn policy_override(
             .map(|h| request_id_header(c, &format!("{at}.propagation.request_id_header"), h)),
         request_id_generate: p.request_id_generate,
         request_id_trace: p.request_id_trace,
+        keep_errors: s.keep_errors,
+        keep_slower_than: s
+            .keep_slower_than
+            .as_ref()
+            .map(|t| keep_slower_than(c, &format!("{at}.sampling.keep_slower_than"), t)),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
 pub use forwarded::ForwardedMode;
-pub use policy::{Policy, PolicyOverride, Strategy, Trust};
+pub use policy::{Keep, Policy, PolicyOverride, Strategy, Trust};
 
 /// How the sampling decision must be made once the trace id is known.
 #[derive(Debug, Clone, Copy, PartialEq)]

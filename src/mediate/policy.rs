@@ -82,6 +82,27 @@ pub struct Policy {
     pub baggage: BaggageFilter,
     /// Request ids (`request_id_header`, `request_id_generate`, `request_id_trace`).
     pub request_id: RequestIdPolicy,
+    /// Which unsampled requests still export the gateway's own span.
+    pub keep: Keep,
+}
+
+/// `keep_errors` / `keep_slower_than`: the edge keeps its own span of an unsampled
+/// request that failed or was slow. What was propagated is not changed: the request
+/// went upstream unsampled before its outcome was known, so only the gateway span is
+/// exported, marked with why (`tracebridge.sampling.kept`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// 5xx responses and proxy failures.
+    pub errors: bool,
+    /// Requests that took at least this long.
+    pub slower_than: Option<core::time::Duration>,
+}
+
+impl Keep {
+    /// Whether any keep rule is on.
+    pub fn active(self) -> bool {
+        self.errors || self.slower_than.is_some()
+    }
 }
 
 impl Policy {
@@ -116,6 +137,7 @@ impl Default for Policy {
             browser: Browser::default(),
             baggage: BaggageFilter::default(),
             request_id: RequestIdPolicy::default(),
+            keep: Keep::default(),
         }
     }
 }
@@ -171,6 +193,10 @@ pub struct PolicyOverride {
     pub request_id_generate: Option<bool>,
     /// `request_id_trace`.
     pub request_id_trace: Option<bool>,
+    /// `sampling.keep_errors`.
+    pub keep_errors: Option<bool>,
+    /// `sampling.keep_slower_than` (`Some(None)` = written as `""`: off).
+    pub keep_slower_than: Option<Option<core::time::Duration>>,
 }
 
 impl PolicyOverride {
@@ -218,6 +244,10 @@ impl PolicyOverride {
                     .unwrap_or_else(|| base.request_id.header.clone()),
                 generate: self.request_id_generate.unwrap_or(base.request_id.generate),
                 trace: self.request_id_trace.unwrap_or(base.request_id.trace),
+            },
+            keep: Keep {
+                errors: self.keep_errors.unwrap_or(base.keep.errors),
+                slower_than: self.keep_slower_than.unwrap_or(base.keep.slower_than),
             },
         }
     }

@@ -75,7 +75,7 @@ impl RequestTrace {
             let (t, s, sampled) = telemetry.span_ids(parent, plan.directive);
             (t, s, sampled, None)
         } else if policy.span && !telemetry.degraded() {
-            let span = GatewaySpan::start(telemetry, &plan, facts, &endpoint);
+            let span = GatewaySpan::start_keeping(telemetry, &plan, facts, &endpoint, policy.keep);
             metrics.spans_started.inc();
             match span.ids() {
                 (Some(t), Some(s), sampled) => (t, s, sampled, Some(span)),

@@ -122,11 +122,13 @@ struct NextSpan {
     trace_id: Option<u128>,
     /// The request's sampling directive.
     directive: Option<SamplingDirective>,
+    /// The span id a kept span must reuse (the one the upstream saw as its parent).
+    span_id: Option<u64>,
 }
 
 thread_local! {
     static NEXT_SPAN: std::cell::Cell<NextSpan> = const {
-        std::cell::Cell::new(NextSpan { trace_id: None, directive: None })
+        std::cell::Cell::new(NextSpan { trace_id: None, directive: None, span_id: None })
     };
 }
 
@@ -143,7 +145,10 @@ impl IdGenerator for GatewayIds {
     }
 
     fn new_span_id(&self) -> opentelemetry::trace::SpanId {
-        self.0.new_span_id()
+        match NEXT_SPAN.with(|c| c.get().span_id) {
+            Some(id) => opentelemetry::trace::SpanId::from_bytes(id.to_be_bytes()),
+            None => self.0.new_span_id(),
+        }
     }
 }
 
@@ -329,11 +334,20 @@ impl Telemetry {
             c.set(NextSpan {
                 trace_id: root_trace_id,
                 directive: Some(directive),
+                span_id: None,
             })
         });
         let span = self.tracer.build_with_context(builder, &parent_cx);
         NEXT_SPAN.with(|c| c.take());
         span
+    }
+
+    /// What a span that may be kept after the fact needs (see [`Keeper`]).
+    pub fn keeper(&self) -> Keeper {
+        Keeper {
+            tracer: self.tracer.clone(),
+            limiter: self.limiter.clone(),
+        }
     }
 
     /// Whether spans are exported. With `exporter = "none"` nothing would read a span,
@@ -401,6 +415,53 @@ impl Telemetry {
     /// Exports everything pending now.
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
+    }
+}
+
+/// Starts, after the fact, the span of an unsampled request the edge keeps (an error,
+/// a slow request): with the ids the request already propagated, under the rate limit
+/// of new roots.
+#[derive(Debug, Clone)]
+pub struct Keeper {
+    tracer: SdkTracer,
+    limiter: Arc<RateLimiter>,
+}
+
+impl Keeper {
+    /// Takes a token of the process-wide rate limit (`max_traces_per_second`).
+    pub fn allow(&self) -> bool {
+        self.limiter.allow()
+    }
+
+    /// Starts a sampled span from `builder` with exactly `trace_id` and `span_id`, as a
+    /// child of `parent` (trace id, span id, sampled) when it has a span id.
+    pub fn start(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: Option<(TraceId, Option<SpanId>, bool)>,
+        trace_id: TraceId,
+        span_id: SpanId,
+    ) -> opentelemetry_sdk::trace::Span {
+        use opentelemetry::trace::Tracer as _;
+        let parent_cx = match parent {
+            Some((t, Some(s), sampled)) => remote_parent(t, s, sampled),
+            _ => Context::new(),
+        };
+        NEXT_SPAN.with(|c| {
+            c.set(NextSpan {
+                trace_id: Some(trace_id.get()),
+                // Kept: not a probability decision, so no threshold.
+                directive: Some(SamplingDirective::Decided {
+                    sampled: true,
+                    threshold: None,
+                    randomness: None,
+                }),
+                span_id: Some(span_id.get()),
+            })
+        });
+        let span = self.tracer.build_with_context(builder, &parent_cx);
+        NEXT_SPAN.with(|c| c.take());
+        span
     }
 }
 
