@@ -275,13 +275,7 @@ pub fn simulate(
     // No rate limit here: one request, no process.
     let sampled = plan.directive.decide(trace_id.get(), || true);
     let new_trace = parent.and_then(|p| p.trace_id) != Some(trace_id);
-    let outgoing = mediate::outgoing(
-        &plan,
-        trace_id,
-        sampled,
-        new_trace,
-        formats.contains(&Format::TraceContext),
-    );
+    let outgoing = mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats);
     let upstream = snapshot
         .upstreams
         .get(route.upstream)

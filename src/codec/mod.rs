@@ -18,6 +18,7 @@ pub mod b3;
 pub mod b3multi;
 pub mod baggage;
 pub mod datadog;
+pub mod dd_member;
 pub mod eagleeye;
 pub mod gcp;
 pub mod grpc_trace_bin;

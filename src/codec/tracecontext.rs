@@ -289,22 +289,24 @@ pub struct OwnMember<'a> {
     pub value: Option<&'a str>,
 }
 
-/// The `tracestate` value to send: the own member first, then the caller's valid members,
-/// within the count and size limits. Empty when there is nothing to send.
-fn outgoing_tracestate(ctx: &TraceContext, own: Option<OwnMember<'_>>) -> String {
-    let lead = own.and_then(|o| Some((o.key, o.value?)));
-    let lead = lead.filter(|&(k, v)| valid_key(k) && valid_value(v));
-    if lead.is_none() && ctx.tracestate.is_empty() {
+/// The `tracestate` value to send: the own members first (in the order given), then the
+/// caller's valid members, within the count and size limits. Empty when there is nothing
+/// to send.
+fn outgoing_tracestate(ctx: &TraceContext, own: &[OwnMember<'_>]) -> String {
+    let lead = own
+        .iter()
+        .filter_map(|o| Some((o.key, o.value?)))
+        .filter(|&(k, v)| valid_key(k) && valid_value(v));
+    if lead.clone().next().is_none() && ctx.tracestate.is_empty() {
         return String::new();
     }
-    let own_key = own.map(|o| o.key);
     let mut kept: Vec<(&str, &str)> = Vec::with_capacity(MAX_MEMBERS);
     kept.extend(lead);
     for (k, v) in &ctx.tracestate {
         if kept.len() == MAX_MEMBERS {
             break;
         }
-        if Some(k.as_str()) != own_key && valid_key(k) && valid_value(v) {
+        if !own.iter().any(|o| o.key == k) && valid_key(k) && valid_value(v) {
             kept.push((k, v));
         }
     }
@@ -321,11 +323,11 @@ fn outgoing_tracestate(ctx: &TraceContext, own: Option<OwnMember<'_>>) -> String
     join_members(kept.iter().copied())
 }
 
-/// [`Codec::inject`] with a vendor's own member written first (see [`OwnMember`]).
+/// [`Codec::inject`] with vendors' own members written first (see [`OwnMember`]).
 pub fn inject_with(
     ctx: &TraceContext,
     hop: &Hop<'_>,
-    own: Option<OwnMember<'_>>,
+    own: &[OwnMember<'_>],
     out: &mut dyn HeaderSink,
 ) -> Injected {
     let Some(trace_id) = ctx.trace_id else {
@@ -401,7 +403,7 @@ impl Codec for TraceContextCodec {
     }
 
     fn inject(ctx: &TraceContext, hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
-        inject_with(ctx, hop, None, out)
+        inject_with(ctx, hop, &[], out)
     }
 }
 
@@ -829,7 +831,7 @@ mod tests {
             ctx.tracestate.push(("me".into(), "v1".into()));
             let own = OwnMember { key: "me", value };
             let mut out = HeaderMap::new();
-            inject_with(&ctx, &hop_at(5, 1), Some(own), &mut out);
+            inject_with(&ctx, &hop_at(5, 1), &[own], &mut out);
             assert_eq!(out[&TRACESTATE], want, "{value:?}");
         }
     }

@@ -264,16 +264,19 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
 }
 
 /// Step 3: the context every injected format carries, once the gateway knows the
-/// trace id and the one sampling decision. The span id travels in the [`Hop`]. With
-/// `tracecontext` (the hop writes W3C), the `ot` member's threshold is set for the
-/// decision ([`consistent::stamp`]); otherwise `tracestate` is left as it came.
+/// trace id and the one sampling decision. The span id travels in the [`Hop`]. When
+/// `formats` (what the hop writes) has W3C, the `ot` member's threshold is set for the
+/// decision ([`consistent::stamp`]); otherwise `tracestate` is left as it came. When it
+/// has W3C and Datadog, the context gets Datadog state (if it had none), so W3C carries
+/// Datadog's `dd` member too ([`carry`]).
 pub fn outgoing(
     plan: &Plan,
     trace_id: TraceId,
     sampled: bool,
     new_trace: bool,
-    tracecontext: bool,
+    formats: &[Format],
 ) -> TraceContext {
+    let tracecontext = formats.contains(&Format::TraceContext);
     let mut ctx = plan.carried.clone();
     ctx.trace_id = Some(trace_id);
     ctx.sampling = if sampled {
@@ -290,6 +293,9 @@ pub fn outgoing(
     }
     if tracecontext {
         consistent::stamp(&mut ctx.tracestate, plan.directive.threshold(sampled));
+        if ctx.originals.datadog.is_none() && formats.contains(&Format::Datadog) {
+            ctx.originals.datadog = Some(Box::default());
+        }
     }
     ctx
 }

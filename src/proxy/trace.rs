@@ -118,13 +118,7 @@ impl RequestTrace {
             span.request_id(id.to_str().unwrap_or_default());
         }
         RequestTrace {
-            outgoing: mediate::outgoing(
-                &plan,
-                trace_id,
-                sampled,
-                new_trace,
-                formats.contains(&Format::TraceContext),
-            ),
+            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats),
             formats,
             span_id,
             trace_id,
