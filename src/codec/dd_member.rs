@@ -220,6 +220,32 @@ mod tests {
         assert_eq!(decode(&v).unwrap().origin.as_deref(), Some("a_b_c_d=e_"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(s in "\\PC{0,300}") {
+            let _ = decode(&s);
+        }
+
+        /// Whatever Datadog state a context holds, the member written is a valid
+        /// tracestate value of at most 256 characters that reads back.
+        #[test]
+        fn written_members_read_back(
+            priority in proptest::option::of(-3i32..4),
+            origin in proptest::option::of("\\PC{0,20}"),
+            tags in proptest::collection::vec(("[a-z.]{1,8}", "[ -~]{0,12}"), 0..12),
+        ) {
+            let dd = Datadog {
+                priority,
+                origin,
+                tags: tags.into_iter().map(|(k, v)| (format!("_dd.p.{k}"), v)).collect(),
+            };
+            let v = encode(&ctx(Sampling::Sampled, Some(dd)), &hop()).unwrap();
+            proptest::prop_assert!(v.len() <= MAX_LEN);
+            proptest::prop_assert!(v.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'='));
+            proptest::prop_assert!(decode(&v).is_some(), "{}", v);
+        }
+    }
+
     #[test]
     fn stays_within_256_characters() {
         let tags = (0..20)

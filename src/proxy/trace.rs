@@ -60,6 +60,7 @@ impl RequestTrace {
         let endpoint: Arc<str> = facts.path.into();
         let plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
         count_extraction(&plan, facts.route, metrics);
+        warn_presumed_random(&plan);
         let observation = Observation {
             incoming: plan.incoming.map(|(f, _)| f),
             invalid: formats_of(&plan.invalid),
@@ -254,6 +255,30 @@ impl RequestTrace {
                 upstream_address,
             });
         }
+    }
+}
+
+/// The OpenTelemetry SDK spec ("Compatibility warnings for ProbabilitySampler") asks a
+/// sampler to warn, the first time, that it presumes a trace id without the W3C random
+/// flag (and without `rv`) to be random.
+fn warn_presumed_random(plan: &Plan) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let presumes = match plan.directive {
+        mediate::SamplingDirective::Root(rule) | mediate::SamplingDirective::Ratio(rule) => {
+            rule.randomness.is_none()
+                && rule.threshold != mediate::consistent::Threshold::ALWAYS
+                && plan.parent.is_some()
+                && !plan.carried.random
+        }
+        mediate::SamplingDirective::Decided { .. } => false,
+    };
+    if presumes && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "consistent probability sampling is presuming incoming trace ids are random \
+             although the W3C random flag is not set; upgrade callers to W3C Trace Context \
+             Level 2 (logged once)"
+        );
     }
 }
 
