@@ -116,8 +116,6 @@ pub struct Plan {
     pub ot_invalid: Option<consistent::OtError>,
     /// Incoming baggage members the route's baggage filter dropped, by reason.
     pub baggage_dropped: baggage_filter::Dropped,
-    /// The trace was started from the request id (`request_id_trace`).
-    pub from_request_id: bool,
 }
 
 impl Default for SamplingDirective {
@@ -225,7 +223,6 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
                 trace_id: Some(trace_id),
                 ..TraceContext::default()
             });
-            plan.from_request_id = true;
         }
     }
     let rule = consistent::Rule {
