@@ -570,3 +570,98 @@ fn keep_slower_than_must_be_a_positive_duration() {
         );
     }
 }
+
+/// One `tracebridge` process (the real binary) on free ports; killed when dropped.
+struct Process {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    fn start(origin: std::net::SocketAddr, sampling: &str) -> Process {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, admin) = (free(), free());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+                 threads = 1\npid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
+                 [telemetry]\nexporter = \"none\"\n[sampling]\n{sampling}\n\
+                 [upstreams.o]\npeers = [\"{origin}\"]\n[[routes]]\nupstream = \"o\"\n",
+                pid = dir.path().join("pid").display(),
+                sock = dir.path().join("upgrade.sock").display(),
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tracebridge"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the tracebridge binary");
+        let p = Process {
+            child,
+            port,
+            _dir: dir,
+        };
+        support::poll_until(std::time::Duration::from_secs(10), || {
+            client()
+                .get(format!("http://127.0.0.1:{admin}/readyz"))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+                .ok_or_else(|| format!("gateway process on {port} not ready"))
+        });
+        p
+    }
+
+    fn send(&self, parent: &str) -> (bool, Option<String>) {
+        let resp = client()
+            .get(format!("http://127.0.0.1:{}/", self.port))
+            .header("traceparent", parent)
+            .send()
+            .expect("request");
+        let body: Value = serde_json::from_str(&resp.text().unwrap()).expect("json");
+        let h = body["headers"].as_object().expect("headers");
+        (traceparent(h).1, header(h, "tracestate").map(str::to_owned))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // This test started the process: it ends it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn three_gateway_processes_agree_with_each_other_and_with_the_th_they_write() {
+    let origin = Origin::start("origin");
+    let fleet: Vec<Process> = (0..3)
+        .map(|_| Process::start(origin.addr, "strategy = \"ratio\"\nratio = 0.25"))
+        .collect();
+    let mut kept = 0;
+    let ids = trace_ids(32);
+    for trace in &ids {
+        let outs: Vec<(bool, Option<String>)> =
+            fleet.iter().map(|p| p.send(&tp(trace, "01"))).collect();
+        assert!(outs.windows(2).all(|w| w[0] == w[1]), "{trace}: {outs:?}");
+        let (sampled, ts) = &outs[0];
+        assert_eq!(*sampled, kept_by(&trace[18..], "c"), "{trace}");
+        assert_eq!(ts.as_deref(), sampled.then_some("ot=th:c"), "{trace}");
+        kept += usize::from(*sampled);
+    }
+    assert!(kept > 0 && kept < ids.len(), "{kept} of {}", ids.len());
+}
