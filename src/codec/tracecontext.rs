@@ -42,11 +42,12 @@
 //! * On inject, members that are not valid (the context may have been filled by other code) are
 //!   skipped, so the header sent always parses.
 //!
-//! A vendor's own member ([`OwnMember`]) can be written first with [`inject_with`]: the
-//! member with its key is replaced, or only removed when there is nothing to say, and the new
-//! one goes left-most (spec/20 "Mutating the tracestate field"). This codec does not know what
-//! any vendor puts in it: the gateway's own `tb` member is mediation policy
-//! (`mediate::carry`), so extract keeps every member as received.
+//! Vendors' own members ([`OwnMember`]) can be written first with [`inject_with`]: each
+//! member with such a key is replaced, or only removed when there is nothing to say, and the
+//! new ones go left-most, in the order given (spec/20 "Mutating the tracestate field"). This
+//! codec does not know what any vendor puts in them: the gateway's own `tb` member and
+//! Datadog's `dd` are mediation policy (`mediate::carry`), so extract keeps every member as
+//! received.
 //! * The list is cut to 32 members from the right. If the header would exceed 512 characters,
 //!   members longer than 128 characters are dropped first, right-most first (an own member is
 //!   left-most, so it goes last among them), then members from the right (spec/20 "tracestate
