@@ -835,6 +835,26 @@ mod tests {
             inject_with(&ctx, &hop_at(5, 1), &[own], &mut out);
             assert_eq!(out[&TRACESTATE], want, "{value:?}");
         }
+        // Several own members lead in the order given; each replaces its old one.
+        let mut ctx = ctx.clone();
+        ctx.tracestate.push(("dd".into(), "s:1".into()));
+        let own = [
+            OwnMember {
+                key: "dd",
+                value: Some("s:2"),
+            },
+            OwnMember {
+                key: "tb",
+                value: None,
+            },
+            OwnMember {
+                key: "me",
+                value: Some("x"),
+            },
+        ];
+        let mut out = HeaderMap::new();
+        inject_with(&ctx, &hop_at(5, 1), &own, &mut out);
+        assert_eq!(out[&TRACESTATE], "dd=s:2,me=x,foo=1");
     }
 
     #[test]
