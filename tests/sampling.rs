@@ -665,3 +665,56 @@ fn three_gateway_processes_agree_with_each_other_and_with_the_th_they_write() {
     }
     assert!(kept > 0 && kept < ids.len(), "{kept} of {}", ids.len());
 }
+
+#[test]
+fn the_threshold_and_the_kept_reason_reach_an_otlp_collector() {
+    use support::{otlp_attr, CollectorMode, OtlpReceiver};
+    let rx = OtlpReceiver::start(CollectorMode::Ok);
+    let up = RawUpstream::start(503, std::time::Duration::ZERO, 3);
+    let gw = TestGateway::start(&one_route(
+        up.addr,
+        1,
+        &format!(
+            "[sampling]\nstrategy = \"ratio\"\nratio = 0.25\nkeep_errors = true\n\
+             [telemetry]\nexporter = \"otlp\"\nendpoint = \"http://{}\"\nbatch_delay = \"50ms\"\n",
+            rx.addr
+        ),
+        "",
+    ));
+    // Kept by the ratio (R = ff.. ≥ c0..), and an unsampled one kept for its 503.
+    for trace in [
+        "4bf92f3577b34da6a3ffffffffffffff",
+        "4bf92f3577b34da6a300000000000001",
+    ] {
+        assert_eq!(get(&gw, "/", &[("traceparent", &tp(trace, "01"))]), 503);
+    }
+    let spans = rx.wait_for(2);
+    let by_trace = |end: &str| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| {
+                s.trace_id
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .ends_with(end)
+            })
+            .unwrap_or_else(|| panic!("no span for ..{end}"))
+    };
+    let sampled = by_trace("ffffffffffffff");
+    assert_eq!(sampled.trace_state, "ot=th:c");
+    assert_eq!(
+        otlp_attr(&sampled.attributes, "tracebridge.sampling.kept"),
+        None
+    );
+    let kept = by_trace("00000000000001");
+    assert_eq!(
+        kept.trace_state, "",
+        "kept, not by probability: no threshold"
+    );
+    assert_eq!(
+        otlp_attr(&kept.attributes, "tracebridge.sampling.kept").as_deref(),
+        Some("error")
+    );
+}
