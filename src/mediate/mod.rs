@@ -802,6 +802,123 @@ mod tests {
         );
     }
 
+    /// Strategy, ratio, traceparent, tracestate, decision, threshold, why.
+    type Case = (
+        Strategy,
+        f64,
+        &'static str,
+        &'static str,
+        Option<bool>,
+        Option<&'static str>,
+        &'static str,
+    );
+
+    /// The threshold each strategy propagates (tracestate-probability-sampling.md,
+    /// "Parent-based threshold", "General requirements").
+    #[test]
+    fn thresholds_by_strategy() {
+        let th = |s: &str| consistent::Threshold::decode(s).ok();
+        let kept = "00-4bf92f3577b34da6a3ffffffffffffff-00f067aa0ba902b7-01";
+        let low = "00-4bf92f3577b34da6a300000000000001-00f067aa0ba902b7-01";
+        let unsampled = "00-4bf92f3577b34da6a3ffffffffffffff-00f067aa0ba902b7-00";
+        let cases: &[Case] = &[
+            (
+                Strategy::Parent,
+                1.0,
+                kept,
+                "ot=th:8",
+                Some(true),
+                Some("8"),
+                "consistent: kept",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                low,
+                "ot=th:8",
+                Some(true),
+                None,
+                "inconsistent: erased",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                unsampled,
+                "ot=th:8",
+                Some(false),
+                None,
+                "not sampled",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                kept,
+                "x=1",
+                Some(true),
+                None,
+                "no threshold: none",
+            ),
+            (
+                Strategy::Always,
+                1.0,
+                low,
+                "ot=th:8",
+                Some(true),
+                Some("0"),
+                "always: th:0",
+            ),
+            (
+                Strategy::Never,
+                1.0,
+                kept,
+                "ot=th:8",
+                Some(false),
+                None,
+                "never",
+            ),
+            (
+                Strategy::Ratio,
+                0.25,
+                kept,
+                "ot=th:8",
+                Some(true),
+                Some("c"),
+                "ratio: its own",
+            ),
+            (
+                Strategy::Ratio,
+                0.25,
+                low,
+                "ot=th:8",
+                Some(false),
+                None,
+                "ratio: dropped",
+            ),
+        ];
+        for &(strategy, ratio, tp, ts, sampled, want, why) in cases {
+            let policy = Policy {
+                strategy,
+                ratio,
+                ..Policy::default()
+            };
+            let h = headers(&[("traceparent", tp), ("tracestate", ts)]);
+            let p = plan(&policy, &h);
+            let trace_id = p.parent.as_ref().and_then(|c| c.trace_id).unwrap();
+            let decided = p.directive.decide(trace_id.get(), || true);
+            assert_eq!(Some(decided), sampled, "{why}");
+            assert_eq!(p.directive.threshold(decided), want.and_then(th), "{why}");
+        }
+        // A new root under `parent` writes the ratio's threshold, except at ratio 1.
+        for (ratio, want) in [(0.25, th("c")), (1.0, None)] {
+            let policy = Policy {
+                ratio,
+                ..Policy::default()
+            };
+            let p = plan(&policy, &HeaderMap::new());
+            assert_eq!(p.directive.threshold(true), want, "{ratio}");
+        }
+    }
+
     #[test]
     fn trust_chosen_per_request_overrides_the_route() {
         let h = headers(&[("traceparent", TRACEPARENT)]);
