@@ -17,9 +17,8 @@ use serde_json::{json, Map, Value};
 use crate::codec::{DecodeError, Format};
 use crate::config::Snapshot;
 use crate::mediate::extract::{extract, Extraction};
-use crate::mediate::{self, Policy, SamplingDirective};
+use crate::mediate::{self, Policy};
 use crate::model::{Hop, Named, Sampling, SpanId, TraceContext, TraceId};
-use crate::telemetry::tracer::ratio_sampled;
 
 const UNUSED_SPAN: SpanId = match SpanId::new(1) {
     Some(id) => id,
@@ -273,14 +272,10 @@ pub fn simulate(
         (false, Some(incoming)) => incoming,
         _ => random_span(),
     };
-    let sampled = match plan.directive {
-        SamplingDirective::Decided(d) => d,
-        SamplingDirective::Ratio(r) | SamplingDirective::Root(r) => {
-            ratio_sampled(trace_id.get(), r)
-        }
-    };
+    // No rate limit here: one request, no process.
+    let sampled = plan.directive.decide(trace_id.get(), || true);
     let new_trace = parent.and_then(|p| p.trace_id) != Some(trace_id);
-    let outgoing = mediate::outgoing(&plan, trace_id, sampled, new_trace);
+    let outgoing = mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats);
     let upstream = snapshot
         .upstreams
         .get(route.upstream)

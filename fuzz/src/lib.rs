@@ -20,7 +20,9 @@
 //! - the same context injected in every other format reads back there with the trace id
 //!   that format carries and the hop's span as parent;
 //! - SkyWalking and EagleEye ids survive a W3C-only hop (`tb` tracestate member) while
-//!   they fit in it.
+//!   they fit in it;
+//! - the `ot` and `dd` tracestate members' decoders never panic, and a `th` read writes
+//!   back to itself.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracebridge::codec::{
@@ -346,6 +348,34 @@ fn first<'a>(lines: &'a [(HeaderName, HeaderValue)], name: &HeaderName) -> Optio
         .and_then(|(_, v)| text(v))
 }
 
+/// The `ot` (OpenTelemetry sampling) and `dd` (Datadog) tracestate members: the decoders
+/// never panic, a threshold read writes back to itself, and rewriting `th` keeps a valid
+/// value valid.
+fn check_vendor_member(key: &str, value: &str) {
+    use tracebridge::codec::{dd_member, ot_member};
+    match key {
+        "ot" => {
+            if let Ok(v) = ot_member::decode(value) {
+                if let Some(th) = v.th {
+                    let mut buf = [0u8; 14];
+                    let again = th.encode(&mut buf).map(str::to_owned);
+                    let back = again.as_deref().map(ot_member::Threshold::decode);
+                    assert_eq!(back, Some(Ok(th)), "{value}");
+                }
+                let rewritten = ot_member::with_threshold(value, None);
+                assert!(
+                    rewritten.is_empty() || ot_member::decode(&rewritten).is_ok(),
+                    "{value} -> {rewritten}"
+                );
+            }
+        }
+        "dd" => {
+            let _ = dd_member::decode(value);
+        }
+        _ => {}
+    }
+}
+
 /// The string-level decoders of `format` over every value, with their round trips.
 pub fn check_strings(format: Format, lines: &[(HeaderName, HeaderValue)], headers: &HeaderMap) {
     let values = || lines.iter().filter_map(|(_, v)| text(v));
@@ -357,8 +387,17 @@ pub fn check_strings(format: Format, lines: &[(HeaderName, HeaderValue)], header
                 }
                 if let Ok(ts) = tracecontext::decode_tracestate(s) {
                     let again = tracecontext::encode_tracestate(&ts);
-                    assert_eq!(tracecontext::decode_tracestate(&again), Ok(ts), "{again}");
+                    assert_eq!(
+                        tracecontext::decode_tracestate(&again),
+                        Ok(ts.clone()),
+                        "{again}"
+                    );
+                    for (k, v) in &ts {
+                        check_vendor_member(k, v);
+                    }
                 }
+                check_vendor_member("ot", s);
+                check_vendor_member("dd", s);
             }
         }
         Format::Baggage => {

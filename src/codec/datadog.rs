@@ -82,9 +82,9 @@ static HEADERS: [HeaderName; 5] = [
 /// Longest `x-datadog-tags` value read or written (dd-trace-rs default, §15.9).
 pub const MAX_TAGS_LEN: usize = 512;
 
-const TAG_PREFIX: &str = "_dd.p.";
-const TID: &str = "_dd.p.tid";
-const DECISION_MAKER: &str = "_dd.p.dm";
+pub(crate) const TAG_PREFIX: &str = "_dd.p.";
+pub(crate) const TID: &str = "_dd.p.tid";
+pub(crate) const DECISION_MAKER: &str = "_dd.p.dm";
 
 /// `USER_KEEP`: the closest Datadog has to a debug flag.
 pub const USER_KEEP: i32 = 2;
@@ -279,7 +279,7 @@ pub fn encode_tags<'a>(tags: impl Iterator<Item = (&'a str, &'a str)> + Clone) -
 
 /// §8: key tail chars `!`..`+` and `-`..`~` (we also exclude `=`, which would make the
 /// pair ambiguous), value chars SP..`+` and `-`..`~`.
-fn valid_tag(key: &str, value: &str) -> bool {
+pub(crate) fn valid_tag(key: &str, value: &str) -> bool {
     let Some(tail) = key.strip_prefix(TAG_PREFIX) else {
         return false;
     };
@@ -363,7 +363,7 @@ fn context(
 }
 
 /// The priority to send: the original one when it agrees with the decision.
-fn priority(ctx: &TraceContext, original: Option<i32>) -> Option<i32> {
+pub(crate) fn priority(ctx: &TraceContext, original: Option<i32>) -> Option<i32> {
     match ctx.sampling {
         Sampling::Sampled => Some(match original {
             Some(p) if p > 0 => p,

@@ -42,11 +42,12 @@
 //! * On inject, members that are not valid (the context may have been filled by other code) are
 //!   skipped, so the header sent always parses.
 //!
-//! A vendor's own member ([`OwnMember`]) can be written first with [`inject_with`]: the
-//! member with its key is replaced, or only removed when there is nothing to say, and the new
-//! one goes left-most (spec/20 "Mutating the tracestate field"). This codec does not know what
-//! any vendor puts in it: the gateway's own `tb` member is mediation policy
-//! (`mediate::carry`), so extract keeps every member as received.
+//! Vendors' own members ([`OwnMember`]) can be written first with [`inject_with`]: each
+//! member with such a key is replaced, or only removed when there is nothing to say, and the
+//! new ones go left-most, in the order given (spec/20 "Mutating the tracestate field"). This
+//! codec does not know what any vendor puts in them: the gateway's own `tb` member and
+//! Datadog's `dd` are mediation policy (`mediate::carry`), so extract keeps every member as
+//! received.
 //! * The list is cut to 32 members from the right. If the header would exceed 512 characters,
 //!   members longer than 128 characters are dropped first, right-most first (an own member is
 //!   left-most, so it goes last among them), then members from the right (spec/20 "tracestate
@@ -289,22 +290,24 @@ pub struct OwnMember<'a> {
     pub value: Option<&'a str>,
 }
 
-/// The `tracestate` value to send: the own member first, then the caller's valid members,
-/// within the count and size limits. Empty when there is nothing to send.
-fn outgoing_tracestate(ctx: &TraceContext, own: Option<OwnMember<'_>>) -> String {
-    let lead = own.and_then(|o| Some((o.key, o.value?)));
-    let lead = lead.filter(|&(k, v)| valid_key(k) && valid_value(v));
-    if lead.is_none() && ctx.tracestate.is_empty() {
+/// The `tracestate` value to send: the own members first (in the order given), then the
+/// caller's valid members, within the count and size limits. Empty when there is nothing
+/// to send.
+fn outgoing_tracestate(ctx: &TraceContext, own: &[OwnMember<'_>]) -> String {
+    let lead = own
+        .iter()
+        .filter_map(|o| Some((o.key, o.value?)))
+        .filter(|&(k, v)| valid_key(k) && valid_value(v));
+    if lead.clone().next().is_none() && ctx.tracestate.is_empty() {
         return String::new();
     }
-    let own_key = own.map(|o| o.key);
     let mut kept: Vec<(&str, &str)> = Vec::with_capacity(MAX_MEMBERS);
     kept.extend(lead);
     for (k, v) in &ctx.tracestate {
         if kept.len() == MAX_MEMBERS {
             break;
         }
-        if Some(k.as_str()) != own_key && valid_key(k) && valid_value(v) {
+        if !own.iter().any(|o| o.key == k) && valid_key(k) && valid_value(v) {
             kept.push((k, v));
         }
     }
@@ -321,11 +324,11 @@ fn outgoing_tracestate(ctx: &TraceContext, own: Option<OwnMember<'_>>) -> String
     join_members(kept.iter().copied())
 }
 
-/// [`Codec::inject`] with a vendor's own member written first (see [`OwnMember`]).
+/// [`Codec::inject`] with vendors' own members written first (see [`OwnMember`]).
 pub fn inject_with(
     ctx: &TraceContext,
     hop: &Hop<'_>,
-    own: Option<OwnMember<'_>>,
+    own: &[OwnMember<'_>],
     out: &mut dyn HeaderSink,
 ) -> Injected {
     let Some(trace_id) = ctx.trace_id else {
@@ -401,7 +404,7 @@ impl Codec for TraceContextCodec {
     }
 
     fn inject(ctx: &TraceContext, hop: &Hop<'_>, out: &mut dyn HeaderSink) -> Injected {
-        inject_with(ctx, hop, None, out)
+        inject_with(ctx, hop, &[], out)
     }
 }
 
@@ -829,9 +832,29 @@ mod tests {
             ctx.tracestate.push(("me".into(), "v1".into()));
             let own = OwnMember { key: "me", value };
             let mut out = HeaderMap::new();
-            inject_with(&ctx, &hop_at(5, 1), Some(own), &mut out);
+            inject_with(&ctx, &hop_at(5, 1), &[own], &mut out);
             assert_eq!(out[&TRACESTATE], want, "{value:?}");
         }
+        // Several own members lead in the order given; each replaces its old one.
+        let mut ctx = ctx.clone();
+        ctx.tracestate.push(("dd".into(), "s:1".into()));
+        let own = [
+            OwnMember {
+                key: "dd",
+                value: Some("s:2"),
+            },
+            OwnMember {
+                key: "tb",
+                value: None,
+            },
+            OwnMember {
+                key: "me",
+                value: Some("x"),
+            },
+        ];
+        let mut out = HeaderMap::new();
+        inject_with(&ctx, &hop_at(5, 1), &own, &mut out);
+        assert_eq!(out[&TRACESTATE], "dd=s:2,me=x,foo=1");
     }
 
     #[test]

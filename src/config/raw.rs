@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::mediate::baggage_filter::RestartBaggage;
 use crate::mediate::browser::CorsMode;
 use crate::mediate::{ForwardedMode, Mode, Strategy, Trust};
 use crate::model::named::named_enum;
@@ -268,6 +269,12 @@ pub struct RawSampling {
     pub ratio: f64,
     /// Cap on new sampled roots per second, process-wide; 0 = no cap.
     pub max_traces_per_second: f64,
+    /// Export the gateway's own span of an unsampled request that failed (5xx, proxy
+    /// failure); the propagated decision is not changed. Under the same cap as roots.
+    pub keep_errors: bool,
+    /// Export the gateway's own span of an unsampled request at least this slow
+    /// (`"500ms"`); `""` = off. Under the same cap as roots.
+    pub keep_slower_than: String,
 }
 
 impl Default for RawSampling {
@@ -276,6 +283,8 @@ impl Default for RawSampling {
             strategy: Strategy::Parent.into(),
             ratio: 1.0,
             max_traces_per_second: 0.0,
+            keep_errors: false,
+            keep_slower_than: String::new(),
         }
     }
 }
@@ -288,6 +297,10 @@ pub struct RawSamplingOverride {
     pub strategy: Option<Choice<Strategy>>,
     /// Overrides `[sampling].ratio`.
     pub ratio: Option<f64>,
+    /// Overrides `[sampling].keep_errors`.
+    pub keep_errors: Option<bool>,
+    /// Overrides `[sampling].keep_slower_than` (`""` turns it off).
+    pub keep_slower_than: Option<String>,
 }
 
 /// `[propagation]`: the defaults.
@@ -332,6 +345,24 @@ pub struct RawPropagation {
     /// Origins sent `Timing-Allow-Origin` (`"*"`, exact origins, `*.example.com`), so a
     /// cross-origin page may read the timing (and `serverTiming`); `[]` = none.
     pub timing_allow_origin: Vec<String>,
+    /// Incoming baggage keys allowed through: exact keys, or prefixes ending in `*`
+    /// (`"app.*"`). Absent = every key; `[]` = none. Others are dropped and counted.
+    pub baggage_allow: Option<Vec<String>>,
+    /// Incoming baggage keys never let through (exact, or `prefix*`); wins over
+    /// `baggage_allow`.
+    pub baggage_deny: Vec<String>,
+    /// What `trust = "restart"` does with incoming baggage: `"keep"` (carried into the
+    /// new trace, filtered) or `"drop"`.
+    pub restart_baggage: Choice<RestartBaggage>,
+    /// The request-id header: recorded on the span and the access log when valid;
+    /// `""` = off.
+    pub request_id_header: String,
+    /// Make a request id (`{trace id}-{span id}`) when there is no valid one, set it
+    /// upstream, and return the request id in the response.
+    pub request_id_generate: bool,
+    /// Start the trace of a request without trace context from its request id when that
+    /// is a 128-bit id (32 hex digits or a UUID).
+    pub request_id_trace: bool,
 }
 
 /// `[propagation.cors]` (and `cors = { ... }` in an override): every key optional, the
@@ -395,6 +426,12 @@ impl Default for RawPropagation {
             server_timing_durations: false,
             trace_id_header: String::new(),
             timing_allow_origin: Vec::new(),
+            baggage_allow: None,
+            baggage_deny: Vec::new(),
+            restart_baggage: RestartBaggage::Keep.into(),
+            request_id_header: crate::mediate::request_id::DEFAULT_HEADER.to_owned(),
+            request_id_generate: false,
+            request_id_trace: false,
         }
     }
 }
@@ -433,6 +470,18 @@ pub struct RawPropagationOverride {
     pub trace_id_header: Option<String>,
     /// Overrides `timing_allow_origin`.
     pub timing_allow_origin: Option<Vec<String>>,
+    /// Overrides `baggage_allow` (`["*"]` lets every key through again).
+    pub baggage_allow: Option<Vec<String>>,
+    /// Overrides `baggage_deny`.
+    pub baggage_deny: Option<Vec<String>>,
+    /// Overrides `restart_baggage`.
+    pub restart_baggage: Option<Choice<RestartBaggage>>,
+    /// Overrides `request_id_header` (`""` turns request ids off).
+    pub request_id_header: Option<String>,
+    /// Overrides `request_id_generate`.
+    pub request_id_generate: Option<bool>,
+    /// Overrides `request_id_trace`.
+    pub request_id_trace: Option<bool>,
 }
 
 /// `[server]`.

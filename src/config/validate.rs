@@ -24,6 +24,7 @@ use super::spec::{
 };
 pub use super::spec::{Exporter, TelemetrySettings};
 use crate::codec::Format;
+use crate::mediate::baggage_filter::{BaggageFilter, KeyPattern, RestartBaggage};
 use crate::mediate::browser::{Browser, BrowserOverride, CorsMode, CorsOverride, OriginPattern};
 use crate::mediate::{ForwardedMode, Mode, Policy, PolicyOverride, Strategy, Trust};
 use crate::model::Named;
@@ -877,6 +878,41 @@ fn default_policy(c: &mut Collector, p: &RawPropagation, s: &RawSampling) -> Pol
         // Set per upstream or route only: a whole gateway in observe mode is every
         // route in it.
         mode: Mode::Mediate,
+        baggage: BaggageFilter {
+            allow: p
+                .baggage_allow
+                .as_ref()
+                .map(|l| key_patterns(c, "propagation.baggage_allow", l)),
+            deny: key_patterns(c, "propagation.baggage_deny", &p.baggage_deny),
+            restart: restart_baggage(c, "propagation.restart_baggage", &p.restart_baggage),
+        },
+        request_id: crate::mediate::request_id::RequestIdPolicy {
+            header: request_id_header(c, "propagation.request_id_header", &p.request_id_header),
+            generate: p.request_id_generate,
+            trace: p.request_id_trace,
+        },
+        keep: crate::mediate::Keep {
+            errors: s.keep_errors,
+            slower_than: keep_slower_than(c, "sampling.keep_slower_than", &s.keep_slower_than),
+        },
+    }
+}
+
+/// `keep_slower_than`: `""` = off; otherwise a positive duration.
+fn keep_slower_than(c: &mut Collector, at: &str, text: &str) -> Option<Duration> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    match parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            c.push(at, "must be more than 0 (\"\" turns it off)");
+            None
+        }
+        Err(msg) => {
+            c.push(at, msg);
+            None
+        }
     }
 }
 
@@ -903,6 +939,69 @@ const RESERVED_RESPONSE_HEADERS: [&str; 10] = [
     "timing-allow-origin",
     "vary",
 ];
+
+/// `baggage_allow` / `baggage_deny` entries.
+fn key_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<KeyPattern> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let p = KeyPattern::parse(k);
+            if p.is_none() {
+                c.push(
+                    format!("{at}[{i}]"),
+                    format!(
+                        "invalid baggage key pattern {k:?}: a W3C baggage key (token \
+                         characters), optionally ending in * for a prefix"
+                    ),
+                );
+            }
+            p
+        })
+        .collect()
+}
+
+/// Request headers `request_id_header` may not name: framing and connection headers,
+/// and every trace format's own (injection rewrites those).
+fn request_id_header(c: &mut Collector, at: &str, h: &str) -> Option<http::HeaderName> {
+    let h = h.trim().to_ascii_lowercase();
+    if h.is_empty() {
+        return None;
+    }
+    const FRAMING: [&str; 8] = [
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "host",
+        "te",
+        "trailer",
+    ];
+    match http::HeaderName::from_bytes(h.as_bytes()) {
+        Ok(name)
+            if FRAMING.contains(&name.as_str())
+                || Format::ALL.iter().any(|f| {
+                    f.headers().contains(&name)
+                        || f.prefixes().iter().any(|p| name.as_str().starts_with(p))
+                }) =>
+        {
+            c.push(
+                at,
+                format!("{h:?} is a framing or trace header; pick another name such as \"x-request-id\""),
+            );
+            None
+        }
+        Ok(name) => Some(name),
+        Err(_) => {
+            c.push(at, format!("invalid header name {h:?}"));
+            None
+        }
+    }
+}
+
+fn restart_baggage(c: &mut Collector, at: &str, value: &Choice<RestartBaggage>) -> RestartBaggage {
+    c.choice(at, value).unwrap_or(RestartBaggage::Keep)
+}
 
 fn origin_patterns(c: &mut Collector, at: &str, list: &[String]) -> Vec<OriginPattern> {
     list.iter()
@@ -1111,6 +1210,29 @@ fn policy_override(
                 timing_allow_origin: p.timing_allow_origin.as_ref(),
             },
         ),
+        baggage_allow: p
+            .baggage_allow
+            .as_ref()
+            .map(|l| key_patterns(c, &format!("{at}.propagation.baggage_allow"), l)),
+        baggage_deny: p
+            .baggage_deny
+            .as_ref()
+            .map(|l| key_patterns(c, &format!("{at}.propagation.baggage_deny"), l)),
+        restart_baggage: p
+            .restart_baggage
+            .as_ref()
+            .map(|v| restart_baggage(c, &format!("{at}.propagation.restart_baggage"), v)),
+        request_id_header: p
+            .request_id_header
+            .as_ref()
+            .map(|h| request_id_header(c, &format!("{at}.propagation.request_id_header"), h)),
+        request_id_generate: p.request_id_generate,
+        request_id_trace: p.request_id_trace,
+        keep_errors: s.keep_errors,
+        keep_slower_than: s
+            .keep_slower_than
+            .as_ref()
+            .map(|t| keep_slower_than(c, &format!("{at}.sampling.keep_slower_than"), t)),
     }
 }
 

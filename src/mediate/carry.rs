@@ -33,6 +33,10 @@
 //!   caller's `tracestate`: the SkyWalking and EagleEye codecs re-emit an original only while
 //!   it still maps to `ctx.trace_id`.
 //!
+//! Datadog's own `dd` member (`codec::dd_member`) is handled here too: read into the Datadog
+//! originals on extract (and removed, when it parses), and written first on inject whenever
+//! the context has Datadog state, as Datadog's tracers write it.
+//!
 //! Every other format goes through [`extract`] / [`inject`] unchanged, so mediation (and the
 //! `translate` command) calls these instead of [`Format::extract`] / [`Format::inject`].
 
@@ -41,7 +45,7 @@ use base64::Engine;
 use http::HeaderMap;
 
 use crate::codec::tracecontext::{self, OwnMember};
-use crate::codec::{eagleeye, text, DecodeError, Format, HeaderSink, Injected};
+use crate::codec::{dd_member, eagleeye, text, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{EagleEye, Hop, Originals, SkyWalking, TraceContext};
 
 /// The gateway's own `tracestate` key.
@@ -53,6 +57,7 @@ pub fn extract(format: Format, headers: &HeaderMap) -> Result<Option<TraceContex
     if format == Format::TraceContext {
         if let Ok(Some(ctx)) = &mut got {
             take_own_member(ctx);
+            take_dd_member(ctx);
         }
     }
     got
@@ -73,7 +78,24 @@ pub fn inject(
         key: OWN_KEY,
         value: value.as_deref(),
     };
-    tracecontext::inject_with(ctx, hop, Some(own), out)
+    // Datadog's own member, written as its tracers do, whenever the context has Datadog
+    // state; without any, a caller's `dd` member passes through as it came.
+    let dd = ctx
+        .originals
+        .datadog
+        .is_some()
+        .then(|| dd_member::encode(ctx, hop))
+        .flatten();
+    match &dd {
+        Some(v) => {
+            let dd = OwnMember {
+                key: dd_member::KEY,
+                value: Some(v),
+            };
+            tracecontext::inject_with(ctx, hop, &[dd, own], out)
+        }
+        None => tracecontext::inject_with(ctx, hop, &[own], out),
+    }
 }
 
 /// The value of the gateway's own member for this hop, `None` when there is nothing to keep.
@@ -155,6 +177,19 @@ fn parse_own_member(value: &str) -> Option<(Option<SkyWalking>, Option<EagleEye>
         (None, None) => None,
     };
     Some((sw, ee))
+}
+
+/// Moves a `dd` member that parses out of `ctx.tracestate` into the Datadog originals, so
+/// a Datadog hop further on gets its priority, origin and tags back; one that does not
+/// parse stays where it is.
+fn take_dd_member(ctx: &mut TraceContext) {
+    let Some(pos) = ctx.tracestate.iter().position(|(k, _)| k == dd_member::KEY) else {
+        return;
+    };
+    if let Some(dd) = dd_member::decode(&ctx.tracestate[pos].1) {
+        ctx.tracestate.remove(pos);
+        ctx.originals.datadog = Some(Box::new(dd));
+    }
 }
 
 /// Moves the first `tb` member out of `ctx.tracestate` into `ctx.originals`; drops any other.

@@ -10,11 +10,14 @@
 //! 3. [`outgoing`]: the context every injected format carries;
 //! 4. [`inject`] into each outgoing request: strip stale headers, write each format.
 
+pub mod baggage_filter;
 pub mod browser;
 pub mod carry;
+pub mod consistent;
 pub(crate) mod extract;
 pub(crate) mod forwarded;
 pub(crate) mod policy;
+pub mod request_id;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -23,18 +26,63 @@ use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
 pub use forwarded::ForwardedMode;
-pub use policy::{Mode, Policy, PolicyOverride, Strategy, Trust};
+pub use policy::{Keep, Mode, Policy, PolicyOverride, Strategy, Trust};
 
 /// How the sampling decision must be made once the trace id is known.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplingDirective {
     /// Decided already (an incoming decision honoured, a debug flag, `always`/`never`).
-    Decided(bool),
-    /// A new root (or a deferred / distrusted incoming decision): sample with this
-    /// probability by trace id, subject to the process-wide rate limit.
-    Root(f64),
-    /// `strategy = "ratio"`: with this probability by trace id, no rate limit.
-    Ratio(f64),
+    Decided {
+        /// The decision.
+        sampled: bool,
+        /// The consistent-sampling threshold that goes with a positive decision: `th:0`
+        /// for `always`, an incoming `th` consistent with the decision; `None` erases it.
+        threshold: Option<consistent::Threshold>,
+        /// The continued trace's explicit randomness (`ot` `rv`).
+        randomness: Option<u64>,
+    },
+    /// A new root (or a deferred / distrusted incoming decision): sample by the
+    /// consistent-probability rule, subject to the process-wide rate limit.
+    Root(consistent::Rule),
+    /// `strategy = "ratio"`: by the consistent-probability rule, no rate limit.
+    Ratio(consistent::Rule),
+}
+
+impl SamplingDirective {
+    /// Applies the directive to `trace_id`. `allow_root` (the rate limit) is asked only
+    /// for a new root the rule keeps.
+    pub fn decide(self, trace_id: u128, allow_root: impl FnOnce() -> bool) -> bool {
+        match self {
+            SamplingDirective::Decided { sampled, .. } => sampled,
+            SamplingDirective::Ratio(rule) => rule.keeps(trace_id),
+            SamplingDirective::Root(rule) => rule.keeps(trace_id) && allow_root(),
+        }
+    }
+
+    /// The threshold to propagate (`ot=th:`) with the decision `sampled`; `None` = none
+    /// (erased). See [`consistent`] for the rules.
+    pub fn threshold(self, sampled: bool) -> Option<consistent::Threshold> {
+        if !sampled {
+            return None;
+        }
+        match self {
+            SamplingDirective::Decided { threshold, .. } => threshold,
+            SamplingDirective::Ratio(rule) => Some(rule.threshold),
+            // The default ratio 1 under `parent` is OpenTelemetry's default
+            // `parentbased_always_on`, which writes no threshold.
+            SamplingDirective::Root(rule) => {
+                (rule.threshold != consistent::Threshold::ALWAYS).then_some(rule.threshold)
+            }
+        }
+    }
+
+    /// The explicit randomness (`rv`) of the continued trace, if any.
+    pub fn randomness(self) -> Option<u64> {
+        match self {
+            SamplingDirective::Decided { randomness, .. } => randomness,
+            SamplingDirective::Root(rule) | SamplingDirective::Ratio(rule) => rule.randomness,
+        }
+    }
 }
 
 /// What extraction and trust decided for one request.
@@ -64,11 +112,18 @@ pub struct Plan {
     pub directive: SamplingDirective,
     /// Every format with headers in the request (stripping looks only at these).
     pub present: FormatSet,
+    /// The continued `tracestate`'s `ot` member was invalid and was dropped: why.
+    pub ot_invalid: Option<consistent::OtError>,
+    /// Incoming baggage members the route's baggage filter dropped, by reason.
+    pub baggage_dropped: baggage_filter::Dropped,
 }
 
 impl Default for SamplingDirective {
     fn default() -> Self {
-        SamplingDirective::Root(1.0)
+        SamplingDirective::Root(consistent::Rule {
+            threshold: consistent::Threshold::ALWAYS,
+            randomness: None,
+        })
     }
 }
 
@@ -98,6 +153,8 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     };
     // The decision the incoming headers ask for, if they may.
     let mut asked: Option<bool> = None;
+    // The continued trace's `ot` member: its threshold and explicit randomness.
+    let mut ot = consistent::OtValue::default();
     plan.incoming = primary
         .as_ref()
         .filter(|(_, ctx)| ctx.trace_id.is_some())
@@ -105,7 +162,13 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
     match primary {
         None => {}
         Some((format, ctx)) if trust == Trust::Restart => {
-            plan.carried.baggage = ctx.baggage.clone();
+            match policy.baggage.restart {
+                baggage_filter::RestartBaggage::Keep => plan.carried.baggage = ctx.baggage.clone(),
+                baggage_filter::RestartBaggage::Drop => {
+                    plan.baggage_dropped.restart =
+                        u32::try_from(ctx.baggage.len()).unwrap_or(u32::MAX);
+                }
+            }
             if ctx.trace_id.is_some() {
                 plan.links.insert(0, (format, ctx));
             }
@@ -121,13 +184,20 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             } else {
                 ctx.debug = false;
             }
+            let mut tracestate = std::mem::take(&mut ctx.tracestate);
+            if !tracestate.is_empty() && ctx.trace_id.is_some() {
+                match consistent::take_incoming(&mut tracestate) {
+                    Ok(v) => ot = v,
+                    Err(e) => plan.ot_invalid = Some(e),
+                }
+            }
             plan.carried = TraceContext {
                 trace_id: None,
                 parent_id: None,
                 sampling: Sampling::Deferred,
                 debug: ctx.debug,
                 random: ctx.random,
-                tracestate: std::mem::take(&mut ctx.tracestate),
+                tracestate,
                 baggage: std::mem::take(&mut ctx.baggage),
                 originals: std::mem::take(&mut ctx.originals),
             };
@@ -137,25 +207,73 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             }
         }
     }
-    plan.directive = match policy.strategy {
-        Strategy::Always => SamplingDirective::Decided(true),
-        Strategy::Never => SamplingDirective::Decided(false),
-        // A debug flag forces sampling whatever the ratio, if trust allows it.
-        Strategy::Ratio if asked == Some(true) && plan.carried.debug => {
-            SamplingDirective::Decided(true)
+    policy
+        .baggage
+        .apply(&mut plan.carried.baggage, &mut plan.baggage_dropped);
+    if policy.request_id.trace && plan.parent.is_none() && trust != Trust::Restart {
+        let id = policy
+            .request_id
+            .header
+            .as_ref()
+            .and_then(|name| request_id::read(headers, name))
+            .and_then(|v| request_id::trace_id(v.as_bytes()));
+        if let Some(trace_id) = id {
+            // A trace id with no parent span: the gateway span is a root that keeps it.
+            plan.parent = Some(TraceContext {
+                trace_id: Some(trace_id),
+                ..TraceContext::default()
+            });
         }
-        Strategy::Ratio => SamplingDirective::Ratio(policy.ratio),
+    }
+    let rule = consistent::Rule {
+        threshold: consistent::threshold_for(policy.ratio),
+        randomness: ot.rv,
+    };
+    let decided =
+        |sampled: bool, threshold: Option<consistent::Threshold>| SamplingDirective::Decided {
+            sampled,
+            threshold,
+            randomness: ot.rv,
+        };
+    plan.directive = match policy.strategy {
+        Strategy::Always => decided(true, Some(consistent::Threshold::ALWAYS)),
+        Strategy::Never => decided(false, None),
+        // A debug flag forces sampling whatever the ratio, if trust allows it: not a
+        // probability decision, so no threshold.
+        Strategy::Ratio if asked == Some(true) && plan.carried.debug => decided(true, None),
+        Strategy::Ratio => SamplingDirective::Ratio(rule),
         Strategy::Parent => match asked {
-            Some(decision) => SamplingDirective::Decided(decision),
-            None => SamplingDirective::Root(policy.ratio),
+            // Parent-based: the incoming threshold goes on when the decision is
+            // consistent with it (`R ≥ th`), else it is erased (the specification's
+            // "General requirements").
+            Some(true) if !plan.carried.debug => {
+                let trace_id = plan.parent.as_ref().and_then(|p| p.trace_id);
+                let consistent_th = ot.th.filter(|th| {
+                    trace_id.is_some_and(|t| th.keeps(consistent::randomness(t.get(), ot.rv)))
+                });
+                decided(true, consistent_th)
+            }
+            Some(decision) => decided(decision, None),
+            None => SamplingDirective::Root(rule),
         },
     };
     plan
 }
 
 /// Step 3: the context every injected format carries, once the gateway knows the
-/// trace id and the one sampling decision. The span id travels in the [`Hop`].
-pub fn outgoing(plan: &Plan, trace_id: TraceId, sampled: bool, new_trace: bool) -> TraceContext {
+/// trace id and the one sampling decision. The span id travels in the [`Hop`]. When
+/// `formats` (what the hop writes) has W3C, the `ot` member's threshold is set for the
+/// decision ([`consistent::stamp`]); otherwise `tracestate` is left as it came. When it
+/// has W3C and Datadog, the context gets Datadog state (if it had none), so W3C carries
+/// Datadog's `dd` member too ([`carry`]).
+pub fn outgoing(
+    plan: &Plan,
+    trace_id: TraceId,
+    sampled: bool,
+    new_trace: bool,
+    formats: &[Format],
+) -> TraceContext {
+    let tracecontext = formats.contains(&Format::TraceContext);
     let mut ctx = plan.carried.clone();
     ctx.trace_id = Some(trace_id);
     ctx.sampling = if sampled {
@@ -169,6 +287,12 @@ pub fn outgoing(plan: &Plan, trace_id: TraceId, sampled: bool, new_trace: bool) 
         ctx.random = true;
         ctx.tracestate.clear();
         ctx.originals = Default::default();
+    }
+    if tracecontext {
+        consistent::stamp(&mut ctx.tracestate, plan.directive.threshold(sampled));
+        if ctx.originals.datadog.is_none() && formats.contains(&Format::Datadog) {
+            ctx.originals.datadog = Some(Box::default());
+        }
     }
     ctx
 }
@@ -579,6 +703,7 @@ mod tests {
                     TraceId::new(0x80f1_98ee_5634_3ba8_64fe_8b2a_57d3_eff7).unwrap(),
                     true,
                     false,
+                    &formats,
                 ),
                 &hop(),
                 &mut out,
@@ -748,6 +873,123 @@ mod tests {
             Format::Baggage.extract(&out).unwrap().unwrap().baggage,
             ctx.baggage
         );
+    }
+
+    /// Strategy, ratio, traceparent, tracestate, decision, threshold, why.
+    type Case = (
+        Strategy,
+        f64,
+        &'static str,
+        &'static str,
+        Option<bool>,
+        Option<&'static str>,
+        &'static str,
+    );
+
+    /// The threshold each strategy propagates (tracestate-probability-sampling.md,
+    /// "Parent-based threshold", "General requirements").
+    #[test]
+    fn thresholds_by_strategy() {
+        let th = |s: &str| consistent::Threshold::decode(s).ok();
+        let kept = "00-4bf92f3577b34da6a3ffffffffffffff-00f067aa0ba902b7-01";
+        let low = "00-4bf92f3577b34da6a300000000000001-00f067aa0ba902b7-01";
+        let unsampled = "00-4bf92f3577b34da6a3ffffffffffffff-00f067aa0ba902b7-00";
+        let cases: &[Case] = &[
+            (
+                Strategy::Parent,
+                1.0,
+                kept,
+                "ot=th:8",
+                Some(true),
+                Some("8"),
+                "consistent: kept",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                low,
+                "ot=th:8",
+                Some(true),
+                None,
+                "inconsistent: erased",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                unsampled,
+                "ot=th:8",
+                Some(false),
+                None,
+                "not sampled",
+            ),
+            (
+                Strategy::Parent,
+                1.0,
+                kept,
+                "x=1",
+                Some(true),
+                None,
+                "no threshold: none",
+            ),
+            (
+                Strategy::Always,
+                1.0,
+                low,
+                "ot=th:8",
+                Some(true),
+                Some("0"),
+                "always: th:0",
+            ),
+            (
+                Strategy::Never,
+                1.0,
+                kept,
+                "ot=th:8",
+                Some(false),
+                None,
+                "never",
+            ),
+            (
+                Strategy::Ratio,
+                0.25,
+                kept,
+                "ot=th:8",
+                Some(true),
+                Some("c"),
+                "ratio: its own",
+            ),
+            (
+                Strategy::Ratio,
+                0.25,
+                low,
+                "ot=th:8",
+                Some(false),
+                None,
+                "ratio: dropped",
+            ),
+        ];
+        for &(strategy, ratio, tp, ts, sampled, want, why) in cases {
+            let policy = Policy {
+                strategy,
+                ratio,
+                ..Policy::default()
+            };
+            let h = headers(&[("traceparent", tp), ("tracestate", ts)]);
+            let p = plan(&policy, &h);
+            let trace_id = p.parent.as_ref().and_then(|c| c.trace_id).unwrap();
+            let decided = p.directive.decide(trace_id.get(), || true);
+            assert_eq!(Some(decided), sampled, "{why}");
+            assert_eq!(p.directive.threshold(decided), want.and_then(th), "{why}");
+        }
+        // A new root under `parent` writes the ratio's threshold, except at ratio 1.
+        for (ratio, want) in [(0.25, th("c")), (1.0, None)] {
+            let policy = Policy {
+                ratio,
+                ..Policy::default()
+            };
+            let p = plan(&policy, &HeaderMap::new());
+            assert_eq!(p.directive.threshold(true), want, "{ratio}");
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@ use core::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::baggage_filter::{BaggageFilter, KeyPattern, RestartBaggage};
 use super::browser::{Browser, BrowserOverride};
 use super::forwarded::{self, ForwardedMode};
+use super::request_id::RequestIdPolicy;
 use crate::codec::Format;
 use crate::model::named::named_enum;
 
@@ -92,6 +94,32 @@ pub struct Policy {
     pub browser: Browser,
     /// Mediate (write the context) or only observe.
     pub mode: Mode,
+    /// Which incoming baggage members pass (`baggage_allow`, `baggage_deny`,
+    /// `restart_baggage`).
+    pub baggage: BaggageFilter,
+    /// Request ids (`request_id_header`, `request_id_generate`, `request_id_trace`).
+    pub request_id: RequestIdPolicy,
+    /// Which unsampled requests still export the gateway's own span.
+    pub keep: Keep,
+}
+
+/// `keep_errors` / `keep_slower_than`: the edge keeps its own span of an unsampled
+/// request that failed or was slow. What was propagated is not changed: the request
+/// went upstream unsampled before its outcome was known, so only the gateway span is
+/// exported, marked with why (`tracebridge.sampling.kept`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// 5xx responses and proxy failures.
+    pub errors: bool,
+    /// Requests that took at least this long.
+    pub slower_than: Option<core::time::Duration>,
+}
+
+impl Keep {
+    /// Whether any keep rule is on.
+    pub fn active(self) -> bool {
+        self.errors || self.slower_than.is_some()
+    }
 }
 
 impl Policy {
@@ -125,6 +153,9 @@ impl Default for Policy {
             max_injected_headers: DEFAULT_MAX_INJECTED_HEADERS,
             browser: Browser::default(),
             mode: Mode::Mediate,
+            baggage: BaggageFilter::default(),
+            request_id: RequestIdPolicy::default(),
+            keep: Keep::default(),
         }
     }
 }
@@ -170,6 +201,22 @@ pub struct PolicyOverride {
     pub browser: BrowserOverride,
     /// `mode`.
     pub mode: Option<Mode>,
+    /// `baggage_allow`.
+    pub baggage_allow: Option<Vec<KeyPattern>>,
+    /// `baggage_deny`.
+    pub baggage_deny: Option<Vec<KeyPattern>>,
+    /// `restart_baggage`.
+    pub restart_baggage: Option<RestartBaggage>,
+    /// `request_id_header` (`Some(None)` = written as `""`: off).
+    pub request_id_header: Option<Option<http::HeaderName>>,
+    /// `request_id_generate`.
+    pub request_id_generate: Option<bool>,
+    /// `request_id_trace`.
+    pub request_id_trace: Option<bool>,
+    /// `sampling.keep_errors`.
+    pub keep_errors: Option<bool>,
+    /// `sampling.keep_slower_than` (`Some(None)` = written as `""`: off).
+    pub keep_slower_than: Option<Option<core::time::Duration>>,
 }
 
 impl PolicyOverride {
@@ -200,6 +247,29 @@ impl PolicyOverride {
                 .unwrap_or(base.max_injected_headers),
             browser: self.browser.apply(&base.browser),
             mode: self.mode.unwrap_or(base.mode),
+            baggage: BaggageFilter {
+                allow: match &self.baggage_allow {
+                    Some(list) => Some(list.clone()),
+                    None => base.baggage.allow.clone(),
+                },
+                deny: self
+                    .baggage_deny
+                    .clone()
+                    .unwrap_or_else(|| base.baggage.deny.clone()),
+                restart: self.restart_baggage.unwrap_or(base.baggage.restart),
+            },
+            request_id: RequestIdPolicy {
+                header: self
+                    .request_id_header
+                    .clone()
+                    .unwrap_or_else(|| base.request_id.header.clone()),
+                generate: self.request_id_generate.unwrap_or(base.request_id.generate),
+                trace: self.request_id_trace.unwrap_or(base.request_id.trace),
+            },
+            keep: Keep {
+                errors: self.keep_errors.unwrap_or(base.keep.errors),
+                slower_than: self.keep_slower_than.unwrap_or(base.keep.slower_than),
+            },
         }
     }
 }

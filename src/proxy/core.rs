@@ -412,6 +412,9 @@ impl Core {
         if let Some(v) = header {
             headers.push((HeaderName::from_static("traceresponse"), v));
         }
+        if let Some(t) = trace {
+            t.response_headers(&mut headers);
+        }
         let own = HeaderMap::new();
         edge::finish(trace, request, ctx.clock(), status, &own, &mut headers);
         Reply {
@@ -510,6 +513,9 @@ impl Core {
         let trace = ctx.trace.as_ref();
         if let Some(value) = trace.and_then(RequestTrace::response_header) {
             out.set(HeaderName::from_static("traceresponse"), value);
+        }
+        if let Some(t) = trace {
+            t.response_headers(out);
         }
         edge::finish(trace, request, ctx.clock(), status, response, out);
     }
@@ -624,6 +630,7 @@ impl Core {
                     .map(|f| f.as_str())
                     .collect(),
                 would_strip: observation.would_strip.iter().map(|f| f.as_str()).collect(),
+                request_id: trace.and_then(RequestTrace::request_id),
             };
             access_log::write(sink, &entry, &self.metrics);
         }

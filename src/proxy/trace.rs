@@ -43,6 +43,10 @@ pub struct RequestTrace {
     /// Peer selections so far: each one after the first is a retry.
     attempts: u32,
     span: Option<GatewaySpan>,
+    /// The request id: the valid incoming one, or the one the gateway made.
+    request_id: Option<HeaderValue>,
+    /// The gateway made `request_id` (so it goes upstream).
+    request_id_made: bool,
 }
 
 impl RequestTrace {
@@ -56,6 +60,7 @@ impl RequestTrace {
     ) -> RequestTrace {
         let plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
         count_extraction(&plan, facts.route, metrics);
+        warn_presumed_random(&plan);
         let observation = Observation {
             incoming: plan.incoming.map(|(f, _)| f),
             invalid: formats_of(&plan.invalid),
@@ -78,7 +83,7 @@ impl RequestTrace {
             (t, s, sampled, None)
         } else if policy.span && !telemetry.degraded() {
             let path = endpoint.get_or_insert_with(|| facts.path.into());
-            let span = GatewaySpan::start(telemetry, &plan, facts, path);
+            let span = GatewaySpan::start_keeping(telemetry, &plan, facts, path, policy.keep);
             metrics.spans_started.inc();
             match span.ids() {
                 (Some(t), Some(s), sampled) => (t, s, sampled, Some(span)),
@@ -104,8 +109,24 @@ impl RequestTrace {
             )
         };
         let new_trace = plan.parent.as_ref().and_then(|p| p.trace_id) != Some(trace_id);
+        // Only a lookup when the header is absent and nothing is generated.
+        let rid = &policy.request_id;
+        let incoming_id = rid
+            .header
+            .as_ref()
+            .and_then(|name| mediate::request_id::read(headers, name));
+        let request_id_made = incoming_id.is_none() && rid.generate && rid.header.is_some();
+        let request_id = match incoming_id {
+            Some(v) => Some(v.clone()),
+            None if request_id_made => Some(mediate::request_id::generate(trace_id, span_id)),
+            None => None,
+        };
+        let mut span = span;
+        if let (Some(span), Some(id)) = (&mut span, &request_id) {
+            span.request_id(id.to_str().unwrap_or_default());
+        }
         RequestTrace {
-            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace),
+            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats),
             formats,
             span_id,
             trace_id,
@@ -118,6 +139,8 @@ impl RequestTrace {
             attempts: 0,
             span,
             policy,
+            request_id,
+            request_id_made,
         }
     }
 
@@ -156,6 +179,13 @@ impl RequestTrace {
             bytes: self.policy.max_injected_bytes,
             headers: self.policy.max_injected_headers,
         };
+        if let (true, Some(name), Some(id)) = (
+            self.request_id_made,
+            &self.policy.request_id.header,
+            &self.request_id,
+        ) {
+            req.set(name.clone(), id.clone());
+        }
         let report = mediate::inject_within(
             &self.formats,
             self.policy.strip_unlisted,
@@ -211,6 +241,23 @@ impl RequestTrace {
             .then(|| mediate::traceresponse(self.trace_id, self.span_id, self.sampled))
     }
 
+    /// The request id (valid incoming, or made by the gateway), for the access log.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    /// Headers the request-id settings add to the response: the request id, when the
+    /// route generates them (so the client learns the id it can quote).
+    pub fn response_headers(&self, out: &mut dyn HeaderSink) {
+        if let (true, Some(name), Some(id)) = (
+            self.policy.request_id.generate,
+            &self.policy.request_id.header,
+            &self.request_id,
+        ) {
+            out.set(name.clone(), id.clone());
+        }
+    }
+
     /// Ends the span with the outcome.
     pub fn finish(
         &mut self,
@@ -236,6 +283,30 @@ impl RequestTrace {
     }
 }
 
+/// The OpenTelemetry SDK spec ("Compatibility warnings for ProbabilitySampler") asks a
+/// sampler to warn, the first time, that it presumes a trace id without the W3C random
+/// flag (and without `rv`) to be random.
+fn warn_presumed_random(plan: &Plan) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let presumes = match plan.directive {
+        mediate::SamplingDirective::Root(rule) | mediate::SamplingDirective::Ratio(rule) => {
+            rule.randomness.is_none()
+                && rule.threshold != mediate::consistent::Threshold::ALWAYS
+                && plan.parent.is_some()
+                && !plan.carried.random
+        }
+        mediate::SamplingDirective::Decided { .. } => false,
+    };
+    if presumes && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "consistent probability sampling is presuming incoming trace ids are random \
+             although the W3C random flag is not set; upgrade callers to W3C Trace Context \
+             Level 2 (logged once)"
+        );
+    }
+}
+
 /// The formats named in `list`.
 fn formats_of<T>(list: &[(Format, T)]) -> FormatSet {
     let mut set = FormatSet::default();
@@ -257,6 +328,19 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
         None => metrics.missing.with_label_values(&[route]).inc(),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);
+    if plan.baggage_dropped.any() {
+        for (reason, n) in plan.baggage_dropped.by_reason() {
+            if n > 0 {
+                metrics
+                    .baggage_filtered
+                    .with_label_values(&[reason])
+                    .inc_by(u64::from(n));
+            }
+        }
+    }
+    if let Some(e) = plan.ot_invalid {
+        metrics.ot_invalid.with_label_values(&[e.as_str()]).inc();
+    }
 }
 
 /// pingora's request header as a mediation target: edits go through its own methods so

@@ -69,6 +69,9 @@ pub(crate) struct Entry<'a> {
     /// (omitted when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_strip: Vec<&'static str>,
+    /// The request id (valid incoming, or made by the gateway); left out when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -139,6 +142,7 @@ mod tests {
             injected_formats: vec!["tracecontext", "b3"],
             would_inject: Vec::new(),
             would_strip: Vec::new(),
+            request_id: None,
         };
         let line = entry.to_line();
         assert_eq!(line.last(), Some(&b'\n'));
@@ -189,6 +193,7 @@ mod tests {
             injected_formats: Vec::new(),
             would_inject: Vec::new(),
             would_strip: Vec::new(),
+            request_id: None,
         };
         write(&sink, &entry, &metrics);
         write(&sink, &entry, &metrics);

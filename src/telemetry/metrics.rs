@@ -53,6 +53,14 @@ pub struct Metrics {
     /// `tracebridge_observe_would_strip_total{route,format}`: requests on observe-mode
     /// routes whose headers of this format mediate mode would have removed.
     pub would_strip: IntCounterVec,
+    /// `tracebridge_sampling_ot_invalid_total{reason}`: incoming `tracestate` `ot`
+    /// members dropped as invalid (`malformed`, `repeated`, `too_long`, `threshold`,
+    /// `randomness`).
+    pub ot_invalid: IntCounterVec,
+    /// `tracebridge_propagation_baggage_filtered_total{reason}`: incoming baggage
+    /// members a route let not through (`restart`: `restart_baggage = "drop"`;
+    /// `not_allowed`: outside `baggage_allow`; `denied`: in `baggage_deny`).
+    pub baggage_filtered: IntCounterVec,
     /// `tracebridge_spans_started_total`: gateway spans started (sampled or not).
     pub spans_started: IntCounter,
     /// `tracebridge_config_reloads_total{result}`: `ok` or `error`.
@@ -198,15 +206,27 @@ impl Metrics {
             "Requests on observe-mode routes whose headers of this format mediate mode would have removed (nothing was removed).",
             &["route", "format"],
         )?;
+        let ot_invalid = counter_vec(
+            "tracebridge_sampling_ot_invalid_total",
+            "Incoming tracestate ot members (OpenTelemetry sampling threshold and randomness) dropped as invalid, by reason.",
+            &["reason"],
+        )?;
+        let baggage_filtered = counter_vec(
+            "tracebridge_propagation_baggage_filtered_total",
+            "Incoming baggage members a route did not let through, by reason (restart, not_allowed, denied).",
+            &["reason"],
+        )?;
         for c in [
             &would_inject,
             &would_strip,
+            &baggage_filtered,
             &extracted,
             &missing,
             &invalid,
             &injected,
             &baggage_dropped,
             &budget_dropped,
+            &ot_invalid,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -390,6 +410,8 @@ impl Metrics {
             budget_dropped,
             would_inject,
             would_strip,
+            ot_invalid,
+            baggage_filtered,
             spans_started,
             exporter_exported,
             exporter_dropped,

@@ -9,13 +9,16 @@
 //! exporter and shared by every proxy path.
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{Link, Span as _, SpanKind, Status};
 use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use super::tracer::Keeper;
 use super::Telemetry;
 use crate::codec::Format;
+use crate::mediate::Keep;
 use crate::mediate::Plan;
 use crate::model::{SpanId, TraceContext, TraceId};
 
@@ -41,6 +44,10 @@ pub(crate) mod attr {
     pub(crate) const LINK_REASON: &str = "tracebridge.link.reason";
     /// Jaeger's `jaeger-debug-id`.
     pub(crate) const JAEGER_DEBUG_ID: &str = "jaeger.debug_id";
+    /// The request id (`request_id_header`), when valid or made by the gateway.
+    pub(crate) const REQUEST_ID: &str = "tracebridge.request_id";
+    /// Why an unsampled request's span was exported anyway: `error` or `slow`.
+    pub(crate) const SAMPLING_KEPT: &str = "tracebridge.sampling.kept";
     /// The event added on each retry.
     pub(crate) const RETRY_EVENT: &str = "retry";
     /// The retry event's attempt number (2 for the first retry).
@@ -105,6 +112,36 @@ pub(crate) fn remote_parent(plan: &Plan) -> Option<(TraceId, Option<SpanId>, boo
 #[derive(Debug)]
 pub struct GatewaySpan {
     span: opentelemetry_sdk::trace::Span,
+    /// An unsampled span that `keep_errors` / `keep_slower_than` may still export:
+    /// what to build it from at the end.
+    keepable: Option<Box<Keepable>>,
+}
+
+/// What an unsampled span needs to be started after the fact when the edge keeps it.
+#[derive(Debug)]
+struct Keepable {
+    builder: opentelemetry::trace::SpanBuilder,
+    parent: Option<(TraceId, Option<SpanId>, bool)>,
+    keep: Keep,
+    started: Instant,
+    keeper: Keeper,
+    /// Retry events seen meanwhile (attempt numbers).
+    retries: Vec<u32>,
+}
+
+/// Why an unsampled span was kept (`tracebridge.sampling.kept`).
+fn kept_reason(
+    keep: Keep,
+    outcome: &Outcome<'_>,
+    took: std::time::Duration,
+) -> Option<&'static str> {
+    if keep.errors && (outcome.error.is_some() || outcome.status >= 500) {
+        Some("error")
+    } else if keep.slower_than.is_some_and(|d| took >= d) {
+        Some("slow")
+    } else {
+        None
+    }
 }
 
 impl GatewaySpan {
@@ -116,13 +153,37 @@ impl GatewaySpan {
         facts: RequestFacts<'_>,
         path: &Arc<str>,
     ) -> GatewaySpan {
-        let span = telemetry.start(
-            builder(plan, facts, path),
-            remote_parent(plan),
-            plan.directive,
-        );
+        Self::start_keeping(telemetry, plan, facts, path, Keep::default())
+    }
+
+    /// [`Self::start`] for a route with `keep` rules: an unsampled span keeps what it
+    /// needs to be exported at the end if the request fails or is slow. The builder is
+    /// copied only when a rule is on.
+    pub fn start_keeping(
+        telemetry: &Telemetry,
+        plan: &Plan,
+        facts: RequestFacts<'_>,
+        path: &Arc<str>,
+        keep: Keep,
+    ) -> GatewaySpan {
+        let b = builder(plan, facts, path);
+        let copy = keep.active().then(|| b.clone());
+        let parent = remote_parent(plan);
+        let span = telemetry.start(b, parent, plan.directive);
         telemetry.span_started();
-        GatewaySpan { span }
+        let keepable = copy
+            .filter(|_| !span.span_context().is_sampled())
+            .map(|builder| {
+                Box::new(Keepable {
+                    builder: builder.with_start_time(SystemTime::now()),
+                    parent,
+                    keep,
+                    started: Instant::now(),
+                    keeper: telemetry.keeper(),
+                    retries: Vec::new(),
+                })
+            });
+        GatewaySpan { span, keepable }
     }
 
     /// The span's trace id, span id (`None` only if the SDK handed out a zero id) and
@@ -136,59 +197,105 @@ impl GatewaySpan {
         )
     }
 
+    /// Records the request id.
+    pub fn request_id(&mut self, id: &str) {
+        let kv = KeyValue::new(attr::REQUEST_ID, id.to_owned());
+        if let Some(k) = &mut self.keepable {
+            k.builder
+                .attributes
+                .get_or_insert_with(Vec::new)
+                .push(kv.clone());
+        }
+        self.span.set_attribute(kv);
+    }
+
     /// Marks attempt number `attempt` (2 for the first retry) with a `retry` event.
     pub fn retry(&mut self, attempt: u32) {
+        if let Some(k) = &mut self.keepable {
+            k.retries.push(attempt);
+        }
         self.span.add_event(
             attr::RETRY_EVENT,
             vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
         );
     }
 
-    /// Ends the span with the outcome.
-    pub fn finish(mut self, outcome: Outcome<'_>) {
-        let span = &mut self.span;
-        let status = outcome.status;
-        if status > 0 {
-            span.set_attribute(KeyValue::new(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status),
-            ));
-        }
-        let injected: Vec<StringValue> =
-            outcome.injected.iter().map(|f| f.as_str().into()).collect();
-        span.set_attribute(KeyValue::new(
-            attr::INJECTED_FORMATS,
-            Value::Array(injected.into()),
-        ));
-        if !outcome.would_inject.is_empty() {
-            let would: Vec<StringValue> = outcome
-                .would_inject
-                .iter()
-                .map(|f| f.as_str().into())
-                .collect();
-            span.set_attribute(KeyValue::new(
-                attr::WOULD_INJECT_FORMATS,
-                Value::Array(would.into()),
-            ));
-        }
-        if let Some(addr) = outcome.upstream_address {
-            span.set_attribute(KeyValue::new(
-                attr::UPSTREAM_ADDRESS,
-                StringValue::from(addr.clone()),
-            ));
-        }
-        match outcome.error {
-            Some(e) => {
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.to_string()));
-                span.set_status(Status::error(e.to_string()));
+    /// Ends the span with the outcome. An unsampled span a keep rule matches is started
+    /// now with the same ids and start time, marked with why, and exported (within the
+    /// rate limit); what was propagated stays as it was.
+    pub fn finish(self, outcome: Outcome<'_>) {
+        let GatewaySpan { mut span, keepable } = self;
+        if let Some(k) = keepable {
+            let reason = kept_reason(k.keep, &outcome, k.started.elapsed());
+            let (ids, keeper) = (span_ids(&span), k.keeper.clone());
+            if let (Some(reason), (Some(trace_id), Some(span_id))) = (reason, ids) {
+                if keeper.allow() {
+                    let mut kept = keeper.start(k.builder, k.parent, trace_id, span_id);
+                    kept.set_attribute(KeyValue::new(attr::SAMPLING_KEPT, reason));
+                    for attempt in k.retries {
+                        kept.add_event(
+                            attr::RETRY_EVENT,
+                            vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
+                        );
+                    }
+                    span = kept;
+                }
             }
-            None if status >= 500 => {
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
-                span.set_status(Status::error(format!("HTTP {status}")));
-            }
-            None => {}
         }
+        record_outcome(&mut span, outcome);
         span.end();
+    }
+}
+
+fn span_ids(span: &opentelemetry_sdk::trace::Span) -> (Option<TraceId>, Option<SpanId>) {
+    let sc = span.span_context();
+    (
+        TraceId::new(u128::from_be_bytes(sc.trace_id().to_bytes())),
+        SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes())),
+    )
+}
+
+/// The outcome's attributes and status on `span`.
+fn record_outcome(span: &mut opentelemetry_sdk::trace::Span, outcome: Outcome<'_>) {
+    let status = outcome.status;
+    if status > 0 {
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status),
+        ));
+    }
+    let injected: Vec<StringValue> = outcome.injected.iter().map(|f| f.as_str().into()).collect();
+    span.set_attribute(KeyValue::new(
+        attr::INJECTED_FORMATS,
+        Value::Array(injected.into()),
+    ));
+    if !outcome.would_inject.is_empty() {
+        let would: Vec<StringValue> = outcome
+            .would_inject
+            .iter()
+            .map(|f| f.as_str().into())
+            .collect();
+        span.set_attribute(KeyValue::new(
+            attr::WOULD_INJECT_FORMATS,
+            Value::Array(would.into()),
+        ));
+    }
+    if let Some(addr) = outcome.upstream_address {
+        span.set_attribute(KeyValue::new(
+            attr::UPSTREAM_ADDRESS,
+            StringValue::from(addr.clone()),
+        ));
+    }
+    match outcome.error {
+        Some(e) => {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.to_string()));
+            span.set_status(Status::error(e.to_string()));
+        }
+        None if status >= 500 => {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
+            span.set_status(Status::error(format!("HTTP {status}")));
+        }
+        None => {}
     }
 }
 

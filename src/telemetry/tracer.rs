@@ -19,7 +19,9 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
+use crate::codec::ot_member::KEY as OT_KEY;
 use crate::config::spec::DegradationSettings;
+use crate::mediate::consistent::span_value;
 use crate::mediate::SamplingDirective;
 use crate::model::{SpanId, TraceId};
 
@@ -64,27 +66,10 @@ impl RateLimiter {
     }
 }
 
-/// True when `trace_id` falls under `ratio`; the same rule as the OpenTelemetry
-/// `TraceIdRatioBased` sampler (the low 63 bits of the low half), so every gateway and
-/// every SDK agree on the same trace.
-pub fn ratio_sampled(trace_id: u128, ratio: f64) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    if ratio <= 0.0 {
-        return false;
-    }
-    let bound = (ratio * (1u64 << 63) as f64) as u64;
-    ((trace_id as u64) >> 1) < bound
-}
-
-/// Applies a directive; shared by the SDK sampler and propagation-only requests.
+/// Applies a directive (OpenTelemetry consistent probability sampling, see
+/// `mediate::consistent`); shared by the SDK sampler and propagation-only requests.
 pub fn decide(directive: SamplingDirective, trace_id: u128, limiter: &RateLimiter) -> bool {
-    match directive {
-        SamplingDirective::Decided(d) => d,
-        SamplingDirective::Ratio(r) => ratio_sampled(trace_id, r),
-        SamplingDirective::Root(r) => ratio_sampled(trace_id, r) && limiter.allow(),
-    }
+    directive.decide(trace_id, || limiter.allow())
 }
 
 /// The SDK sampler: applies the request's [`SamplingDirective`], which
@@ -106,19 +91,24 @@ impl ShouldSample for GatewaySampler {
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
-        let directive = NEXT_SPAN
-            .with(|c| c.get().directive)
-            .unwrap_or(SamplingDirective::Root(1.0));
+        let directive = NEXT_SPAN.with(|c| c.get().directive).unwrap_or_default();
         let id = u128::from_be_bytes(trace_id.to_bytes());
-        let decision = if decide(directive, id, &self.limiter) {
-            SamplingDecision::RecordAndSample
-        } else {
-            SamplingDecision::Drop
-        };
+        let sampled = decide(directive, id, &self.limiter);
+        // The span records the threshold the way OpenTelemetry SDKs do: `ot=th:...` in
+        // its own trace state, which the Collector reads for adjusted counts.
+        let trace_state = directive
+            .threshold(sampled)
+            .and_then(|th| span_value(Some(th), directive.randomness()))
+            .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
+            .unwrap_or_default();
         SamplingResult {
-            decision,
+            decision: if sampled {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
             attributes: Vec::new(),
-            trace_state: TraceState::default(),
+            trace_state,
         }
     }
 }
@@ -132,7 +122,8 @@ struct NextSpan {
     trace_id: Option<u128>,
     /// The request's sampling directive.
     directive: Option<SamplingDirective>,
-    /// The span id the span must have (a span rebuilt from a log line).
+    /// The span id the span must have: a kept span reuses the one the upstream saw as
+    /// its parent; a span rebuilt from a log line has the one derived from the line.
     span_id: Option<u64>,
 }
 
@@ -397,27 +388,25 @@ impl Telemetry {
         root_trace: TraceId,
         span_id: SpanId,
     ) -> opentelemetry_sdk::trace::Span {
-        use opentelemetry::trace::Tracer as _;
         let (parent_cx, root) = match parent {
             Some((trace_id, Some(parent_id))) => (remote_parent(trace_id, parent_id, true), None),
             Some((trace_id, None)) => (Context::new(), Some(trace_id.get())),
             None => (Context::new(), Some(root_trace.get())),
         };
-        NEXT_SPAN.with(|c| {
-            c.set(NextSpan {
-                trace_id: root,
-                directive: Some(SamplingDirective::Decided(true)),
-                span_id: Some(span_id.get()),
-            })
-        });
-        let span = self.tracer.build_with_context(builder, &parent_cx);
-        NEXT_SPAN.with(|c| c.take());
-        span
+        build_with_ids(&self.tracer, builder, &parent_cx, root, span_id)
     }
 
     /// The gateway's tracer (span builders for [`Self::start_recorded`]).
     pub fn tracer(&self) -> &SdkTracer {
         &self.tracer
+    }
+
+    /// What a span that may be kept after the fact needs (see [`Keeper`]).
+    pub fn keeper(&self) -> Keeper {
+        Keeper {
+            tracer: self.tracer.clone(),
+            limiter: self.limiter.clone(),
+        }
     }
 
     /// Whether spans are exported. With `exporter = "none"` nothing would read a span,
@@ -486,6 +475,71 @@ impl Telemetry {
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
     }
+}
+
+/// Starts, after the fact, the span of an unsampled request the edge keeps (an error,
+/// a slow request): with the ids the request already propagated, under the rate limit
+/// of new roots.
+#[derive(Debug, Clone)]
+pub struct Keeper {
+    tracer: SdkTracer,
+    limiter: Arc<RateLimiter>,
+}
+
+impl Keeper {
+    /// Takes a token of the process-wide rate limit (`max_traces_per_second`).
+    pub fn allow(&self) -> bool {
+        self.limiter.allow()
+    }
+
+    /// Starts a sampled span from `builder` with exactly `trace_id` and `span_id`, as a
+    /// child of `parent` (trace id, span id, sampled) when it has a span id.
+    pub fn start(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: Option<(TraceId, Option<SpanId>, bool)>,
+        trace_id: TraceId,
+        span_id: SpanId,
+    ) -> opentelemetry_sdk::trace::Span {
+        let parent_cx = match parent {
+            Some((t, Some(s), sampled)) => remote_parent(t, s, sampled),
+            _ => Context::new(),
+        };
+        build_with_ids(
+            &self.tracer,
+            builder,
+            &parent_cx,
+            Some(trace_id.get()),
+            span_id,
+        )
+    }
+}
+
+/// Builds `builder` as a sampled span with exactly `span_id`, in `trace_id` (`None`: the
+/// parent's), as a child of `parent_cx`: a kept span, or one rebuilt from a log line.
+/// Not a probability decision, so no threshold.
+fn build_with_ids(
+    tracer: &SdkTracer,
+    builder: opentelemetry::trace::SpanBuilder,
+    parent_cx: &Context,
+    trace_id: Option<u128>,
+    span_id: SpanId,
+) -> opentelemetry_sdk::trace::Span {
+    use opentelemetry::trace::Tracer as _;
+    NEXT_SPAN.with(|c| {
+        c.set(NextSpan {
+            trace_id,
+            directive: Some(SamplingDirective::Decided {
+                sampled: true,
+                threshold: None,
+                randomness: None,
+            }),
+            span_id: Some(span_id.get()),
+        })
+    });
+    let span = tracer.build_with_context(builder, parent_cx);
+    NEXT_SPAN.with(|c| c.take());
+    span
 }
 
 impl Drop for Telemetry {
