@@ -215,39 +215,58 @@ fn cause_chain(e: &reqwest::Error) -> String {
     }
 }
 
+/// A blocking HTTP client for an exporter (`what` names it in warnings) and the
+/// headers of its every request: the configured `headers` (an invalid one is left out
+/// with a warning) and `Content-Type`. Build it outside any tokio runtime (the blocking
+/// client runs its own).
+pub(crate) fn http_client(
+    what: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    content_type: &'static str,
+    timeout: Duration,
+) -> Result<(reqwest::blocking::Client, reqwest::header::HeaderMap), String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        match (
+            reqwest::header::HeaderName::try_from(k.as_str()),
+            reqwest::header::HeaderValue::try_from(v.as_str()),
+        ) {
+            (Ok(k), Ok(v)) => {
+                map.insert(k, v);
+            }
+            _ => log::warn!("{what} header {k:?} is not a valid HTTP header; left out"),
+        }
+    }
+    map.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static(content_type),
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("tracebridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((client, map))
+}
+
 impl OtlpHttpExporter {
     /// A client for `settings` sending spans of `resource`, made by the tracer named
     /// `scope`. Build and drop it outside any tokio runtime (the blocking client runs
     /// its own).
     pub fn new(settings: &OtlpSettings, resource: &Resource, scope: &str) -> Result<Self, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &settings.headers {
-            match (
-                reqwest::header::HeaderName::try_from(k.as_str()),
-                reqwest::header::HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(k), Ok(v)) => {
-                    headers.insert(k, v);
-                }
-                _ => log::warn!("OTLP header {k:?} is not a valid HTTP header; left out"),
-            }
-        }
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/x-protobuf"),
-        );
+        let (client, mut headers) = http_client(
+            "OTLP",
+            &settings.headers,
+            "application/x-protobuf",
+            settings.timeout,
+        )?;
         if settings.compression == Compression::Gzip {
             headers.insert(
                 reqwest::header::CONTENT_ENCODING,
                 reqwest::header::HeaderValue::from_static("gzip"),
             );
         }
-        let client = reqwest::blocking::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tracebridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
         let mut encoded_resource = Vec::new();
         message(&mut encoded_resource, 1, |buf| {
             for (k, v) in resource.iter() {

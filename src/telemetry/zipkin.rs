@@ -239,28 +239,12 @@ impl ZipkinExporter {
     /// local endpoint. Build it on the exporter thread, outside any tokio runtime (the
     /// blocking client runs its own).
     pub fn new(settings: &ZipkinSettings, resource: &Resource) -> Result<Self, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &settings.headers {
-            match (
-                reqwest::header::HeaderName::try_from(k.as_str()),
-                reqwest::header::HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(k), Ok(v)) => {
-                    headers.insert(k, v);
-                }
-                _ => log::warn!("Zipkin header {k:?} is not a valid HTTP header; left out"),
-            }
-        }
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/json"),
-        );
-        let client = reqwest::blocking::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tracebridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let (client, headers) = super::otlp_http::http_client(
+            "Zipkin",
+            &settings.headers,
+            "application/json",
+            settings.timeout,
+        )?;
         let service = resource
             .get(&Key::from_static_str("service.name"))
             .map_or_else(|| "tracebridge".to_string(), |v| v.as_str().into_owned());
