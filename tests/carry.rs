@@ -7,7 +7,7 @@ mod support;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
-use support::{client, one_route, Origin, TestGateway};
+use support::{one_route, Origin, TestGateway};
 use tracebridge::codec::skywalking;
 
 /// A gateway whose one route to `origin` writes exactly `inject`.
@@ -18,14 +18,7 @@ fn gateway(origin: &Origin, inject: &str) -> TestGateway {
 
 /// Sends `headers` and returns what the origin received.
 fn send(gw: &TestGateway, headers: &[(&str, &str)]) -> Value {
-    let mut req = client().get(gw.url("/"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().expect("request");
-    assert_eq!(resp.status(), 200);
-    let body: Value = serde_json::from_str(&resp.text().expect("body")).expect("json");
-    body["headers"].clone()
+    support::origin_answer(gw, headers)["headers"].clone()
 }
 
 fn got<'a>(h: &'a Value, name: &str) -> &'a str {

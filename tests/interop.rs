@@ -9,24 +9,12 @@ mod support;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::Value;
-use support::{client, one_route, Origin, TestGateway};
+use support::{one_route, origin_answer as send, Origin, TestGateway};
 use tracebridge::codec::Format;
 
 /// A gateway with one route to `origin`; `route` adds keys to the route.
 fn gateway(origin: &Origin, route: &str) -> TestGateway {
     TestGateway::start(&one_route(origin.addr, 1, "", route))
-}
-
-/// Sends `headers` (a repeated name is sent twice) and returns the origin's JSON answer.
-fn send(gw: &TestGateway, headers: &[(&str, &str)]) -> Value {
-    let mut req = client().get(gw.url("/"));
-    for (k, v) in headers {
-        // `header` appends: a name given twice goes out as two fields.
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().expect("request");
-    assert_eq!(resp.status(), 200);
-    serde_json::from_str(&resp.text().expect("body")).expect("json")
 }
 
 /// What the origin received as `name`.

@@ -10,13 +10,7 @@ use support::{client, one_route, Origin, TestGateway};
 
 /// The headers the origin received, by name (the origin answers with them as JSON).
 fn send(gw: &TestGateway, headers: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    let mut req = client().get(gw.url("/"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().expect("request");
-    assert_eq!(resp.status(), 200);
-    let body: Value = serde_json::from_str(&resp.text().unwrap()).expect("json");
+    let body = support::origin_answer(gw, headers);
     body["headers"].as_object().expect("headers").clone()
 }
 

@@ -309,6 +309,19 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// Sends `GET /` with `headers` (a name given twice goes out as two fields), expects
+/// 200, and returns the JSON the origin answers with (`headers`: what it received).
+pub fn origin_answer(gw: &TestGateway, headers: &[(&str, &str)]) -> serde_json::Value {
+    let mut req = client().get(gw.url("/"));
+    for (k, v) in headers {
+        // `header` appends: a name given twice goes out as two fields.
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().expect("request");
+    assert_eq!(resp.status(), 200);
+    serde_json::from_str(&resp.text().expect("body")).expect("json")
+}
+
 /// A real HTTP origin (hyper; HTTP/1.1 and h2c) on a free port that answers every
 /// request with JSON: its own name, the method, path and the headers it received.
 pub struct Origin {
