@@ -42,7 +42,10 @@ pub struct RequestTrace {
     calls: u32,
     /// Peer selections so far: each one after the first is a retry.
     attempts: u32,
-    span: Option<GatewaySpan>,
+    /// Boxed: most requests have none (nothing exports, or propagation only), and a
+    /// span inline would double the size of every request's trace state, which is
+    /// moved a few times per request.
+    span: Option<Box<GatewaySpan>>,
     /// The request id: the valid incoming one, or the one the gateway made.
     request_id: Option<HeaderValue>,
     /// The gateway made `request_id` (so it goes upstream).
@@ -83,7 +86,13 @@ impl RequestTrace {
             (t, s, sampled, None)
         } else if policy.span && !telemetry.degraded() {
             let path = endpoint.get_or_insert_with(|| facts.path.into());
-            let span = GatewaySpan::start_keeping(telemetry, &plan, facts, path, policy.keep);
+            let span = Box::new(GatewaySpan::start_keeping(
+                telemetry,
+                &plan,
+                facts,
+                path,
+                policy.keep,
+            ));
             metrics.spans_started.inc();
             match span.ids() {
                 (Some(t), Some(s), sampled) => (t, s, sampled, Some(span)),
