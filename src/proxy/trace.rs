@@ -334,7 +334,7 @@ fn count_extraction(plan: &Plan, route: &str, metrics: &Metrics) {
     }
     match plan.format {
         Some(f) => metrics.extracted_for(f).inc(),
-        None => metrics.missing.with_label_values(&[route]).inc(),
+        None => metrics.missing_context(route),
     }
     metrics.conflicts.inc_by(plan.conflicts as u64);
     if plan.baggage_dropped.any() {

@@ -640,10 +640,34 @@ struct Series {
 const SERIES_PER_THREAD: usize = 64;
 
 thread_local! {
+    /// `missing{route}` counters resolved per thread (see [`Metrics::missing_context`]).
+    static MISSING: std::cell::RefCell<Vec<(u64, Box<str>, IntCounter)>> = const { std::cell::RefCell::new(Vec::new()) };
     static SERIES: std::cell::RefCell<Vec<Series>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Metrics {
+    /// Counts a request of `route` that arrived without trace context, through a
+    /// counter resolved once per thread and route, as [`Self::observe_request`] does:
+    /// a request without context is the common case of an edge.
+    pub fn missing_context(&self, route: &str) {
+        MISSING.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((_, _, counter)) = cache
+                .iter()
+                .find(|(m, r, _)| *m == self.id && **r == *route)
+            {
+                counter.inc();
+                return;
+            }
+            if cache.len() >= SERIES_PER_THREAD {
+                cache.remove(0);
+            }
+            let counter = self.missing.with_label_values(&[route]);
+            counter.inc();
+            cache.push((self.id, route.into(), counter));
+        });
+    }
+
     /// Counts one finished request of `route` to `upstream` with the status the client
     /// got and its duration, and the upstream's part (its status, or the gateway's
     /// own when it gave none, and the time from the first attempt), if it was reached.
