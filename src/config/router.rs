@@ -60,13 +60,21 @@ impl Route {
 /// kept longest first, and each candidate prefix of the request path is one hash
 /// lookup. The cost depends on how many distinct prefix *lengths* a host has, not on
 /// how many routes it has (1,000 routes route as fast as 1; see `benches/reload.rs`).
+///
+/// A group with few prefixes (most hosts: a handful of routes) is scanned instead:
+/// comparing a few prefixes costs less than hashing the request path once.
 #[derive(Debug, Clone, Default)]
 struct Group {
     /// Distinct prefix lengths, longest first.
     lengths: Vec<usize>,
     /// Routes by exact prefix, most conditions first, then file order.
     by_prefix: HashMap<String, Vec<usize>>,
+    /// With at most [`SCAN_PREFIXES`] prefixes: the same, longest prefix first.
+    scan: Option<Vec<(String, Vec<usize>)>>,
 }
+
+/// Prefixes up to which a group is scanned rather than looked up by hash.
+const SCAN_PREFIXES: usize = 8;
 
 impl Group {
     fn push(&mut self, all: &[Route], index: usize) {
@@ -87,6 +95,15 @@ impl Group {
         for routes in self.by_prefix.values_mut() {
             routes.sort_by_key(|&i| std::cmp::Reverse(all[i].conditions()));
         }
+        self.scan = (self.by_prefix.len() <= SCAN_PREFIXES).then(|| {
+            let mut scan: Vec<_> = self
+                .by_prefix
+                .iter()
+                .map(|(p, r)| (p.clone(), r.clone()))
+                .collect();
+            scan.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+            scan
+        });
     }
 
     fn find(
@@ -96,6 +113,14 @@ impl Group {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<usize> {
+        // Longest first either way; of prefixes of one length at most one can match.
+        if let Some(scan) = &self.scan {
+            return scan
+                .iter()
+                .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .flat_map(|(_, routes)| routes.iter().copied())
+                .find(|&i| all[i].matches(path, method, headers));
+        }
         self.lengths
             .iter()
             .filter_map(|&len| path.get(..len))
@@ -307,6 +332,39 @@ mod tests {
             name(&r, r.find(None, "/", &Method::GET, &h)),
             Some("canary")
         );
+    }
+
+    proptest::proptest! {
+        /// A scanned group finds what the hashed lookup finds, conditions included.
+        #[test]
+        fn scanning_and_hashing_agree(
+            prefixes in proptest::collection::vec("/[ab]{0,3}", 1..8),
+            posts in proptest::collection::vec(proptest::bool::ANY, 8),
+            path in "/[ab]{0,5}",
+            post in proptest::bool::ANY,
+        ) {
+            let specs: Vec<RouteSpec> = prefixes
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut s = spec(&format!("r{i}"), "", p, 0);
+                    if posts[i] {
+                        s.methods = vec![Method::POST];
+                    }
+                    s
+                })
+                .collect();
+            let scanned = Router::new(&specs);
+            proptest::prop_assert!(scanned.any.scan.is_some());
+            let mut hashed = scanned.clone();
+            hashed.any.scan = None;
+            let method = if post { Method::POST } else { Method::GET };
+            let h = HeaderMap::new();
+            proptest::prop_assert_eq!(
+                scanned.find(None, &path, &method, &h),
+                hashed.find(None, &path, &method, &h)
+            );
+        }
     }
 
     #[test]
