@@ -314,20 +314,29 @@ impl Core {
         arrival: &Arrival<'_>,
         memo: Option<&mut ForwardingMemo>,
     ) -> Routed {
-        let snapshot = ctx.snapshot.clone();
+        // A field borrow, not an `Arc` clone: `ctx`'s other fields are set below.
+        let snapshot = &ctx.snapshot;
         let trusted_proxies = &snapshot.server.trusted_proxies;
         let peer = arrival.peer.map(|p| p.to_canonical());
         // Addresses as text once per request (or per connection: `peer_text`), shared
-        // by the span and the forwarding headers.
+        // by the span and the forwarding headers; borrowed, formatted only when missing.
+        let formatted_peer;
         let peer_text = match (peer, arrival.peer_text) {
-            (Some(_), Some(text)) => Some(text.clone()),
-            (Some(p), None) => Some(Arc::from(p.to_string())),
+            (Some(_), Some(text)) => Some(text),
+            (Some(p), None) => {
+                formatted_peer = Arc::from(p.to_string());
+                Some(&formatted_peer)
+            }
             (None, _) => None,
         };
         let client = peer.map(|p| forwarded::client_address(p, arrival.headers, trusted_proxies));
+        let formatted_client;
         let client_text = match (client, peer) {
-            (Some(c), Some(p)) if c == p => peer_text.clone(),
-            (Some(c), _) => Some(Arc::from(c.to_string())),
+            (Some(c), Some(p)) if c == p => peer_text,
+            (Some(c), _) => {
+                formatted_client = Arc::from(c.to_string());
+                Some(&formatted_client)
+            }
             (None, _) => None,
         };
         let client = client.zip(client_text);
@@ -340,7 +349,7 @@ impl Core {
             let trace = RequestTrace::begin(
                 snapshot.defaults.clone(),
                 arrival.headers,
-                facts(arrival, &none, None, &none, client.clone()),
+                facts(arrival, &none, None, &none, client),
                 &self.telemetry,
                 &self.metrics,
             );
@@ -348,13 +357,13 @@ impl Core {
             return Routed::Reply(self.reply(ctx, 404, "no route", arrival.request()));
         };
         if let (Some(peer), Some(peer_text), Some((client, client_text))) =
-            (peer, &peer_text, &client)
+            (peer, peer_text, client)
         {
             let hop = forwarded::Arrival {
                 peer,
                 peer_text,
                 trusted: forwarded::contains(trusted_proxies, peer),
-                client: *client,
+                client,
                 client_text,
                 scheme: arrival.scheme(),
                 host: arrival.host_header.or(arrival.authority),
@@ -643,7 +652,7 @@ fn facts<'a>(
     route: &'a Arc<str>,
     template: Option<&'a Arc<str>>,
     upstream: &'a Arc<str>,
-    client: Option<(IpAddr, Arc<str>)>,
+    client: Option<(IpAddr, &'a Arc<str>)>,
 ) -> RequestFacts<'a> {
     let host = arrival.host().map(crate::config::router::strip_port);
     RequestFacts {

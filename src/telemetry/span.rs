@@ -69,7 +69,7 @@ pub struct RequestFacts<'a> {
     /// Client IP (moved into the span): the peer, or from a trusted proxy the address
     /// its `X-Forwarded-For` names (`mediate::forwarded::client_address`).
     /// Shared, so a connection formats its peer's address once for all its requests.
-    pub client_address: Option<Arc<str>>,
+    pub client_address: Option<&'a Arc<str>>,
     /// The same address, for trust by network.
     pub client_ip: Option<std::net::IpAddr>,
     /// `1.1` or `2`.
@@ -402,7 +402,7 @@ fn builder(
     if let Some(client) = facts.client_address {
         attributes.push(KeyValue::new(
             semconv::CLIENT_ADDRESS,
-            StringValue::from(client),
+            StringValue::from(client.clone()),
         ));
     }
     if let Some(ua) = facts.user_agent {
@@ -494,13 +494,14 @@ mod tests {
         let route: Arc<str> = "main".into();
         let upstream: Arc<str> = "orders".into();
         let path: Arc<str> = "/orders/42".into();
+        let client: Arc<str> = "192.0.2.7".into();
         let facts = RequestFacts {
             method: "GET",
             path: &path,
             scheme: "http",
             server_address: Some("shop.example"),
             server_port: Some(8080),
-            client_address: Some(Arc::from("192.0.2.7")),
+            client_address: Some(&client),
             client_ip: None,
             protocol_version: "1.1",
             user_agent: Some("curl/8"),
