@@ -136,17 +136,10 @@ pub fn encode(ctx: &TraceContext, hop: &Hop<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Sampling, SpanId, TraceId};
+    use crate::model::{Sampling, TraceId};
 
     fn hop() -> Hop<'static> {
-        Hop {
-            span_id: SpanId::new(0x00f0_67aa_0ba9_02b7).unwrap(),
-            service: "gw",
-            instance: "gw-1",
-            endpoint: "/",
-            peer_address: "-",
-            call_index: 1,
-        }
+        crate::codec::testutil::hop_at(0x00f0_67aa_0ba9_02b7, 1)
     }
 
     fn ctx(sampling: Sampling, dd: Option<Datadog>) -> TraceContext {

@@ -250,6 +250,24 @@ pub(crate) fn http_client(
     Ok((client, map))
 }
 
+/// POSTs `body` to `endpoint` with `headers` and reads the (small) answer, so the
+/// connection can be reused; the answer's status.
+pub(crate) fn post(
+    client: &reqwest::blocking::Client,
+    endpoint: &str,
+    headers: &reqwest::header::HeaderMap,
+    body: impl Into<reqwest::blocking::Body>,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let response = client
+        .post(endpoint)
+        .headers(headers.clone())
+        .body(body)
+        .send()?;
+    let status = response.status();
+    let _ = response.bytes();
+    Ok(status)
+}
+
 impl OtlpHttpExporter {
     /// A client for `settings` sending spans of `resource`, made by the tracer named
     /// `scope`. Build and drop it outside any tokio runtime (the blocking client runs
@@ -343,16 +361,8 @@ impl OtlpHttpExporter {
     }
 
     fn post(&self, body: impl Into<reqwest::blocking::Body>) -> Result<(), ExportError> {
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
+        let status = post(&self.client, &self.endpoint, &self.headers, body)
             .map_err(|e| ExportError::Send(self.endpoint.clone(), e))?;
-        let status = response.status();
-        // Read the (small) answer so the connection can be reused.
-        let _ = response.bytes();
         if status.is_success() {
             Ok(())
         } else {

@@ -265,15 +265,8 @@ impl ZipkinExporter {
     }
 
     fn post(&self, body: Vec<u8>) -> Result<(), ZipkinError> {
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
+        let status = super::otlp_http::post(&self.client, &self.endpoint, &self.headers, body)
             .map_err(ZipkinError::Send)?;
-        let status = response.status();
-        let _ = response.bytes();
         if status.is_success() {
             Ok(())
         } else {
