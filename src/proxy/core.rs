@@ -106,7 +106,7 @@ pub struct RequestCtx {
     /// The forwarding headers (`X-Forwarded-*`, `Forwarded`) every attempt sets.
     forwarding: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// When the first attempt to reach the upstream began (upstream duration metric).
-    upstream_started: Option<Instant>,
+    pub(crate) upstream_started: Option<Instant>,
     /// The status the upstream answered with (0 = no answer).
     pub(crate) upstream_status: u16,
     /// Held from peer selection until this request holds an upstream HTTP/2 stream
@@ -268,12 +268,18 @@ pub(crate) fn client_went_away(e: &Error) -> bool {
 impl Core {
     /// A fresh context on the newest config generation.
     pub(crate) fn new_ctx(&self) -> RequestCtx {
+        self.new_ctx_at(Instant::now())
+    }
+
+    /// A fresh context for a request that began at `started` (the caller's clock
+    /// reading: the fast path reads the clock once for several uses).
+    pub(crate) fn new_ctx_at(&self, started: Instant) -> RequestCtx {
         RequestCtx {
             snapshot: self.config.load(),
             route: None,
             upstream: None,
             retries: 0,
-            started: Instant::now(),
+            started,
             trace: None,
             peer_address: None,
             error: None,
@@ -581,7 +587,9 @@ impl Core {
     }
 
     /// Ends the request: the span, the request metrics, coverage and the access log.
-    pub(crate) fn finish(&self, ctx: &mut RequestCtx, done: &Done<'_>) {
+    /// Returns the clock reading it ended the request at, for the caller's keep-alive
+    /// deadline.
+    pub(crate) fn finish(&self, ctx: &mut RequestCtx, done: &Done<'_>) -> Instant {
         // What the client got; else what a failure decided (499 for a client that
         // left), so the access log, the metric and the span agree with its log line.
         let status = Some(done.status)
@@ -643,6 +651,7 @@ impl Core {
             };
             access_log::write(sink, &entry, &self.metrics);
         }
+        now
     }
 }
 

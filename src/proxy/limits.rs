@@ -67,6 +67,9 @@ const IDLE: u64 = 2; // between keep-alive requests
 const EXPIRED: u64 = 3; // the deadline passed; every read fails from now on
 const BYTES_SEEN: u64 = 1 << 61;
 const DEADLINE_MASK: u64 = BYTES_SEEN - 1;
+/// The deadline of a keep-alive request's header until a read of it has to wait: most
+/// heads arrive whole, and their requests read the clock once fewer (see `poll_fill`).
+const UNARMED: u64 = DEADLINE_MASK;
 
 /// The automatic `max_connections`: half the soft open-file limit (each proxied client
 /// also holds an upstream socket) after a small reserve.
@@ -110,20 +113,21 @@ struct ConnState {
 
 impl ConnState {
     fn ms_since_base(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.base).as_millis() as u64).min(DEADLINE_MASK)
+        (at.saturating_duration_since(self.base).as_millis() as u64).min(UNARMED - 1)
     }
 
     /// Arms the deadline `timeout` from now, rounded up to a granule of a sixteenth of
     /// the timeout (at most a second): requests that follow each other within a granule
     /// get the same deadline, so the connection's timer is not moved for each of them
     /// (a timer wheel update per request). A 60 s timeout is kept to within a second.
-    fn arm(&self, phase: u64, timeout: Duration) {
+    /// `now` is the caller's clock reading, so a request reads the clock fewer times.
+    fn arm(&self, phase: u64, timeout: Duration, now: Instant) {
         let granule = (timeout.as_millis() as u64 / 16).clamp(1, 1000);
         let deadline = self
-            .ms_since_base(Instant::now() + timeout)
+            .ms_since_base(now + timeout)
             .div_ceil(granule)
             .saturating_mul(granule)
-            .min(DEADLINE_MASK);
+            .min(UNARMED - 1);
         self.state
             .store((phase << PHASE_SHIFT) | deadline, Ordering::Release);
     }
@@ -183,15 +187,26 @@ impl ClientStream {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     if phase == IDLE {
-                        // The next request began: its header has `header_timeout`.
-                        self.conn.arm(HEADER, self.header_timeout);
+                        // The next request began: its header has `header_timeout`,
+                        // armed when a read of it has to wait.
+                        let header = (HEADER << PHASE_SHIFT) | BYTES_SEEN | UNARMED;
+                        self.conn.state.store(header, Ordering::Release);
+                    } else {
+                        self.conn.state.fetch_or(BYTES_SEEN, Ordering::AcqRel);
                     }
-                    self.conn.state.fetch_or(BYTES_SEEN, Ordering::AcqRel);
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                let mut word = word;
+                if word & DEADLINE_MASK == UNARMED {
+                    // The header stalls: its deadline counts from now, which is right
+                    // after the read that brought its first bytes (the caller parses
+                    // them and reads again at once).
+                    self.conn.arm(HEADER, self.header_timeout, Instant::now());
+                    word = self.conn.state.fetch_or(BYTES_SEEN, Ordering::AcqRel) | BYTES_SEEN;
+                }
                 let deadline = word & DEADLINE_MASK;
                 let when =
                     tokio::time::Instant::from(self.conn.base + Duration::from_millis(deadline));
@@ -387,8 +402,9 @@ impl ClientStream {
     }
 
     /// The response is done: the connection may now sit idle for `keepalive_timeout`.
-    pub(crate) fn request_done(&self, keepalive_timeout: Duration) {
-        self.conn.arm(IDLE, keepalive_timeout);
+    /// `now`: the caller's clock reading at the end of the response.
+    pub(crate) fn request_done(&self, keepalive_timeout: Duration, now: Instant) {
+        self.conn.arm(IDLE, keepalive_timeout, now);
     }
 }
 
@@ -406,9 +422,13 @@ pub(crate) fn header_received(session: &pingora::proxy::Session) {
 }
 
 /// The response is done: the connection may now sit idle for `keepalive_timeout`.
-pub(crate) fn request_done(session: &pingora::proxy::Session, keepalive_timeout: Duration) {
+pub(crate) fn request_done(
+    session: &pingora::proxy::Session,
+    keepalive_timeout: Duration,
+    now: Instant,
+) {
     if let Some(c) = client_stream(session) {
-        c.request_done(keepalive_timeout);
+        c.request_done(keepalive_timeout, now);
     }
 }
 
@@ -640,7 +660,7 @@ impl ServerApp for Limited {
             evict: tokio::sync::Notify::new(),
         });
         if !h2 {
-            conn.arm(HEADER, server.header_timeout);
+            conn.arm(HEADER, server.header_timeout, conn.base);
         }
         let Some((_guard, evicted)) = self.open.admit(cap, &conn) else {
             // Dropping the stream closes it; the connections already open keep working.
@@ -709,7 +729,7 @@ mod tests {
             base: Instant::now(),
             evict: tokio::sync::Notify::new(),
         });
-        c.arm(phase, Duration::from_secs(1));
+        c.arm(phase, Duration::from_secs(1), Instant::now());
         c
     }
 
@@ -765,7 +785,7 @@ mod tests {
         assert!(conn.awaiting_request());
         conn.state.fetch_or(BYTES_SEEN, Ordering::AcqRel);
         assert!(!conn.awaiting_request());
-        conn.arm(IDLE, Duration::from_secs(1));
+        conn.arm(IDLE, Duration::from_secs(1), Instant::now());
         assert!(conn.awaiting_request());
         conn.state.store(OPEN << PHASE_SHIFT, Ordering::Release);
         assert!(!conn.awaiting_request());

@@ -320,7 +320,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        limits::request_done(session, ctx.snapshot.server.keepalive_timeout);
         let req = session.req_header();
         let done = Done {
             status: final_status_sent(session).unwrap_or(0),
@@ -329,6 +328,7 @@ impl ProxyHttp for Gateway {
             headers: &req.headers,
             bytes_sent: session.body_bytes_sent(),
         };
-        self.core.finish(ctx, &done);
+        let ended = self.core.finish(ctx, &done);
+        limits::request_done(session, ctx.snapshot.server.keepalive_timeout, ended);
     }
 }

@@ -29,10 +29,12 @@ pub mod differential;
 pub mod head;
 mod pool;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -238,7 +240,10 @@ impl Front {
             return Next::Delegate("target");
         };
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let mut ctx = self.core.new_ctx();
+        // One clock reading for the request's start, its first upstream attempt and a
+        // pooled connection's deadline.
+        let ready = Instant::now();
+        let mut ctx = self.core.new_ctx_at(ready);
         let arrival = Arrival {
             method: &req.method,
             path,
@@ -277,7 +282,7 @@ impl Front {
                     upstream: &up,
                 };
                 match self
-                    .forward(&mut ctx, client, conn, &exchange, &mut close)
+                    .forward(&mut ctx, client, conn, &exchange, ready, &mut close)
                     .await
                 {
                     Ok(done) => done,
@@ -313,7 +318,7 @@ impl Front {
             }
         };
         let arrival_headers = &conn.map;
-        self.core.finish(
+        let ended = self.core.finish(
             &mut ctx,
             &Done {
                 status,
@@ -327,7 +332,7 @@ impl Front {
         if close {
             return Next::Close;
         }
-        client.request_done(keepalive);
+        client.request_done(keepalive, ended);
         Next::KeepAlive
     }
 
@@ -340,24 +345,28 @@ impl Front {
         client: &mut ClientStream,
         conn: &mut Conn,
         x: &Exchange<'_>,
+        ready: Instant,
         close: &mut bool,
     ) -> Result<(u16, usize), (Box<Error>, Option<u16>)> {
         let spec = &x.upstream.spec;
         let idempotent = x.req.method.is_idempotent();
         // After a pooled connection failed under the request, the retry takes a fresh one.
         let mut stale_retried = false;
+        // Nothing awaited since `ready`: it is when the first attempt began.
+        ctx.upstream_started.get_or_insert(ready);
         loop {
             let address = self.core.pick_peer(ctx).map_err(|e| (e, None))?;
             let pooled = if stale_retried {
                 None
             } else {
-                pool::checkout(&address, spec.idle_timeout, ctx.started)
+                pool::checkout(&address, spec.idle_timeout, ready)
             };
             let reused = pooled.is_some();
-            let mut stream = match pooled {
-                Some(s) => s,
+            // When the request goes out: a pooled connection is written to at once.
+            let (mut stream, sent_at) = match pooled {
+                Some(s) => (s, ready),
                 None => match connect(&address, spec.connect_timeout).await {
-                    Ok(s) => s,
+                    Ok(s) => (s, Instant::now()),
                     Err(e) if self.core.connect_failed(ctx, &e, &x.req.method) => continue,
                     Err(e) => return Err((e, None)),
                 },
@@ -377,12 +386,14 @@ impl Front {
             // The body (at most MAX_FAST_BODY) goes in the same write as the head.
             conn.out.extend_from_slice(x.body);
             match self
-                .exchange(ctx, client, conn, x, &mut stream, close)
+                .exchange(ctx, client, conn, x, (&mut stream, sent_at), close)
                 .await
             {
                 Ok((status, sent, reusable)) => {
                     if reusable {
-                        pool::checkin(&address, stream, spec.idle_timeout);
+                        // Idle since the request went out, as far as the pool knows:
+                        // an earlier time than the truth, so it expires no later.
+                        pool::checkin(&address, stream, spec.idle_timeout, sent_at);
                     }
                     return Ok((status, sent));
                 }
@@ -407,7 +418,7 @@ impl Front {
         client: &mut ClientStream,
         conn: &mut Conn,
         x: &Exchange<'_>,
-        upstream: &mut TcpStream,
+        (upstream, sent_at): (&mut TcpStream, Instant),
         close: &mut bool,
     ) -> Result<(u16, usize, bool), Failure> {
         let spec = &x.upstream.spec;
@@ -425,7 +436,7 @@ impl Front {
             }
         };
         if written < out.len() {
-            conn.deadline.arm(spec.write_timeout);
+            conn.deadline.arm(spec.write_timeout, Instant::now());
             conn.deadline
                 .within(
                     ErrorType::WriteTimedout,
@@ -434,7 +445,7 @@ impl Front {
                 .await
                 .map_err(stale)?;
         }
-        conn.deadline.arm(spec.read_timeout);
+        conn.deadline.arm(spec.read_timeout, sent_at);
         conn.rbuf.clear();
         let head_request = x.req.method == Method::HEAD;
         let resp = loop {
@@ -949,7 +960,7 @@ async fn read_upstream(
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
-    deadline.arm(limit);
+    deadline.arm(limit, Instant::now());
     deadline
         .within(ErrorType::ReadTimedout, upstream.read_buf(buf))
         .await
@@ -1013,10 +1024,11 @@ impl Deadline {
         }
     }
 
-    /// The deadline `limit` from now (up to a granule later).
-    fn arm(&mut self, limit: Duration) {
+    /// The deadline `limit` after `from` (up to a granule later): the caller's clock
+    /// reading, so a request reads the clock fewer times.
+    fn arm(&mut self, limit: Duration, from: Instant) {
         let granule = (limit / 16).clamp(Duration::from_millis(1), Duration::from_secs(1));
-        let want = tokio::time::Instant::now() + limit;
+        let want = tokio::time::Instant::from_std(from) + limit;
         if self.at < want || self.at > want + granule {
             self.at = want + granule;
             self.sleep.as_mut().reset(self.at);
@@ -1046,11 +1058,17 @@ async fn send(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
 }
 
 async fn send_unflushed(client: &mut ClientStream, bytes: &[u8]) -> pingora::Result<()> {
-    match tokio::time::timeout(CLIENT_SEND_TIMEOUT, client.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            Err(Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
-        }
+    let written = |r: std::io::Result<()>| {
+        r.map_err(|e| Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
+    };
+    let mut write = std::pin::pin!(client.write_all(bytes));
+    // A write that completes at once (the usual case) arms no timer: no clock reading
+    // and no timer wheel entry.
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return written(r);
+    }
+    match tokio::time::timeout(CLIENT_SEND_TIMEOUT, write).await {
+        Ok(r) => written(r),
         Err(_) => {
             Err(Error::explain(ErrorType::WriteTimedout, "client did not read in time").into_down())
         }

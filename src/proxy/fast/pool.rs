@@ -54,7 +54,13 @@ pub(super) fn checkout(
 }
 
 /// Keeps `stream` for the next request to `peer`.
-pub(super) fn checkin(peer: &SocketAddr, stream: TcpStream, idle_timeout: Duration) {
+/// `since`: when it went idle, or a caller's earlier clock reading.
+pub(super) fn checkin(
+    peer: &SocketAddr,
+    stream: TcpStream,
+    idle_timeout: Duration,
+    since: Instant,
+) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = match idle.iter().position(|(p, _)| p == peer) {
@@ -66,14 +72,13 @@ pub(super) fn checkin(peer: &SocketAddr, stream: TcpStream, idle_timeout: Durati
             }
         };
         // The oldest are at the front: expired ones go first, then any over the bound.
-        let now = Instant::now();
         let expired = list
             .iter()
-            .take_while(|c| now.saturating_duration_since(c.since) >= idle_timeout)
+            .take_while(|c| since.saturating_duration_since(c.since) >= idle_timeout)
             .count();
         let over = (list.len() - expired + 1).saturating_sub(MAX_IDLE_PER_PEER);
         list.drain(..expired + over);
-        list.push(Idle { stream, since: now });
+        list.push(Idle { stream, since });
     });
 }
 
