@@ -3,13 +3,14 @@
 //! status classes, failure kinds), never ids or raw paths.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::pipeline::PipelineStats;
+use super::request_series::{Collect, Family, RequestSeries};
 use crate::codec::Format;
 use crate::telemetry::coverage::{Coverage, Observation};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets of both duration histograms: 0.5 ms to 10 s.
@@ -22,10 +23,11 @@ pub struct Metrics {
     registry: Registry,
     /// Tells this registry's series apart in the per-thread cache of [`Self::observe_request`].
     id: u64,
-    /// `tracebridge_requests_total{route,status_class}`.
-    pub requests: IntCounterVec,
-    /// `tracebridge_request_duration_seconds{route}`.
-    pub request_duration: HistogramVec,
+    /// `tracebridge_requests_total{route,status_class}`,
+    /// `tracebridge_request_duration_seconds{route}` and
+    /// `tracebridge_upstream_request_duration_seconds{upstream,status_class}` (from the
+    /// first attempt to reach an upstream to the end of the response), kept per thread.
+    requests: Arc<RequestSeries>,
     /// `tracebridge_upstream_failures_total{upstream,kind}`.
     pub upstream_failures: IntCounterVec,
     /// `tracebridge_config_generation`.
@@ -84,9 +86,6 @@ pub struct Metrics {
     pub access_log_errors: IntCounter,
     /// `tracebridge_build_info{version}`: always 1; the labels say what runs.
     pub build_info: IntGaugeVec,
-    /// `tracebridge_upstream_request_duration_seconds{upstream,status_class}`: from the
-    /// first attempt to reach an upstream to the end of the response.
-    pub upstream_request_duration: HistogramVec,
     /// `tracebridge_requests_in_flight`: requests read and not yet finished.
     pub requests_in_flight: IntGauge,
     /// `tracebridge_upstream_peers{upstream}`: peers of each upstream of the serving config.
@@ -129,20 +128,22 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "tracebridge_requests_total",
-                "Requests handled, by route and status class.",
-            ),
-            &["route", "status_class"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "tracebridge_request_duration_seconds",
-                "Time from the request header to the end of the response, by route.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["route"],
+        let requests = RequestSeries::new(
+            Family {
+                name: "tracebridge_requests_total",
+                help: "Requests handled, by route and status class.",
+            },
+            Family {
+                name: "tracebridge_request_duration_seconds",
+                help: "Time from the request header to the end of the response, by route.",
+            },
+            Family {
+                name: "tracebridge_upstream_request_duration_seconds",
+                help:
+                    "Time from the first attempt to reach an upstream to the end of the response, \
+                       by upstream and status class (the gateway's 502/504 when no answer came).",
+            },
+            &DURATION_BUCKETS,
         )?;
         let upstream_failures = IntCounterVec::new(
             Opts::new(
@@ -315,8 +316,7 @@ impl Metrics {
         registry.register(Box::new(spans_dropped.clone()))?;
         registry.register(Box::new(degraded.clone()))?;
         registry.register(Box::new(span_queue_depth.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(Collect(requests.clone())))?;
         registry.register(Box::new(upstream_failures.clone()))?;
         registry.register(Box::new(config_generation.clone()))?;
         let build_info = IntGaugeVec::new(
@@ -329,15 +329,6 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let upstream_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "tracebridge_upstream_request_duration_seconds",
-                "Time from the first attempt to reach an upstream to the end of the response, \
-                 by upstream and status class (the gateway's 502/504 when no answer came).",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["upstream", "status_class"],
-        )?;
         let requests_in_flight = IntGauge::new(
             "tracebridge_requests_in_flight",
             "Requests whose header was read and whose response is not finished.",
@@ -365,7 +356,6 @@ impl Metrics {
             "When the serving config was loaded, in Unix seconds.",
         )?;
         registry.register(Box::new(build_info.clone()))?;
-        registry.register(Box::new(upstream_request_duration.clone()))?;
         registry.register(Box::new(requests_in_flight.clone()))?;
         registry.register(Box::new(upstream_peers.clone()))?;
         registry.register(Box::new(upstream_peers_healthy.clone()))?;
@@ -398,7 +388,6 @@ impl Metrics {
             registry,
             id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
             requests,
-            request_duration,
             upstream_failures,
             config_generation,
             extracted,
@@ -418,7 +407,6 @@ impl Metrics {
             exporter_queue_depth,
             access_log_errors,
             build_info,
-            upstream_request_duration,
             requests_in_flight,
             upstream_peers,
             upstream_peers_healthy,
@@ -610,39 +598,15 @@ impl Drop for InFlight {
     }
 }
 
-/// `1xx` … `5xx`, or `other` for anything outside 100..=599 (0 = no response sent).
-/// The status classes, in [`class_index`] order.
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
-
-fn class_index(status: u16) -> usize {
-    match status {
-        100..=599 => usize::from(status / 100 - 1),
-        _ => 5,
-    }
-}
-
 static NEXT_METRICS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The request series of one (route, upstream) pair, resolved from their label values
-/// once per worker thread: `with_label_values` hashes the values and takes a lock on
-/// every call, three times per request.
-struct Series {
-    metrics: u64,
-    route: Box<str>,
-    upstream: Box<str>,
-    requests: [Option<IntCounter>; 6],
-    duration: Histogram,
-    upstream_duration: [Option<Histogram>; 6],
-}
-
-/// Series kept per thread; beyond it the oldest is dropped (label values stay in the
-/// registry, only the shortcut goes).
-const SERIES_PER_THREAD: usize = 64;
+/// `missing` counters kept per thread; beyond it the oldest is dropped (label values
+/// stay in the registry, only the shortcut goes).
+const MISSING_PER_THREAD: usize = 64;
 
 thread_local! {
     /// `missing{route}` counters resolved per thread (see [`Metrics::missing_context`]).
     static MISSING: std::cell::RefCell<Vec<(u64, Box<str>, IntCounter)>> = const { std::cell::RefCell::new(Vec::new()) };
-    static SERIES: std::cell::RefCell<Vec<Series>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Metrics {
@@ -659,7 +623,7 @@ impl Metrics {
                 counter.inc();
                 return;
             }
-            if cache.len() >= SERIES_PER_THREAD {
+            if cache.len() >= MISSING_PER_THREAD {
                 cache.remove(0);
             }
             let counter = self.missing.with_label_values(&[route]);
@@ -679,43 +643,7 @@ impl Metrics {
         elapsed: std::time::Duration,
         upstream_part: Option<(u16, std::time::Duration)>,
     ) {
-        SERIES.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let found = cache.iter().position(|s| {
-                s.metrics == self.id && *s.route == *route && *s.upstream == *upstream
-            });
-            let i = match found {
-                Some(i) => i,
-                None => {
-                    if cache.len() >= SERIES_PER_THREAD {
-                        cache.remove(0);
-                    }
-                    cache.push(Series {
-                        metrics: self.id,
-                        route: route.into(),
-                        upstream: upstream.into(),
-                        requests: Default::default(),
-                        duration: self.request_duration.with_label_values(&[route]),
-                        upstream_duration: Default::default(),
-                    });
-                    cache.len() - 1
-                }
-            };
-            let series = &mut cache[i];
-            let class = class_index(status);
-            series.requests[class]
-                .get_or_insert_with(|| self.requests.with_label_values(&[route, CLASSES[class]]))
-                .inc();
-            series.duration.observe(elapsed.as_secs_f64());
-            if let Some((status, took)) = upstream_part {
-                let class = class_index(status);
-                series.upstream_duration[class]
-                    .get_or_insert_with(|| {
-                        self.upstream_request_duration
-                            .with_label_values(&[upstream, CLASSES[class]])
-                    })
-                    .observe(took.as_secs_f64());
-            }
-        });
+        self.requests
+            .observe(route, upstream, status, elapsed, upstream_part);
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod otlp;
 pub mod otlp_http;
 pub(crate) mod otlp_proto;
 pub mod pipeline;
+pub(crate) mod request_series;
 pub(crate) mod span;
 pub(crate) mod stdout;
 pub mod tracer;
