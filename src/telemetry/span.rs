@@ -425,7 +425,7 @@ fn builder(
         .collect();
     // Semantic conventions: `{method} {http.route}`, or `{method}` alone without a route.
     let name = match facts.route_template {
-        Some(_) => format!("{} {}", facts.method, facts.route),
+        Some(_) => [facts.method, " ", facts.route].concat(),
         None => facts.method.to_string(),
     };
     opentelemetry::trace::SpanBuilder::from_name(name)

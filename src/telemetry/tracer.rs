@@ -98,8 +98,7 @@ impl ShouldSample for GatewaySampler {
         // its own trace state, which the Collector reads for adjusted counts.
         let trace_state = directive
             .threshold(sampled)
-            .and_then(|th| span_value(Some(th), directive.randomness()))
-            .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
+            .map(|th| ot_state(th, directive.randomness()))
             .unwrap_or_default();
         SamplingResult {
             decision: if sampled {
@@ -111,6 +110,32 @@ impl ShouldSample for GatewaySampler {
             trace_state,
         }
     }
+}
+
+thread_local! {
+    /// The sampler's last `ot` trace state and what it was made from: a gateway's spans
+    /// mostly carry the same threshold, and making one formats, validates and copies it.
+    static LAST_OT: std::cell::RefCell<Option<(OtKey, TraceState)>> = const { std::cell::RefCell::new(None) };
+}
+
+type OtKey = (crate::mediate::consistent::Threshold, Option<u64>);
+
+/// The span's trace state for threshold `th` and explicit randomness `rv`: `ot=th:…`
+/// (empty if the text were invalid, which the threshold's encoding rules out).
+fn ot_state(th: crate::mediate::consistent::Threshold, rv: Option<u64>) -> TraceState {
+    LAST_OT.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((key, state)) = &*last {
+            if *key == (th, rv) {
+                return state.clone();
+            }
+        }
+        let state = span_value(Some(th), rv)
+            .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
+            .unwrap_or_default();
+        *last = Some(((th, rv), state.clone()));
+        state
+    })
 }
 
 /// What [`Telemetry::start`] tells the sampler and the id generator about the span
