@@ -17,7 +17,7 @@ meta = dict(a.split("=", 1) for a in sys.argv[4:])
 # Scenarios without an nginx row of their own are compared with nginx on the same request.
 SAME_REQUEST = {"b3-3-otlp": "b3-3", "caddy-tracing": "b3-3"}
 SCENARIOS = ["plain", "tp", "b3-3", "b3-3-otlp", "caddy-tracing"]
-CONTESTANTS = ["tracebridge", "nginx", "haproxy", "caddy"]
+CONTESTANTS = ["tracebridge", "nginx", "nginx-fwd", "haproxy", "caddy"]
 
 
 def load(path):
@@ -102,6 +102,14 @@ for s in SCENARIOS:
           f"| {num(med(rows, 'rss'), '.1f')} MiB | {same} | {ratio(rps, nginx_plain)} "
           f"| {ok}/{len(rows)} |")
 w("")
+fwd = groups.get(("plain", "nginx-fwd"))
+if fwd:
+    tb_plain = groups.get(("plain", "tracebridge"), [])
+    w("**The same job** (`plain`; nginx-fwd is nginx sending the origin the headers "
+      "tracebridge adds by default: X-Forwarded-*, Forwarded, a traceparent): tracebridge "
+      f"÷ nginx-fwd req/s **{ratio(med(tb_plain, 'rps'), med(fwd, 'rps'))}**, CPU per request "
+      f"{num(med(tb_plain, 'cpu_us'), '.1f')} vs {num(med(fwd, 'cpu_us'), '.1f')} µs.")
+    w("")
 
 # OTLP overhead, from the same rounds.
 tb_none = groups.get(("b3-3", "tracebridge"), [])

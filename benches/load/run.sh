@@ -27,6 +27,9 @@
 #   upstream `keepalive 64`, HTTP/1.1, Connection cleared; nginx.conf), HAProxy
 #   (`nbthread 1`, `http-reuse always`; haproxy.cfg), Caddy (GOMAXPROCS=1,
 #   `reverse_proxy`; Caddyfile, and Caddyfile.tracing with the `tracing` directive).
+#   In `plain` only, also nginx-fwd: nginx.conf plus the headers tracebridge's default
+#   config adds upstream (X-Forwarded-*, Forwarded, a traceparent; nginx-fwd.conf), a
+#   reference for the same job rather than a contestant with a target.
 # - SCENARIOS (the request header; nginx, HAProxy and Caddy pass it through, as
 #   references):
 #     plain          no trace header                                  all contestants
@@ -210,7 +213,7 @@ port_sink_http=$((base + 318))
 declare -A PORT=(
     [tb-plain]=$((base + 101)) [tb-b3]=$((base + 102)) [tb-otlp]=$((base + 103))
     [nginx]=$((base + 111)) [haproxy]=$((base + 112)) [caddy]=$((base + 113))
-    [caddy-tracing]=$((base + 114))
+    [caddy-tracing]=$((base + 114)) [nginx-fwd]=$((base + 115))
 )
 declare -A ADMIN=([tb-plain]=$((base + 191)) [tb-b3]=$((base + 192)) [tb-otlp]=$((base + 193)))
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -304,7 +307,7 @@ start() { # key cpu(proxy|load) url-to-wait command...
 say "starting the sink, the origin and the contestants in $tmp (pinning: $pin)"
 start sink load "http://127.0.0.1:$port_sink_http/stats" \
     "$sink_bin" --http "127.0.0.1:$port_sink_http" --grpc "127.0.0.1:$port_sink_grpc"
-mkdir -p "$tmp/origin-body" "$tmp/nginx-body"
+mkdir -p "$tmp/origin-body" "$tmp/nginx-body" "$tmp/nginx-fwd-body"
 start origin load "http://127.0.0.1:$port_origin/" \
     nginx -e "$tmp/origin-nginx.stderr.log" -p "$tmp" -c "$(render origin origin-nginx.conf origin-nginx.conf)"
 origin_code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_origin/")"
@@ -320,6 +323,10 @@ start_tracebridge() { # key template
 start_nginx() {
     start nginx proxy "http://127.0.0.1:${PORT[nginx]}/" \
         nginx -e "$tmp/nginx.stderr.log" -p "$tmp" -c "$(render nginx nginx.conf nginx.conf)"
+}
+start_nginx_fwd() {
+    start nginx-fwd proxy "http://127.0.0.1:${PORT[nginx-fwd]}/" \
+        nginx -e "$tmp/nginx-fwd.stderr.log" -p "$tmp" -c "$(render nginx-fwd nginx-fwd.conf nginx-fwd.conf)"
 }
 start_haproxy() {
     start haproxy proxy "http://127.0.0.1:${PORT[haproxy]}/" \
@@ -545,6 +552,7 @@ fi
 start_tracebridge tb-b3 tracebridge-b3.toml
 start_tracebridge tb-otlp tracebridge-b3-otlp.toml
 [[ $otlp_only == 1 ]] || start_nginx
+[[ $otlp_only == 1 ]] || start_nginx_fwd
 [[ $have_haproxy == 1 ]] && start_haproxy
 [[ $have_caddy == 1 ]] && start_caddy caddy Caddyfile "$caddy_bin"
 [[ $have_caddy_tracing == 1 ]] && start_caddy caddy-tracing Caddyfile.tracing "$caddy_tracing_bin"
@@ -557,7 +565,7 @@ peers=(nginx)
 if [[ $otlp_only == 1 ]]; then
     peers=()
 else
-    for p in tb-plain "${peers[@]}"; do plan+=("plain $p"); done
+    for p in tb-plain "${peers[@]}" nginx-fwd; do plan+=("plain $p"); done
     for p in tb-plain "${peers[@]}"; do plan+=("tp $p"); done
 fi
 # tracebridge's b3-3 last in its scenario, so it and b3-3-otlp run back to back in
