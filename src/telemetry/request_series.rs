@@ -105,6 +105,12 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// A list's lock; a panic while it was held cannot leave a list half-changed (every
+/// change is one push), so a poisoned lock is still used.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The three request series of one registry, as one prometheus collector.
 #[derive(Debug)]
 pub(crate) struct RequestSeries {
@@ -195,10 +201,7 @@ impl RequestSeries {
             Some(i) => i,
             None => {
                 let shard = Arc::new(Shard::default());
-                self.shards
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(shard.clone());
+                lock(&self.shards).push(shard.clone());
                 if locals.len() >= SETS_PER_THREAD {
                     locals.remove(0);
                 }
@@ -215,7 +218,7 @@ impl RequestSeries {
 
     /// The thread's series of (`route`, `upstream`) in `shard`, made on first use.
     fn series_of(&self, shard: &Shard, route: &str, upstream: &str) -> Arc<SeriesCells> {
-        let mut list = shard.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = lock(&shard.series);
         if let Some(s) = list
             .iter()
             .find(|s| *s.route == *route && *s.upstream == *upstream)
@@ -247,17 +250,10 @@ impl RequestSeries {
             }
             into.sum += f64::from_bits(cells.sum.get());
         };
-        let shards = self
-            .shards
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // Copies of the lists, so a request thread adding a series waits only for a copy.
+        let shards = lock(&self.shards).clone();
         for shard in shards {
-            let list = shard
-                .series
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let list = lock(&shard.series).clone();
             for s in list {
                 for (class, c) in s.requests.iter().enumerate() {
                     let v = c.get();
