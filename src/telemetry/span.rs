@@ -423,7 +423,10 @@ fn builder(
             link(*f, ctx, if i < restarted { "restart" } else { "conflict" })
         })
         .collect();
-    // Semantic conventions: `{method} {http.route}`, or `{method}` alone without a route.
+    // `{method} {route name}` (docs/configuration.md), or `{method}` alone without a
+    // route. The semantic conventions' `{method} {http.route}` would name the span after
+    // the route's path prefix, which `http.route` already records; the name says which
+    // configured route served it.
     let name = match facts.route_template {
         Some(_) => [facts.method, " ", facts.route].concat(),
         None => facts.method.to_string(),
