@@ -12,8 +12,8 @@ use opentelemetry_sdk::trace::{SpanExporter as _, TracerProviderBuilder};
 use opentelemetry_sdk::Resource;
 
 use super::otlp;
-use super::otlp_http::OtlpHttpExporter;
-use super::pipeline::{PipelineStats, QueueProcessor, SdkExport};
+use super::otlp_http::{EncodedSpans, OtlpHttpExporter};
+use super::pipeline::{PipelineStats, QueueHandle, QueueProcessor, SdkExport};
 use super::stdout::StdoutExporter;
 use super::tracer::SCOPE_NAME;
 use super::zipkin::ZipkinExporter;
@@ -46,6 +46,9 @@ impl Telemetry {
             .collect();
         let extra_for_builder = extra.clone();
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        // The OTLP/HTTP queues, while every exporter is one.
+        let mut otlp_queues = Some(Vec::new());
+        let queues = &mut otlp_queues;
         let telemetry = Telemetry::new(
             &identity,
             settings.max_traces_per_second,
@@ -53,28 +56,34 @@ impl Telemetry {
             move |mut builder, resource, stats| {
                 let all = std::iter::once(stats).chain(extra_for_builder);
                 for (spec, stats) in specs.into_iter().zip(all) {
-                    builder = add_exporter(builder, spec, resource, stats);
+                    builder = add_exporter(builder, spec, resource, stats, queues);
                 }
                 builder
             },
         );
         let all = std::iter::once(telemetry.stats.clone()).chain(extra);
         telemetry.set_exporters(names.into_iter().zip(all).collect());
-        if exports {
-            telemetry
-        } else {
-            telemetry.without_export()
+        match otlp_queues {
+            _ if !exports => telemetry.without_export(),
+            Some(queues) if !queues.is_empty() => telemetry.with_otlp_queues(queues.into()),
+            _ => telemetry,
         }
     }
 }
 
-/// `spec`'s exporter behind a queue of its own, filling `stats`.
+/// `spec`'s exporter behind a queue of its own, filling `stats`. An OTLP/HTTP queue's
+/// handle is added to `otlp_queues`; any other exporter sets it to `None` (then every
+/// span goes through the SDK, which all exporters take).
 fn add_exporter(
     builder: TracerProviderBuilder,
     spec: ExporterSpec,
     resource: &Resource,
     stats: Arc<PipelineStats>,
+    otlp_queues: &mut Option<Vec<QueueHandle<EncodedSpans>>>,
 ) -> TracerProviderBuilder {
+    if !matches!(&spec.exporter, Exporter::Otlp(_)) {
+        *otlp_queues = None;
+    }
     let queue = spec.queue;
     let name = spec.name;
     match spec.exporter {
@@ -92,13 +101,18 @@ fn add_exporter(
             let resource = resource.clone();
             match resolved.protocol {
                 OtlpProtocol::HttpProtobuf => {
-                    builder.with_span_processor(QueueProcessor::start(queue, stats, move || {
+                    let processor = QueueProcessor::start(queue, stats, move || {
                         OtlpHttpExporter::new(&resolved, &resource, SCOPE_NAME)
                             .map_err(|e| log::error!("cannot build the OTLP/HTTP exporter: {e}"))
                             .ok()
-                    }))
+                    });
+                    if let Some(queues) = otlp_queues {
+                        queues.push(processor.handle());
+                    }
+                    builder.with_span_processor(processor)
                 }
                 OtlpProtocol::Grpc => {
+                    *otlp_queues = None;
                     builder.with_span_processor(QueueProcessor::start(queue, stats, move || {
                         SdkExport::build(true, &resolved.endpoint, || {
                             let mut exporter = otlp::build_grpc_exporter(&resolved)?;

@@ -436,20 +436,41 @@ impl<B: Batch> QueueProcessor<B> {
     }
 }
 
-impl<B: Batch> SpanProcessor for QueueProcessor<B> {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+impl<B: Batch> QueueProcessor<B> {
+    /// A handle that queues spans made without the SDK into this processor's queue.
+    pub fn handle(&self) -> QueueHandle<B> {
+        QueueHandle(self.shared.clone())
+    }
+}
 
-    fn on_end(&self, span: SpanData) {
-        let stats = &self.shared.stats;
-        let item = B::prepare(span);
-        let mut pending = self.shared.lock();
+/// Queues spans made without the SDK (`span::GatewaySpan`'s OTLP record) into a
+/// [`QueueProcessor`]'s queue, exactly as its `on_end` queues SDK spans.
+pub struct QueueHandle<B>(Arc<Shared<B>>);
+
+impl<B> std::fmt::Debug for QueueHandle<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandle").finish_non_exhaustive()
+    }
+}
+
+impl<B: Batch> QueueHandle<B> {
+    /// Queues one span (dropped and counted when the queue is full or shut down).
+    pub fn push(&self, item: B::Item) {
+        self.0.enqueue(item);
+    }
+}
+
+impl<B: Batch> Shared<B> {
+    fn enqueue(&self, item: B::Item) {
+        let stats = &self.stats;
+        let mut pending = self.lock();
         if pending.closed {
             drop(pending);
             stats.dropped_shutdown.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let queued = pending.spans.len();
-        if queued >= self.shared.settings.queue_size {
+        if queued >= self.settings.queue_size {
             drop(pending);
             stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             return;
@@ -463,9 +484,17 @@ impl<B: Batch> SpanProcessor for QueueProcessor<B> {
         // The exporter sleeps without a deadline while nothing is queued, and until
         // the batch delay once something is: wake it when a batch starts and when it
         // is full.
-        if queued == 0 || queued + 1 == self.shared.settings.batch_size {
-            self.shared.wake.notify_one();
+        if queued == 0 || queued + 1 == self.settings.batch_size {
+            self.wake.notify_one();
         }
+    }
+}
+
+impl<B: Batch> SpanProcessor for QueueProcessor<B> {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.shared.enqueue(B::prepare(span));
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::pipeline::PipelineStats;
+use super::otlp_http::EncodedSpans;
+use super::pipeline::{PipelineStats, QueueHandle};
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceState};
 use opentelemetry::{Context, KeyValue};
@@ -96,10 +97,7 @@ impl ShouldSample for GatewaySampler {
         let sampled = decide(directive, id, &self.limiter);
         // The span records the threshold the way OpenTelemetry SDKs do: `ot=th:...` in
         // its own trace state, which the Collector reads for adjusted counts.
-        let trace_state = directive
-            .threshold(sampled)
-            .map(|th| ot_state(th, directive.randomness()))
-            .unwrap_or_default();
+        let trace_state = with_trace_state(directive, sampled, |state, _| state.clone());
         SamplingResult {
             decision: if sampled {
                 SamplingDecision::RecordAndSample
@@ -113,28 +111,44 @@ impl ShouldSample for GatewaySampler {
 }
 
 thread_local! {
-    /// The sampler's last `ot` trace state and what it was made from: a gateway's spans
-    /// mostly carry the same threshold, and making one formats, validates and copies it.
-    static LAST_OT: std::cell::RefCell<Option<(OtKey, TraceState)>> = const { std::cell::RefCell::new(None) };
+    /// The last `ot` trace state made on this thread and what it was made from: a
+    /// gateway's spans mostly carry the same threshold, and making one formats,
+    /// validates and copies it.
+    static LAST_OT: std::cell::RefCell<Option<OtState>> = const { std::cell::RefCell::new(None) };
 }
 
-type OtKey = (crate::mediate::consistent::Threshold, Option<u64>);
+/// A span's `ot=th:…` trace state, as the SDK holds it and as `tracestate` text.
+struct OtState {
+    key: (crate::mediate::consistent::Threshold, Option<u64>),
+    state: TraceState,
+    text: String,
+}
 
-/// The span's trace state for threshold `th` and explicit randomness `rv`: `ot=th:…`
-/// (empty if the text were invalid, which the threshold's encoding rules out).
-fn ot_state(th: crate::mediate::consistent::Threshold, rv: Option<u64>) -> TraceState {
+/// Calls `f` with the trace state of a span sampled (or not) by `directive`, and its
+/// text: `ot=th:…` when the decision has a threshold, else empty (also if the text
+/// were invalid, which the threshold's encoding rules out).
+pub(crate) fn with_trace_state<R>(
+    directive: SamplingDirective,
+    sampled: bool,
+    f: impl FnOnce(&TraceState, &str) -> R,
+) -> R {
+    let Some(th) = directive.threshold(sampled) else {
+        return f(&TraceState::NONE, "");
+    };
+    let key = (th, directive.randomness());
     LAST_OT.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((key, state)) = &*last {
-            if *key == (th, rv) {
-                return state.clone();
-            }
+        if !matches!(&*last, Some(ot) if ot.key == key) {
+            let state = span_value(Some(th), key.1)
+                .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
+                .unwrap_or_default();
+            let text = state.header();
+            *last = Some(OtState { key, state, text });
         }
-        let state = span_value(Some(th), rv)
-            .and_then(|v| TraceState::from_key_value([(OT_KEY, v)]).ok())
-            .unwrap_or_default();
-        *last = Some(((th, rv), state.clone()));
-        state
+        match &*last {
+            Some(ot) => f(&ot.state, &ot.text),
+            None => f(&TraceState::NONE, ""),
+        }
     })
 }
 
@@ -210,6 +224,9 @@ impl Identity {
     }
 }
 
+/// The queues of the OTLP/HTTP exporters, for spans encoded outside the SDK.
+pub(crate) type OtlpQueues = Arc<[QueueHandle<EncodedSpans>]>;
+
 /// One exporter's name (its metrics' `exporter` label) and queue statistics.
 pub type NamedStats = (String, Arc<PipelineStats>);
 
@@ -218,6 +235,9 @@ pub type NamedStats = (String, Arc<PipelineStats>);
 pub struct Telemetry {
     /// Spans go somewhere (`exporter` is not `none`); otherwise no span object is built.
     exports: bool,
+    /// Every exporter is OTLP/HTTP: their queues, which take spans encoded while they
+    /// happen (`span::GatewaySpan`) instead of SDK spans.
+    otlp_queues: Option<OtlpQueues>,
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     limiter: Arc<RateLimiter>,
@@ -264,6 +284,7 @@ impl Telemetry {
         let tracer = provider.tracer(SCOPE_NAME);
         let telemetry = Telemetry {
             exports: true,
+            otlp_queues: None,
             provider,
             tracer,
             limiter,
@@ -439,6 +460,21 @@ impl Telemetry {
     /// had, and the upstream still sees the gateway as its parent.
     pub fn exports(&self) -> bool {
         self.exports
+    }
+
+    /// The queues of the OTLP/HTTP exporters when every exporter is one (see
+    /// [`Self::with_otlp_queues`]).
+    pub(crate) fn otlp_queues(&self) -> Option<&OtlpQueues> {
+        self.otlp_queues.as_ref()
+    }
+
+    /// Gateway spans go straight into `queues` as OTLP bytes, bypassing the SDK's span
+    /// objects: only for a pipeline whose every exporter is OTLP/HTTP (the others
+    /// take SDK `SpanData`), where the queues are the same ones its span processors
+    /// feed (so flush, shutdown and the counters cover both).
+    pub(crate) fn with_otlp_queues(mut self, queues: OtlpQueues) -> Self {
+        self.otlp_queues = Some(queues);
+        self
     }
 
     /// Marks this pipeline as exporting nothing (`exporter = "none"`).
