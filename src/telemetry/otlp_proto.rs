@@ -308,6 +308,7 @@ fn short_key_value_head(buf: &mut Vec<u8>, tag: u32, k: &str, any_len: usize) ->
     true
 }
 
+#[inline(always)]
 fn short_string(buf: &mut Vec<u8>, tag: u32, k: &str, v: &str) -> bool {
     if !short_key_value_head(buf, tag, k, 2 + v.len()) {
         return false;
