@@ -225,7 +225,7 @@ impl Identity {
 }
 
 /// The queues of the OTLP/HTTP exporters, for spans encoded outside the SDK.
-pub(crate) type OtlpQueues = Arc<[QueueHandle<EncodedSpans>]>;
+pub type OtlpQueues = Arc<[QueueHandle<EncodedSpans>]>;
 
 /// One exporter's name (its metrics' `exporter` label) and queue statistics.
 pub type NamedStats = (String, Arc<PipelineStats>);
@@ -472,7 +472,7 @@ impl Telemetry {
     /// objects: only for a pipeline whose every exporter is OTLP/HTTP (the others
     /// take SDK `SpanData`), where the queues are the same ones its span processors
     /// feed (so flush, shutdown and the counters cover both).
-    pub(crate) fn with_otlp_queues(mut self, queues: OtlpQueues) -> Self {
+    pub fn with_otlp_queues(mut self, queues: OtlpQueues) -> Self {
         self.otlp_queues = Some(queues);
         self
     }
