@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::{SpanExporter as _, TracerProviderBuilder};
 use opentelemetry_sdk::Resource;
 
 use super::otlp;
-use super::otlp_http::{EncodedSpans, OtlpHttpExporter};
+use super::otlp_http::OtlpHttpExporter;
 use super::pipeline::{PipelineStats, QueueHandle, QueueProcessor, SdkExport};
 use super::stdout::StdoutExporter;
 use super::tracer::SCOPE_NAME;
@@ -79,7 +79,7 @@ fn add_exporter(
     spec: ExporterSpec,
     resource: &Resource,
     stats: Arc<PipelineStats>,
-    otlp_queues: &mut Option<Vec<QueueHandle<EncodedSpans>>>,
+    otlp_queues: &mut Option<Vec<QueueHandle<Vec<u8>>>>,
 ) -> TracerProviderBuilder {
     if !matches!(&spec.exporter, Exporter::Otlp(_)) {
         *otlp_queues = None;

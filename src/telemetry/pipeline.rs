@@ -438,29 +438,36 @@ impl<B: Batch> QueueProcessor<B> {
 
 impl<B: Batch> QueueProcessor<B> {
     /// A handle that queues spans made without the SDK into this processor's queue.
-    pub fn handle(&self) -> QueueHandle<B> {
+    pub fn handle(&self) -> QueueHandle<B::Item> {
         QueueHandle(self.shared.clone())
     }
 }
 
 /// Queues spans made without the SDK (`span::GatewaySpan`'s OTLP record) into a
-/// [`QueueProcessor`]'s queue, exactly as its `on_end` queues SDK spans.
-pub struct QueueHandle<B>(Arc<Shared<B>>);
+/// [`QueueProcessor`]'s queue, exactly as its `on_end` queues SDK spans. Named by what
+/// it takes (`I`, the queue's [`Batch::Item`]), not by the batch type, so the tracer
+/// can hold one without depending on the exporter that made it.
+pub struct QueueHandle<I>(Arc<dyn Enqueue<I>>);
 
-impl<B> std::fmt::Debug for QueueHandle<B> {
+impl<I> std::fmt::Debug for QueueHandle<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueHandle").finish_non_exhaustive()
     }
 }
 
-impl<B: Batch> QueueHandle<B> {
+impl<I> QueueHandle<I> {
     /// Queues one span (dropped and counted when the queue is full or shut down).
-    pub fn push(&self, item: B::Item) {
+    pub fn push(&self, item: I) {
         self.0.enqueue(item);
     }
 }
 
-impl<B: Batch> Shared<B> {
+/// The request side of a queue.
+trait Enqueue<I>: Send + Sync {
+    fn enqueue(&self, item: I);
+}
+
+impl<B: Batch> Enqueue<B::Item> for Shared<B> {
     fn enqueue(&self, item: B::Item) {
         let stats = &self.stats;
         let mut pending = self.lock();

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::otlp_http::EncodedSpans;
 use super::pipeline::{PipelineStats, QueueHandle};
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceState};
@@ -224,8 +223,9 @@ impl Identity {
     }
 }
 
-/// The queues of the OTLP/HTTP exporters, for spans encoded outside the SDK.
-pub type OtlpQueues = Arc<[QueueHandle<EncodedSpans>]>;
+/// The queues of the OTLP/HTTP exporters, for spans encoded outside the SDK: each
+/// takes one span's OTLP `Span` bytes.
+pub type OtlpQueues = Arc<[QueueHandle<Vec<u8>>]>;
 
 /// One exporter's name (its metrics' `exporter` label) and queue statistics.
 pub type NamedStats = (String, Arc<PipelineStats>);
