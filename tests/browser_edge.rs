@@ -11,7 +11,7 @@ use std::process::Command;
 use reqwest::blocking::Response;
 use reqwest::Method;
 use support::scripted::{Reply, Scripted, Seen};
-use support::{client, free_port, one_route, TestGateway};
+use support::{client, one_route, TestGateway, DEAD_PORT};
 
 const PAGE: &str = "https://app.example.com";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -357,7 +357,7 @@ fn apps_and_curl_get_the_trace_id_and_server_timing_without_cors() {
 #[test]
 fn the_gateways_own_responses_carry_the_edge_headers() {
     // Nothing listens on the upstream port: 502 from the gateway itself.
-    let dead = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let dead = ([127, 0, 0, 1], DEAD_PORT).into();
     let text = one_route(
         dead,
         1,

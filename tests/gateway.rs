@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{client, free_port, raw_exchange, Origin, StallingOrigin, TestGateway};
+use support::{client, free_port, raw_exchange, Origin, StallingOrigin, TestGateway, DEAD_PORT};
 
 fn json(resp: reqwest::blocking::Response) -> Value {
     let text = resp.text().expect("body");
@@ -131,7 +131,7 @@ fn repeated_headers_show_as_arrays_in_echo() {
 
 #[test]
 fn unreachable_upstream_is_502() {
-    let dead = free_port();
+    let dead = DEAD_PORT;
     let gw = TestGateway::start(&format!(
         r#"
         [server]
@@ -158,7 +158,7 @@ fn unreachable_upstream_is_502() {
 
 #[test]
 fn connect_failure_is_retried_once_on_the_next_peer() {
-    let dead = free_port();
+    let dead = DEAD_PORT;
     let live = Origin::start("live");
     let gw = TestGateway::start(&format!(
         r#"
@@ -522,7 +522,7 @@ fn tls_upstream_round_trip() {
 
 #[test]
 fn health_checks_take_a_dead_peer_out_of_rotation() {
-    let dead = free_port();
+    let dead = DEAD_PORT;
     let live = Origin::start("live");
     let gw = TestGateway::start(&format!(
         r#"

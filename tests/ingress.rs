@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::Value;
-use support::{client, free_port, one_route, Origin, TestGateway};
+use support::{client, one_route, Origin, TestGateway, DEAD_PORT};
 use tracebridge::codec::Format;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -266,7 +266,7 @@ fn the_404_for_no_route_is_correlated() {
 
 #[test]
 fn the_gateways_502_is_correlated() {
-    let dead = free_port();
+    let dead = DEAD_PORT;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let gw = TestGateway::start(&format!(

@@ -697,7 +697,7 @@ fn span_follows_http_semantic_conventions() {
 
 #[test]
 fn failed_requests_mark_the_span_as_error() {
-    let dead = support::free_port();
+    let dead = support::DEAD_PORT;
     let gw = TestGateway::start(&format!(
         r#"
         [server]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use support::{
     client, free_port, one_route, poll_until, CollectorMode, Origin, OtlpReceiver, StallingOrigin,
-    TestGateway,
+    TestGateway, DEAD_PORT,
 };
 
 /// Every log line of this test binary, as `LEVEL target: message`. Tests run in
@@ -186,7 +186,7 @@ fn a_collector_answering_500_is_logged_with_its_status_once() {
 #[test]
 fn a_502_after_a_retry_is_logged_once() {
     capture_logs();
-    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let dead: SocketAddr = ([127, 0, 0, 1], DEAD_PORT).into();
     let gw = TestGateway::start(&one_route(dead, 1, "", ""));
     let path = format!("/logged-once-{}", gw.port);
     let r = client().get(gw.url(&path)).send().unwrap();
@@ -201,7 +201,9 @@ fn a_502_after_a_retry_is_logged_once() {
 #[test]
 fn a_failing_health_check_logs_one_short_line() {
     capture_logs();
-    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // An address of its own (all of 127/8 is loopback): the log lines are found by it,
+    // and other tests' requests to 127.0.0.1's dead port log too.
+    let dead: SocketAddr = ([127, 0, 0, 2], DEAD_PORT).into();
     // A TCP health check every 50 ms on a peer that refuses connections.
     let text = one_route(dead, 1, "", "").replace(
         "[[routes]]",

@@ -488,8 +488,8 @@ fn keep_errors_exports_the_span_of_an_unsampled_5xx_without_changing_what_went_u
 
 #[test]
 fn keep_errors_covers_proxy_failures_and_is_rate_limited_like_roots() {
-    // Nothing listens on port 1 of loopback: every request fails with a 502.
-    let dead: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    // Nothing listens there: every request fails with a 502.
+    let dead: std::net::SocketAddr = ([127, 0, 0, 1], support::DEAD_PORT).into();
     let gw = keep_gateway(
         dead,
         "strategy = \"never\"\nkeep_errors = true\nmax_traces_per_second = 1",

@@ -61,6 +61,11 @@ impl Spans {
     }
 }
 
+/// A loopback port nothing listens on, for an upstream that refuses connections: port
+/// 1 (tcpmux, unused). A [`free_port`] would do only until another test running in
+/// parallel binds it, and then the "dead" upstream answers.
+pub const DEAD_PORT: u16 = 1;
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
