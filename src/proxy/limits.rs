@@ -136,6 +136,12 @@ impl ConnState {
         word >> PHASE_SHIFT
     }
 
+    /// Accepted, and no byte read since: the header deadline armed at the accept.
+    fn fresh(&self) -> bool {
+        let word = self.state.load(Ordering::Acquire);
+        Self::phase(word) == HEADER && word & BYTES_SEEN == 0
+    }
+
     /// No request is under way: waiting for the first byte of one, or idle.
     fn awaiting_request(&self) -> bool {
         let word = self.state.load(Ordering::Acquire);
@@ -558,12 +564,29 @@ impl Limited {
     }
 }
 
+/// How long a connection accepted just before shutdown has to show its first request
+/// before the drain closes it as idle.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
 /// Resolves when shutdown begins while `conn` has no request under way. pingora drops
 /// such connections itself once they wait in its request reader, but not while it
 /// peeks for the h2c preface, which would hold a drain until the header deadline. A
 /// connection busy at that moment is left to pingora: it closes it after the response.
+///
+/// A connection that has not yet sent a byte since its accept gets
+/// [`FIRST_REQUEST_GRACE`] first. A client sends its request right after the connect,
+/// so the bytes are usually on the way, just not read yet. Closing such a connection
+/// would fail a request sent to a listening socket: about one in 10,000 during a
+/// zero-downtime upgrade's hand-over (`tests/deploy.rs`). Keep-alive connections idle
+/// between requests are closed at once, as nginx closes them.
 async fn idle_at_shutdown(conn: &ConnState, mut shutdown: ShutdownWatch) {
-    if shutdown.wait_for(|down| *down).await.is_err() || !conn.awaiting_request() {
+    if shutdown.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    if conn.fresh() {
+        tokio::time::sleep(FIRST_REQUEST_GRACE).await;
+    }
+    if !conn.awaiting_request() {
         std::future::pending::<()>().await;
     }
 }
