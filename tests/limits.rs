@@ -579,6 +579,31 @@ fn sigterm_on_an_idle_gateway_stops_at_once() {
     eprintln!("an idle gateway stopped {stopped:?} after SIGTERM (grace 10 s)");
 }
 
+#[test]
+fn a_connection_accepted_before_sigterm_still_gets_its_first_request_served() {
+    capture_logs();
+    let mut gw = Running::start(&echo_config(
+        "grace_period = \"10s\"\nheader_timeout = \"30s\"",
+    ));
+    // Accepted before the drain, its request sent only after the drain began: a client
+    // whose request was on its way when a zero-downtime upgrade started.
+    let mut late = connect(gw.port);
+    std::thread::sleep(Duration::from_millis(100));
+    let sigterm = gw.terminate();
+    std::thread::sleep(Duration::from_millis(100));
+    late.write_all(GET).expect("write");
+    assert_eq!(
+        read_response(&mut late),
+        200,
+        "the request sent after the drain began"
+    );
+    let stopped = gw.wait_stopped(Duration::from_secs(5)) - sigterm;
+    assert!(
+        stopped < Duration::from_secs(3),
+        "stopped {stopped:?} after SIGTERM"
+    );
+}
+
 /// The binary, killed when dropped.
 struct Binary(std::process::Child);
 
