@@ -205,8 +205,9 @@ impl GatewaySpan {
             if !keep.active() && plan.links.is_empty() {
                 let (trace_id, span_id, sampled) = telemetry.span_ids(parent, plan.directive);
                 let span = sampled.then(|| {
+                    let parent_span = parent.and_then(|(_, span, _)| span);
                     let writer = with_trace_state(plan.directive, true, |_, trace_state| {
-                        let ids = (trace_id, span_id, trace_state);
+                        let ids = (trace_id, span_id, parent_span, trace_state);
                         start_writer(plan, &facts, path, ids, SystemTime::now())
                     });
                     OtlpSpan {
@@ -554,16 +555,16 @@ fn name_parts<'a>(facts: &RequestFacts<'a>) -> [&'a str; 3] {
     }
 }
 
-/// Starts the OTLP bytes of a sampled span with `ids` (trace id, span id, the span's
-/// own trace state text) at `start`.
+/// Starts the OTLP bytes of a sampled span with `ids` (trace id, span id, the remote
+/// parent's span id, the span's own trace state text) at `start`.
 fn start_writer(
     plan: &Plan,
     facts: &RequestFacts<'_>,
     path: &Arc<str>,
-    ids: (TraceId, SpanId, &str),
+    ids: (TraceId, SpanId, Option<SpanId>, &str),
     start: SystemTime,
 ) -> SpanWriter {
-    let (trace_id, span_id, trace_state) = ids;
+    let (trace_id, span_id, parent, trace_state) = ids;
     // A span with its usual attributes takes about 700 bytes.
     let mut writer = SpanWriter::start(
         Vec::with_capacity(768),
@@ -571,9 +572,7 @@ fn start_writer(
             trace_id: trace_id.to_bytes(),
             span_id: span_id.to_bytes(),
             trace_state,
-            parent: remote_parent(plan)
-                .and_then(|(_, parent, _)| parent)
-                .map(SpanId::to_bytes),
+            parent: parent.map(SpanId::to_bytes),
             name: &name_parts(facts),
             kind: SpanKind::Server,
             start,
@@ -787,8 +786,10 @@ mod tests {
         let sc = &data.span_context;
         let trace_id = TraceId::new(u128::from_be_bytes(sc.trace_id().to_bytes())).unwrap();
         let span_id = SpanId::new(u64::from_be_bytes(sc.span_id().to_bytes())).unwrap();
+        let parent = (data.parent_span_id != opentelemetry::trace::SpanId::INVALID)
+            .then(|| SpanId::new(u64::from_be_bytes(data.parent_span_id.to_bytes())).unwrap());
         let state = sc.trace_state().header();
-        let ids = (trace_id, span_id, state.as_str());
+        let ids = (trace_id, span_id, parent, state.as_str());
         let mut writer = start_writer(plan, facts, path, ids, data.start_time);
         if let Some(id) = request_id {
             writer.string(attr::REQUEST_ID, id);
