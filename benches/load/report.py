@@ -55,6 +55,30 @@ def num(v, fmt):
     return "–" if v is None else format(v, fmt)
 
 
+def pairs(a_rows, b_rows, field):
+    """Per-round ratios a/b of `field` over the rounds where both runs succeeded, their
+    median, and how far that median can move on this machine: a bootstrap over the
+    rounds (the pairs resampled with replacement, 10,000 times, fixed seed so a report
+    can be recomputed), its 5th and 95th percentiles as text. Meaningful from about 10
+    rounds. The runs of a pair are back to back (run.sh's plan), so the median of the
+    pairs is the figure least moved by the drift of a shared machine between rounds."""
+    by_round = {r["round"]: r for r in b_rows if r["ok"]}
+    per_round = [
+        r[field] / by_round[r["round"]][field]
+        for r in a_rows
+        if r["ok"] and r["round"] in by_round
+    ]
+    median = statistics.median(per_round) if per_round else None
+    interval = "–"
+    if len(per_round) >= 2:
+        rng = random.Random(1)
+        medians = sorted(
+            statistics.median(rng.choices(per_round, k=len(per_round))) for _ in range(10_000)
+        )
+        interval = f"{medians[500]:.3f}–{medians[9_499]:.3f}"
+    return per_round, median, interval
+
+
 def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "–"
 
@@ -111,31 +135,30 @@ if fwd:
       f"{num(med(tb_plain, 'cpu_us'), '.1f')} vs {num(med(fwd, 'cpu_us'), '.1f')} µs.")
     w("")
 
+# tracebridge against nginx round by round: in plain and b3-3 the two run back to back.
+side = []
+for s in ("plain", "b3-3"):
+    tb_rows, ng_rows = groups.get((s, "tracebridge"), []), groups.get((s, "nginx"), [])
+    if tb_rows and ng_rows:
+        cells = []
+        for field, label in (("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")):
+            _, m, interval = pairs(tb_rows, ng_rows, field)
+            cells.append(f"{label} {num(m, '.3f')} ({interval})")
+        side.append(f"- `{s}`: " + ", ".join(cells))
+if side:
+    w("**Side by side with nginx** (tracebridge ÷ nginx, median of the per-round pairs, "
+      "90 % bootstrap interval; the two runs of a round are back to back):")
+    w("")
+    out.extend(side)
+    w("")
+
 # OTLP overhead, from the same rounds.
 tb_none = groups.get(("b3-3", "tracebridge"), [])
 tb_otlp = groups.get(("b3-3-otlp", "tracebridge"), [])
 caddy_tr = groups.get(("caddy-tracing", "caddy"), [])
 m_none, m_otlp = med(tb_none, "rps"), med(tb_otlp, "rps")
 if m_none and m_otlp:
-    per_round = []
-    by_round = {r["round"]: r for r in tb_none if r["ok"]}
-    for r in tb_otlp:
-        if r["ok"] and r["round"] in by_round:
-            per_round.append(r["rps"] / by_round[r["round"]]["rps"])
-    # The two runs of a round are back to back (run.sh's plan), so each round's ratio
-    # is a side-by-side pair; their median is the figure least moved by the drift
-    # of a shared machine between rounds.
-    paired = statistics.median(per_round) if per_round else None
-    # How far that median can move on this machine: a bootstrap over the rounds (the
-    # pairs resampled with replacement, 10,000 times, fixed seed so a report can be
-    # recomputed), its 5th and 95th percentiles. Meaningful from about 10 rounds.
-    interval = "–"
-    if len(per_round) >= 2:
-        rng = random.Random(1)
-        medians = sorted(
-            statistics.median(rng.choices(per_round, k=len(per_round))) for _ in range(10_000)
-        )
-        interval = f"{medians[500]:.3f}–{medians[9_499]:.3f}"
+    per_round, paired, interval = pairs(tb_otlp, tb_none, "rps")
     verdict = "met" if m_otlp / m_none >= 0.95 else "NOT met"
     c_none, c_otlp = med(tb_none, "cpu_us"), med(tb_otlp, "cpu_us")
     w(f"**OTLP overhead** (tracebridge b3-3-otlp ÷ b3-3 req/s, medians of the same rounds): "

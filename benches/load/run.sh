@@ -48,8 +48,9 @@
 # - LOAD: `wrk -t1 -c50 -d<S>s --latency` (with `-H` for the scenario's header). Runs are
 #   interleaved: for each round, every (scenario, contestant) once; odd rounds in list
 #   order, even rounds in reverse, so slow drift of a shared machine cancels out.
-#   tracebridge's b3-3 and b3-3-otlp runs are adjacent in every round, so each round
-#   gives one side-by-side pair for the OTLP overhead.
+#   tracebridge runs right after nginx in plain and b3-3, and its b3-3-otlp run right
+#   after its b3-3 run, so each round gives one side-by-side pair for each of those
+#   comparisons (the report's "Side by side" and "OTLP overhead" lines).
 # - MEASURED per run: req/s, p50 and p99 (wrk's latency distribution); proxy CPU per
 #   request = delta of utime+stime (/proc/PID/stat fields 14 and 15, clock ticks)
 #   summed over the contestant's processes (nginx master and worker), divided by the
@@ -568,9 +569,12 @@ else
     for p in tb-plain "${peers[@]}" nginx-fwd; do plan+=("plain $p"); done
     for p in tb-plain "${peers[@]}"; do plan+=("tp $p"); done
 fi
-# tracebridge's b3-3 last in its scenario, so it and b3-3-otlp run back to back in
-# every round (either order): the OTLP overhead is a ratio of adjacent runs.
-for p in "${peers[@]+"${peers[@]}"}" tb-b3; do plan+=("b3-3 $p"); done
+# tracebridge's b3-3 last in its scenario, right after nginx, so in every round (either
+# order) it runs back to back with nginx and with b3-3-otlp: the side-by-side ratios and
+# the OTLP overhead are ratios of adjacent runs.
+for p in "${peers[@]+"${peers[@]}"}"; do [[ $p == nginx ]] || plan+=("b3-3 $p"); done
+[[ $otlp_only == 1 ]] || plan+=("b3-3 nginx")
+plan+=("b3-3 tb-b3")
 plan+=("b3-3-otlp tb-otlp")
 [[ $have_caddy_tracing == 1 ]] && plan+=("caddy-tracing caddy-tracing")
 
