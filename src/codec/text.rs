@@ -226,7 +226,7 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let r = rest?;
-        match r.bytes().position(|b| b == sep) {
+        match memchr::memchr(sep, r.as_bytes()) {
             Some(i) => {
                 rest = r.get(i + 1..);
                 r.get(..i)
@@ -241,7 +241,7 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
 
 /// `s.split_once(sep)` for an ASCII separator, with a plain byte scan.
 pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
-    let i = s.bytes().position(|b| b == sep)?;
+    let i = memchr::memchr(sep, s.as_bytes())?;
     Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
