@@ -122,7 +122,7 @@ impl Front {
             buf: BytesMut::with_capacity(2048),
             spans: Vec::with_capacity(16),
             map: HeaderMap::with_capacity(16),
-            edits: Vec::new(),
+            edits: EditList::default(),
             out: Vec::with_capacity(2048),
             rbuf: BytesMut::with_capacity(4096),
             rspans: Vec::with_capacity(16),
@@ -667,8 +667,8 @@ struct Conn {
     spans: Vec<HeaderSpan>,
     /// The request's headers, as the core reads them.
     map: HeaderMap,
-    /// What mediation set (a value) or removed (`None`) for the current attempt.
-    edits: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// What mediation set or removed for the current attempt.
+    edits: EditList,
     /// The outgoing head being built (upstream request, then client response).
     out: Vec<u8>,
     /// Bytes read from the upstream.
@@ -716,33 +716,35 @@ fn restore(buf: &mut BytesMut, head: &Bytes, body: &Bytes) {
 }
 
 /// The upstream request head: the request line as received (origin-form, HTTP/1.1),
-/// every end-to-end header in its original spelling and order except those mediation
-/// edited or the forwarding headers replace, then mediation's values, then the
+/// every end-to-end header line as received (spelling, order and spacing) except those
+/// mediation edited or the forwarding headers replace, then mediation's values, then the
 /// forwarding headers.
 fn upstream_head(
     out: &mut Vec<u8>,
     x: &Exchange<'_>,
     spans: &[HeaderSpan],
-    edits: &[(HeaderName, Option<HeaderValue>)],
+    edits: &EditList,
     forwarding: &[(HeaderName, HeaderValue)],
 ) {
+    // The names a request header may be replaced by; most headers are none of them,
+    // and the length alone says so without comparing.
+    let mut replacing = edits.lens;
+    for (name, _) in forwarding {
+        replacing.add(name.as_str().len());
+    }
     out.clear();
     out.extend_from_slice(x.req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(&x.head[x.req.target.clone()]);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for s in spans {
-        let name = &x.head[s.name.clone()];
+    copy_lines(out, x.head, spans, |s, name| {
         let replaced = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
-        if s.known.hop_by_hop()
-            || edits.iter().any(|(n, _)| replaced(n))
-            || forwarding.iter().any(|(n, _)| replaced(n))
-        {
-            continue;
-        }
-        header_line(out, name, &x.head[s.value.clone()]);
-    }
-    for (name, value) in edits {
+        !(s.known.hop_by_hop()
+            || replacing.may_hold(name.len())
+                && (edits.items.iter().any(|(n, _)| replaced(n))
+                    || forwarding.iter().any(|(n, _)| replaced(n))))
+    });
+    for (name, value) in &edits.items {
         if let Some(value) = value {
             header_line(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -753,6 +755,29 @@ fn upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Copies the header lines of a parsed `head` that `keep` accepts, as they arrived:
+/// each consecutive run of kept lines in one copy. A field's line runs from its name to
+/// the next field's name, or to the head's final CRLF: the parsers accept only CRLF line
+/// ends and no folded lines, so the lines tile the head.
+fn copy_lines(
+    out: &mut Vec<u8>,
+    head: &[u8],
+    spans: &[HeaderSpan],
+    mut keep: impl FnMut(&HeaderSpan, &[u8]) -> bool,
+) {
+    let mut run: Option<usize> = None;
+    for s in spans {
+        if keep(s, &head[s.name.clone()]) {
+            run.get_or_insert(s.name.start);
+        } else if let Some(start) = run.take() {
+            out.extend_from_slice(&head[start..s.name.start]);
+        }
+    }
+    if let Some(start) = run {
+        out.extend_from_slice(&head[start..head.len() - 2]);
+    }
+}
+
 fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -761,7 +786,7 @@ fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// The response head for the client: the upstream's status line (as HTTP/1.1) and
-/// end-to-end headers, the gateway's own (`added` replaces the upstream's of the same
+/// end-to-end header lines as received, the gateway's own (`added` replaces the upstream's of the same
 /// name), and `Connection: close` when the connection ends after it.
 fn response_head(
     out: &mut Vec<u8>,
@@ -781,18 +806,13 @@ fn response_head(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&rbuf[9..line_end]);
     out.extend_from_slice(b"\r\n");
-    for s in spans {
-        let name = &rbuf[s.name.clone()];
+    copy_lines(out, &rbuf[..resp.head_len], spans, |s, name| {
         let chunked_te = resp.framing == Framing::Chunked && s.known == Known::TransferEncoding;
-        if (s.known.hop_by_hop() && !chunked_te)
+        !((s.known.hop_by_hop() && !chunked_te)
             || added
                 .iter()
-                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        header_line(out, name, &rbuf[s.value.clone()]);
-    }
+                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name)))
+    });
     for (name, value) in added {
         header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -844,44 +864,87 @@ async fn write_reply(
     send(client, &conn.out).await.is_ok()
 }
 
-/// The mediation target of the fast path: the request's headers as they arrived,
-/// read-only, and the edits made for this attempt (a name set to a value, or removed)
-/// for [`upstream_head`] to write. Each attempt starts again from the arrival, as
-/// pingora's does from a fresh copy of the request.
-struct Edits<'a> {
-    map: &'a HeaderMap,
-    edits: &'a mut Vec<(HeaderName, Option<HeaderValue>)>,
+/// What mediation set (a value) or removed (`None`) for one attempt: one entry per
+/// name, in the order first edited, the last edit winning.
+#[derive(Debug, Default)]
+struct EditList {
+    items: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The lengths of the names in `items`.
+    lens: NameLens,
 }
 
-impl Edits<'_> {
-    fn record(&mut self, name: HeaderName, value: Option<HeaderValue>) {
-        match self.edits.iter_mut().find(|(n, _)| *n == name) {
-            Some(edit) => edit.1 = value,
-            None => self.edits.push((name, value)),
-        }
+impl EditList {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.lens = NameLens::default();
     }
+
+    fn get(&self, name: &HeaderName) -> Option<&Option<HeaderValue>> {
+        if !self.lens.may_hold(name.as_str().len()) {
+            return None;
+        }
+        self.items.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn record(&mut self, name: HeaderName, value: Option<HeaderValue>) {
+        let len = name.as_str().len();
+        if self.lens.may_hold(len) {
+            if let Some(edit) = self.items.iter_mut().find(|(n, _)| *n == name) {
+                edit.1 = value;
+                return;
+            }
+        }
+        self.lens.add(len);
+        self.items.push((name, value));
+    }
+}
+
+/// A set of header-name lengths (modulo 64): a name whose length is not in it is none
+/// of the names it was made from. Mediation edits about ten names and a request carries
+/// about as many; lengths tell almost all of them apart with one AND instead of a
+/// search of name comparisons per name.
+#[derive(Debug, Clone, Copy, Default)]
+struct NameLens(u64);
+
+impl NameLens {
+    fn add(&mut self, len: usize) {
+        self.0 |= 1 << (len % 64);
+    }
+
+    fn may_hold(self, len: usize) -> bool {
+        self.0 & 1 << (len % 64) != 0
+    }
+}
+
+/// The mediation target of the fast path: the request's headers as they arrived,
+/// read-only, and the edits made for this attempt for [`upstream_head`] to write. Each
+/// attempt starts again from the arrival, as pingora's does from a fresh copy of the
+/// request.
+struct Edits<'a> {
+    map: &'a HeaderMap,
+    edits: &'a mut EditList,
 }
 
 impl HeaderSink for Edits<'_> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.record(name, Some(value));
+        self.edits.record(name, Some(value));
     }
 }
 
 impl HeaderEdit for Edits<'_> {
     fn contains(&self, name: &HeaderName) -> bool {
-        match self.edits.iter().find(|(n, _)| n == name) {
-            Some((_, value)) => value.is_some(),
+        match self.edits.get(name) {
+            Some(value) => value.is_some(),
             None => self.map.contains_key(name),
         }
     }
 
     fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
-        let edited = |name: &HeaderName| self.edits.iter().any(|(n, _)| n == name);
         let mut names = crate::mediate::prefixed(self.map, prefix);
-        names.retain(|n| !edited(n));
+        names.retain(|n| self.edits.get(n).is_none());
         names.extend(
             self.edits
+                .items
                 .iter()
                 .filter(|(n, v)| v.is_some() && n.as_str().starts_with(prefix))
                 .map(|(n, _)| n.clone()),
@@ -890,7 +953,7 @@ impl HeaderEdit for Edits<'_> {
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.record(name.clone(), None);
+        self.edits.record(name.clone(), None);
     }
 }
 
@@ -1092,7 +1155,7 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("uberctx-a", HeaderValue::from_static("1"));
         map.insert("b3", HeaderValue::from_static("0"));
-        let mut edits = Vec::new();
+        let mut edits = EditList::default();
         let mut e = Edits {
             map: &map,
             edits: &mut edits,
@@ -1109,8 +1172,20 @@ mod tests {
         assert!(!e.contains(&name("b3")) && !e.contains(&name("uberctx-x")));
         assert!(e.names_with_prefix("uberctx-").is_empty());
         e.set(name("b3"), HeaderValue::from_static("1"));
-        assert_eq!(edits.len(), 3, "one edit per name, the last one winning");
-        assert_eq!(edits[2], (name("b3"), Some(HeaderValue::from_static("1"))));
+        // Same lengths, other names: the length set only narrows the search.
+        e.set(name("b4"), HeaderValue::from_static("2"));
+        e.remove(&name("uberctx-y"));
+        assert!(e.contains(&name("b4")) && !e.contains(&name("uberctx-y")));
+        assert!(e.contains(&name("b3")));
+        assert_eq!(
+            edits.items.len(),
+            5,
+            "one edit per name, the last one winning"
+        );
+        assert_eq!(
+            edits.items[2],
+            (name("b3"), Some(HeaderValue::from_static("1")))
+        );
         assert!(
             map.contains_key("b3"),
             "the arrival itself is never changed"
