@@ -589,6 +589,8 @@ pub enum Framing {
 pub struct ResponseHead {
     pub status: u16,
     pub head_len: usize,
+    /// Where the status line's CRLF begins.
+    pub status_line_end: usize,
     pub framing: Framing,
     /// The upstream connection cannot be reused after this response.
     pub close: bool,
@@ -635,9 +637,9 @@ pub fn parse_response(
     }
     // Bare LF: the status line (httparse skips no empty lines before it), then each field
     // below, then the final empty line.
-    let status_line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(0);
-    if status_line_end == 0
-        || buf[status_line_end - 1] != b'\r'
+    let status_lf = memchr::memchr(b'\n', buf).unwrap_or(0);
+    if status_lf == 0
+        || buf[status_lf - 1] != b'\r'
         || buf.get(head_len.wrapping_sub(2)) != Some(&b'\r')
     {
         return Err("bare lf in response head");
@@ -719,6 +721,7 @@ pub fn parse_response(
     Ok(Some(ResponseHead {
         status,
         head_len,
+        status_line_end: status_lf - 1,
         framing,
         close,
         http10,

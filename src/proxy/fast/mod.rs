@@ -359,7 +359,7 @@ impl Front {
             let pooled = if stale_retried {
                 None
             } else {
-                pool::checkout(&address, spec.idle_timeout, ready)
+                pool::checkout(&address, ready)
             };
             let reused = pooled.is_some();
             // When the request goes out: a pooled connection is written to at once.
@@ -798,13 +798,8 @@ fn response_head(
 ) {
     out.clear();
     // "HTTP/1.x " is 9 bytes; the status code and reason follow up to the line end.
-    let line_end = rbuf[..resp.head_len]
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(9)
-        .max(9);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&rbuf[9..line_end]);
+    out.extend_from_slice(&rbuf[9..resp.status_line_end.max(9)]);
     out.extend_from_slice(b"\r\n");
     copy_lines(out, &rbuf[..resp.head_len], spans, |s, name| {
         let chunked_te = resp.framing == Framing::Chunked && s.known == Known::TransferEncoding;
