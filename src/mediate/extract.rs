@@ -10,7 +10,7 @@
 
 use http::HeaderMap;
 
-use crate::codec::{DecodeError, Format, FormatSet};
+use crate::codec::{DecodeError, Format, FormatList, FormatSet};
 use crate::model::{Sampling, TraceContext};
 
 /// Everything extraction found in one request's headers.
@@ -25,7 +25,7 @@ pub struct Extraction {
     pub invalid: Vec<(Format, DecodeError)>,
     /// Every format that yielded a valid context agreeing with the primary (what
     /// `preserve` re-injects), in extraction order.
-    pub arrived: Vec<Format>,
+    pub arrived: FormatList,
     /// Every format with at least one header in the map, valid or not (what
     /// stripping must look at).
     pub present: FormatSet,

@@ -107,7 +107,7 @@ pub struct Plan {
     /// Formats present but invalid, with the reason.
     pub invalid: Vec<(Format, DecodeError)>,
     /// Formats that arrived with a valid, agreeing context (for `preserve`).
-    pub arrived: Vec<Format>,
+    pub arrived: FormatList,
     /// How to decide sampling.
     pub directive: SamplingDirective,
     /// Every format with headers in the request (stripping looks only at these).
