@@ -414,13 +414,15 @@ impl HeaderSink for Tally {
     }
 }
 
-/// Writes through to the request and counts.
-struct Tee<'a> {
-    req: &'a mut dyn HeaderEdit,
+/// Writes through to the request and counts. Generic over the request, as the
+/// functions that make it are, so that a proxy path's edit is called directly, not
+/// through a second trait object after the codec's.
+struct Tee<'a, E: ?Sized> {
+    req: &'a mut E,
     tally: Tally,
 }
 
-impl HeaderSink for Tee<'_> {
+impl<E: HeaderEdit + ?Sized> HeaderSink for Tee<'_, E> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.tally.add(&name, &value);
         self.req.set(name, value);
@@ -447,13 +449,13 @@ pub fn formats_to_inject(policy: &Policy, plan: &Plan) -> FormatList {
 /// `req` carries. The proxy never changes trace headers between extraction and
 /// injection (each attempt starts from a copy of the incoming request), so the scan
 /// done for extraction serves stripping too.
-pub fn inject(
+pub fn inject<E: HeaderEdit + ?Sized>(
     formats: &[Format],
     strip_unlisted: bool,
     present: FormatSet,
     ctx: &TraceContext,
     hop: &Hop<'_>,
-    req: &mut dyn HeaderEdit,
+    req: &mut E,
 ) -> InjectReport {
     inject_within(
         formats,
@@ -487,14 +489,14 @@ pub fn would_strip(formats: &[Format], strip_unlisted: bool, present: FormatSet)
 /// `tracestate` are never left out, even when they alone exceed the budget. The common
 /// case (within budget) writes once and only counts; over budget, the number of
 /// members kept is found by bisection over dry runs that only count.
-pub fn inject_within(
+pub fn inject_within<E: HeaderEdit + ?Sized>(
     formats: &[Format],
     strip_unlisted: bool,
     present: FormatSet,
     ctx: &TraceContext,
     hop: &Hop<'_>,
     budget: Budget,
-    req: &mut dyn HeaderEdit,
+    req: &mut E,
 ) -> InjectReport {
     for format in Format::ALL {
         if present.contains(format) && (strip_unlisted || formats.contains(&format)) {
@@ -542,11 +544,11 @@ pub fn inject_within(
     report
 }
 
-fn write_all(
+fn write_all<E: HeaderEdit + ?Sized>(
     formats: &[Format],
     ctx: &TraceContext,
     hop: &Hop<'_>,
-    req: &mut dyn HeaderEdit,
+    req: &mut E,
 ) -> InjectReport {
     let mut tee = Tee {
         req,
@@ -565,7 +567,7 @@ fn write_all(
 }
 
 /// Removes every header `format` owns, including prefixed per-item headers.
-fn strip(format: Format, req: &mut dyn HeaderEdit) {
+fn strip<E: HeaderEdit + ?Sized>(format: Format, req: &mut E) {
     for name in format.headers() {
         if req.contains(name) {
             req.remove(name);

@@ -486,7 +486,11 @@ impl Core {
     }
 
     /// Writes the forwarding headers and the trace context into one outgoing request.
-    pub(crate) fn prepare_upstream(&self, ctx: &mut RequestCtx, req: &mut dyn HeaderEdit) {
+    pub(crate) fn prepare_upstream<E: HeaderEdit + ?Sized>(
+        &self,
+        ctx: &mut RequestCtx,
+        req: &mut E,
+    ) {
         for (name, value) in self.forwarding(ctx) {
             req.set(name.clone(), value.clone());
         }
@@ -501,7 +505,7 @@ impl Core {
     }
 
     /// Writes the trace context into one outgoing request (every attempt is a call).
-    pub(crate) fn inject(&self, ctx: &mut RequestCtx, req: &mut dyn HeaderEdit) {
+    pub(crate) fn inject<E: HeaderEdit + ?Sized>(&self, ctx: &mut RequestCtx, req: &mut E) {
         let peer = ctx.peer_address.as_deref().unwrap_or("-");
         if let Some(trace) = &mut ctx.trace {
             trace.inject(req, &self.telemetry, peer, &self.metrics);

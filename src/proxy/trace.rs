@@ -157,9 +157,9 @@ impl RequestTrace {
     /// SkyWalking's and EagleEye's call index counts it). The retry event is recorded
     /// by [`Self::attempt`] alone: a retry after the connection was up passes through
     /// both hooks, and recording in both made two events for one retry.
-    pub fn inject(
+    pub fn inject<E: HeaderEdit + ?Sized>(
         &mut self,
-        req: &mut dyn HeaderEdit,
+        req: &mut E,
         telemetry: &Telemetry,
         peer_address: &str,
         metrics: &Metrics,

@@ -9,9 +9,9 @@
 //! Connections older than the upstream's `idle_timeout` are dropped at checkout and
 //! checkin, so an idle socket lives at most that long while requests flow.
 //!
-//! Thread-local because the fast path's tasks stay on the worker thread that accepted
-//! their connection (pingora's `work_stealing = false`); with work stealing a
-//! connection may come back to another thread's list, which is still correct.
+//! Thread-local because a connection's task mostly runs on the worker thread that
+//! accepted it; when tokio's work stealing moves it, a connection may come back to
+//! another thread's list, which is still correct.
 
 use std::cell::RefCell;
 use std::pin::Pin;
