@@ -786,8 +786,9 @@ fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// The response head for the client: the upstream's status line (as HTTP/1.1) and
-/// end-to-end header lines as received, the gateway's own (`added` replaces the upstream's of the same
-/// name), and `Connection: close` when the connection ends after it.
+/// end-to-end header lines as received, the gateway's own (`added` replaces the
+/// upstream's of the same name), and `Connection: close` when the connection ends
+/// after it.
 fn response_head(
     out: &mut Vec<u8>,
     rbuf: &[u8],
