@@ -38,7 +38,7 @@ use http::{HeaderMap, HeaderName};
 pub use super::b3_state::State;
 use super::b3_state::{from_sampling, to_context};
 use super::text::{into_string, parse_span_id, parse_trace_id, split_ascii};
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// The single B3 header.
@@ -109,8 +109,7 @@ pub fn encode(b3: &B3Single) -> String {
     into_string(encode_bytes(b3))
 }
 
-/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
-/// without a copy).
+/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
 fn encode_bytes(b3: &B3Single) -> Vec<u8> {
     match *b3 {
         B3Single::Decision(state) => vec![state_char(state)],
@@ -185,9 +184,7 @@ impl Codec for B3Codec {
             state: from_sampling(ctx),
             parent_span_id: None,
         };
-        if let Some(v) = header_value(encode_bytes(&wire)) {
-            out.set(B3.clone(), v);
-        }
+        out.set_bytes(&B3, &encode_bytes(&wire));
         Injected::default()
     }
 }

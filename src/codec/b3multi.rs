@@ -37,11 +37,11 @@
 //!
 //! Id and state rules are shared with [`super::b3`] (the id parsers live in [`super::text`]).
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 use super::b3_state::{from_sampling, to_context, State};
 use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// `X-B3-TraceId`.
@@ -236,19 +236,17 @@ impl Codec for B3MultiCodec {
             debug: state == Some(State::Debug),
         };
         let encoded = encode(&wire);
-        let id = |digits: Option<&[u8]>| digits.and_then(|b| HeaderValue::from_bytes(b).ok());
-        if let Some(v) = id(encoded.trace_id.as_ref().map(|b| &b[..])) {
-            out.set(X_B3_TRACEID.clone(), v);
+        if let Some(v) = encoded.trace_id {
+            out.set_bytes(&X_B3_TRACEID, &v);
         }
-        if let Some(v) = id(encoded.span_id.as_ref().map(|b| &b[..])) {
-            out.set(X_B3_SPANID.clone(), v);
+        if let Some(v) = encoded.span_id {
+            out.set_bytes(&X_B3_SPANID, &v);
         }
-        // `1` / `0`: static values, no allocation.
-        if let Some(v) = encoded.sampled.and_then(header_value) {
-            out.set(X_B3_SAMPLED.clone(), v);
+        if let Some(v) = encoded.sampled {
+            out.set_bytes(&X_B3_SAMPLED, v.as_bytes());
         }
-        if let Some(v) = encoded.flags.and_then(header_value) {
-            out.set(X_B3_FLAGS.clone(), v);
+        if let Some(v) = encoded.flags {
+            out.set_bytes(&X_B3_FLAGS, v.as_bytes());
         }
         Injected::default()
     }

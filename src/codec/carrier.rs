@@ -11,6 +11,39 @@ use super::DecodeError;
 pub trait HeaderSink {
     /// Sets `name` to `value`, replacing any previous values.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
+
+    /// [`Self::set`] from the bytes of a value the caller built (on its stack, for the
+    /// fixed-size ids), for a sink that writes bytes out without making a `HeaderValue`
+    /// (the fast path's upstream head). A value that is not a valid field value (see
+    /// [`is_field_value`]) is skipped rather than sent; the result says whether it was set.
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        match HeaderValue::from_bytes(value) {
+            Ok(v) => {
+                self.set(name.clone(), v);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether `value` may be sent as a field value: the bytes `HeaderValue::from_bytes`
+/// accepts (HTAB, SP and above, except DEL), so every sink takes the same values. No CR,
+/// LF or NUL: a value can never end its line early or start another header. Sixteen
+/// bytes a step, each step without a branch, so the compiler checks them side by side
+/// (an id's 32 hex digits in two steps); a value of 16 bytes or more ends with its last
+/// 16 bytes, overlapping the step before, instead of a byte at a time.
+pub fn is_field_value(value: &[u8]) -> bool {
+    let bad = |b: u8| (b < b' ' && b != b'\t') | (b == 0x7f);
+    let any_bad = |chunk: &[u8]| chunk.iter().fold(false, |any, &b| any | bad(b));
+    if value.len() < 16 {
+        return !value.iter().any(|&b| bad(b));
+    }
+    let mut chunks = value.chunks_exact(16);
+    if chunks.any(any_bad) {
+        return false;
+    }
+    chunks.remainder().is_empty() || !any_bad(&value[value.len() - 16..])
 }
 
 impl HeaderSink for HeaderMap {
@@ -147,6 +180,30 @@ pub fn header_value(bytes: impl Into<Bytes>) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_values_are_what_header_value_accepts() {
+        for b in 0..=255u8 {
+            for (len, at) in [
+                (1, 0),
+                (15, 14),
+                (16, 0),
+                (16, 15),
+                (41, 1),
+                (41, 31),
+                (41, 40),
+            ] {
+                let mut v = vec![b'a'; len];
+                v[at] = b;
+                assert_eq!(
+                    is_field_value(&v),
+                    HeaderValue::from_bytes(&v).is_ok(),
+                    "byte {b:#04x} at {at} of {len}"
+                );
+            }
+        }
+        assert!(is_field_value(b""));
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

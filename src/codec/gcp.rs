@@ -27,7 +27,7 @@
 use http::{HeaderMap, HeaderName};
 
 use super::text::{dec_bytes, dec_u64, hex_exact_u128, into_string, split_once_ascii};
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const HEADER: &str = "x-cloud-trace-context";
@@ -81,8 +81,7 @@ pub fn encode(c: &CloudTraceContext) -> String {
     into_string(encode_bytes(c))
 }
 
-/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
-/// without a copy).
+/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
 fn encode_bytes(c: &CloudTraceContext) -> Vec<u8> {
     let mut digits = [0u8; 20];
     let span = dec_bytes(c.span_id.get(), &mut digits);
@@ -141,9 +140,7 @@ impl Codec for GcpCodec {
                 Sampling::Deferred => None,
             },
         };
-        if let Some(v) = header_value(encode_bytes(&wire)) {
-            out.set(X_CLOUD_TRACE_CONTEXT.clone(), v);
-        }
+        out.set_bytes(&X_CLOUD_TRACE_CONTEXT, &encode_bytes(&wire));
         Injected::default()
     }
 }

@@ -53,9 +53,7 @@ use super::text::{
     hex_u64, into_string, parse_short_span_id, parse_short_trace_id, percent_decode, split_ascii,
     split_once_ascii,
 };
-use super::{
-    first, header_value, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected,
-};
+use super::{first, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `uber-trace-id`.
@@ -134,8 +132,7 @@ pub fn encode(w: &UberTraceId<'_>) -> String {
     into_string(encode_bytes(w))
 }
 
-/// [`encode`] as bytes, in a buffer of exactly their length (a header value takes it
-/// without a copy).
+/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
 fn encode_bytes(w: &UberTraceId<'_>) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let flag_digits = if w.flags > 0x0f { 2 } else { 1 };
@@ -245,9 +242,7 @@ impl Codec for JaegerCodec {
                 parent: Cow::Borrowed("0"),
                 flags: flags(ctx),
             };
-            if let Some(v) = header_value(encode_bytes(&wire)) {
-                out.set(UBER_TRACE_ID.clone(), v);
-            }
+            out.set_bytes(&UBER_TRACE_ID, &encode_bytes(&wire));
         }
         item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::UrlEncoded, out)
     }

@@ -31,8 +31,8 @@ pub mod tracecontext;
 pub mod xray;
 
 pub use carrier::{
-    exactly_one, exactly_one_value, first, header_value, joined, trim_ows, trim_ows_bytes,
-    value_str, HeaderSink, Injected,
+    exactly_one, exactly_one_value, first, header_value, is_field_value, joined, trim_ows,
+    trim_ows_bytes, value_str, HeaderSink, Injected,
 };
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};

@@ -21,7 +21,9 @@ pub mod request_id;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::codec::{DecodeError, Format, FormatList, FormatSet, HeaderSink, Injected};
+use crate::codec::{
+    is_field_value, DecodeError, Format, FormatList, FormatSet, HeaderSink, Injected,
+};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 pub use extract::Extraction;
@@ -402,15 +404,23 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+    fn add(&mut self, name: &HeaderName, value_len: usize) {
         self.headers += 1;
-        self.bytes += name.as_str().len() + value.len() + 4;
+        self.bytes += name.as_str().len() + value_len + 4;
     }
 }
 
 impl HeaderSink for Tally {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.add(&name, &value);
+        self.add(&name, value.len());
+    }
+
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        let ok = is_field_value(value);
+        if ok {
+            self.add(name, value.len());
+        }
+        ok
     }
 }
 
@@ -424,8 +434,16 @@ struct Tee<'a, E: ?Sized> {
 
 impl<E: HeaderEdit + ?Sized> HeaderSink for Tee<'_, E> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.tally.add(&name, &value);
+        self.tally.add(&name, value.len());
         self.req.set(name, value);
+    }
+
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        let set = self.req.set_bytes(name, value);
+        if set {
+            self.tally.add(name, value.len());
+        }
+        set
     }
 }
 

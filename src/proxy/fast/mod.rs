@@ -31,6 +31,7 @@ mod pool;
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -50,7 +51,7 @@ use tokio::net::TcpStream;
 use super::core::{Arrival, Core, Done, ForwardingMemo, Reply, RequestCtx, Routed};
 use super::limits::ClientStream;
 use super::Gateway;
-use crate::codec::HeaderSink;
+use crate::codec::{is_field_value, HeaderSink};
 use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, UpstreamKind};
 use crate::mediate::HeaderEdit;
@@ -744,11 +745,7 @@ fn upstream_head(
                 && (edits.items.iter().any(|(n, _)| replaced(n))
                     || forwarding.iter().any(|(n, _)| replaced(n))))
     });
-    for (name, value) in &edits.items {
-        if let Some(value) = value {
-            header_line(out, name.as_str().as_bytes(), value.as_bytes());
-        }
-    }
+    edits.write_lines(out);
     for (name, value) in forwarding {
         header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -860,11 +857,14 @@ async fn write_reply(
     send(client, &conn.out).await.is_ok()
 }
 
-/// What mediation set (a value) or removed (`None`) for one attempt: one entry per
-/// name, in the order first edited, the last edit winning.
+/// What mediation set or removed for one attempt: one entry per name, in the order first
+/// edited, the last edit winning. A value set is kept as its whole header line in
+/// `lines`, written there once; the entry holds the line's place (`None`: removed).
 #[derive(Debug, Default)]
 struct EditList {
-    items: Vec<(HeaderName, Option<HeaderValue>)>,
+    items: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// `name: value\r\n` of every value set, including values a later edit replaced.
+    lines: Vec<u8>,
     /// The lengths of the names in `items`.
     lens: NameLens,
 }
@@ -872,26 +872,43 @@ struct EditList {
 impl EditList {
     fn clear(&mut self) {
         self.items.clear();
+        self.lines.clear();
         self.lens = NameLens::default();
     }
 
-    fn get(&self, name: &HeaderName) -> Option<&Option<HeaderValue>> {
+    fn get(&self, name: &HeaderName) -> Option<&Option<Range<usize>>> {
         if !self.lens.may_hold(name.as_str().len()) {
             return None;
         }
         self.items.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    fn record(&mut self, name: HeaderName, value: Option<HeaderValue>) {
+    /// Sets `name` to `value`, which the caller has checked is a valid field value.
+    fn set(&mut self, name: &HeaderName, value: &[u8]) {
+        let start = self.lines.len();
+        header_line(&mut self.lines, name.as_str().as_bytes(), value);
+        self.record(name, Some(start..self.lines.len()));
+    }
+
+    fn record(&mut self, name: &HeaderName, line: Option<Range<usize>>) {
         let len = name.as_str().len();
         if self.lens.may_hold(len) {
-            if let Some(edit) = self.items.iter_mut().find(|(n, _)| *n == name) {
-                edit.1 = value;
+            if let Some(edit) = self.items.iter_mut().find(|(n, _)| n == name) {
+                edit.1 = line;
                 return;
             }
         }
         self.lens.add(len);
-        self.items.push((name, value));
+        self.items.push((name.clone(), line));
+    }
+
+    /// The lines of the values set, in the order their names were first edited.
+    fn write_lines(&self, out: &mut Vec<u8>) {
+        for (_, line) in &self.items {
+            if let Some(line) = line {
+                out.extend_from_slice(&self.lines[line.clone()]);
+            }
+        }
     }
 }
 
@@ -923,7 +940,15 @@ struct Edits<'a> {
 
 impl HeaderSink for Edits<'_> {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.edits.record(name, Some(value));
+        self.edits.set(&name, value.as_bytes());
+    }
+
+    fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        let ok = is_field_value(value);
+        if ok {
+            self.edits.set(name, value);
+        }
+        ok
     }
 }
 
@@ -949,7 +974,7 @@ impl HeaderEdit for Edits<'_> {
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.edits.record(name.clone(), None);
+        self.edits.record(name, None);
     }
 }
 
@@ -1173,14 +1198,22 @@ mod tests {
         e.remove(&name("uberctx-y"));
         assert!(e.contains(&name("b4")) && !e.contains(&name("uberctx-y")));
         assert!(e.contains(&name("b3")));
+        assert!(
+            !e.set_bytes(&name("x-injected"), b"1\r\nx-evil: 1"),
+            "a value that would end its line is refused"
+        );
+        assert!(!e.contains(&name("x-injected")));
         assert_eq!(
             edits.items.len(),
             5,
             "one edit per name, the last one winning"
         );
+        assert_eq!(edits.items[2].0, name("b3"));
+        let mut out = Vec::new();
+        edits.write_lines(&mut out);
         assert_eq!(
-            edits.items[2],
-            (name("b3"), Some(HeaderValue::from_static("1")))
+            out, b"b3: 1\r\nb4: 2\r\n",
+            "only the values set, the last one"
         );
         assert!(
             map.contains_key("b3"),
