@@ -123,6 +123,7 @@ impl Front {
             buf: BytesMut::with_capacity(2048),
             spans: Vec::with_capacity(16),
             map: HeaderMap::with_capacity(16),
+            names: Vec::new(),
             edits: EditList::default(),
             out: Vec::with_capacity(2048),
             rbuf: BytesMut::with_capacity(4096),
@@ -232,7 +233,7 @@ impl Front {
         client.header_received();
         let head = conn.buf.split_to(req.head_len).freeze();
         let body = conn.buf.split_to(req.body_len as usize).freeze();
-        if fill_map(&mut conn.map, &head, &conn.spans).is_err() {
+        if fill_map(&mut conn.map, &mut conn.names, &head, &conn.spans).is_err() {
             restore(&mut conn.buf, &head, &body);
             return Next::Delegate("header map");
         }
@@ -668,6 +669,8 @@ struct Conn {
     spans: Vec<HeaderSpan>,
     /// The request's headers, as the core reads them.
     map: HeaderMap,
+    /// The names of the previous request's headers, in order (see [`fill_map`]).
+    names: Vec<HeaderName>,
     /// What mediation set or removed for the current attempt.
     edits: EditList,
     /// The outgoing head being built (upstream request, then client response).
@@ -697,10 +700,33 @@ struct Exchange<'a> {
 }
 
 /// The request's headers into `map`, values shared with `head` (no copy).
-fn fill_map(map: &mut HeaderMap, head: &Bytes, spans: &[HeaderSpan]) -> Result<(), ()> {
+///
+/// `names` holds the previous request's header names, in order. A keep-alive client
+/// sends the same names request after request, and a name spelled as the one in its
+/// place before (in any case: the earlier name is valid and lowercase, so the bytes are
+/// valid and lowercase to it) is taken from there instead of parsed: for a name the
+/// `http` crate does not know (`b3`, `sec-fetch-mode`), that also saves an allocation.
+fn fill_map(
+    map: &mut HeaderMap,
+    names: &mut Vec<HeaderName>,
+    head: &Bytes,
+    spans: &[HeaderSpan],
+) -> Result<(), ()> {
     map.clear();
-    for s in spans {
-        let name = HeaderName::from_bytes(&head[s.name.clone()]).map_err(|_| ())?;
+    names.truncate(spans.len());
+    for (i, s) in spans.iter().enumerate() {
+        let raw = &head[s.name.clone()];
+        let name = match names.get_mut(i) {
+            Some(prev) if prev.as_str().as_bytes().eq_ignore_ascii_case(raw) => prev.clone(),
+            prev => {
+                let name = HeaderName::from_bytes(raw).map_err(|_| ())?;
+                match prev {
+                    Some(prev) => *prev = name.clone(),
+                    None => names.push(name.clone()),
+                }
+                name
+            }
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(s.value.clone())).map_err(|_| ())?;
         map.append(name, value);
     }
@@ -1170,6 +1196,38 @@ async fn flush(client: &mut ClientStream) -> pingora::Result<()> {
 mod tests {
     use super::*;
     use crate::mediate::HeaderEdit;
+
+    #[test]
+    fn header_names_are_taken_from_the_previous_request_only_when_spelled_alike() {
+        let fill = |names: &mut Vec<HeaderName>, head: &'static [u8]| {
+            let head = Bytes::from_static(head);
+            let mut spans = Vec::new();
+            let mut at = 0;
+            for line in head.split(|&b| b == b'\n') {
+                if let Some(colon) = line.iter().position(|&b| b == b':') {
+                    spans.push(HeaderSpan {
+                        name: at..at + colon,
+                        value: at + colon + 1..at + line.len(),
+                        known: Known::Other,
+                    });
+                }
+                at += line.len() + 1;
+            }
+            let mut map = HeaderMap::new();
+            fill_map(&mut map, names, &head, &spans).map(|()| map)
+        };
+        let mut names = Vec::new();
+        let map = fill(&mut names, b"Host:a\nB3:1\nx-a:2").unwrap();
+        assert_eq!(names, ["host", "b3", "x-a"]);
+        assert_eq!(map["b3"], "1");
+        let map = fill(&mut names, b"host:a\nb3:1\nx-b:2").unwrap();
+        assert_eq!(names, ["host", "b3", "x-b"], "a new name replaces the old");
+        assert!(map.contains_key("x-b") && !map.contains_key("x-a"));
+        let map = fill(&mut names, b"HOST:a").unwrap();
+        assert_eq!(names, ["host"]);
+        assert_eq!(map.len(), 1);
+        assert!(fill(&mut names, b"ho st:a").is_err(), "still checked");
+    }
 
     #[test]
     fn edits_read_through_to_the_arrival_and_shadow_it() {
