@@ -771,7 +771,7 @@ fn upstream_head(
                 && (edits.items.iter().any(|(n, _)| replaced(n))
                     || forwarding.iter().any(|(n, _)| replaced(n))))
     });
-    edits.write_lines(out);
+    out.extend_from_slice(&edits.lines);
     for (name, value) in forwarding {
         header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -883,13 +883,14 @@ async fn write_reply(
     send(client, &conn.out).await.is_ok()
 }
 
-/// What mediation set or removed for one attempt: one entry per name, in the order first
-/// edited, the last edit winning. A value set is kept as its whole header line in
-/// `lines`, written there once; the entry holds the line's place (`None`: removed).
+/// What mediation set or removed for one attempt: one entry per name, the last edit
+/// winning. The values set are kept as their header lines, in the order written, in
+/// `lines`: the upstream head takes them in one copy. An entry holds its line's place
+/// (`None`: removed), so a later edit of the same name can take the line out.
 #[derive(Debug, Default)]
 struct EditList {
     items: Vec<(HeaderName, Option<Range<usize>>)>,
-    /// `name: value\r\n` of every value set, including values a later edit replaced.
+    /// `name: value\r\n` of every value set and not replaced since.
     lines: Vec<u8>,
     /// The lengths of the names in `items`.
     lens: NameLens,
@@ -916,25 +917,31 @@ impl EditList {
         self.record(name, Some(start..self.lines.len()));
     }
 
-    fn record(&mut self, name: &HeaderName, line: Option<Range<usize>>) {
+    fn record(&mut self, name: &HeaderName, mut line: Option<Range<usize>>) {
         let len = name.as_str().len();
         if self.lens.may_hold(len) {
-            if let Some(edit) = self.items.iter_mut().find(|(n, _)| n == name) {
-                edit.1 = line;
+            if let Some(at) = self.items.iter().position(|(n, _)| n == name) {
+                // A name edited again (the budget's second pass, a format re-injected
+                // after its strip): its earlier line goes, the lines after it move up.
+                if let Some(old) = self.items[at].1.take() {
+                    self.lines.drain(old.clone());
+                    let up = |r: &mut Range<usize>| {
+                        if r.start >= old.end {
+                            *r = r.start - old.len()..r.end - old.len();
+                        }
+                    };
+                    self.items
+                        .iter_mut()
+                        .filter_map(|(_, l)| l.as_mut())
+                        .for_each(up);
+                    line.as_mut().map(up);
+                }
+                self.items[at].1 = line;
                 return;
             }
         }
         self.lens.add(len);
         self.items.push((name.clone(), line));
-    }
-
-    /// The lines of the values set, in the order their names were first edited.
-    fn write_lines(&self, out: &mut Vec<u8>) {
-        for (_, line) in &self.items {
-            if let Some(line) = line {
-                out.extend_from_slice(&self.lines[line.clone()]);
-            }
-        }
     }
 }
 
@@ -1267,11 +1274,24 @@ mod tests {
             "one edit per name, the last one winning"
         );
         assert_eq!(edits.items[2].0, name("b3"));
-        let mut out = Vec::new();
-        edits.write_lines(&mut out);
         assert_eq!(
-            out, b"b3: 1\r\nb4: 2\r\n",
+            edits.lines, b"b3: 1\r\nb4: 2\r\n",
             "only the values set, the last one"
+        );
+        let mut e = Edits {
+            map: &map,
+            edits: &mut edits,
+        };
+        e.set(name("b3"), HeaderValue::from_static("3"));
+        e.set(name("x-c"), HeaderValue::from_static("4"));
+        e.set(name("b4"), HeaderValue::from_static("5"));
+        e.set(name("x-c"), HeaderValue::from_static("6"));
+        assert_eq!(edits.lines, b"b3: 3\r\nb4: 5\r\nx-c: 6\r\n");
+        let places: Vec<_> = edits.items.iter().filter_map(|(_, l)| l.clone()).collect();
+        assert_eq!(
+            places,
+            [0..7, 7..14, 14..22],
+            "each entry still finds its line"
         );
         assert!(
             map.contains_key("b3"),
