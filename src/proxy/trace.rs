@@ -364,10 +364,6 @@ impl HeaderSink for UpstreamHeaders<'_> {
 }
 
 impl HeaderEdit for UpstreamHeaders<'_> {
-    fn contains(&self, name: &HeaderName) -> bool {
-        self.0.headers.contains_key(name)
-    }
-
     fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
         mediate::prefixed(&self.0.headers, prefix)
     }
