@@ -221,26 +221,31 @@ impl From<&[Format]> for FormatList {
 /// every known header name of all 13 formats on every request.
 pub fn present(headers: &HeaderMap) -> FormatSet {
     struct Owners {
-        /// Every owned header name and its format.
-        names: HeaderMap<Format>,
+        /// Every owned header name and its format, by the name's length: a name is
+        /// compared with the two or three of its length instead of hashed.
+        by_len: Vec<Vec<(&'static str, Format)>>,
         /// First bytes of every owned name and prefix: most ordinary headers (`host`,
         /// `accept`, `cookie`, `content-*`) are rejected on their first byte.
         first: [bool; 256],
     }
     static OWNERS: OnceLock<Owners> = OnceLock::new();
     let owners = OWNERS.get_or_init(|| {
-        let mut names = HeaderMap::with_capacity(48);
+        let mut by_len: Vec<Vec<(&'static str, Format)>> = Vec::new();
         let mut first = [false; 256];
         for f in Format::ALL {
             for name in f.headers() {
-                names.insert(name.clone(), f);
-                first[usize::from(name.as_str().as_bytes()[0])] = true;
+                let text = name.as_str();
+                if by_len.len() <= text.len() {
+                    by_len.resize_with(text.len() + 1, Vec::new);
+                }
+                by_len[text.len()].push((text, f));
+                first[usize::from(text.as_bytes()[0])] = true;
             }
             for prefix in f.prefixes() {
                 first[usize::from(prefix.as_bytes()[0])] = true;
             }
         }
-        Owners { names, first }
+        Owners { by_len, first }
     });
     let mut set = FormatSet::default();
     for name in headers.keys() {
@@ -248,7 +253,8 @@ pub fn present(headers: &HeaderMap) -> FormatSet {
         if !owners.first[usize::from(text.as_bytes()[0])] {
             continue;
         }
-        if let Some(f) = owners.names.get(name) {
+        let mut owned = owners.by_len.get(text.len()).into_iter().flatten();
+        if let Some((_, f)) = owned.find(|(n, _)| *n == text) {
             set.insert(*f);
         } else {
             for f in Format::ALL {
