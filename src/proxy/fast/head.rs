@@ -401,6 +401,10 @@ fn has_obs_fold(buf: &[u8]) -> bool {
 /// across requests of a connection: no allocation once warm). See the module doc for the rules.
 pub fn parse_request(buf: &[u8], headers: &mut Vec<HeaderSpan>) -> Parsed {
     headers.clear();
+    // Every keep-alive request is first looked for in the empty buffer the last one left.
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
 
     // h2c with prior knowledge: pingora's HTTP/2 server takes it.
     if buf.first() == Some(&b'P') {
@@ -617,6 +621,10 @@ pub fn parse_response(
     head_request: bool,
 ) -> Result<Option<ResponseHead>, &'static str> {
     headers.clear();
+    // Every response is first looked for before anything is read.
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let mut raw = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let strict = httparse::ParserConfig::default();
