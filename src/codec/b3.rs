@@ -109,7 +109,8 @@ pub fn encode(b3: &B3Single) -> String {
     into_string(encode_bytes(b3))
 }
 
-/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
+/// [`encode`] as bytes, in a buffer of exactly their length (for
+/// [`HeaderSink::set_vec`]: a header value takes it without a copy).
 fn encode_bytes(b3: &B3Single) -> Vec<u8> {
     match *b3 {
         B3Single::Decision(state) => vec![state_char(state)],
@@ -184,7 +185,7 @@ impl Codec for B3Codec {
             state: from_sampling(ctx),
             parent_span_id: None,
         };
-        out.set_bytes(&B3, &encode_bytes(&wire));
+        out.set_vec(&B3, encode_bytes(&wire));
         Injected::default()
     }
 }

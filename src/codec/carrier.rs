@@ -12,10 +12,11 @@ pub trait HeaderSink {
     /// Sets `name` to `value`, replacing any previous values.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
 
-    /// [`Self::set`] from the bytes of a value the caller built (on its stack, for the
-    /// fixed-size ids), for a sink that writes bytes out without making a `HeaderValue`
-    /// (the fast path's upstream head). A value that is not a valid field value (see
-    /// [`is_field_value`]) is skipped rather than sent; the result says whether it was set.
+    /// [`Self::set`] from the bytes of a value the caller built on its stack (the
+    /// fixed-size ids of `traceparent` and `x-b3-*`), for a sink that writes bytes out
+    /// without making a `HeaderValue` (the fast path's upstream head). A value that is not
+    /// a valid field value (see [`is_field_value`]) is skipped rather than sent; the result
+    /// says whether it was set.
     fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         match HeaderValue::from_bytes(value) {
             Ok(v) => {
@@ -23,6 +24,19 @@ pub trait HeaderSink {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// [`Self::set_bytes`] for a value the caller built in a `Vec` of exactly its length:
+    /// a `HeaderMap` takes the buffer over as the value, without a copy ([`header_value`]),
+    /// a sink that writes bytes copies them and drops it.
+    fn set_vec(&mut self, name: &HeaderName, value: Vec<u8>) -> bool {
+        match header_value(value) {
+            Some(v) => {
+                self.set(name.clone(), v);
+                true
+            }
+            None => false,
         }
     }
 }

@@ -81,7 +81,8 @@ pub fn encode(c: &CloudTraceContext) -> String {
     into_string(encode_bytes(c))
 }
 
-/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
+/// [`encode`] as bytes, in a buffer of exactly their length (for
+/// [`HeaderSink::set_vec`]: a header value takes it without a copy).
 fn encode_bytes(c: &CloudTraceContext) -> Vec<u8> {
     let mut digits = [0u8; 20];
     let span = dec_bytes(c.span_id.get(), &mut digits);
@@ -140,7 +141,7 @@ impl Codec for GcpCodec {
                 Sampling::Deferred => None,
             },
         };
-        out.set_bytes(&X_CLOUD_TRACE_CONTEXT, &encode_bytes(&wire));
+        out.set_vec(&X_CLOUD_TRACE_CONTEXT, encode_bytes(&wire));
         Injected::default()
     }
 }

@@ -132,7 +132,8 @@ pub fn encode(w: &UberTraceId<'_>) -> String {
     into_string(encode_bytes(w))
 }
 
-/// [`encode`] as bytes, for [`HeaderSink::set_bytes`] (no `String` between).
+/// [`encode`] as bytes, in a buffer of exactly their length (for
+/// [`HeaderSink::set_vec`]: a header value takes it without a copy).
 fn encode_bytes(w: &UberTraceId<'_>) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let flag_digits = if w.flags > 0x0f { 2 } else { 1 };
@@ -242,7 +243,7 @@ impl Codec for JaegerCodec {
                 parent: Cow::Borrowed("0"),
                 flags: flags(ctx),
             };
-            out.set_bytes(&UBER_TRACE_ID, &encode_bytes(&wire));
+            out.set_vec(&UBER_TRACE_ID, encode_bytes(&wire));
         }
         item_baggage::inject(&ctx.baggage, BAGGAGE_PREFIX, Values::UrlEncoded, out)
     }

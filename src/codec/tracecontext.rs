@@ -350,7 +350,7 @@ pub fn inject_with(
     out.set_bytes(&TRACEPARENT, &encode_bytes(&tp));
     let ts = outgoing_tracestate(ctx, own);
     if !ts.is_empty() {
-        out.set_bytes(&TRACESTATE, ts.as_bytes());
+        out.set_vec(&TRACESTATE, ts.into_bytes());
     }
     Injected::default()
 }

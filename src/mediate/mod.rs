@@ -416,6 +416,10 @@ impl HeaderSink for Tally {
         }
         ok
     }
+
+    fn set_vec(&mut self, name: &HeaderName, value: Vec<u8>) -> bool {
+        self.set_bytes(name, &value)
+    }
 }
 
 /// Writes through to the request and counts. Generic over the request, as the
@@ -436,6 +440,15 @@ impl<E: HeaderEdit + ?Sized> HeaderSink for Tee<'_, E> {
         let set = self.req.set_bytes(name, value);
         if set {
             self.tally.add(name, value.len());
+        }
+        set
+    }
+
+    fn set_vec(&mut self, name: &HeaderName, value: Vec<u8>) -> bool {
+        let len = value.len();
+        let set = self.req.set_vec(name, value);
+        if set {
+            self.tally.add(name, len);
         }
         set
     }

@@ -983,6 +983,10 @@ impl HeaderSink for Edits<'_> {
         }
         ok
     }
+
+    fn set_vec(&mut self, name: &HeaderName, value: Vec<u8>) -> bool {
+        self.set_bytes(name, &value)
+    }
 }
 
 impl HeaderEdit for Edits<'_> {
