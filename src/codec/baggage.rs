@@ -34,7 +34,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::text::{is_baggage_octet, is_tchar};
-use super::{header_value, text, trim_ows_bytes, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{text, trim_ows_bytes, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
 
 const BAGGAGE_NAME: &str = "baggage";
@@ -242,9 +242,7 @@ impl Codec for BaggageCodec {
         }
         let (value, baggage_dropped) = encode_bytes(&ctx.baggage);
         if !value.is_empty() {
-            if let Some(v) = header_value(value) {
-                out.set(BAGGAGE.clone(), v);
-            }
+            out.set_vec(&BAGGAGE, value);
         }
         // A key that is not a token (from `sw8-correlation` or `EagleEye-UserData`, which
         // allow any text) is dropped whatever the limits: reason `key`, not `limit`.

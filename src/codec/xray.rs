@@ -43,7 +43,7 @@ use http::{HeaderMap, HeaderName};
 use super::text::{
     hex_exact_u128, hex_exact_u64, hex_u128, into_string, split_ascii, split_once_ascii,
 };
-use super::{first, header_value, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId, XRay};
 
 const TRACE_HEADER: &str = "x-amzn-trace-id";
@@ -316,9 +316,7 @@ impl Codec for XRayCodec {
             Some(sampled),
             within_budget(extra),
         );
-        if let Some(v) = header_value(value) {
-            out.set(X_AMZN_TRACE_ID.clone(), v);
-        }
+        out.set_vec(&X_AMZN_TRACE_ID, value);
         Injected::default()
     }
 }
