@@ -331,6 +331,10 @@ impl Front {
             },
         );
         drop(ctx);
+        // The header values share the request head's buffer: dropped now, while its
+        // reference count and the map's entries are still in the cache, not at the
+        // next request, after the other connections' requests have evicted them.
+        conn.map.clear();
         if close {
             return Next::Close;
         }
