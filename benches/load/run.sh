@@ -2,6 +2,7 @@
 # Whole-proxy load benchmark: tracebridge against nginx, HAProxy and Caddy.
 #
 #   bash benches/load/run.sh [--rounds N] [--duration S] [--quick] [--otlp-only] [--soak SECONDS] [--pin on|off]
+#                            [--origin rust|nginx]
 #
 #   --rounds N      interleaved rounds (default 3); the report gives the median over rounds
 #   --duration S    seconds of load per run (default 10)
@@ -11,6 +12,8 @@
 #   --soak S        only the soak test: tracebridge `plain` under load for S seconds,
 #                   VmRSS sampled every 10 s (min/max/first/last, within ±10 %?)
 #   --pin on|off    CPU pinning (default on when there are at least 2 CPUs; see below)
+#   --origin rust|nginx  the origin (default rust, benches/load_origin.rs; nginx: the
+#                   origin of the runs before 2026-12-07, see ORIGIN below)
 #   LOAD_PORT_BASE  environment: the loopback ports used are BASE+80 … BASE+318 (default 24000)
 #
 # Method
@@ -19,8 +22,17 @@
 #   it (placeholders replaced with sed into a temporary directory): no system service
 #   is used or touched, and on exit (or Ctrl-C) the script kills exactly the processes
 #   it started. A port that is already taken is an error before anything starts.
-# - ORIGIN: nginx, one worker, `return 200 "ok\n"`, keep-alive without limit
-#   (origin-nginx.conf). SINK: benches/load_sink.rs, the test OTLP receiver counting
+# - ORIGIN: benches/load_origin.rs, one thread, `200 ok` with the head nginx's
+#   `return 200 "ok\n"` sends, keep-alive without limit; it finds the end of a request
+#   head with a vectorised search and reads no header of a GET, so what it costs on the
+#   load CPU does not depend on the headers a contestant adds upstream (1,259
+#   instructions a request behind nginx, 1,506 behind tracebridge in b3-3, callgrind).
+#   Until 2026-12-07 the origin was nginx (one worker, `return 200 "ok\n"`,
+#   origin-nginx.conf; still there with --origin nginx). nginx parses every header byte
+#   by byte: 7,666 instructions a request behind nginx, 13,780 behind tracebridge in
+#   b3-3 (which sends the trace context in three formats and the forwarding headers),
+#   with the load CPU 95-98 % busy, so req/s measured that difference on the load CPU as
+#   well as the contestants (docs/performance.md). SINK: benches/load_sink.rs, the test OTLP receiver counting
 #   spans (HTTP and gRPC), `GET /stats` = {"spans":N,"requests":M}.
 # - CONTESTANTS, one worker thread each, keep-alive to the origin, no access log:
 #   tracebridge (`threads = 1`; tracebridge-*.toml), nginx (`worker_processes 1`,
@@ -101,6 +113,7 @@ otlp_only=0
 pin=auto
 # The Caddy of caddy-tracing when the installed one has no tracing module (above).
 caddy_pypi_version=2.11.7
+origin=rust
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -109,13 +122,15 @@ while [[ $# -gt 0 ]]; do
     --otlp-only) otlp_only=1; shift ;;
     --soak) soak="$2"; shift 2 ;;
     --pin) pin="$2"; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    --origin) origin="$2"; shift 2 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds needs a positive integer" >&2; exit 2; }
 [[ "$duration" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --duration needs a positive integer" >&2; exit 2; }
 [[ "$soak" =~ ^[0-9]+$ ]] || { echo "run.sh: --soak needs seconds" >&2; exit 2; }
+[[ "$origin" == rust || "$origin" == nginx ]] || { echo "run.sh: --origin takes rust or nginx" >&2; exit 2; }
 
 say() { echo "[load] $*" >&2; }
 die() { echo "[load] error: $*" >&2; exit 1; }
@@ -265,12 +280,14 @@ say "building tracebridge (cargo build --release) in $CARGO_TARGET_DIR"
 (cd "$repo" && cargo build --release --message-format=json-render-diagnostics 2>"$tmp/build.log") >"$tmp/build.json" ||
     { tail -30 "$tmp/build.log" >&2; die "cargo build failed"; }
 tb_bin="$(artifact tracebridge <"$tmp/build.json")"
-say "building the OTLP sink (cargo bench --bench load_sink --no-run)"
-(cd "$repo" && cargo bench --bench load_sink --no-run --message-format=json-render-diagnostics 2>"$tmp/build.log") >"$tmp/sink.json" ||
+say "building the OTLP sink and the origin (cargo bench --bench load_sink --bench load_origin --no-run)"
+(cd "$repo" && cargo bench --bench load_sink --bench load_origin --no-run --message-format=json-render-diagnostics 2>"$tmp/build.log") >"$tmp/helpers.json" ||
     { tail -30 "$tmp/build.log" >&2; die "cargo bench --no-run failed"; }
-sink_bin="$(artifact load_sink <"$tmp/sink.json")"
+sink_bin="$(artifact load_sink <"$tmp/helpers.json")"
+origin_bin="$(artifact load_origin <"$tmp/helpers.json")"
 [[ -x "$tb_bin" ]] || die "no tracebridge executable in cargo's output"
 [[ -x "$sink_bin" ]] || die "no load_sink executable in cargo's output"
+[[ -x "$origin_bin" ]] || die "no load_origin executable in cargo's output"
 
 # ---------------------------------------------------------------- configs and servers
 render() { # template → file in $tmp, placeholders replaced
@@ -311,8 +328,12 @@ say "starting the sink, the origin and the contestants in $tmp (pinning: $pin)"
 start sink load "http://127.0.0.1:$port_sink_http/stats" \
     "$sink_bin" --http "127.0.0.1:$port_sink_http" --grpc "127.0.0.1:$port_sink_grpc"
 mkdir -p "$tmp/origin-body" "$tmp/nginx-body" "$tmp/nginx-fwd-body"
-start origin load "http://127.0.0.1:$port_origin/" \
-    nginx -e "$tmp/origin-nginx.stderr.log" -p "$tmp" -c "$(render origin origin-nginx.conf origin-nginx.conf)"
+if [[ "$origin" == rust ]]; then
+    start origin load "http://127.0.0.1:$port_origin/" "$origin_bin" --listen "127.0.0.1:$port_origin"
+else
+    start origin load "http://127.0.0.1:$port_origin/" \
+        nginx -e "$tmp/origin-nginx.stderr.log" -p "$tmp" -c "$(render origin origin-nginx.conf origin-nginx.conf)"
+fi
 origin_code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_origin/")"
 [[ "$origin_code" == 200 ]] || die "the origin answers $origin_code"
 
@@ -645,7 +666,7 @@ versions+=", wrk $v_wrk"
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet 2>/dev/null || echo '+dirty')"
 python3 "$here/report.py" "$runs" "$c1000" "$out_dir/results.md" \
     "started=$started_at" "load_before=$load_before" "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" \
-    "ncpu=$ncpu" "cpu_model=$cpu_model" "kernel=$kernel" "pin=$pin" "rounds=$rounds" \
+    "ncpu=$ncpu" "cpu_model=$cpu_model" "kernel=$kernel" "pin=$pin" "origin=$origin" "rounds=$rounds" \
     "duration=$duration" "versions=$versions" "commit=$commit" \
     "span_checks=$(IFS=';'; echo "${span_checks[*]+"${span_checks[*]}"}")" \
     "caddy_tracing_missing=${caddy_tracing_missing:-}"
