@@ -98,7 +98,7 @@ w(f"- Machine: {meta['ncpu']} CPUs ({meta['cpu_model']}), Linux {meta['kernel']}
 w(f"- Contestants: tracebridge {meta['commit']}, {meta['versions']}; one worker thread "
   "each, keep-alive to the origin, no access log. Origin: "
   + ("benches/load_origin.rs, one thread, `200 ok` (a cost that does not depend on the request's headers)."
-     if meta.get("origin", "nginx") == "rust" else "nginx, one worker, `return 200`."))
+     if meta["origin"] == "rust" else "nginx, one worker, `return 200`."))
 pin = ("contestant on CPU 1; origin, wrk and the OTLP sink on CPU 0"
        if meta["pin"] == "on" else "none")
 w(f"- Method: `wrk -t1 -c50 -d{meta['duration']}s --latency`, {meta['rounds']} interleaved "

@@ -23,16 +23,12 @@
 #   is used or touched, and on exit (or Ctrl-C) the script kills exactly the processes
 #   it started. A port that is already taken is an error before anything starts.
 # - ORIGIN: benches/load_origin.rs, one thread, `200 ok` with the head nginx's
-#   `return 200 "ok\n"` sends, keep-alive without limit; it finds the end of a request
-#   head with a vectorised search and reads no header of a GET, so what it costs on the
-#   load CPU does not depend on the headers a contestant adds upstream (1,259
-#   instructions a request behind nginx, 1,506 behind tracebridge in b3-3, callgrind).
-#   Until 2026-12-07 the origin was nginx (one worker, `return 200 "ok\n"`,
-#   origin-nginx.conf; still there with --origin nginx). nginx parses every header byte
-#   by byte: 7,666 instructions a request behind nginx, 13,780 behind tracebridge in
-#   b3-3 (which sends the trace context in three formats and the forwarding headers),
-#   with the load CPU 95-98 % busy, so req/s measured that difference on the load CPU as
-#   well as the contestants (docs/performance.md). SINK: benches/load_sink.rs, the test OTLP receiver counting
+#   `return 200 "ok\n"` sends, keep-alive without limit. It reads no header of a GET, so
+#   its cost on the load CPU does not depend on the headers a contestant adds. Until
+#   2026-12-07 the origin was nginx (origin-nginx.conf, still run with --origin nginx),
+#   which parses every header: 7,666 instructions a b3-3 request behind nginx, 13,780
+#   behind tracebridge, on a load CPU 95-98 % busy (docs/performance.md).
+#   SINK: benches/load_sink.rs, the test OTLP receiver counting
 #   spans (HTTP and gRPC), `GET /stats` = {"spans":N,"requests":M}.
 # - CONTESTANTS, one worker thread each, keep-alive to the origin, no access log:
 #   tracebridge (`threads = 1`; tracebridge-*.toml), nginx (`worker_processes 1`,
@@ -327,10 +323,11 @@ start() { # key cpu(proxy|load) url-to-wait command...
 say "starting the sink, the origin and the contestants in $tmp (pinning: $pin)"
 start sink load "http://127.0.0.1:$port_sink_http/stats" \
     "$sink_bin" --http "127.0.0.1:$port_sink_http" --grpc "127.0.0.1:$port_sink_grpc"
-mkdir -p "$tmp/origin-body" "$tmp/nginx-body" "$tmp/nginx-fwd-body"
+mkdir -p "$tmp/nginx-body" "$tmp/nginx-fwd-body"
 if [[ "$origin" == rust ]]; then
     start origin load "http://127.0.0.1:$port_origin/" "$origin_bin" --listen "127.0.0.1:$port_origin"
 else
+    mkdir -p "$tmp/origin-body"
     start origin load "http://127.0.0.1:$port_origin/" \
         nginx -e "$tmp/origin-nginx.stderr.log" -p "$tmp" -c "$(render origin origin-nginx.conf origin-nginx.conf)"
 fi
