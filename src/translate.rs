@@ -252,7 +252,7 @@ pub fn simulate(
         .route(index)
         .ok_or_else(|| TranslateError::NoRoute(format!("no route {index}")))?;
     let policy: &Policy = &route.policy;
-    let plan = mediate::plan(policy, input);
+    let mut plan = mediate::plan(policy, input);
     let formats = mediate::formats_to_inject(policy, &plan).to_vec();
     let ids = RandomIdGenerator::default();
     let random_trace = || loop {
@@ -275,7 +275,7 @@ pub fn simulate(
     // No rate limit here: one request, no process.
     let sampled = plan.directive.decide(trace_id.get(), || true);
     let new_trace = parent.and_then(|p| p.trace_id) != Some(trace_id);
-    let outgoing = mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats);
+    let outgoing = mediate::outgoing(&mut plan, trace_id, sampled, new_trace, &formats);
     let upstream = snapshot
         .upstreams
         .get(route.upstream)

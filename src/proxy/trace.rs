@@ -61,7 +61,7 @@ impl RequestTrace {
         telemetry: &Telemetry,
         metrics: &Metrics,
     ) -> RequestTrace {
-        let plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
+        let mut plan = mediate::plan_with(&policy, policy.trust_for(facts.client_ip), headers);
         count_extraction(&plan, facts.route, metrics);
         warn_presumed_random(&plan);
         let observation = Observation {
@@ -135,7 +135,7 @@ impl RequestTrace {
             span.request_id(id.to_str().unwrap_or_default());
         }
         RequestTrace {
-            outgoing: mediate::outgoing(&plan, trace_id, sampled, new_trace, &formats),
+            outgoing: mediate::outgoing(&mut plan, trace_id, sampled, new_trace, &formats),
             formats,
             span_id,
             trace_id,

@@ -777,7 +777,7 @@ fn upstream_head(
         let replaced = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
         !(s.known.hop_by_hop()
             || replacing.may_hold(name.len())
-                && (edits.items.iter().any(|(n, _)| replaced(n))
+                && (edits.edits().any(|(n, _)| n.eq_ignore_ascii_case(name))
                     || forwarding.iter().any(|(n, _)| replaced(n))))
     });
     out.extend_from_slice(&edits.lines);
@@ -896,61 +896,95 @@ async fn write_reply(
 /// winning. The values set are kept as their header lines, in the order written, in
 /// `lines`: the upstream head takes them in one copy. An entry holds its line's place
 /// (`None`: removed), so a later edit of the same name can take the line out.
+///
+/// Names are kept as bytes (`names`, back to back), not as `HeaderName`s: a name is
+/// written once per edit and compared only when its length matches another's, while a
+/// `HeaderName` clone and drop per edit go through `Bytes`' vtable for every name the
+/// `http` crate does not know (`b3`, `x-b3-*`, `uber-trace-id`).
 #[derive(Debug, Default)]
 struct EditList {
-    items: Vec<(HeaderName, Option<Range<usize>>)>,
+    items: Vec<Edit>,
+    /// Every edited name, lowercase (as `HeaderName` spells it), back to back.
+    names: Vec<u8>,
     /// `name: value\r\n` of every value set and not replaced since.
     lines: Vec<u8>,
     /// The lengths of the names in `items`.
     lens: NameLens,
 }
 
+/// One edited name: its place in [`EditList::names`], and its line's in
+/// [`EditList::lines`] (`None`: removed).
+#[derive(Debug, Clone)]
+struct Edit {
+    name: Range<usize>,
+    line: Option<Range<usize>>,
+}
+
 impl EditList {
     fn clear(&mut self) {
         self.items.clear();
+        self.names.clear();
         self.lines.clear();
         self.lens = NameLens::default();
     }
 
-    fn get(&self, name: &HeaderName) -> Option<&Option<Range<usize>>> {
-        if !self.lens.may_hold(name.as_str().len()) {
+    /// The names edited, with their lines (`None`: removed).
+    fn edits(&self) -> impl Iterator<Item = (&[u8], &Option<Range<usize>>)> {
+        self.items
+            .iter()
+            .map(|e| (&self.names[e.name.clone()], &e.line))
+    }
+
+    /// Where `name` (lowercase) is in `items`.
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        if !self.lens.may_hold(name.len()) {
             return None;
         }
-        self.items.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.items
+            .iter()
+            .position(|e| &self.names[e.name.clone()] == name)
+    }
+
+    fn get(&self, name: &HeaderName) -> Option<&Option<Range<usize>>> {
+        self.find(name.as_str().as_bytes())
+            .map(|at| &self.items[at].line)
     }
 
     /// Sets `name` to `value`, which the caller has checked is a valid field value.
     fn set(&mut self, name: &HeaderName, value: &[u8]) {
+        let name = name.as_str().as_bytes();
         let start = self.lines.len();
-        header_line(&mut self.lines, name.as_str().as_bytes(), value);
+        header_line(&mut self.lines, name, value);
         self.record(name, Some(start..self.lines.len()));
     }
 
-    fn record(&mut self, name: &HeaderName, mut line: Option<Range<usize>>) {
-        let len = name.as_str().len();
-        if self.lens.may_hold(len) {
-            if let Some(at) = self.items.iter().position(|(n, _)| n == name) {
-                // A name edited again (the budget's second pass, a format re-injected
-                // after its strip): its earlier line goes, the lines after it move up.
-                if let Some(old) = self.items[at].1.take() {
-                    self.lines.drain(old.clone());
-                    let up = |r: &mut Range<usize>| {
-                        if r.start >= old.end {
-                            *r = r.start - old.len()..r.end - old.len();
-                        }
-                    };
-                    self.items
-                        .iter_mut()
-                        .filter_map(|(_, l)| l.as_mut())
-                        .for_each(up);
-                    line.as_mut().map(up);
-                }
-                self.items[at].1 = line;
-                return;
+    fn record(&mut self, name: &[u8], mut line: Option<Range<usize>>) {
+        if let Some(at) = self.find(name) {
+            // A name edited again (the budget's second pass, a format re-injected
+            // after its strip): its earlier line goes, the lines after it move up.
+            if let Some(old) = self.items[at].line.take() {
+                self.lines.drain(old.clone());
+                let up = |r: &mut Range<usize>| {
+                    if r.start >= old.end {
+                        *r = r.start - old.len()..r.end - old.len();
+                    }
+                };
+                self.items
+                    .iter_mut()
+                    .filter_map(|e| e.line.as_mut())
+                    .for_each(up);
+                line.as_mut().map(up);
             }
+            self.items[at].line = line;
+            return;
         }
-        self.lens.add(len);
-        self.items.push((name.clone(), line));
+        self.lens.add(name.len());
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.items.push(Edit {
+            name: start..self.names.len(),
+            line,
+        });
     }
 }
 
@@ -1002,18 +1036,18 @@ impl HeaderEdit for Edits<'_> {
     fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
         let mut names = crate::mediate::prefixed(self.map, prefix);
         names.retain(|n| self.edits.get(n).is_none());
+        // Edited names were `HeaderName`s, so they parse again.
         names.extend(
             self.edits
-                .items
-                .iter()
-                .filter(|(n, v)| v.is_some() && n.as_str().starts_with(prefix))
-                .map(|(n, _)| n.clone()),
+                .edits()
+                .filter(|(n, line)| line.is_some() && n.starts_with(prefix.as_bytes()))
+                .filter_map(|(n, _)| HeaderName::from_bytes(n).ok()),
         );
         names
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.edits.record(name, None);
+        self.edits.record(name.as_str().as_bytes(), None);
     }
 }
 
@@ -1284,7 +1318,7 @@ mod tests {
             5,
             "one edit per name, the last one winning"
         );
-        assert_eq!(edits.items[2].0, name("b3"));
+        assert_eq!(edits.edits().nth(2).map(|(n, _)| n), Some(&b"b3"[..]));
         assert_eq!(
             edits.lines, b"b3: 1\r\nb4: 2\r\n",
             "only the values set, the last one"
@@ -1298,7 +1332,7 @@ mod tests {
         e.set(name("b4"), HeaderValue::from_static("5"));
         e.set(name("x-c"), HeaderValue::from_static("6"));
         assert_eq!(edits.lines, b"b3: 3\r\nb4: 5\r\nx-c: 6\r\n");
-        let places: Vec<_> = edits.items.iter().filter_map(|(_, l)| l.clone()).collect();
+        let places: Vec<_> = edits.edits().filter_map(|(_, l)| l.clone()).collect();
         assert_eq!(
             places,
             [0..7, 7..14, 14..22],
