@@ -914,7 +914,7 @@ struct EditList {
 
 /// One edited name: its place in [`EditList::names`], and its line's in
 /// [`EditList::lines`] (`None`: removed).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Edit {
     name: Range<usize>,
     line: Option<Range<usize>>,
