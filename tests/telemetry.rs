@@ -246,7 +246,7 @@ fn hex(bytes: &[u8]) -> String {
 fn environment_variables_override_the_file() {
     let origin = Origin::start("origin");
     let rx = OtlpReceiver::start(CollectorMode::Ok);
-    let dead = support::free_port();
+    let dead = support::DEAD_PORT;
     let port = support::free_port();
     let admin = support::free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -292,7 +292,7 @@ fn collector_trouble(mode: Option<CollectorMode>) {
     let rx = mode.map(OtlpReceiver::start);
     let endpoint = match &rx {
         Some(rx) => format!("http://{}", rx.addr),
-        None => format!("http://127.0.0.1:{}", support::free_port()),
+        None => format!("http://127.0.0.1:{}", support::DEAD_PORT),
     };
     let gw = TestGateway::start(&config(
         &origin,
