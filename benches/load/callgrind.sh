@@ -31,33 +31,13 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-case "$scenario" in
-plain) conf=tracebridge-plain.toml header=() ;;
-b3-3) conf=tracebridge-b3.toml header=(-H "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") ;;
-b3-3-otlp) conf=tracebridge-b3-otlp.toml header=(-H "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") ;;
-*) echo "unknown scenario $scenario" >&2; exit 2 ;;
-esac
-
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2
-fi
+# shellcheck source=benches/load/lib.sh
+. "$repo/benches/load/lib.sh"
+scenario_config "$scenario" || { echo "unknown scenario $scenario" >&2; exit 2; }
+install_missing valgrind wrk nginx curl
 
 base="${LOAD_PORT_BASE:-24000}"
 origin=$((base + 400)) port=$((base + 401)) admin=$((base + 402)) sink=$((base + 403))
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
 
 render() {
     sed -e "s|@PORT@|$port|g" -e "s|@ADMIN@|$admin|g" -e "s|@ORIGIN@|$origin|g" \
@@ -81,11 +61,7 @@ pids+=($!)
 wait_up "http://127.0.0.1:$origin/"
 
 if [ "$scenario" = b3-3-otlp ]; then
-    cargo bench --bench load_sink --no-run --message-format=json-render-diagnostics 2>"$tmp/sink-build.log" >"$tmp/sink.json"
-    sink_bin="$(python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="load_sink": print(m["executable"])' "$tmp/sink.json" | tail -1)"
+    sink_bin="$(bench_executable load_sink)"
     "$sink_bin" --http "127.0.0.1:$sink" >"$tmp/sink.log" 2>&1 &
     pids+=($!)
 fi

@@ -46,41 +46,22 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-case "$scenario" in
-plain) conf=tracebridge-plain.toml header=() ;;
-b3-3) conf=tracebridge-b3.toml header=(-H "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") ;;
-*) echo "unknown scenario $scenario" >&2; exit 2 ;;
-esac
 [[ "$pairs" =~ ^[1-9][0-9]*$ && "$duration" =~ ^[1-9][0-9]*$ ]] ||
     { echo "--pairs and --duration take positive integers" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs two CPUs (load on CPU 0, the proxies on CPU 1)" >&2; exit 1; }
 
-need=()
-for tool in wrk nginx curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2
-fi
+# shellcheck source=benches/load/lib.sh
+. "$here/lib.sh"
+[[ "$scenario" == plain || "$scenario" == b3-3 ]] && scenario_config "$scenario" ||
+    { echo "--scenario takes plain or b3-3" >&2; exit 2; }
+install_missing wrk nginx curl
 
 base="${LOAD_PORT_BASE:-24000}"
 origin=$((base + 500)) port_a=$((base + 501)) admin_a=$((base + 502)) port_b=$((base + 503)) admin_b=$((base + 504))
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
 
 echo "building (cargo build --release; the origin: cargo bench --bench load_origin --no-run)" >&2
-(cd "$repo" && cargo build --release 2>"$tmp/build.log" &&
-    cargo bench --bench load_origin --no-run --message-format=json-render-diagnostics 2>>"$tmp/build.log" >"$tmp/origin.json") ||
-    { tail -30 "$tmp/build.log" >&2; exit 1; }
-origin_bin="$(python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="load_origin": print(m["executable"])' "$tmp/origin.json" | tail -1)"
+(cd "$repo" && cargo build --release 2>"$tmp/build.log") || { tail -30 "$tmp/build.log" >&2; exit 1; }
+origin_bin="$(bench_executable load_origin)"
 [ -x "$origin_bin" ] || { echo "no load_origin executable in cargo's output" >&2; exit 1; }
 
 render() { # template port admin dir
