@@ -46,15 +46,6 @@ render() {
     echo "$tmp/$1"
 }
 
-wait_up() { # url
-    for _ in $(seq 300); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    echo "$1 did not come up" >&2
-    exit 1
-}
-
 mkdir -p "$tmp/origin-body" "$tmp/nginx-body"
 nginx -e "$tmp/origin.err" -p "$tmp" -c "$(render origin-nginx.conf)" &
 pids+=($!)

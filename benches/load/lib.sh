@@ -1,6 +1,6 @@
 # Shared by callgrind.sh and together.sh, which source it: the scenarios, tool
-# installation, a temporary directory whose processes are killed on exit, and finding a
-# bench binary.
+# installation, a temporary directory whose processes are killed on exit, waiting for a
+# server, and finding a bench binary.
 
 # Sets `conf` (tracebridge's config in benches/load/) and `header` (wrk's and curl's
 # arguments) for the load bench's scenario $1; false for an unknown one.
@@ -33,6 +33,16 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
+
+# Waits up to 30 s for URL $1 to answer (with the scenario's header); exits the script if it never does.
+wait_up() {
+    for _ in $(seq 300); do
+        curl -s -o /dev/null --max-time 1 "${header[@]}" "$1" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not come up" >&2
+    exit 1
+}
 
 # Builds the bench target $1 (`harness = false`, in benches/) and prints its executable.
 bench_executable() {

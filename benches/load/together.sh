@@ -69,14 +69,6 @@ render() { # template port admin dir
     sed -e "s|@PORT@|$2|g" -e "s|@ADMIN@|$3|g" -e "s|@ORIGIN@|$origin|g" -e "s|@TMP@|$4|g" "$1" >"$4/conf"
     echo "$4/conf"
 }
-wait_up() { # url
-    for _ in $(seq 300); do
-        curl -s -o /dev/null --max-time 1 "${header[@]}" "$1" && return 0
-        sleep 0.1
-    done
-    echo "$1 did not come up" >&2
-    exit 1
-}
 
 taskset -c 0 "$origin_bin" --listen "127.0.0.1:$origin" >"$tmp/origin.log" 2>&1 &
 pids+=($!)
