@@ -33,12 +33,12 @@
 //! The state ⇄ model mapping here is shared with [`super::b3multi`]; the id and `sampled`
 //! parsers, shared with [`super::ottrace`] too (same rules), live in [`super::text`].
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 pub use super::b3_state::State;
 use super::b3_state::{from_sampling, to_context};
 use super::text::{into_string, parse_span_id, parse_trace_id, split_ascii};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// The single B3 header.
@@ -168,7 +168,7 @@ impl Codec for B3Codec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         match first(headers, &B3)? {
             None => Ok(None),
             Some(v) => decode(v).map(|w| Some(w.into())),

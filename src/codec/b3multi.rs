@@ -37,11 +37,11 @@
 //!
 //! Id and state rules are shared with [`super::b3`] (the id parsers live in [`super::text`]).
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::b3_state::{from_sampling, to_context, State};
 use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 
 /// `X-B3-TraceId`.
@@ -81,7 +81,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// First value of each header ("first value wins").
-    pub fn from_headers(headers: &'a HeaderMap) -> Result<Self, DecodeError> {
+    pub fn from_headers(headers: &'a impl HeaderSource) -> Result<Self, DecodeError> {
         Ok(Fields {
             trace_id: first(headers, &X_B3_TRACEID)?,
             span_id: first(headers, &X_B3_SPANID)?,
@@ -208,7 +208,7 @@ impl Codec for B3MultiCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let fields = Fields::from_headers(headers)?;
         if fields == Fields::default() {
             return Ok(None);
@@ -254,6 +254,7 @@ impl Codec for B3MultiCodec {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     use super::*;

@@ -31,10 +31,10 @@
 //! * Extract returns a context with `trace_id: None` and deferred sampling: baggage alone
 //!   carries no trace.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderName;
 
 use super::text::{is_baggage_octet, is_tchar};
-use super::{text, trim_ows_bytes, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{text, trim_ows_bytes, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Baggage, BaggageEntry, Hop, TraceContext};
 
 const BAGGAGE_NAME: &str = "baggage";
@@ -225,8 +225,8 @@ impl Codec for BaggageCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
-        let baggage = decode_fields(headers.get_all(&BAGGAGE).iter().map(HeaderValue::as_bytes))?;
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
+        let baggage = decode_fields(headers.values(&BAGGAGE))?;
         if baggage.is_empty() {
             return Ok(None);
         }
@@ -264,6 +264,7 @@ impl Codec for BaggageCodec {
 mod tests {
     use super::*;
     use crate::codec::testutil::{self, hop, map, raw_map, run, Case};
+    use http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     /// Extracts from one `baggage` field per element.

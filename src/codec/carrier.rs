@@ -1,10 +1,45 @@
-//! Reading headers out of an `http::HeaderMap` the way every codec must
-//! (wire-formats §15.6–15.7), and the sink injection writes into.
+//! Reading a request's headers the way every codec must (wire-formats §15.6–15.7),
+//! whoever holds them ([`HeaderSource`]), and the sink injection writes into.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::DecodeError;
+
+/// A request's header fields, as extraction and the request rules read them: an
+/// `http::HeaderMap` (pingora's path, the tests, `translate`), or the fast path's view
+/// of the header lines it parsed, which spares it building a map per request.
+///
+/// Every value is bytes a `HeaderValue` accepts (no CR, LF, NUL or other control byte
+/// but HTAB); names are tokens. A map hands names out lowercase, a view of lines as they
+/// arrived: compare names ignoring ASCII case.
+pub trait HeaderSource {
+    /// The values of the field `name`, in the order they arrived.
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]>;
+
+    /// Every field as `(name, value)`: a view in arrival order, a map grouped by name.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+
+    /// Whether the field `name` is present.
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.values(name).next().is_some()
+    }
+}
+
+impl HeaderSource for HeaderMap {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+}
 
 /// Where injected headers go. Implemented for `http::HeaderMap` here and for pingora's
 /// request header in the proxy (which must keep its case map in sync).
@@ -43,12 +78,17 @@ pub trait HeaderSink {
 
 /// Whether `value` may be sent as a field value: the bytes `HeaderValue::from_bytes`
 /// accepts (HTAB, SP and above, except DEL), so every sink takes the same values. No CR,
-/// LF or NUL: a value can never end its line early or start another header. Sixteen
-/// bytes a step, each step without a branch, so the compiler checks them side by side
-/// (an id's 32 hex digits in two steps); a value of 16 bytes or more ends with its last
-/// 16 bytes, overlapping the step before, instead of a byte at a time.
+/// LF or NUL: a value can never end its line early or start another header.
 pub fn is_field_value(value: &[u8]) -> bool {
-    let bad = |b: u8| (b < b' ' && b != b'\t') | (b == 0x7f);
+    none_of(value, |b| (b < b' ' && b != b'\t') | (b == 0x7f))
+}
+
+/// Whether no byte of `value` is `bad`. Sixteen bytes a step, each step without a
+/// branch, so the compiler checks them side by side (an id's 32 hex digits in two
+/// steps); a value of 16 bytes or more ends with its last 16 bytes, overlapping the
+/// step before, instead of a byte at a time.
+#[inline(always)]
+fn none_of(value: &[u8], bad: impl Fn(u8) -> bool) -> bool {
     let any_bad = |chunk: &[u8]| chunk.iter().fold(false, |any, &b| any | bad(b));
     if value.len() < 16 {
         return !value.iter().any(|&b| bad(b));
@@ -111,9 +151,15 @@ pub fn trim_ows_bytes(b: &[u8]) -> &[u8] {
     b.get(start..end).unwrap_or_default()
 }
 
-/// The value as text, trimmed; `Err(Charset)` unless it is visible ASCII (plus SP/HTAB).
-pub fn value_str(v: &HeaderValue) -> Result<&str, DecodeError> {
-    v.to_str().map(trim_ows).map_err(|_| DecodeError::Charset)
+/// The value as text, trimmed; `Err(Charset)` unless it is visible ASCII (plus SP/HTAB),
+/// as `HeaderValue::to_str` has it.
+pub fn value_str(v: &[u8]) -> Result<&str, DecodeError> {
+    if !none_of(v, |b| (b < b' ' && b != b'\t') | (b >= 0x7f)) {
+        return Err(DecodeError::Charset);
+    }
+    std::str::from_utf8(v)
+        .map(trim_ows)
+        .map_err(|_| DecodeError::Charset)
 }
 
 /// The value of a single-valued vendor header (`b3`, `x-b3-traceid`, `uber-trace-id`,
@@ -124,10 +170,10 @@ pub fn value_str(v: &HeaderValue) -> Result<&str, DecodeError> {
 /// Trace Context rules for a repeated `traceparent` (§15.6 said "first value wins", as
 /// the B3 README does; B3 never says which of two different ids is right).
 pub fn first<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a impl HeaderSource,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, DecodeError> {
-    let mut all = headers.get_all(name).iter();
+    let mut all = headers.values(name);
     let Some(v) = all.next() else {
         return Ok(None);
     };
@@ -143,7 +189,7 @@ pub fn first<'a>(
 /// The only value of a header that must not repeat (`traceparent`): a second field is
 /// `Err(Repeated)`.
 pub fn exactly_one<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a impl HeaderSource,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, DecodeError> {
     exactly_one_value(headers, name)?.map(value_str).transpose()
@@ -151,10 +197,10 @@ pub fn exactly_one<'a>(
 
 /// [`exactly_one`] before the charset check, for a codec whose parser checks every byte.
 pub fn exactly_one_value<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a impl HeaderSource,
     name: &HeaderName,
-) -> Result<Option<&'a HeaderValue>, DecodeError> {
-    let mut all = headers.get_all(name).iter();
+) -> Result<Option<&'a [u8]>, DecodeError> {
+    let mut all = headers.values(name);
     match (all.next(), all.next()) {
         (None, _) => Ok(None),
         (Some(v), None) => Ok(Some(v)),
@@ -164,9 +210,12 @@ pub fn exactly_one_value<'a>(
 
 /// All values of a list-valued header (`tracestate`, `baggage`) joined with `,` in
 /// order (RFC 9110 field combination). `Ok(None)` when absent.
-pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, DecodeError> {
+pub fn joined(
+    headers: &impl HeaderSource,
+    name: &HeaderName,
+) -> Result<Option<String>, DecodeError> {
     let mut out: Option<String> = None;
-    for v in headers.get_all(name) {
+    for v in headers.values(name) {
         let s = value_str(v)?;
         match &mut out {
             None => out = Some(s.to_string()),
@@ -196,7 +245,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn field_values_are_what_header_value_accepts() {
+    fn field_values_and_text_are_what_header_value_accepts() {
         for b in 0..=255u8 {
             for (len, at) in [
                 (1, 0),
@@ -209,10 +258,16 @@ mod tests {
             ] {
                 let mut v = vec![b'a'; len];
                 v[at] = b;
+                let header = HeaderValue::from_bytes(&v);
                 assert_eq!(
                     is_field_value(&v),
-                    HeaderValue::from_bytes(&v).is_ok(),
+                    header.is_ok(),
                     "byte {b:#04x} at {at} of {len}"
+                );
+                assert_eq!(
+                    value_str(&v).is_ok(),
+                    header.is_ok_and(|h| h.to_str().is_ok()),
+                    "as text: byte {b:#04x} at {at} of {len}"
                 );
             }
         }

@@ -48,10 +48,10 @@
 //! - A trace id whose low 64 bits are 0 cannot be written (`0` is invalid in
 //!   `x-datadog-trace-id`, and no other header can carry the low half): inject writes nothing.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use super::text::{dec_bytes, dec_i64, dec_u64, hex_exact_u64, split_ascii};
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Datadog, Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const TRACE_ID: &str = "x-datadog-trace-id";
@@ -399,7 +399,7 @@ impl Codec for DatadogCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let optional = |name: &HeaderName| first(headers, name).ok().flatten();
         let fields = Fields {
             trace_id: first(headers, &X_DATADOG_TRACE_ID)?,
@@ -468,6 +468,7 @@ mod tests {
     use crate::codec::testutil::{
         self, case_mut, edge, get, hop_at, map, raw_map, run, Case, Edge,
     };
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     /// The gateway span is 5678, so `x-datadog-parent-id: 5678` on inject.

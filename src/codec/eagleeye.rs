@@ -50,14 +50,14 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use super::text::{
     dec_bytes, dec_u64, hashed_span_id, hashed_trace_id, hex_u128, into_string, percent_decode,
     percent_encoded, percent_encoded_len, push_percent_encoded, split_ascii, split_once_ascii,
     truncate_bytes, Escapes,
 };
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{
     BaggageEntry, EagleEye, Hop, Originals, Sampling, SpanId, TraceContext, TraceId,
 };
@@ -142,18 +142,18 @@ pub struct EagleEyeHeaders<'a> {
 
 /// Reads and validates the header set; `Ok(None)` when there is no trace id (an RpcID
 /// without one is `Missing`).
-pub fn decode(headers: &HeaderMap) -> Result<Option<EagleEyeHeaders<'_>>, DecodeError> {
+pub fn decode(headers: &impl HeaderSource) -> Result<Option<EagleEyeHeaders<'_>>, DecodeError> {
     read(headers, true)
 }
 
 /// [`decode`]; without `informational` the headers extract does not use (pSpanID,
 /// pAppName, pRpc) are not looked up.
 fn read(
-    headers: &HeaderMap,
+    headers: &impl HeaderSource,
     informational: bool,
 ) -> Result<Option<EagleEyeHeaders<'_>>, DecodeError> {
     let Some(trace_id) = first(headers, &TRACE_ID)? else {
-        if headers.contains_key(&RPC_ID) {
+        if headers.contains(&RPC_ID) {
             return Err(DecodeError::Missing);
         }
         return Ok(None);
@@ -391,7 +391,7 @@ impl Codec for EagleEyeCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         match read(headers, false)? {
             None => Ok(None),
             Some(w) => w.into_context().map(Some),
@@ -451,6 +451,7 @@ mod tests {
     use crate::codec::testutil::{
         self, case_mut, get, hex128, hop_at, map, raw_map, rejected, run, valid, Case,
     };
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     /// Originals: TraceID, RpcID, Sampled; `None` where there is no context.

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
-use super::{DecodeError, HeaderSink, Injected};
+use super::{DecodeError, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, TraceContext};
 
 /// Every trace-context format the gateway reads and writes. The ids returned by
@@ -130,7 +130,7 @@ pub trait Codec {
 
     /// `Ok(None)` when the format's headers are absent, `Ok(ctx)` when valid,
     /// `Err(reason)` when present but invalid. Never panics, whatever the bytes.
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError>;
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError>;
 
     /// Writes the format's headers for `ctx` continued by `hop` into `out`.
     ///

@@ -24,10 +24,10 @@
 //!   "deferred" (§14). An OTel propagator downstream reads that as not sampled, which is
 //!   the fallback the codec contract asks for anyway.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::text::{dec_bytes, dec_u64, hex_exact_u128, into_string, split_once_ascii};
-use super::{first, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const HEADER: &str = "x-cloud-trace-context";
@@ -121,7 +121,7 @@ impl Codec for GcpCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         match first(headers, &X_CLOUD_TRACE_CONTEXT)? {
             None => Ok(None),
             Some(v) => decode(v).map(|c| Some(to_context(c))),
@@ -150,6 +150,7 @@ impl Codec for GcpCodec {
 mod tests {
     use super::*;
     use crate::codec::testutil::{self, edge, hop_at, raw_map, run, Case};
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     /// The gateway span is 139592093 in decimal.

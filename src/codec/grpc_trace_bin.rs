@@ -29,9 +29,9 @@
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
-use super::{first, text, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, text, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 const GRPC_TRACE_BIN_NAME: &str = "grpc-trace-bin";
@@ -145,7 +145,7 @@ impl Codec for GrpcTraceBinCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let Some(value) = first(headers, &GRPC_TRACE_BIN)? else {
             return Ok(None);
         };
@@ -185,6 +185,7 @@ mod tests {
     use super::*;
     use crate::codec::testutil::{self, case_mut, hop_at, map, raw_map, rejected, run};
     use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     fn extract(value: &str) -> Result<Option<TraceContext>, DecodeError> {

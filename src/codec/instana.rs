@@ -52,10 +52,10 @@
 //!   T/S beside `0` so that the trace id survives (accepted by [GO-SENSOR], ignored by [NODE]).
 //! - Not handled: `X-INSTANA-B-*` baggage ([GO-SENSOR] only) and `X-INSTANA-SYNTHETIC`.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use super::text::{hex_any_case, split_once_ascii};
-use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, Instana, Sampling, SpanId, TraceContext, TraceId};
 
 const T: &str = "x-instana-t";
@@ -297,7 +297,7 @@ impl Codec for InstanaCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let fields = Fields {
             trace_id: first(headers, &X_INSTANA_T)?,
             span_id: first(headers, &X_INSTANA_S)?,
@@ -331,6 +331,7 @@ impl Codec for InstanaCodec {
 mod tests {
     use super::*;
     use crate::codec::testutil::{hop_at, map, raw_map};
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     fn hop() -> Hop<'static> {

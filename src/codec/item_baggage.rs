@@ -24,9 +24,9 @@
 //!   which OTel Java also applies to Jaeger baggage. Entries are taken in order; one that
 //!   would exceed a limit is dropped and counted, and later, smaller ones may still fit.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
-use super::{header_value, text, value_str, HeaderSink, Injected};
+use super::{header_value, text, value_str, HeaderSink, HeaderSource, Injected};
 use crate::model::{Baggage, BaggageEntry};
 
 /// Most entries written per request (W3C baggage minimum).
@@ -88,27 +88,33 @@ fn is_lowercase_token(key: &str) -> bool {
             .all(|c| text::is_tchar(c) && !c.is_ascii_uppercase())
 }
 
-/// Appends every `{prefix}{key}` header of `headers` to `out`, in map order.
-pub(crate) fn extract(headers: &HeaderMap, prefix: &str, values: Values, out: &mut Baggage) {
-    // `iter` yields every value, a name's values one after the other: taking the first of
-    // each run is `keys` + `get` without hashing each name again.
-    let mut previous: Option<&HeaderName> = None;
-    for (name, value) in headers.iter() {
-        if previous == Some(name) {
+/// Appends every `{prefix}{key}` header of `headers` to `out` (the key lowercase, as a
+/// `HeaderName` has it), in the order the names first appear; a repeated name keeps its
+/// first value.
+pub(crate) fn extract(
+    headers: &impl HeaderSource,
+    prefix: &str,
+    values: Values,
+    out: &mut Baggage,
+) {
+    let start = out.len();
+    for (name, value) in headers.fields() {
+        if !super::starts_with_ignore_case(name, prefix) {
             continue;
         }
-        previous = Some(name);
-        let Some(key) = name.as_str().strip_prefix(prefix) else {
+        // A name is a token: ASCII.
+        let Ok(key) = std::str::from_utf8(&name[prefix.len()..]) else {
             continue;
         };
-        if key.is_empty() {
+        let key = key.to_ascii_lowercase();
+        if key.is_empty() || out[start..].iter().any(|e| e.key == key) {
             continue;
         }
         let Ok(raw) = value_str(value) else {
             continue;
         };
         out.push(BaggageEntry {
-            key: key.to_string(),
+            key,
             value: values.decode(raw),
             properties: String::new(),
         });
@@ -201,6 +207,7 @@ fn item(
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     use super::*;

@@ -46,14 +46,16 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::item_baggage::{self, Values};
 use super::text::{
     hex_u64, into_string, parse_short_span_id, parse_short_trace_id, percent_decode, split_ascii,
     split_once_ascii,
 };
-use super::{first, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{
+    first, trim_ows, value_str, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected,
+};
 use crate::model::{Baggage, BaggageEntry, Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `uber-trace-id`.
@@ -202,13 +204,14 @@ impl Codec for JaegerCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let mut ctx = match first(headers, &UBER_TRACE_ID)? {
             Some(v) => TraceContext::from(decode(v)?),
             None => TraceContext::default(),
         };
         let debug_id = headers
-            .get(&JAEGER_DEBUG_ID)
+            .values(&JAEGER_DEBUG_ID)
+            .next()
             .and_then(|v| value_str(v).ok())
             .filter(|id| !id.is_empty());
         if let Some(id) = debug_id {
@@ -224,7 +227,7 @@ impl Codec for JaegerCodec {
             Values::UrlEncoded,
             &mut ctx.baggage,
         );
-        for v in headers.get_all(&JAEGER_BAGGAGE) {
+        for v in headers.values(&JAEGER_BAGGAGE) {
             if let Ok(s) = value_str(v) {
                 decode_baggage(s, &mut ctx.baggage);
             }
@@ -251,6 +254,7 @@ impl Codec for JaegerCodec {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     use super::*;

@@ -32,14 +32,14 @@ pub mod xray;
 
 pub use carrier::{
     exactly_one, exactly_one_value, first, header_value, is_field_value, joined, trim_ows,
-    trim_ows_bytes, value_str, HeaderSink, Injected,
+    trim_ows_bytes, value_str, HeaderSink, HeaderSource, Injected,
 };
 pub use error::DecodeError;
 pub use format::{Codec, Format, UnknownFormat};
 
 use std::sync::OnceLock;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use crate::model::{Hop, TraceContext};
 
@@ -105,7 +105,7 @@ macro_rules! dispatch {
 
 impl Format {
     /// See [`Codec::extract`].
-    pub fn extract(self, headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    pub fn extract(self, headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         dispatch!(self, C => C::extract(headers))
     }
 
@@ -217,9 +217,9 @@ impl From<&[Format]> for FormatList {
 }
 
 /// Which formats have at least one of their headers in `headers`, in one pass over the
-/// map: extraction and stripping then touch only those formats, instead of looking up
+/// fields (names in any case): extraction and stripping then touch only those formats, instead of looking up
 /// every known header name of all 13 formats on every request.
-pub fn present(headers: &HeaderMap) -> FormatSet {
+pub fn present(headers: &impl HeaderSource) -> FormatSet {
     struct Owners {
         /// Every owned header name and its format, by the name's length: a name is
         /// compared with the two or three of its length instead of hashed.
@@ -248,17 +248,22 @@ pub fn present(headers: &HeaderMap) -> FormatSet {
         Owners { by_len, first }
     });
     let mut set = FormatSet::default();
-    for name in headers.keys() {
-        let text = name.as_str();
-        if !owners.first[usize::from(text.as_bytes()[0])] {
+    for (name, _) in headers.fields() {
+        let Some(&first) = name.first() else {
+            continue;
+        };
+        if !owners.first[usize::from(first.to_ascii_lowercase())] {
             continue;
         }
-        let mut owned = owners.by_len.get(text.len()).into_iter().flatten();
-        if let Some((_, f)) = owned.find(|(n, _)| *n == text) {
+        let mut owned = owners.by_len.get(name.len()).into_iter().flatten();
+        if let Some((_, f)) = owned.find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
             set.insert(*f);
         } else {
             for f in Format::ALL {
-                if f.prefixes().iter().any(|p| text.starts_with(p)) {
+                if f.prefixes()
+                    .iter()
+                    .any(|p| starts_with_ignore_case(name, p))
+                {
                     set.insert(f);
                 }
             }
@@ -267,10 +272,17 @@ pub fn present(headers: &HeaderMap) -> FormatSet {
     set
 }
 
+/// Whether the header name `name` (any case) starts with `prefix` (lowercase).
+pub fn starts_with_ignore_case(name: &[u8], prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::testutil::{self, run};
     use super::*;
+    use http::HeaderMap;
 
     /// The B3 precedence of mediation over the two B3 codecs: `b3` first, `x-b3-*` when `b3`
     /// gave no context; an invalid vector is reported invalid by at least one of them.

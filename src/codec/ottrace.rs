@@ -35,11 +35,11 @@
 //! The id and `sampled` parsers are shared with `x-b3-*` ([`super::text::parse_short_trace_id`]
 //! and its neighbours): the rules are identical.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use super::item_baggage::{self, Values};
 use super::text::{parse_sampled, parse_short_span_id, parse_short_trace_id};
-use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, header_value, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
 /// `ot-tracer-traceid`.
@@ -71,7 +71,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// First value of each header.
-    pub fn from_headers(headers: &'a HeaderMap) -> Result<Self, DecodeError> {
+    pub fn from_headers(headers: &'a impl HeaderSource) -> Result<Self, DecodeError> {
         Ok(Fields {
             trace_id: first(headers, &OT_TRACER_TRACEID)?,
             span_id: first(headers, &OT_TRACER_SPANID)?,
@@ -176,7 +176,7 @@ impl Codec for OtTraceCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let fields = Fields::from_headers(headers)?;
         let absent = fields == Fields::default();
         let mut ctx = if absent {
@@ -220,6 +220,7 @@ impl Codec for OtTraceCodec {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
     use proptest::prelude::*;
 
     use super::*;

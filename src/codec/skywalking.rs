@@ -64,12 +64,14 @@ use super::text::{
     dec_bytes, dec_str, hashed_span_id, hashed_trace_id, hex_any_case, hex_digit_any_case,
     push_base64, split_ascii, split_exact, truncate_bytes, truncate_chars, BASE64_STANDARD,
 };
-use super::{first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{
+    first, header_value, value_str, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected,
+};
 use crate::model::{
     BaggageEntry, Hop, Originals, Sampling, SkyWalking, SpanId, TraceContext, TraceId,
 };
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 /// The trace context header.
 pub static SW8: HeaderName = HeaderName::from_static("sw8");
@@ -597,12 +599,12 @@ impl Codec for SkyWalkingCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let Some(value) = first(headers, &SW8)? else {
             return Ok(None);
         };
         let mut ctx = decode(value)?.into_context()?;
-        for field in headers.get_all(&SW8_CORRELATION) {
+        for field in headers.values(&SW8_CORRELATION) {
             if let Ok(s) = value_str(field) {
                 add_correlation(s, &mut ctx.baggage);
             }
@@ -682,6 +684,7 @@ mod tests {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
     use base64::Engine;
+    use http::HeaderMap;
 
     /// Standard base64, encoding padded: the grammar `b64_decode` and `push_b64`
     /// implement by hand (differential properties pin them to it).

@@ -53,11 +53,11 @@
 //!   left-most, so it goes last among them), then members from the right (spec/20 "tracestate
 //!   Limits").
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::{
     exactly_one_value, text, trim_ows, trim_ows_bytes, value_str, Codec, DecodeError, Format,
-    HeaderSink, Injected,
+    HeaderSink, HeaderSource, Injected,
 };
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId, TraceState};
 
@@ -373,14 +373,14 @@ impl Codec for TraceContextCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         let Some(raw) = exactly_one_value(headers, &TRACEPARENT)? else {
             return Ok(None);
         };
         // A valid version-00 value is exactly 55 hex digits and dashes: when it decodes as
         // bytes, the charset check (which would pass) is skipped. Anything else takes the
         // checked path, so errors are reported exactly as before.
-        let bytes = trim_ows_bytes(raw.as_bytes());
+        let bytes = trim_ows_bytes(raw);
         let tp = match decode_bytes(bytes) {
             Ok(tp) if bytes.len() == 55 => tp,
             _ => decode(value_str(raw)?)?,
@@ -393,7 +393,7 @@ impl Codec for TraceContextCodec {
             ..TraceContext::default()
         };
         // An invalid tracestate is dropped whole; the traceparent stays valid.
-        if let Ok(ts) = parse_tracestate(headers.get_all(&TRACESTATE).iter().map(value_str)) {
+        if let Ok(ts) = parse_tracestate(headers.values(&TRACESTATE).map(value_str)) {
             ctx.tracestate = ts;
         }
         Ok(Some(ctx))
@@ -410,6 +410,7 @@ mod tests {
     use crate::codec::testutil::{
         self, case_mut, ctx_with, hop_at, map, raw_map, rejected, run, ts,
     };
+    use http::HeaderMap;
     use http::HeaderValue;
     use proptest::prelude::*;
 

@@ -38,12 +38,12 @@
 //!   bits), but an `X-Amzn-Trace-Id` may carry an id minted elsewhere (a left-padded 64-bit
 //!   id relayed by a translating propagator), and a wrong flag is worse than a missing one.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::text::{
     hex_exact_u128, hex_exact_u64, hex_u128, into_string, split_ascii, split_once_ascii,
 };
-use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, Injected};
+use super::{first, trim_ows, Codec, DecodeError, Format, HeaderSink, HeaderSource, Injected};
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId, XRay};
 
 const TRACE_HEADER: &str = "x-amzn-trace-id";
@@ -282,7 +282,7 @@ impl Codec for XRayCodec {
         &HEADERS
     }
 
-    fn extract(headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+    fn extract(headers: &impl HeaderSource) -> Result<Option<TraceContext>, DecodeError> {
         match first(headers, &X_AMZN_TRACE_ID)? {
             None => Ok(None),
             Some(v) => decode(v).map(|h| Some(to_context(h))),
@@ -325,6 +325,7 @@ impl Codec for XRayCodec {
 mod tests {
     use super::*;
     use crate::codec::testutil::{self, edge, hop_at, raw_map, run, Case, Edge};
+    use http::HeaderMap;
     use http::HeaderValue;
     use proptest::prelude::*;
 

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderName, Method};
 
 use super::validate::RouteSpec;
+use crate::codec::HeaderSource;
 use crate::mediate::Policy;
 
 /// A compiled route: what to match and where it goes.
@@ -36,7 +37,7 @@ impl Route {
         usize::from(!self.methods.is_empty()) + usize::from(self.header.is_some())
     }
 
-    fn matches(&self, path: &str, method: &Method, headers: &HeaderMap) -> bool {
+    fn matches(&self, path: &str, method: &Method, headers: &impl HeaderSource) -> bool {
         if !path.starts_with(&*self.path_prefix) {
             return false;
         }
@@ -45,11 +46,8 @@ impl Route {
         }
         match &self.header {
             None => true,
-            Some((name, None)) => headers.contains_key(name),
-            Some((name, Some(value))) => headers
-                .get_all(name)
-                .iter()
-                .any(|v| v.as_bytes() == value.as_bytes()),
+            Some((name, None)) => headers.contains(name),
+            Some((name, Some(value))) => headers.values(name).any(|v| v == value.as_bytes()),
         }
     }
 }
@@ -111,7 +109,7 @@ impl Group {
         all: &[Route],
         path: &str,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &impl HeaderSource,
     ) -> Option<usize> {
         // Longest first either way; of prefixes of one length at most one can match.
         if let Some(scan) = &self.scan {
@@ -205,7 +203,7 @@ impl Router {
         host: Option<&str>,
         path: &str,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &impl HeaderSource,
     ) -> Option<usize> {
         let all = self.routes.as_slice();
         if let Some(host) = host.map(strip_port) {
@@ -256,6 +254,7 @@ pub(crate) fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     proptest::proptest! {
         /// The byte loop agrees with the plain reading of the rule: split at the last

@@ -25,7 +25,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::codec::Format;
+use crate::codec::{value_str, Format, HeaderSource};
 use crate::model::named::named_enum;
 use crate::model::{Named, SpanId, TraceId};
 
@@ -345,12 +345,12 @@ pub struct Timing {
 }
 
 /// One response, as the edge rules see it.
-#[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
+#[derive(Debug)]
+pub struct Exchange<'a, R = HeaderMap> {
     /// The request method.
     pub method: &'a Method,
     /// The request headers.
-    pub request: &'a HeaderMap,
+    pub request: &'a R,
     /// The response status.
     pub status: u16,
     /// The response headers so far (the upstream's, or the gateway's own).
@@ -363,24 +363,23 @@ pub struct Exchange<'a> {
 
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
-pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+pub fn is_preflight(method: &Method, headers: &impl HeaderSource) -> bool {
     method == Method::OPTIONS
-        && headers.contains_key(ORIGIN)
-        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        && headers.contains(&ORIGIN)
+        && headers.contains(&ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The request's one `Origin`, lowercase (browsers serialize it so; a second value
 /// or a non-ASCII one is no origin).
-fn origin(request: &HeaderMap) -> Option<String> {
-    let mut all = request.get_all(ORIGIN).iter();
+fn origin(request: &impl HeaderSource) -> Option<String> {
+    let mut all = request.values(&ORIGIN);
     let first = all.next()?;
     if all.next().is_some() {
         return None;
     }
-    first
-        .to_str()
+    value_str(first)
         .ok()
-        .map(|s| s.trim().to_ascii_lowercase())
+        .map(|s| s.to_ascii_lowercase())
         .filter(|s| !s.is_empty())
 }
 
@@ -396,11 +395,10 @@ fn is_trace_header(name: &str, formats: &[Format]) -> bool {
 }
 
 /// The comma-separated tokens of every value of `name`, lowercase.
-fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+fn tokens(headers: &impl HeaderSource, name: &HeaderName) -> Vec<String> {
     headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .values(name)
+        .filter_map(|v| value_str(v).ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
@@ -409,7 +407,7 @@ fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
 
 /// The existing values of `name` (joined) with `extra` appended where not yet listed
 /// (case-insensitive); `None` when nothing is added.
-fn merged(headers: &HeaderMap, name: &HeaderName, extra: &[&str]) -> Option<HeaderValue> {
+fn merged(headers: &impl HeaderSource, name: &HeaderName, extra: &[&str]) -> Option<HeaderValue> {
     let have = tokens(headers, name);
     let mut add: Vec<&str> = Vec::new();
     for e in extra {
@@ -422,10 +420,9 @@ fn merged(headers: &HeaderMap, name: &HeaderName, extra: &[&str]) -> Option<Head
         return None;
     }
     let mut parts: Vec<String> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
+        .values(name)
+        .filter_map(|v| value_str(v).ok())
+        .map(str::to_string)
         .filter(|v| !v.is_empty())
         .collect();
     parts.extend(add.iter().map(|s| s.to_string()));
@@ -467,7 +464,7 @@ pub fn answer_preflight(
     settings: &Browser,
     extract: &[Format],
     method: &Method,
-    request: &HeaderMap,
+    request: &impl HeaderSource,
 ) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let cors = &settings.cors;
     if cors.mode != CorsMode::Answer || !is_preflight(method, request) {
@@ -512,7 +509,7 @@ pub fn answer_preflight(
 /// The `Server-Timing` entries the gateway adds, merged after the upstream's. An
 /// upstream's own `traceparent` entry (its SDK names its own span, a child of the
 /// gateway's) is kept and not doubled: a page reads the first entry of a name.
-fn server_timing(settings: &Browser, x: &Exchange<'_>) -> Option<HeaderValue> {
+fn server_timing(settings: &Browser, x: &Exchange<'_, impl HeaderSource>) -> Option<HeaderValue> {
     let mut ours = Vec::new();
     let theirs: Vec<&str> = x
         .response
@@ -582,7 +579,7 @@ impl Browser {
         &self,
         extract: &[Format],
         traceresponse: bool,
-        x: &Exchange<'_>,
+        x: &Exchange<'_, impl HeaderSource>,
     ) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::new();
         if let Some(v) = server_timing(self, x) {
@@ -670,7 +667,7 @@ impl Browser {
     fn augment_preflight(
         &self,
         extract: &[Format],
-        x: &Exchange<'_>,
+        x: &Exchange<'_, impl HeaderSource>,
     ) -> Option<(HeaderName, HeaderValue)> {
         let credentialed = x
             .response

@@ -42,17 +42,21 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::HeaderMap;
 
 use crate::codec::tracecontext::{self, OwnMember};
-use crate::codec::{dd_member, eagleeye, text, DecodeError, Format, HeaderSink, Injected};
+use crate::codec::{
+    dd_member, eagleeye, text, DecodeError, Format, HeaderSink, HeaderSource, Injected,
+};
 use crate::model::{EagleEye, Hop, Originals, SkyWalking, TraceContext};
 
 /// The gateway's own `tracestate` key.
 pub const OWN_KEY: &str = "tb";
 
 /// [`Format::extract`], and for W3C the `tb` member moved into the originals.
-pub fn extract(format: Format, headers: &HeaderMap) -> Result<Option<TraceContext>, DecodeError> {
+pub fn extract(
+    format: Format,
+    headers: &impl HeaderSource,
+) -> Result<Option<TraceContext>, DecodeError> {
     let mut got = format.extract(headers);
     if format == Format::TraceContext {
         if let Ok(Some(ctx)) = &mut got {
@@ -211,6 +215,7 @@ mod tests {
     use crate::codec::testutil::{ctx_with, hop_at, map, ts};
     use crate::codec::tracecontext::{decode_tracestate, TRACESTATE};
     use crate::model::{Sampling, SpanId};
+    use http::HeaderMap;
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-00";
 

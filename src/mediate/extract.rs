@@ -8,9 +8,7 @@
 //! format to name a key keeping it. A context without ids (`b3: 0`, `x-b3-sampled: 0`)
 //! contributes only its sampling decision, used when no format carries ids.
 
-use http::HeaderMap;
-
-use crate::codec::{DecodeError, Format, FormatList, FormatSet};
+use crate::codec::{DecodeError, Format, FormatList, FormatSet, HeaderSource};
 use crate::model::{Sampling, TraceContext};
 
 /// Everything extraction found in one request's headers.
@@ -32,7 +30,7 @@ pub struct Extraction {
 }
 
 /// Runs `formats` in order over `headers`.
-pub(crate) fn extract(formats: &[Format], headers: &HeaderMap) -> Extraction {
+pub(crate) fn extract(formats: &[Format], headers: &impl HeaderSource) -> Extraction {
     let mut out = Extraction::default();
     // Contexts without ids, kept until we know whether any format has ids.
     let mut idless: Option<(Format, TraceContext)> = None;

@@ -38,9 +38,10 @@
 // the pure modules must not reach (`.ci/run` checks it).
 use core::net::IpAddr;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::codec::{value_str, HeaderSource};
 use crate::model::named::named_enum;
 
 /// `X-Forwarded-For`.
@@ -89,10 +90,10 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 /// Every value of `name` joined with `, ` (a list header may be split over several
 /// lines), `None` when absent or not visible ASCII.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+fn joined(headers: &impl HeaderSource, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
-    for v in headers.get_all(name) {
-        let s = v.to_str().ok()?.trim();
+    for v in headers.values(name) {
+        let s = value_str(v).ok()?;
         if s.is_empty() {
             continue;
         }
@@ -108,7 +109,11 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// The client's address: `peer` unless `peer` is a trusted proxy (see the module docs).
-pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_address(
+    peer: IpAddr,
+    headers: &impl HeaderSource,
+    trusted: &[IpNet],
+) -> IpAddr {
     let peer = peer.to_canonical();
     if !contains(trusted, peer) {
         return peer;
@@ -198,7 +203,7 @@ fn value(text: String) -> Option<HeaderValue> {
 pub(crate) fn headers(
     mode: ForwardedMode,
     hop: &Arrival<'_>,
-    incoming: &HeaderMap,
+    incoming: &impl HeaderSource,
 ) -> Vec<(HeaderName, HeaderValue)> {
     if mode == ForwardedMode::Off {
         return Vec::new();
@@ -245,7 +250,7 @@ pub(crate) fn headers(
         None if mode == ForwardedMode::Append
             && hop.trusted
             && hop.client != hop_ip
-            && !incoming.contains_key(&FORWARDED) =>
+            && !incoming.contains(&FORWARDED) =>
         {
             fwd.push_str("for=");
             push_node(&mut fwd, hop.client, hop.client_text);
@@ -281,6 +286,7 @@ pub(crate) fn headers(
 mod tests {
     use super::*;
     use crate::model::Named;
+    use http::HeaderMap;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()

@@ -22,7 +22,8 @@ pub mod request_id;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::codec::{
-    is_field_value, DecodeError, Format, FormatList, FormatSet, HeaderSink, Injected,
+    is_field_value, starts_with_ignore_case, DecodeError, Format, FormatList, FormatSet,
+    HeaderSink, HeaderSource, Injected,
 };
 use crate::model::{Hop, Sampling, SpanId, TraceContext, TraceId};
 
@@ -130,13 +131,13 @@ impl Default for SamplingDirective {
 }
 
 /// Step 1: extraction and trust, with the route's `trust`.
-pub fn plan(policy: &Policy, headers: &HeaderMap) -> Plan {
+pub fn plan(policy: &Policy, headers: &impl HeaderSource) -> Plan {
     plan_with(policy, policy.trust, headers)
 }
 
 /// Step 1 with the trust chosen for this request ([`Policy::trust_for`]: by the
 /// client's network, else the route's).
-pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
+pub fn plan_with(policy: &Policy, trust: Trust, headers: &impl HeaderSource) -> Plan {
     let Extraction {
         primary,
         links,
@@ -218,7 +219,7 @@ pub fn plan_with(policy: &Policy, trust: Trust, headers: &HeaderMap) -> Plan {
             .header
             .as_ref()
             .and_then(|name| request_id::read(headers, name))
-            .and_then(|v| request_id::trace_id(v.as_bytes()));
+            .and_then(request_id::trace_id);
         if let Some(trace_id) = id {
             // A trace id with no parent span: the gateway span is a root that keeps it.
             plan.parent = Some(TraceContext {
@@ -311,13 +312,19 @@ pub trait HeaderEdit: HeaderSink {
     fn remove(&mut self, name: &HeaderName);
 }
 
-/// The names in `headers` that start with `prefix`.
-pub fn prefixed(headers: &HeaderMap, prefix: &str) -> Vec<HeaderName> {
-    headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(prefix))
-        .cloned()
-        .collect()
+/// The names in `headers` that start with `prefix` (lowercase), each once.
+pub fn prefixed(headers: &impl HeaderSource, prefix: &str) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for (name, _) in headers.fields() {
+        if !starts_with_ignore_case(name, prefix) {
+            continue;
+        }
+        match HeaderName::from_bytes(name) {
+            Ok(name) if !names.contains(&name) => names.push(name),
+            _ => {}
+        }
+    }
+    names
 }
 
 impl HeaderEdit for HeaderMap {

@@ -16,8 +16,9 @@
 //!   off): consistent sampling presumes it random, as the OpenTelemetry SDK spec says.
 //!   Not under `trust = "restart"`, which trusts nothing a client sends.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
+use crate::codec::HeaderSource;
 use crate::model::{SpanId, TraceId};
 
 /// The default header.
@@ -56,10 +57,10 @@ pub fn valid(v: &[u8]) -> bool {
 }
 
 /// The request's id under `name`: exactly one valid value, else `None`.
-pub fn read<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
-    let mut all = headers.get_all(name).iter();
+pub fn read<'h>(headers: &'h impl HeaderSource, name: &HeaderName) -> Option<&'h [u8]> {
+    let mut all = headers.values(name);
     let first = all.next()?;
-    if all.next().is_some() || !valid(first.as_bytes()) {
+    if all.next().is_some() || !valid(first) {
         return None;
     }
     Some(first)
@@ -105,6 +106,7 @@ pub fn generate(trace_id: TraceId, span_id: SpanId) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn values_with_reasons() {
@@ -134,7 +136,7 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(read(&h, &name), None);
         h.append(&name, HeaderValue::from_static("one"));
-        assert_eq!(read(&h, &name).map(|v| v.as_bytes()), Some(&b"one"[..]));
+        assert_eq!(read(&h, &name), Some(&b"one"[..]));
         h.append(&name, HeaderValue::from_static("two"));
         assert_eq!(read(&h, &name), None);
     }

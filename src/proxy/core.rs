@@ -18,7 +18,7 @@ use log::Level;
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::codec::HeaderSink;
+use crate::codec::{value_str, HeaderSink, HeaderSource};
 use crate::config::{HttpUpstream, Snapshot, UpstreamKind};
 use crate::mediate::forwarded::{self, ForwardedMode};
 use crate::mediate::HeaderEdit;
@@ -39,14 +39,15 @@ pub(crate) struct Core {
     pub(crate) telemetry: Arc<Telemetry>,
 }
 
-/// A request as it arrived, whichever path read it.
-pub(crate) struct Arrival<'a> {
+/// A request as it arrived, whichever path read it: its headers a map (pingora's path)
+/// or the fast path's view of the lines it parsed.
+pub(crate) struct Arrival<'a, H> {
     pub(crate) method: &'a Method,
     /// The path, without the query.
     pub(crate) path: &'a str,
     /// The authority of an absolute-form target (or HTTP/2's `:authority`).
     pub(crate) authority: Option<&'a str>,
-    pub(crate) headers: &'a HeaderMap,
+    pub(crate) headers: &'a H,
     /// `Host` as text (`None`: absent or not visible ASCII), read once by the caller
     /// for routing, the span and the forwarding headers.
     pub(crate) host_header: Option<&'a str>,
@@ -60,9 +61,9 @@ pub(crate) struct Arrival<'a> {
     pub(crate) http2: bool,
 }
 
-impl Arrival<'_> {
+impl<H: HeaderSource> Arrival<'_, H> {
     /// The method and headers, as the response rules read them.
-    pub(crate) fn request(&self) -> (&Method, &HeaderMap) {
+    pub(crate) fn request(&self) -> (&Method, &H) {
         (self.method, self.headers)
     }
 
@@ -200,12 +201,12 @@ impl HeaderSink for Vec<(HeaderName, HeaderValue)> {
 }
 
 /// How a request ended, for [`Core::finish`].
-pub(crate) struct Done<'a> {
+pub(crate) struct Done<'a, H> {
     /// The status the client got, 0 when none.
     pub(crate) status: u16,
     pub(crate) method: &'a Method,
     pub(crate) path: &'a str,
-    pub(crate) headers: &'a HeaderMap,
+    pub(crate) headers: &'a H,
     pub(crate) bytes_sent: usize,
 }
 
@@ -296,7 +297,7 @@ impl Core {
     pub(crate) fn route<'s>(
         &self,
         ctx: &'s mut RequestCtx,
-        arrival: &Arrival<'_>,
+        arrival: &Arrival<'_, impl HeaderSource>,
     ) -> Option<&'s UpstreamKind> {
         let snapshot = &ctx.snapshot;
         ctx.route = snapshot.router.find(
@@ -317,7 +318,7 @@ impl Core {
     pub(crate) fn begin(
         &self,
         ctx: &mut RequestCtx,
-        arrival: &Arrival<'_>,
+        arrival: &Arrival<'_, impl HeaderSource>,
         memo: Option<&mut ForwardingMemo>,
     ) -> Routed {
         // A field borrow, not an `Arc` clone: `ctx`'s other fields are set below.
@@ -418,7 +419,7 @@ impl Core {
         ctx: &RequestCtx,
         status: u16,
         message: &str,
-        request: (&Method, &HeaderMap),
+        request: (&Method, &impl HeaderSource),
     ) -> Reply {
         let trace = ctx.trace.as_ref();
         let header = trace.and_then(RequestTrace::response_header);
@@ -524,7 +525,7 @@ impl Core {
         &self,
         ctx: &mut RequestCtx,
         status: u16,
-        request: (&Method, &HeaderMap),
+        request: (&Method, &impl HeaderSource),
         response: &HeaderMap,
         out: &mut dyn HeaderSink,
     ) {
@@ -546,7 +547,7 @@ impl Core {
         &self,
         ctx: &mut RequestCtx,
         e: &Error,
-        request: (&Method, &HeaderMap),
+        request: (&Method, &impl HeaderSource),
         path: &str,
         sent: Option<u16>,
     ) -> Option<Reply> {
@@ -593,7 +594,11 @@ impl Core {
     /// Ends the request: the span, the request metrics, coverage and the access log.
     /// Returns the clock reading it ended the request at, for the caller's keep-alive
     /// deadline.
-    pub(crate) fn finish(&self, ctx: &mut RequestCtx, done: &Done<'_>) -> Instant {
+    pub(crate) fn finish(
+        &self,
+        ctx: &mut RequestCtx,
+        done: &Done<'_, impl HeaderSource>,
+    ) -> Instant {
         // What the client got; else what a failure decided (499 for a client that
         // left), so the access log, the metric and the span agree with its log line.
         let status = Some(done.status)
@@ -660,8 +665,8 @@ impl Core {
 }
 
 /// The request facts the gateway span records; `template` is `None` without a route.
-fn facts<'a>(
-    arrival: &'a Arrival<'a>,
+fn facts<'a, H: HeaderSource>(
+    arrival: &'a Arrival<'a, H>,
     route: &'a Arc<str>,
     template: Option<&'a Arc<str>>,
     upstream: &'a Arc<str>,
@@ -679,8 +684,9 @@ fn facts<'a>(
         protocol_version: if arrival.http2 { "2" } else { "1.1" },
         user_agent: arrival
             .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
+            .values(&http::header::USER_AGENT)
+            .next()
+            .and_then(|v| value_str(v).ok()),
         route,
         route_template: template,
         upstream,

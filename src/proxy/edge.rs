@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::trace::RequestTrace;
-use crate::codec::HeaderSink;
+use crate::codec::{HeaderSink, HeaderSource};
 use crate::mediate::browser::{self, Exchange, Ids, Timing};
 
 /// When the request and its first upstream attempt started.
@@ -41,7 +41,7 @@ pub(super) fn active(trace: Option<&RequestTrace>) -> bool {
 /// and `response`, the headers it has so far (the upstream's, or the gateway's own).
 pub(super) fn finish(
     trace: Option<&RequestTrace>,
-    request: (&Method, &HeaderMap),
+    request: (&Method, &impl HeaderSource),
     clock: Clock,
     status: u16,
     response: &HeaderMap,
@@ -75,7 +75,7 @@ pub(super) fn finish(
 /// when the route does not answer preflights or the request is not one.
 pub(super) fn answer_preflight(
     trace: Option<&RequestTrace>,
-    request: (&Method, &HeaderMap),
+    request: (&Method, &impl HeaderSource),
 ) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let policy = trace?.policy();
     browser::answer_preflight(&policy.browser, &policy.extract, request.0, request.1)

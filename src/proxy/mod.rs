@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -66,7 +66,7 @@ impl Gateway {
 }
 
 /// pingora's request as the core's [`Arrival`].
-fn arrival(session: &Session) -> Arrival<'_> {
+fn arrival(session: &Session) -> Arrival<'_, HeaderMap> {
     let req = session.req_header();
     Arrival {
         method: &req.method,

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::codec::{Format, FormatList, FormatSet, HeaderSink};
+use crate::codec::{Format, FormatList, FormatSet, HeaderSink, HeaderSource};
 use crate::mediate::{self, HeaderEdit, Mode, Plan, Policy};
 use crate::model::{Hop, SpanId, TraceContext, TraceId};
 use crate::telemetry::coverage::Observation;
@@ -56,7 +56,7 @@ impl RequestTrace {
     /// Extracts, applies trust and sampling, and starts the gateway span.
     pub fn begin(
         policy: Arc<Policy>,
-        headers: &HeaderMap,
+        headers: &impl HeaderSource,
         facts: RequestFacts<'_>,
         telemetry: &Telemetry,
         metrics: &Metrics,
@@ -126,7 +126,8 @@ impl RequestTrace {
             .and_then(|name| mediate::request_id::read(headers, name));
         let request_id_made = incoming_id.is_none() && rid.generate && rid.header.is_some();
         let request_id = match incoming_id {
-            Some(v) => Some(v.clone()),
+            // `read` let through only the few characters ids use: a valid value.
+            Some(v) => HeaderValue::from_bytes(v).ok(),
             None if request_id_made => Some(mediate::request_id::generate(trace_id, span_id)),
             None => None,
         };

@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::labels::{NONE, NO_ROUTE};
-use crate::codec::{Format, FormatSet};
+use crate::codec::{Format, FormatSet, HeaderSource};
 use crate::config::Snapshot;
 
 /// What one request brought and what the gateway did with it, for the coverage view.
@@ -64,7 +64,7 @@ pub struct Observation {
 
 /// A CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
-pub fn is_cors_preflight(method: &http::Method, headers: &http::HeaderMap) -> bool {
+pub fn is_cors_preflight(method: &http::Method, headers: &impl HeaderSource) -> bool {
     // One definition, shared with the browser edge's CORS rules.
     crate::mediate::browser::is_preflight(method, headers)
 }

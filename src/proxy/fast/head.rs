@@ -32,6 +32,10 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use http::HeaderName;
+
+use crate::codec::HeaderSource;
+
 /// Longest request head (request line, fields and the final CRLF): pingora 0.9.1's own limit
 /// (`MAX_HEADER_SIZE` in `pingora-core/src/protocols/http/v1/common.rs`), so neither path accepts
 /// a head the other refuses for size. Longer → 431.
@@ -66,6 +70,34 @@ pub struct HeaderSpan {
     pub value: Range<usize>,
     /// What the name is, classified once while parsing.
     pub known: Known,
+}
+
+/// A parsed request's header lines as the core reads them (extraction, routing, the
+/// browser edge): the head and its spans, with no `HeaderMap` built per request. The
+/// parser let through only token names and values a `HeaderValue` accepts (it rejects
+/// CTL, DEL and NUL bytes), which is what [`HeaderSource`] promises.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines<'a> {
+    pub head: &'a [u8],
+    pub spans: &'a [HeaderSpan],
+}
+
+impl HeaderSource for Lines<'_> {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        let name = name.as_str().as_bytes();
+        self.spans
+            .iter()
+            .filter(move |s| {
+                s.name.len() == name.len() && self.head[s.name.clone()].eq_ignore_ascii_case(name)
+            })
+            .map(|s| &self.head[s.value.clone()])
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .map(|s| (&self.head[s.name.clone()], &self.head[s.value.clone()]))
+    }
 }
 
 /// A request head the fast path may proxy itself.

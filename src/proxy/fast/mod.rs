@@ -55,7 +55,7 @@ use crate::codec::{is_field_value, HeaderSink};
 use crate::config::validate::Protocol;
 use crate::config::{HttpUpstream, UpstreamKind};
 use crate::mediate::HeaderEdit;
-use head::{Framing, HeaderSpan, Known, Parsed, RequestHead, ResponseHead, H2_PREFACE};
+use head::{Framing, HeaderSpan, Known, Lines, Parsed, RequestHead, ResponseHead, H2_PREFACE};
 
 /// How long a write to a client may wait for the client to read (nginx's
 /// `send_timeout`, 60 s): a client that stops reading does not hold its connection and
@@ -122,8 +122,6 @@ impl Front {
             // connections hold about 12 MiB of buffers; they grow for bigger messages.
             buf: BytesMut::with_capacity(2048),
             spans: Vec::with_capacity(16),
-            map: HeaderMap::with_capacity(16),
-            names: Vec::new(),
             edits: EditList::default(),
             out: Vec::with_capacity(2048),
             rbuf: BytesMut::with_capacity(4096),
@@ -233,10 +231,6 @@ impl Front {
         client.header_received();
         let head = conn.buf.split_to(req.head_len).freeze();
         let body = conn.buf.split_to(req.body_len as usize).freeze();
-        if fill_map(&mut conn.map, &mut conn.names, &head, &conn.spans).is_err() {
-            restore(&mut conn.buf, &head, &body);
-            return Next::Delegate("header map");
-        }
         let Ok(target) = std::str::from_utf8(&head[req.target.clone()]) else {
             restore(&mut conn.buf, &head, &body);
             return Next::Delegate("target");
@@ -250,7 +244,11 @@ impl Front {
             method: &req.method,
             path,
             authority: None,
-            headers: &conn.map,
+            // The fields, not `conn.lines`: `begin` borrows `conn.forwarding` meanwhile.
+            headers: &Lines {
+                head: &head,
+                spans: &conn.spans,
+            },
             // The parser checked its bytes (`valid_host`): visible ASCII.
             host_header: req
                 .host
@@ -289,9 +287,13 @@ impl Front {
                 {
                     Ok(done) => done,
                     Err((e, sent)) => {
-                        let reply =
-                            self.core
-                                .failed(&mut ctx, &e, (&req.method, &conn.map), path, sent);
+                        let reply = self.core.failed(
+                            &mut ctx,
+                            &e,
+                            (&req.method, &conn.lines(&head)),
+                            path,
+                            sent,
+                        );
                         close = true;
                         match reply {
                             Some(reply) if sent.is_none() => {
@@ -319,22 +321,17 @@ impl Front {
                 (500, 0)
             }
         };
-        let arrival_headers = &conn.map;
         let ended = self.core.finish(
             &mut ctx,
             &Done {
                 status,
                 method: &req.method,
                 path,
-                headers: arrival_headers,
+                headers: &conn.lines(&head),
                 bytes_sent: sent,
             },
         );
         drop(ctx);
-        // The header values share the request head's buffer: dropped now, while its
-        // reference count and the map's entries are still in the cache, not at the
-        // next request, after the other connections' requests have evicted them.
-        conn.map.clear();
         if close {
             return Next::Close;
         }
@@ -383,7 +380,10 @@ impl Front {
             self.core.inject(
                 ctx,
                 &mut Edits {
-                    map: &conn.map,
+                    arrival: Lines {
+                        head: x.head,
+                        spans: &conn.spans,
+                    },
                     edits: &mut conn.edits,
                 },
             );
@@ -529,10 +529,14 @@ impl Front {
         } else {
             HeaderMap::new()
         };
+        let arrival = Lines {
+            head: x.head,
+            spans: &conn.spans,
+        };
         self.core.upstream_answered(
             ctx,
             resp.status,
-            (&x.req.method, &conn.map),
+            (&x.req.method, &arrival),
             &view,
             &mut conn.added,
         );
@@ -670,11 +674,8 @@ struct Conn {
     /// Bytes read from the client and not yet consumed (the next request's, when
     /// pipelined).
     buf: BytesMut,
+    /// The request's header lines, as parsed (the core reads them through [`Lines`]).
     spans: Vec<HeaderSpan>,
-    /// The request's headers, as the core reads them.
-    map: HeaderMap,
-    /// The names of the previous request's headers, in order (see [`fill_map`]).
-    names: Vec<HeaderName>,
     /// What mediation set or removed for the current attempt.
     edits: EditList,
     /// The outgoing head being built (upstream request, then client response).
@@ -695,51 +696,23 @@ struct Conn {
     forwarding: ForwardingMemo,
 }
 
+impl Conn {
+    /// The request's header lines in `head`, as the core reads them. Made afresh where
+    /// they are read: the view borrows `self`, which the exchange borrows mutably.
+    fn lines<'a>(&'a self, head: &'a [u8]) -> Lines<'a> {
+        Lines {
+            head,
+            spans: &self.spans,
+        }
+    }
+}
+
 /// One request's parts for the upstream exchange.
 struct Exchange<'a> {
     req: &'a RequestHead,
     head: &'a Bytes,
     body: &'a Bytes,
     upstream: &'a HttpUpstream,
-}
-
-/// The request's headers into `map`, values shared with `head` (no copy).
-///
-/// `names` holds the previous request's header names, in order. A keep-alive client
-/// sends the same names request after request, and a name spelled as the one in its
-/// place before (in any case: the earlier name is valid and lowercase, so the bytes are
-/// valid and lowercase to it) is taken from there instead of parsed: for a name the
-/// `http` crate does not know (`b3`, `sec-fetch-mode`), that also saves an allocation.
-fn fill_map(
-    map: &mut HeaderMap,
-    names: &mut Vec<HeaderName>,
-    head: &Bytes,
-    spans: &[HeaderSpan],
-) -> Result<(), ()> {
-    // A request that ran to its end left the map cleared (see `one`); only one that
-    // left early (handed to pingora) did not. `clear` resets every index slot, so it
-    // is not repeated on an empty map.
-    if !map.is_empty() {
-        map.clear();
-    }
-    names.truncate(spans.len());
-    for (i, s) in spans.iter().enumerate() {
-        let raw = &head[s.name.clone()];
-        let name = match names.get_mut(i) {
-            Some(prev) if prev.as_str().as_bytes().eq_ignore_ascii_case(raw) => prev.clone(),
-            prev => {
-                let name = HeaderName::from_bytes(raw).map_err(|_| ())?;
-                match prev {
-                    Some(prev) => *prev = name.clone(),
-                    None => names.push(name.clone()),
-                }
-                name
-            }
-        };
-        let value = HeaderValue::from_maybe_shared(head.slice(s.value.clone())).map_err(|_| ())?;
-        map.append(name, value);
-    }
-    Ok(())
 }
 
 /// Puts a request split off the buffer back at its front (for the fallback).
@@ -1010,7 +983,7 @@ impl NameLens {
 /// attempt starts again from the arrival, as pingora's does from a fresh copy of the
 /// request.
 struct Edits<'a> {
-    map: &'a HeaderMap,
+    arrival: Lines<'a>,
     edits: &'a mut EditList,
 }
 
@@ -1034,7 +1007,7 @@ impl HeaderSink for Edits<'_> {
 
 impl HeaderEdit for Edits<'_> {
     fn names_with_prefix(&self, prefix: &str) -> Vec<HeaderName> {
-        let mut names = crate::mediate::prefixed(self.map, prefix);
+        let mut names = crate::mediate::prefixed(&self.arrival, prefix);
         names.retain(|n| self.edits.get(n).is_none());
         // Edited names were `HeaderName`s, so they parse again.
         names.extend(
@@ -1242,48 +1215,129 @@ async fn flush(client: &mut ClientStream) -> pingora::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::HeaderSource;
     use crate::mediate::HeaderEdit;
 
-    #[test]
-    fn header_names_are_taken_from_the_previous_request_only_when_spelled_alike() {
-        let fill = |names: &mut Vec<HeaderName>, head: &'static [u8]| {
-            let head = Bytes::from_static(head);
-            let mut spans = Vec::new();
-            let mut at = 0;
-            for line in head.split(|&b| b == b'\n') {
-                if let Some(colon) = line.iter().position(|&b| b == b':') {
-                    spans.push(HeaderSpan {
-                        name: at..at + colon,
-                        value: at + colon + 1..at + line.len(),
-                        known: Known::Other,
-                    });
-                }
-                at += line.len() + 1;
+    /// The spans of `name:value` lines (`\n` between them), as the parser would make.
+    fn spans_of(head: &[u8]) -> Vec<HeaderSpan> {
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for line in head.split(|&b| b == b'\n') {
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                spans.push(HeaderSpan {
+                    name: at..at + colon,
+                    value: at + colon + 1..at + line.len(),
+                    known: Known::Other,
+                });
             }
-            let mut map = HeaderMap::new();
-            fill_map(&mut map, names, &head, &spans).map(|()| map)
+            at += line.len() + 1;
+        }
+        spans
+    }
+
+    /// The map pingora's path would hold for the same lines.
+    fn map_of(lines: &Lines<'_>) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in lines.fields() {
+            map.append(
+                HeaderName::from_bytes(name).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_view_of_the_lines_reads_as_a_map_does() {
+        let head = b"Host:a\nB3:1\nx-a:2\nX-A:3\nUberctx-K:v";
+        let spans = spans_of(head);
+        let lines = Lines {
+            head,
+            spans: &spans,
         };
-        let mut names = Vec::new();
-        let map = fill(&mut names, b"Host:a\nB3:1\nx-a:2").unwrap();
-        assert_eq!(names, ["host", "b3", "x-a"]);
-        assert_eq!(map["b3"], "1");
-        let map = fill(&mut names, b"host:a\nb3:1\nx-b:2").unwrap();
-        assert_eq!(names, ["host", "b3", "x-b"], "a new name replaces the old");
-        assert!(map.contains_key("x-b") && !map.contains_key("x-a"));
-        let map = fill(&mut names, b"HOST:a").unwrap();
-        assert_eq!(names, ["host"]);
-        assert_eq!(map.len(), 1);
-        assert!(fill(&mut names, b"ho st:a").is_err(), "still checked");
+        let name = HeaderName::from_static;
+        let values = |n| lines.values(&name(n)).collect::<Vec<_>>();
+        assert_eq!(values("b3"), [b"1"]);
+        assert_eq!(
+            values("x-a"),
+            [b"2", b"3"],
+            "every value, in order, any case"
+        );
+        assert!(values("x-b").is_empty() && !lines.contains(&name("x-b")));
+        assert!(lines.contains(&name("host")));
+        assert_eq!(lines.fields().count(), 5);
+        assert_eq!(
+            crate::mediate::prefixed(&lines, "uberctx-"),
+            [name("uberctx-k")],
+            "names come out lowercase"
+        );
+        assert_eq!(
+            crate::codec::present(&lines),
+            crate::codec::present(&map_of(&lines))
+        );
+    }
+
+    proptest::proptest! {
+        /// Extraction, trust and sampling read the fast path's lines exactly as they read
+        /// pingora's map of the same fields: one implementation for both paths, whatever
+        /// the case of the names, repeats and the order.
+        #[test]
+        fn mediation_plans_alike_from_lines_and_from_a_map(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "traceparent", "TraceParent", "tracestate", "b3", "B3",
+                        "x-b3-traceid", "X-B3-SpanId", "x-b3-sampled", "uber-trace-id",
+                        "uberctx-k", "UberCtx-K", "ot-baggage-a", "baggage", "Baggage",
+                        "x-datadog-trace-id", "x-datadog-parent-id", "x-request-id",
+                        "x-amzn-trace-id", "sw8", "grpc-trace-bin", "x-cloud-trace-context",
+                    ]),
+                    proptest::sample::select(vec![
+                        "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01",
+                        "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+                        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", "1", "0",
+                        "k=v", "a=1,b=2", "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1",
+                        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", " x ", "",
+                        "12345", "\u{e9}",
+                    ]),
+                ),
+                0..8,
+            )
+        ) {
+            let mut head = Vec::new();
+            for (name, value) in &fields {
+                head.extend_from_slice(name.as_bytes());
+                head.push(b':');
+                head.extend_from_slice(value.as_bytes());
+                head.push(b'\n');
+            }
+            let spans = spans_of(&head);
+            let lines = Lines { head: &head, spans: &spans };
+            let map = map_of(&lines);
+            let mut policy = crate::mediate::Policy {
+                extract: crate::codec::Format::ALL.to_vec(),
+                ..Default::default()
+            };
+            policy.request_id.header = Some(HeaderName::from_static("x-request-id"));
+            policy.request_id.trace = true;
+            proptest::prop_assert_eq!(
+                crate::mediate::plan(&policy, &lines),
+                crate::mediate::plan(&policy, &map)
+            );
+        }
     }
 
     #[test]
     fn edits_read_through_to_the_arrival_and_shadow_it() {
-        let mut map = HeaderMap::new();
-        map.insert("uberctx-a", HeaderValue::from_static("1"));
-        map.insert("b3", HeaderValue::from_static("0"));
+        let head = b"uberctx-a:1\nb3:0";
+        let spans = spans_of(head);
+        let arrival = Lines {
+            head,
+            spans: &spans,
+        };
         let mut edits = EditList::default();
         let mut e = Edits {
-            map: &map,
+            arrival,
             edits: &mut edits,
         };
         let name = |n: &'static str| HeaderName::from_static(n);
@@ -1324,7 +1378,7 @@ mod tests {
             "only the values set, the last one"
         );
         let mut e = Edits {
-            map: &map,
+            arrival,
             edits: &mut edits,
         };
         e.set(name("b3"), HeaderValue::from_static("3"));
@@ -1338,8 +1392,9 @@ mod tests {
             [0..7, 7..14, 14..22],
             "each entry still finds its line"
         );
-        assert!(
-            map.contains_key("b3"),
+        assert_eq!(
+            arrival.values(&name("b3")).collect::<Vec<_>>(),
+            [b"0"],
             "the arrival itself is never changed"
         );
     }
