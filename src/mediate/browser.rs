@@ -346,15 +346,15 @@ pub struct Timing {
 
 /// One response, as the edge rules see it.
 #[derive(Debug)]
-pub struct Exchange<'a, R = HeaderMap> {
+pub struct Exchange<'a, Q = HeaderMap, R = HeaderMap> {
     /// The request method.
     pub method: &'a Method,
     /// The request headers.
-    pub request: &'a R,
+    pub request: &'a Q,
     /// The response status.
     pub status: u16,
     /// The response headers so far (the upstream's, or the gateway's own).
-    pub response: &'a HeaderMap,
+    pub response: &'a R,
     /// The trace ids, when the request is traced.
     pub ids: Option<Ids>,
     /// Durations so far.
@@ -509,14 +509,15 @@ pub fn answer_preflight(
 /// The `Server-Timing` entries the gateway adds, merged after the upstream's. An
 /// upstream's own `traceparent` entry (its SDK names its own span, a child of the
 /// gateway's) is kept and not doubled: a page reads the first entry of a name.
-fn server_timing(settings: &Browser, x: &Exchange<'_, impl HeaderSource>) -> Option<HeaderValue> {
+fn server_timing(
+    settings: &Browser,
+    x: &Exchange<'_, impl HeaderSource, impl HeaderSource>,
+) -> Option<HeaderValue> {
     let mut ours = Vec::new();
     let theirs: Vec<&str> = x
         .response
-        .get_all(SERVER_TIMING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
+        .values(&SERVER_TIMING)
+        .filter_map(|v| value_str(v).ok())
         .filter(|v| !v.is_empty())
         .collect();
     let named = |metric: &str| {
@@ -579,7 +580,7 @@ impl Browser {
         &self,
         extract: &[Format],
         traceresponse: bool,
-        x: &Exchange<'_, impl HeaderSource>,
+        x: &Exchange<'_, impl HeaderSource, impl HeaderSource>,
     ) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::new();
         if let Some(v) = server_timing(self, x) {
@@ -609,9 +610,10 @@ impl Browser {
         // What the response allows, after the answer-mode edits.
         let mut acao: Option<String> = x
             .response
-            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_ascii_lowercase());
+            .values(&ACCESS_CONTROL_ALLOW_ORIGIN)
+            .next()
+            .and_then(|v| value_str(v).ok())
+            .map(str::to_ascii_lowercase);
         match self.cors.mode {
             CorsMode::Off => return out,
             CorsMode::Answer if !preflight => {
@@ -667,12 +669,13 @@ impl Browser {
     fn augment_preflight(
         &self,
         extract: &[Format],
-        x: &Exchange<'_, impl HeaderSource>,
+        x: &Exchange<'_, impl HeaderSource, impl HeaderSource>,
     ) -> Option<(HeaderName, HeaderValue)> {
         let credentialed = x
             .response
-            .get(ACCESS_CONTROL_ALLOW_CREDENTIALS)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+            .values(&ACCESS_CONTROL_ALLOW_CREDENTIALS)
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"true"));
         let allowed = tokens(x.response, &ACCESS_CONTROL_ALLOW_HEADERS);
         if !credentialed && allowed.iter().any(|a| a == "*") {
             return None;

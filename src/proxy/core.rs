@@ -513,12 +513,6 @@ impl Core {
         }
     }
 
-    /// Whether [`Self::upstream_answered`] reads the upstream's response headers (the
-    /// browser edge merges into them); the fast path builds a map of them only then.
-    pub(crate) fn reads_response(&self, ctx: &RequestCtx) -> bool {
-        edge::active(ctx.trace.as_ref())
-    }
-
     /// The upstream answered `request` with `status` and `response` headers: the
     /// headers the gateway sets on its response, into `out`.
     pub(crate) fn upstream_answered(
@@ -526,7 +520,7 @@ impl Core {
         ctx: &mut RequestCtx,
         status: u16,
         request: (&Method, &impl HeaderSource),
-        response: &HeaderMap,
+        response: &impl HeaderSource,
         out: &mut dyn HeaderSink,
     ) {
         ctx.upstream_status = status;

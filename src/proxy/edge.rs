@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::trace::RequestTrace;
 use crate::codec::{HeaderSink, HeaderSource};
@@ -31,12 +31,6 @@ impl Clock {
     }
 }
 
-/// Whether the request's route has any browser-edge setting on (only then does a
-/// response need looking at).
-pub(super) fn active(trace: Option<&RequestTrace>) -> bool {
-    trace.is_some_and(|t| t.policy().browser.is_active())
-}
-
 /// Sets the browser-edge headers on a response about to go to the client: `status`
 /// and `response`, the headers it has so far (the upstream's, or the gateway's own).
 pub(super) fn finish(
@@ -44,7 +38,7 @@ pub(super) fn finish(
     request: (&Method, &impl HeaderSource),
     clock: Clock,
     status: u16,
-    response: &HeaderMap,
+    response: &impl HeaderSource,
     out: &mut dyn HeaderSink,
 ) {
     let Some(trace) = trace.filter(|t| t.policy().browser.is_active()) else {

@@ -38,7 +38,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{GetSocketDigest, Peek, Ssl, Stream};
@@ -522,22 +522,20 @@ impl Front {
             *close = true;
         }
         conn.added.clear();
-        // The upstream's headers as a map only for a route whose browser edge merges
-        // into them.
-        let view = if self.core.reads_response(ctx) {
-            response_view(&conn.rbuf, &conn.rspans)
-        } else {
-            HeaderMap::new()
-        };
         let arrival = Lines {
             head: x.head,
             spans: &conn.spans,
+        };
+        // The response lines passed the same parser checks as the request's.
+        let answer = Lines {
+            head: &conn.rbuf,
+            spans: &conn.rspans,
         };
         self.core.upstream_answered(
             ctx,
             resp.status,
             (&x.req.method, &arrival),
-            &view,
+            &answer,
             &mut conn.added,
         );
         response_head(
@@ -784,6 +782,8 @@ fn copy_lines(
 }
 
 fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    // One capacity check for the four pieces.
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -931,24 +931,9 @@ impl EditList {
         self.record(name, Some(start..self.lines.len()));
     }
 
-    fn record(&mut self, name: &[u8], mut line: Option<Range<usize>>) {
+    fn record(&mut self, name: &[u8], line: Option<Range<usize>>) {
         if let Some(at) = self.find(name) {
-            // A name edited again (the budget's second pass, a format re-injected
-            // after its strip): its earlier line goes, the lines after it move up.
-            if let Some(old) = self.items[at].line.take() {
-                self.lines.drain(old.clone());
-                let up = |r: &mut Range<usize>| {
-                    if r.start >= old.end {
-                        *r = r.start - old.len()..r.end - old.len();
-                    }
-                };
-                self.items
-                    .iter_mut()
-                    .filter_map(|e| e.line.as_mut())
-                    .for_each(up);
-                line.as_mut().map(up);
-            }
-            self.items[at].line = line;
+            self.record_again(at, line);
             return;
         }
         self.lens.add(name.len());
@@ -958,6 +943,28 @@ impl EditList {
             name: start..self.names.len(),
             line,
         });
+    }
+
+    /// A name edited again (the budget's second pass, a format re-injected after its
+    /// strip): its earlier line goes, the lines after it move up. Out of line and cold:
+    /// a request's edits name each header once, and [`Self::record`] stays small.
+    #[cold]
+    #[inline(never)]
+    fn record_again(&mut self, at: usize, mut line: Option<Range<usize>>) {
+        if let Some(old) = self.items[at].line.take() {
+            self.lines.drain(old.clone());
+            let up = |r: &mut Range<usize>| {
+                if r.start >= old.end {
+                    *r = r.start - old.len()..r.end - old.len();
+                }
+            };
+            self.items
+                .iter_mut()
+                .filter_map(|e| e.line.as_mut())
+                .for_each(up);
+            line.as_mut().map(up);
+        }
+        self.items[at].line = line;
     }
 }
 
@@ -1022,21 +1029,6 @@ impl HeaderEdit for Edits<'_> {
     fn remove(&mut self, name: &HeaderName) {
         self.edits.record(name.as_str().as_bytes(), None);
     }
-}
-
-/// The upstream's response headers as a map (copied), for the response rules that
-/// merge into them; a header that is not a valid name or value is left out of the view.
-fn response_view(rbuf: &[u8], spans: &[HeaderSpan]) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(spans.len());
-    for s in spans {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&rbuf[s.name.clone()]),
-            HeaderValue::from_bytes(&rbuf[s.value.clone()]),
-        ) {
-            map.append(name, value);
-        }
-    }
-    map
 }
 
 /// Reads more client bytes into `buf` (under the connection's deadlines).
@@ -1214,6 +1206,8 @@ async fn flush(client: &mut ClientStream) -> pingora::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
     use crate::codec::HeaderSource;
     use crate::mediate::HeaderEdit;
