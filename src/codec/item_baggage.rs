@@ -97,19 +97,25 @@ pub(crate) fn extract(
     values: Values,
     out: &mut Baggage,
 ) {
-    let start = out.len();
-    for (name, value) in headers.fields() {
+    for (i, (name, value)) in headers.fields().enumerate() {
         if !super::starts_with_ignore_case(name, prefix) {
             continue;
         }
+        // The first field of a name decides, usable or not (a map's first value).
+        let repeated = || {
+            headers
+                .fields()
+                .take(i)
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+        };
         // A name is a token: ASCII.
         let Ok(key) = std::str::from_utf8(&name[prefix.len()..]) else {
             continue;
         };
-        let key = key.to_ascii_lowercase();
-        if key.is_empty() || out[start..].iter().any(|e| e.key == key) {
+        if key.is_empty() || repeated() {
             continue;
         }
+        let key = key.to_ascii_lowercase();
         let Ok(raw) = value_str(value) else {
             continue;
         };
